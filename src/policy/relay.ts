@@ -1,0 +1,91 @@
+/**
+ * The one place that decides relaying (DESIGN principle 2): may this client, in this session,
+ * send to this recipient? Every denial carries its reason for the log.
+ */
+import { reply } from "../smtp/reply.js";
+import { deny, type Decision } from "./decision.js";
+import type { NetworkList } from "./networks.js";
+
+/** The parts of a parsed path the policy needs (see smtp/address.ts). */
+export interface PathParts {
+  address: string;
+  localPart: string;
+  domain: string;
+  domainIsLiteral: boolean;
+}
+
+export interface ClientContext {
+  ip: string;
+  mode: "mta" | "submission" | "submissions";
+  /** Authenticated login, if any. */
+  authUser?: string;
+}
+
+export interface RelayPolicyOptions {
+  localDomains: readonly string[];
+  /** Address literals ("[192.0.2.1]") that count as local; none by default (SECURITY.md rule 7). */
+  localAddressLiterals: readonly string[];
+  mynetworks: NetworkList;
+  /** Does a mailbox exist for this local address? (user store, later aliases) */
+  localRecipientExists(address: string): Promise<boolean>;
+}
+
+export type RecipientDecision = Decision & { local?: boolean };
+
+export class RelayPolicy {
+  private readonly domains: Set<string>;
+  private readonly literals: Set<string>;
+
+  constructor(private readonly opts: RelayPolicyOptions) {
+    this.domains = new Set(opts.localDomains.map(normaliseDomain));
+    this.literals = new Set(opts.localAddressLiterals.map((l) => l.toLowerCase()));
+  }
+
+  isLocalDomain(domain: string, isLiteral = false): boolean {
+    const d = normaliseDomain(domain);
+    return isLiteral ? this.literals.has(d) : this.domains.has(d);
+  }
+
+  /** May the client relay (send to non-local domains)? */
+  mayRelay(ctx: ClientContext): { allowed: boolean; why: string } {
+    if (ctx.authUser !== undefined) return { allowed: true, why: `authenticated as ${ctx.authUser}` };
+    // Submission ports never relay without AUTH, whatever mynetworks says (RFC 6409 §4.3).
+    if (ctx.mode === "mta" && this.opts.mynetworks.contains(ctx.ip)) return { allowed: true, why: "client in mynetworks" };
+    return { allowed: false, why: "not authenticated and not in mynetworks" };
+  }
+
+  async checkRecipient(ctx: ClientContext, rcpt: PathParts): Promise<RecipientDecision> {
+    const local = this.isLocalDomain(rcpt.domain, rcpt.domainIsLiteral);
+    if (!local) {
+      const relay = this.mayRelay(ctx);
+      if (relay.allowed) return { allow: true, note: relay.why, local: false };
+      return deny(reply(554, "5.7.1", `<${rcpt.address}>: Relay access denied`), `relay denied: ${relay.why}`);
+    }
+    // Local domain. The %-hack and bang paths are never routing: the local part is just data,
+    // so "user%elsewhere@our.domain" is looked up as a mailbox of ours and does not exist.
+    if (isPostmaster(rcpt.localPart)) return { allow: true, note: "postmaster (RFC 5321 §4.5.1)", local: true };
+    let exists: boolean;
+    try {
+      exists = await this.opts.localRecipientExists(rcpt.address);
+    } catch (err) {
+      return deny(reply(451, "4.3.0", `<${rcpt.address}>: Temporary lookup failure`), `user lookup failed: ${String(err)}`);
+    }
+    if (!exists) {
+      // Refused now, at RCPT time: a bounce later would be backscatter.
+      return deny(
+        reply(550, "5.1.1", `<${rcpt.address}>: Recipient address rejected: User unknown in local recipient table`),
+        "unknown local user",
+      );
+    }
+    return { allow: true, local: true };
+  }
+}
+
+export function isPostmaster(localPart: string): boolean {
+  return localPart.toLowerCase() === "postmaster";
+}
+
+export function normaliseDomain(domain: string): string {
+  const d = domain.toLowerCase();
+  return d.endsWith(".") ? d.slice(0, -1) : d;
+}

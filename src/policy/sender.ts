@@ -1,0 +1,105 @@
+/**
+ * Sender ownership for authenticated users (Postfix reject_sender_login_mismatch): a user may send
+ * as its own address, its "+detail" forms, and the extra addresses or "@domain"s listed for it.
+ */
+import { reply } from "../smtp/reply.js";
+import { ALLOW, deny, type Decision } from "./decision.js";
+
+export interface SenderOwner {
+  address: string;
+  senders: readonly string[];
+}
+
+export function ownsAddress(user: SenderOwner, address: string): boolean {
+  const candidate = canonical(address);
+  if (candidate === null) return false;
+  const own = canonical(user.address);
+  if (own !== null && sameMailbox(own, candidate)) return true;
+  for (const entry of user.senders) {
+    if (entry.startsWith("@")) {
+      if (candidate.domain === entry.slice(1).toLowerCase()) return true;
+      continue;
+    }
+    const allowed = canonical(entry);
+    if (allowed !== null && sameMailbox(allowed, candidate)) return true;
+  }
+  return false;
+}
+
+/** MAIL FROM check for an authenticated session. The null sender is allowed (bounces, receipts). */
+export function checkEnvelopeSender(user: SenderOwner, sender: string): Decision {
+  if (sender === "" || ownsAddress(user, sender)) return ALLOW;
+  return deny(
+    reply(553, "5.7.1", `<${sender}>: Sender address rejected: not owned by user ${user.address}`),
+    `sender ${sender} not owned by ${user.address}`,
+  );
+}
+
+/** From: header check for submitted mail (every address in it must be the user's). */
+export function checkFromHeader(user: SenderOwner, fromHeader: string | undefined): Decision {
+  if (fromHeader === undefined) return ALLOW; // RFC 6409 §8.1 lets the MSA add it; we do not guess
+  const addresses = extractAddresses(fromHeader);
+  if (addresses.length === 0) {
+    return deny(reply(550, "5.6.0", "Malformed From: header"), "From: header without an address");
+  }
+  const foreign = addresses.find((a) => !ownsAddress(user, a));
+  if (foreign === undefined) return ALLOW;
+  return deny(
+    reply(553, "5.7.1", `<${foreign}>: From: header address rejected: not owned by user ${user.address}`),
+    `From: header ${foreign} not owned by ${user.address}`,
+  );
+}
+
+/**
+ * Pulls addr-specs out of an RFC 5322 address list: "Name <a@b>, c@d (comment)".
+ * Comments and quoted display names are dropped first so a quoted "<x@y>" cannot hide the real one.
+ */
+export function extractAddresses(header: string): string[] {
+  let text = "";
+  let depth = 0;
+  let quoted = false;
+  for (let i = 0; i < header.length; i++) {
+    const c = header[i]!;
+    if (c === "\\" && (quoted || depth > 0)) {
+      i++;
+      continue;
+    }
+    if (depth > 0) {
+      if (c === "(") depth++;
+      else if (c === ")") depth--;
+      continue;
+    }
+    if (quoted) {
+      if (c === '"') quoted = false;
+      continue;
+    }
+    if (c === '"') quoted = true;
+    else if (c === "(") depth = 1;
+    else text += c;
+  }
+  const out: string[] = [];
+  for (const part of text.split(",")) {
+    const angle = /<([^<>]*)>/.exec(part);
+    const addr = (angle ? angle[1]! : part).trim();
+    if (addr.includes("@")) out.push(addr);
+  }
+  return out;
+}
+
+interface Mailbox {
+  local: string;
+  domain: string;
+}
+
+function canonical(address: string): Mailbox | null {
+  const at = address.lastIndexOf("@");
+  if (at <= 0 || at === address.length - 1) return null;
+  return { local: address.slice(0, at).toLowerCase(), domain: address.slice(at + 1).toLowerCase().replace(/\.$/, "") };
+}
+
+/** "john+lists@x" is john's; the detail separator is "+" as in Postfix's recipient_delimiter. */
+function sameMailbox(owner: Mailbox, candidate: Mailbox): boolean {
+  if (owner.domain !== candidate.domain) return false;
+  if (owner.local === candidate.local) return true;
+  return candidate.local.startsWith(owner.local + "+");
+}

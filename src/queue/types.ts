@@ -1,0 +1,97 @@
+/**
+ * The envelope stored beside each spooled message. Written only by JSON.stringify
+ * (SECURITY.md rule 17: no hand-built queue records).
+ */
+
+export type DsnNotify = "NEVER" | "SUCCESS" | "FAILURE" | "DELAY";
+
+export type RecipientStatus = "pending" | "delivered" | "failed";
+
+export interface EnvelopeRecipient {
+  /** Address as accepted at RCPT (domain lower-cased), e.g. "john@example.org". */
+  address: string;
+  /** DSN NOTIFY (RFC 3461 §4.1); absent when the client gave none. */
+  notify?: DsnNotify[];
+  /** DSN ORCPT (RFC 3461 §4.2), xtext already decoded. */
+  orcpt?: { addrType: string; address: string };
+  status: RecipientStatus;
+  attempts: number;
+  /** ISO time of the next attempt while pending. */
+  nextAttemptAt?: string;
+  /** Last reply or error seen for this recipient, for logs, `queue list` and bounces. */
+  lastResult?: string;
+}
+
+export interface ClientInfo {
+  ip: string;
+  /** HELO/EHLO argument as validated by the parser. */
+  helo: string;
+  listener: "mta" | "submission" | "submissions";
+  authUser?: string;
+  tls?: { version: string; cipher: string };
+}
+
+export interface Envelope {
+  id: string;
+  /** ISO time the message was accepted. */
+  receivedAt: string;
+  /** Reverse path; "" is the null sender (bounces). */
+  mailFrom: string;
+  body?: "7BIT" | "8BITMIME";
+  smtputf8?: boolean;
+  /** DSN RET and ENVID (RFC 3461 §4.3, §4.4). */
+  ret?: "FULL" | "HDRS";
+  envid?: string;
+  /** Size of the spooled message file in octets. */
+  size: number;
+  client: ClientInfo;
+  recipients: EnvelopeRecipient[];
+}
+
+/** The envelope before the spool gives it an id, size and per-recipient state. */
+export type NewEnvelope = Omit<Envelope, "id" | "size" | "receivedAt" | "recipients"> & {
+  recipients: Pick<EnvelopeRecipient, "address" | "notify" | "orcpt">[];
+};
+
+/** Streams one message into the spool. Nothing is visible to the queue until commit() resolves. */
+export interface SpoolWriter {
+  /** The queue id this message will have once committed (known up front for the Received: header). */
+  readonly id: string;
+  /** Resolves when the chunk is accepted (respecting back-pressure). */
+  write(chunk: Buffer): Promise<void>;
+  readonly bytesWritten: number;
+  /** fsync data and envelope, rename both into the queue, fsync the directories; returns the queue id. */
+  commit(envelope: NewEnvelope): Promise<string>;
+  /** Remove everything written so far; safe to call twice or after a failed commit. */
+  abort(): Promise<void>;
+}
+
+/** Result of one delivery attempt for one recipient. */
+export interface RecipientResult {
+  address: string;
+  outcome: "delivered" | "deferred" | "failed";
+  /** The reply or error, e.g. "250 2.0.0 Ok" or "connect ECONNREFUSED 127.0.0.1:2600". */
+  detail: string;
+}
+
+/** The structured logger the queue needs (pino's signature: fields first, then the message). */
+export interface QueueLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+/** One delivery attempt for some of a message's recipients; one result per recipient given. */
+export type DeliverFn = (
+  env: Envelope,
+  messagePath: string,
+  recipients: EnvelopeRecipient[],
+) => Promise<RecipientResult[]>;
+
+/** Retry policy (seconds). Back-off doubles from firstRetrySec up to maxBackoffSec. */
+export interface RetrySchedule {
+  firstRetrySec: number;
+  maxBackoffSec: number;
+  /** A recipient still deferred this long after receivedAt fails. */
+  maxLifetimeSec: number;
+}

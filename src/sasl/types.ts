@@ -1,0 +1,92 @@
+/**
+ * SASL contracts shared by the server (SMTP AUTH) and the client (outbound AUTH, `postern send`).
+ * Mechanisms work on decoded bytes: base64 is the SMTP layer's business (RFC 4954 §4).
+ */
+
+/** Who authenticated. `authzid` is the identity to act as (equal to authcid unless permitted). */
+export interface SaslIdentity {
+  authcid: string;
+  authzid: string;
+}
+
+/** Why an exchange failed; logged by the server, never shown to the client. */
+export type SaslFailureReason =
+  | "malformed" // syntax of the client's message is wrong → 501 5.5.2
+  | "unknown-user" // → 535 5.7.8
+  | "bad-password" // → 535 5.7.8
+  | "authzid-not-permitted" // → 535 5.7.8
+  | "mechanism-unavailable" // the store lacks the secret this mechanism needs → 535 5.7.8
+  | "backend-error"; // → 454 4.7.0
+
+export type SaslServerStep =
+  | { kind: "challenge"; data: Buffer } // server sends "334 " + base64(data)
+  | { kind: "success"; identity: SaslIdentity }
+  | { kind: "failure"; reason: SaslFailureReason; detail?: string };
+
+/** One object per AUTH attempt (SECURITY.md rule 12); never reused after success or failure. */
+export interface SaslServerMechanism {
+  readonly name: string;
+  /**
+   * First step. `initial` is the decoded initial response from `AUTH MECH <ir>`:
+   * null when none was given, an empty Buffer for "=".
+   */
+  start(initial: Buffer | null): Promise<SaslServerStep>;
+  /** Each further client response (decoded). */
+  step(response: Buffer): Promise<SaslServerStep>;
+}
+
+export interface ScramCredentials {
+  salt: Buffer;
+  iterations: number;
+  storedKey: Buffer;
+  serverKey: Buffer;
+}
+
+/**
+ * CRAM-MD5 secret as Dovecot stores it: the MD5 chaining state after one block of
+ * (key XOR ipad) and after one block of (key XOR opad), 16 bytes each.
+ */
+export interface CramMd5Secret {
+  inner: Buffer;
+  outer: Buffer;
+}
+
+export type VerifyResult =
+  | { ok: true; user: string }
+  | { ok: false; reason: "unknown-user" | "bad-password" | "backend-error"; detail?: string };
+
+/** What a credential backend offers to the mechanisms. Unknown users cost the same as known ones. */
+export interface CredentialVerifier {
+  verifyPassword(user: string, password: string): Promise<VerifyResult>;
+  /** null when the user is unknown or the secret is not stored. */
+  scramSha256(user: string): Promise<ScramCredentials | null>;
+  cramMd5(user: string): Promise<CramMd5Secret | null>;
+  /** HA1 = MD5(user ":" realm ":" password), 16 bytes; null when unknown. */
+  digestMd5(user: string, realm: string): Promise<Buffer | null>;
+  /** Mechanisms this store can verify, e.g. ["PLAIN","LOGIN","CRAM-MD5","SCRAM-SHA-256"]. */
+  supportedMechanisms(): string[];
+}
+
+export interface SaslServerOptions {
+  verifier: CredentialVerifier;
+  /** Server host name: used in CRAM-MD5 challenges and as the DIGEST-MD5 realm. */
+  hostname: string;
+  /** May `authcid` act as a different `authzid`? Default policy: only when equal. */
+  authzidAllowed(authcid: string, authzid: string): boolean;
+  /** Secret used to fake SCRAM salts for unknown users (no user-existence oracle). */
+  fakeSaltKey: Buffer;
+}
+
+export interface SaslClientCredentials {
+  username: string;
+  password: string;
+  authzid?: string;
+}
+
+export interface SaslClientMechanism {
+  readonly name: string;
+  /** Initial response to send with AUTH, or null when the mechanism starts with a server challenge. */
+  initial(): Buffer | null;
+  /** Answer a decoded server challenge. Throws when the server's proof (SCRAM) is wrong. */
+  respond(challenge: Buffer): Buffer;
+}

@@ -1,0 +1,200 @@
+/**
+ * One client connection: socket bytes in, replies out, the STARTTLS upgrade, deadlines.
+ * All protocol decisions are the Session's; this file only moves bytes and keeps time.
+ */
+import type { Socket } from "node:net";
+import { TLSSocket, type SecureContext } from "node:tls";
+import { InputBuffer } from "../smtp/input-buffer.js";
+import { formatReply, reply, type Reply } from "../smtp/reply.js";
+import { Session, type Expecting, type SessionOutput } from "../smtp/session.js";
+import type { Logger } from "./log.js";
+
+export interface ConnectionOptions {
+  hostname: string;
+  secureContext?: SecureContext;
+  /** Per-command deadline (RFC 5321 §4.5.3.2.7); not reset by single bytes (slowloris). */
+  idleTimeoutMs: number;
+  /** Deadline for the whole DATA phase. */
+  dataTimeoutMs: number;
+  tlsHandshakeTimeoutMs: number;
+  log: Logger;
+  onClose(): void;
+}
+
+export class SmtpConnection {
+  private socket: Socket;
+  private readonly input = new InputBuffer();
+  private processing = false;
+  private closed = false;
+  private finished = false;
+  private upgrading = false;
+  private deadline: NodeJS.Timeout | null = null;
+  private readonly onData = (chunk: Buffer) => this.received(chunk);
+
+  constructor(
+    socket: Socket,
+    private readonly session: Session,
+    private readonly opts: ConnectionOptions,
+  ) {
+    this.socket = socket;
+  }
+
+  start(): void {
+    this.attach(this.socket);
+    this.send([this.session.greeting()]);
+    this.armDeadline(this.opts.idleTimeoutMs);
+  }
+
+  private attach(socket: Socket): void {
+    socket.on("data", this.onData);
+    socket.on("error", (err) => {
+      this.opts.log.debug({ event: "socket-error", err: err.message }, "socket error");
+    });
+    socket.on("close", () => this.finish());
+  }
+
+  private received(chunk: Buffer): void {
+    if (this.closed) return;
+    this.input.push(chunk);
+    if (!this.processing) void this.process();
+  }
+
+  /** Works through everything buffered; the socket is paused meanwhile (back-pressure). */
+  private async process(): Promise<void> {
+    this.processing = true;
+    this.socket.pause();
+    try {
+      while (!this.closed && !this.upgrading) {
+        const output = await this.next();
+        if (output === null) break;
+        if (this.act(output)) break;
+      }
+    } catch (err) {
+      this.opts.log.error({ event: "internal-error", err: String(err) }, "session failed");
+      this.send([reply(421, "4.3.0", `${this.opts.hostname} Error: internal server error`)]);
+      this.close();
+    } finally {
+      this.processing = false;
+      if (!this.closed && !this.upgrading) this.socket.resume();
+    }
+  }
+
+  /** The next unit of work: one command line, or a DATA chunk. null when more bytes are needed. */
+  private async next(): Promise<SessionOutput | null> {
+    if (this.session.expecting === "data") {
+      const chunk = this.input.takeAll();
+      if (chunk.length === 0) return null;
+      const result = await this.session.receiveData(chunk);
+      if (result === null) return null;
+      if (result.rest && result.rest.length > 0) this.input.push(result.rest);
+      this.armDeadline(this.opts.idleTimeoutMs);
+      return result.output;
+    }
+    const line = this.input.takeLine(this.session.lineLimit);
+    if (line === null) return null;
+    if (line.kind === "error") return this.session.lineError(line.error);
+    this.armDeadline(this.opts.idleTimeoutMs);
+    const output = await this.session.handleLine(line.line);
+    if (this.session.expecting === ("data" as Expecting)) {
+      // RFC 2920 §3.1: DATA ends a pipelined group; the body may only follow our 354.
+      if (this.input.pendingLength > 0) {
+        await this.session.abort();
+        return this.session.outOfSync("DATA");
+      }
+      this.armDeadline(this.opts.dataTimeoutMs);
+    }
+    return output;
+  }
+
+  /** Sends the replies and carries out the action. Returns true when processing must stop. */
+  private act(output: SessionOutput): boolean {
+    if (output.action === "starttls" && this.input.pendingLength > 0) {
+      // SECURITY.md rule 2 (CVE-2011-0411): bytes behind STARTTLS could be an injection.
+      this.input.clear();
+      this.act(this.session.outOfSync("STARTTLS"));
+      return true;
+    }
+    this.send(output.replies);
+    if (output.action === "close") {
+      this.close();
+      return true;
+    }
+    if (output.action === "starttls") {
+      this.upgrade();
+      return true;
+    }
+    return false;
+  }
+
+  private send(replies: Reply[]): void {
+    if (replies.length === 0 || this.socket.destroyed) return;
+    this.socket.write(replies.map(formatReply).join(""));
+  }
+
+  /** RFC 3207: the handshake starts right after our 220; the session forgets everything after it. */
+  private upgrade(): void {
+    const raw = this.socket;
+    this.upgrading = true;
+    raw.removeListener("data", this.onData);
+    raw.removeAllListeners("close");
+    raw.removeAllListeners("error");
+    this.input.clear();
+    const secure = new TLSSocket(raw, { isServer: true, secureContext: this.opts.secureContext });
+    this.socket = secure;
+    this.armDeadline(this.opts.tlsHandshakeTimeoutMs);
+    secure.once("secure", () => {
+      const info = tlsInfo(secure);
+      this.session.tlsStarted(info);
+      this.opts.log.info({ event: "tls", version: info.version, cipher: info.cipher }, "TLS established");
+      this.upgrading = false;
+      this.armDeadline(this.opts.idleTimeoutMs);
+      if (this.input.pendingLength > 0) void this.process();
+    });
+    secure.on("error", (err) => {
+      this.opts.log.info({ event: "tls-failed", err: err.message }, "TLS handshake failed");
+      this.close(true);
+    });
+    secure.on("data", this.onData);
+    secure.on("close", () => this.finish());
+  }
+
+  private armDeadline(ms: number): void {
+    if (this.deadline) clearTimeout(this.deadline);
+    this.deadline = setTimeout(() => this.timedOut(), ms);
+    this.deadline.unref();
+  }
+
+  private timedOut(): void {
+    if (this.closed) return;
+    this.opts.log.info({ event: "timeout", phase: this.session.expecting }, "client timed out");
+    if (!this.upgrading) this.send([reply(421, "4.4.2", `${this.opts.hostname} Error: timeout exceeded`)]);
+    this.close(this.upgrading);
+  }
+
+  private close(destroy = false): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.deadline) clearTimeout(this.deadline);
+    void this.session.abort();
+    if (destroy) this.socket.destroy();
+    else this.socket.end();
+    // A client that never reads its replies must not keep the socket (and a limiter slot) forever.
+    setTimeout(() => this.socket.destroy(), 5000).unref();
+  }
+
+  private finish(): void {
+    if (this.finished) return;
+    this.finished = true;
+    if (this.deadline) clearTimeout(this.deadline);
+    this.opts.onClose();
+    if (this.closed) return;
+    this.closed = true;
+    const phase = this.session.expecting;
+    // Logged once the half-received message is gone, so the log line means "nothing left behind".
+    void this.session.abort().then(() => this.opts.log.info({ event: "disconnect", phase }, "client disconnected"));
+  }
+}
+
+export function tlsInfo(socket: TLSSocket): { version: string; cipher: string } {
+  return { version: socket.getProtocol() ?? "unknown", cipher: socket.getCipher()?.standardName ?? "unknown" };
+}

@@ -1,0 +1,42 @@
+/**
+ * Logging: one JSON line per event (pino), or a readable line for people at a terminal.
+ * Values from the client are JSON-escaped in both modes, so control bytes never reach the log raw
+ * (SECURITY.md rule 19).
+ */
+import { Writable } from "node:stream";
+import { pino, type Logger } from "pino";
+
+export type { Logger } from "pino";
+
+export function createLogger(opts: { level: string; format: "json" | "pretty" }, out: NodeJS.WritableStream = process.stdout): Logger {
+  const base = { base: undefined, timestamp: pino.stdTimeFunctions.isoTime, level: opts.level };
+  if (opts.format === "json") return pino(base, pino.destination({ dest: 1, sync: false }));
+  return pino(base, readableStream(out));
+}
+
+const LEVELS: Record<number, string> = { 10: "TRACE", 20: "DEBUG", 30: "INFO", 40: "WARN", 50: "ERROR", 60: "FATAL" };
+
+function readableStream(out: NodeJS.WritableStream): Writable {
+  return new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString("utf8").split("\n")) {
+        if (line) out.write(formatReadable(line) + "\n");
+      }
+      done();
+    },
+  });
+}
+
+export function formatReadable(jsonLine: string): string {
+  let rec: Record<string, unknown>;
+  try {
+    rec = JSON.parse(jsonLine) as Record<string, unknown>;
+  } catch {
+    return JSON.stringify(jsonLine);
+  }
+  const { time, level, msg, ...rest } = rec;
+  const fields = Object.entries(rest)
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => `${k}=${typeof v === "string" && /^[\x21-\x7e]*$/.test(v) ? v : JSON.stringify(v)}`);
+  return `${String(time)} ${LEVELS[level as number] ?? String(level)} ${String(msg)} ${fields.join(" ")}`.trimEnd();
+}

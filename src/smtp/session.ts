@@ -1,0 +1,621 @@
+/**
+ * The SMTP session as a state machine (DESIGN principle 1). It receives command lines and DATA
+ * bytes, answers with replies and asks its ports (SASL, policy, spool) for decisions. It never
+ * touches a socket, a file or the clock: the connection layer does the I/O.
+ */
+import { randomBytes } from "node:crypto";
+import { reply, type Reply } from "./reply.js";
+import { parseCommand, type ParsedCommand } from "./command.js";
+import { parseMailParams, parseRcptParams, parsePath, type MailPath, type MailParams } from "./address.js";
+import { DataReader, type DataError } from "./data-reader.js";
+import { HeaderCollector, type HeaderInfo } from "./headers.js";
+import { decodeBase64Strict } from "./base64.js";
+import { buildReceivedHeader, rfc5322Date } from "./trace.js";
+import type { SaslServerMechanism, SaslServerStep, SaslFailureReason } from "../sasl/types.js";
+import type { Decision } from "../policy/decision.js";
+import type { EnvelopeRecipient, NewEnvelope, SpoolWriter } from "../queue/types.js";
+
+export type ListenerMode = "mta" | "submission" | "submissions";
+
+export interface SessionSettings {
+  hostname: string;
+  banner: string;
+  mode: ListenerMode;
+  /** STARTTLS can be offered (a certificate is loaded and the connection is not TLS yet). */
+  tlsAvailable: boolean;
+  /** AUTH is enabled on this listener (always for submission modes). */
+  authEnabled: boolean;
+  /** Admin explicitly allowed AUTH (and submission) before TLS on this listener. */
+  authWithoutTls: boolean;
+  limits: {
+    commandLineLength: number;
+    authLineLength: number;
+    textLineLength: number;
+    recipients: number;
+    messageSize: number;
+    errors: number;
+    junkCommands: number;
+    authFailures: number;
+    authFailureDelayMs: number;
+    headerBytes: number;
+    maxReceivedHeaders: number;
+  };
+  bareLineEnds: "reject" | "normalize";
+}
+
+export interface ConnectionFacts {
+  remoteIp: string;
+  /** Set when the connection is (now) encrypted. */
+  tls?: { version: string; cipher: string };
+}
+
+/** A logged event; the connection layer adds the connection id and client address. */
+export interface SessionLog {
+  info(fields: Record<string, unknown>, msg: string): void;
+  warn(fields: Record<string, unknown>, msg: string): void;
+}
+
+export interface SenderAccount {
+  address: string;
+  senders: readonly string[];
+}
+
+/** Everything the session asks of the world. */
+export interface SessionPorts {
+  /** Mechanisms offered right now (already filtered by the store's abilities and config). */
+  mechanisms(): string[];
+  createMechanism(name: string): SaslServerMechanism | null;
+  /** The account behind an authenticated login (for sender checks). */
+  account(login: string): Promise<SenderAccount | null>;
+  checkSender(ctx: PolicyContext, sender: MailPath, account: SenderAccount | null): Promise<Decision>;
+  checkRecipient(ctx: PolicyContext, rcpt: MailPath): Promise<Decision>;
+  checkFromHeader(account: SenderAccount, from: string | undefined): Decision;
+  openSpool(): Promise<SpoolWriter>;
+  /** Called after a successful commit, before 250 is sent. */
+  queued(id: string, envelope: NewEnvelope): void;
+  delay(ms: number): Promise<void>;
+  log: SessionLog;
+  now(): Date;
+}
+
+export interface PolicyContext {
+  ip: string;
+  mode: ListenerMode;
+  authUser?: string;
+}
+
+export type SessionAction = "close" | "starttls";
+
+export interface SessionOutput {
+  replies: Reply[];
+  action?: SessionAction;
+}
+
+/** What the connection should read next, and with which line limit. */
+export type Expecting = "command" | "auth-response" | "data";
+
+interface Transaction {
+  sender: MailPath;
+  params: MailParams;
+  recipients: Pick<EnvelopeRecipient, "address" | "notify" | "orcpt">[];
+  refusedRecipients: number;
+}
+
+interface DataPhase {
+  writer: SpoolWriter;
+  reader: DataReader;
+  headers: HeaderCollector;
+  refusal?: { reply: Reply; reason: string };
+  /** Writes in flight are chained so the spool sees bytes in order. */
+  pending: Promise<void>;
+  writeError?: unknown;
+  /** The From: header of submitted mail, checked against the login at the end of DATA. */
+  fromHeader?: string;
+}
+
+export class Session {
+  private helo: string | null = null;
+  private esmtp = false;
+  private authUser: string | null = null;
+  private authMechanism: SaslServerMechanism | null = null;
+  private transaction: Transaction | null = null;
+  private dataPhase: DataPhase | null = null;
+  private errors = 0;
+  private junk = 0;
+  private authFailures = 0;
+  private closed = false;
+
+  constructor(
+    private readonly settings: SessionSettings,
+    private readonly ports: SessionPorts,
+    private facts: ConnectionFacts,
+  ) {}
+
+  get expecting(): Expecting {
+    if (this.dataPhase) return "data";
+    return this.authMechanism ? "auth-response" : "command";
+  }
+
+  /** Line limit for the next line the connection reads (RFC 5321 §4.5.3.1.4, RFC 4954 §4). */
+  get lineLimit(): number {
+    return this.authMechanism ? this.settings.limits.authLineLength : this.settings.limits.commandLineLength;
+  }
+
+  get authenticatedUser(): string | null {
+    return this.authUser;
+  }
+
+  greeting(): Reply {
+    return reply(220, undefined, `${this.settings.hostname} ${this.settings.banner}`);
+  }
+
+  /** RFC 3207 §4.2: after the handshake, forget everything learned before it. */
+  tlsStarted(tls: { version: string; cipher: string }): void {
+    this.facts = { ...this.facts, tls };
+    this.helo = null;
+    this.esmtp = false;
+    this.authUser = null;
+    this.authMechanism = null;
+    this.transaction = null;
+  }
+
+  /** A line the connection layer could not take (too long, bare CR/LF). */
+  lineError(kind: "too-long" | "bare-lf" | "bare-cr"): SessionOutput {
+    this.authMechanism = null;
+    const text =
+      kind === "too-long" ? "Error: line too long" : "Error: bare CR or LF in command; lines must end with CRLF";
+    this.ports.log.warn({ event: "protocol-error", kind }, "bad command line");
+    return { replies: [reply(500, "5.5.2", text)], action: "close" };
+  }
+
+  /** Client spoke out of turn (pipelined behind STARTTLS or DATA, or before the greeting). */
+  outOfSync(after: string): SessionOutput {
+    this.ports.log.warn({ event: "protocol-error", kind: "out-of-sync", after }, "client pipelined out of turn");
+    return { replies: [reply(554, "5.5.0", `Error: SMTP protocol synchronization (data sent after ${after})`)], action: "close" };
+  }
+
+  async handleLine(line: Buffer): Promise<SessionOutput> {
+    if (this.closed) return { replies: [] };
+    const out = this.authMechanism ? await this.authResponse(line) : await this.command(parseCommand(line));
+    return this.countErrors(out);
+  }
+
+  private countErrors(out: SessionOutput): SessionOutput {
+    if (out.action === "close") {
+      this.closed = true;
+      return out;
+    }
+    for (const r of out.replies) if (r.code >= 400 && r.code !== 421) this.errors++;
+    if (this.errors >= this.settings.limits.errors) {
+      this.ports.log.warn({ event: "limit", limit: "errors", count: this.errors }, "too many errors");
+      this.closed = true;
+      return { replies: [...out.replies, this.closing("Error: too many errors")], action: "close" };
+    }
+    return out;
+  }
+
+  private closing(text: string): Reply {
+    return reply(421, "4.7.0", `${this.settings.hostname} ${text}`);
+  }
+
+  private junkCommand(r: Reply): SessionOutput {
+    if (++this.junk > this.settings.limits.junkCommands) {
+      this.ports.log.warn({ event: "limit", limit: "junkCommands", count: this.junk }, "too many junk commands");
+      return { replies: [this.closing("Error: too many junk commands")], action: "close" };
+    }
+    return { replies: [r] };
+  }
+
+  private async command(cmd: ParsedCommand): Promise<SessionOutput> {
+    switch (cmd.kind) {
+      case "error":
+        return { replies: [cmd.reply] };
+      case "EHLO":
+      case "HELO":
+        return { replies: [this.hello(cmd.kind, cmd.domain)] };
+      case "STARTTLS":
+        return this.startTls();
+      case "AUTH":
+        return this.auth(cmd.mechanism, cmd.initialResponse);
+      case "MAIL":
+        return { replies: [await this.mail(cmd.path, cmd.params)] };
+      case "RCPT":
+        return { replies: [await this.rcpt(cmd.path, cmd.params)] };
+      case "DATA":
+        return this.data();
+      case "RSET":
+        this.transaction = null;
+        return this.junkCommand(reply(250, "2.0.0", "Ok"));
+      case "NOOP":
+        return this.junkCommand(reply(250, "2.0.0", "Ok"));
+      case "QUIT":
+        return { replies: [reply(221, "2.0.0", "Bye")], action: "close" };
+      case "VRFY":
+        // RFC 5321 §3.5.3 / §7.3: never confirm or deny a mailbox (no user enumeration).
+        return this.junkCommand(reply(252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery"));
+      case "EXPN":
+        return this.junkCommand(reply(502, "5.5.1", "Error: EXPN is disabled"));
+      case "HELP":
+        return this.junkCommand(reply(214, "2.0.0", "Commands: EHLO HELO STARTTLS AUTH MAIL RCPT DATA RSET NOOP QUIT VRFY HELP"));
+      case "HTTP":
+        // SECURITY.md rule 5: cross-protocol requests end the connection.
+        this.ports.log.warn({ event: "protocol-error", kind: "http" }, "HTTP request on an SMTP port");
+        return { replies: [cmd.reply], action: "close" };
+      case "UNKNOWN":
+        return { replies: [cmd.reply] };
+    }
+  }
+
+  // ---- EHLO / HELO ------------------------------------------------------------------------
+
+  private hello(kind: "EHLO" | "HELO", domain: string): Reply {
+    // RFC 5321 §4.1.4: EHLO/HELO resets any transaction in progress.
+    this.transaction = null;
+    this.helo = domain;
+    this.esmtp = kind === "EHLO";
+    const first = `${this.settings.hostname} Hello ${domain} [${this.facts.remoteIp}]`;
+    if (kind === "HELO") return reply(250, undefined, first);
+    const ext = [
+      "PIPELINING",
+      `SIZE ${this.settings.limits.messageSize}`,
+      "8BITMIME",
+      "ENHANCEDSTATUSCODES",
+      "SMTPUTF8",
+      "DSN",
+    ];
+    if (this.settings.tlsAvailable && !this.facts.tls) ext.push("STARTTLS");
+    if (this.authOffered()) {
+      const mechs = this.ports.mechanisms();
+      if (mechs.length > 0) ext.push(`AUTH ${mechs.join(" ")}`);
+    }
+    return reply(250, undefined, first, ...ext);
+  }
+
+  private authOffered(): boolean {
+    if (!this.settings.authEnabled || this.authUser) return false;
+    return this.facts.tls !== undefined || this.settings.authWithoutTls;
+  }
+
+  // ---- STARTTLS (RFC 3207) ------------------------------------------------------------------
+
+  private startTls(): SessionOutput {
+    if (this.facts.tls) return { replies: [reply(554, "5.5.1", "Error: TLS already active")] };
+    if (!this.settings.tlsAvailable) return { replies: [reply(502, "5.5.1", "Error: STARTTLS not available")] };
+    if (!this.helo) return { replies: [reply(503, "5.5.1", "Error: send EHLO first")] };
+    return { replies: [reply(220, "2.0.0", "Ready to start TLS")], action: "starttls" };
+  }
+
+  // ---- AUTH (RFC 4954) ------------------------------------------------------------------------
+
+  private async auth(mechanismName: string, initial: string | undefined): Promise<SessionOutput> {
+    if (!this.helo || !this.esmtp) return { replies: [reply(503, "5.5.1", "Error: send EHLO first")] };
+    if (!this.facts.tls && !this.settings.authWithoutTls) {
+      this.ports.log.warn({ event: "auth-refused", reason: "no-tls" }, "AUTH before TLS refused");
+      // SECURITY.md rule 9: never take a password in clear; tell the client where to go.
+      if (this.settings.mode === "mta")
+        return { replies: [reply(503, "5.5.1", "Error: AUTH not available here; use port 587 (STARTTLS) or 465")] };
+      return { replies: [reply(530, "5.7.0", "Must issue a STARTTLS command first")] };
+    }
+    if (!this.settings.authEnabled)
+      return { replies: [reply(503, "5.5.1", "Error: AUTH not available here; use port 587 (STARTTLS) or 465")] };
+    if (this.authUser) return { replies: [reply(503, "5.5.1", "Error: already authenticated")] };
+    if (this.transaction) return { replies: [reply(503, "5.5.1", "Error: AUTH not permitted during a mail transaction")] };
+    const name = mechanismName.toUpperCase();
+    // SECURITY.md rule 12: a fresh mechanism object per attempt, only among those offered.
+    const mechanism = this.ports.mechanisms().includes(name) ? this.ports.createMechanism(name) : null;
+    if (!mechanism) {
+      this.ports.log.warn({ event: "auth-failure", mechanism: name, reason: "mechanism-not-allowed" }, "AUTH failed");
+      return { replies: [reply(504, "5.5.4", "Unrecognized authentication type")] };
+    }
+    let decoded: Buffer | null = null;
+    if (initial !== undefined) {
+      if (initial === "*") return { replies: [reply(501, "5.7.0", "Authentication cancelled")] };
+      decoded = initial === "=" ? Buffer.alloc(0) : decodeBase64Strict(initial);
+      if (decoded === null) return { replies: [reply(501, "5.5.2", "Error: invalid base64 data")] };
+    }
+    this.authMechanism = mechanism;
+    return this.authStep(await this.safeStep(() => mechanism.start(decoded)));
+  }
+
+  private async authResponse(line: Buffer): Promise<SessionOutput> {
+    const mechanism = this.authMechanism!;
+    const text = line.toString("latin1");
+    if (text === "*") {
+      this.authMechanism = null;
+      this.ports.log.info({ event: "auth-cancelled", mechanism: mechanism.name }, "AUTH cancelled by client");
+      return { replies: [reply(501, "5.7.0", "Authentication cancelled")] };
+    }
+    const decoded = decodeBase64Strict(text);
+    if (decoded === null) {
+      this.authMechanism = null;
+      return { replies: [reply(501, "5.5.2", "Error: invalid base64 data")] };
+    }
+    return this.authStep(await this.safeStep(() => mechanism.step(decoded)));
+  }
+
+  private async safeStep(step: () => Promise<SaslServerStep>): Promise<SaslServerStep> {
+    try {
+      return await step();
+    } catch (err) {
+      return { kind: "failure", reason: "backend-error", detail: String(err) };
+    }
+  }
+
+  private async authStep(step: SaslServerStep): Promise<SessionOutput> {
+    const mechanism = this.authMechanism!;
+    if (step.kind === "challenge") return { replies: [reply(334, undefined, step.data.toString("base64"))] };
+    this.authMechanism = null;
+    if (step.kind === "success") {
+      this.authUser = step.identity.authzid;
+      this.ports.log.info(
+        { event: "auth-success", mechanism: mechanism.name, user: step.identity.authzid, authcid: step.identity.authcid },
+        "AUTH succeeded",
+      );
+      return { replies: [reply(235, "2.7.0", "Authentication successful")] };
+    }
+    return this.authFailed(mechanism.name, step.reason, step.detail);
+  }
+
+  private async authFailed(mechanism: string, reason: SaslFailureReason, detail?: string): Promise<SessionOutput> {
+    this.authFailures++;
+    // The log says why; the client only learns that it failed (SECURITY.md rule 14).
+    this.ports.log.warn({ event: "auth-failure", mechanism, reason, detail, failures: this.authFailures }, "AUTH failed");
+    if (reason === "malformed") return { replies: [reply(501, "5.5.2", "Error: malformed authentication response")] };
+    // Answer failures late (Dovecot's auth_failure_delay): guessing gets slow.
+    await this.ports.delay(this.settings.limits.authFailureDelayMs);
+    const r =
+      reason === "backend-error"
+        ? reply(454, "4.7.0", "Temporary authentication failure")
+        : reply(535, "5.7.8", "Authentication credentials invalid");
+    if (this.authFailures >= this.settings.limits.authFailures) {
+      this.ports.log.warn({ event: "limit", limit: "authFailures", count: this.authFailures }, "too many AUTH failures");
+      return { replies: [r, this.closing("Error: too many authentication failures")], action: "close" };
+    }
+    return { replies: [r] };
+  }
+
+  // ---- MAIL / RCPT ------------------------------------------------------------------------------
+
+  private policyContext(): PolicyContext {
+    return { ip: this.facts.remoteIp, mode: this.settings.mode, authUser: this.authUser ?? undefined };
+  }
+
+  /** RFC 6409 §4.3 / RFC 3207 §4: the submission ports take mail only over TLS and after AUTH. */
+  private submissionGate(): Reply | null {
+    if (this.settings.mode === "mta") return null;
+    if (!this.facts.tls && !this.settings.authWithoutTls) return reply(530, "5.7.0", "Must issue a STARTTLS command first");
+    if (!this.authUser) return reply(530, "5.7.0", "Authentication required");
+    return null;
+  }
+
+  private async mail(pathText: string, paramText: string): Promise<Reply> {
+    if (!this.helo) return reply(503, "5.5.1", "Error: send HELO/EHLO first");
+    if (this.transaction) return reply(503, "5.5.1", "Error: nested MAIL command");
+    const gate = this.submissionGate();
+    if (gate) {
+      this.ports.log.info({ event: "mail-refused", reason: gate.lines[0] }, "MAIL refused");
+      return gate;
+    }
+    const parsedParams = parseMailParams(paramText, {
+      size: this.esmtp,
+      eightBitMime: this.esmtp,
+      smtputf8: this.esmtp,
+      dsn: this.esmtp,
+      auth: this.esmtp && this.authOffered(),
+    });
+    if (!parsedParams.ok) return parsedParams.reply;
+    const params = parsedParams.value;
+    const path = parsePath(pathText, { allowNull: true, allowUtf8: params.smtputf8 === true, role: "sender" });
+    if (!path.ok) return path.reply;
+    if (params.size !== undefined && params.size > this.settings.limits.messageSize) {
+      // RFC 1870 §6.2
+      return reply(552, "5.3.4", "Message size exceeds fixed maximum message size");
+    }
+    const account = this.authUser ? await this.ports.account(this.authUser) : null;
+    const decision = await this.ports.checkSender(this.policyContext(), path.path, account);
+    if (!decision.allow) {
+      this.ports.log.info({ event: "mail-refused", from: path.path.address, reason: decision.reason }, "MAIL refused");
+      return decision.reply;
+    }
+    this.transaction = { sender: path.path, params, recipients: [], refusedRecipients: 0 };
+    this.ports.log.info({ event: "mail", from: path.path.address, size: params.size }, "MAIL accepted");
+    return reply(250, "2.1.0", "Ok");
+  }
+
+  private async rcpt(pathText: string, paramText: string): Promise<Reply> {
+    const tx = this.transaction;
+    if (!tx) return reply(503, "5.5.1", "Error: need MAIL command");
+    if (tx.recipients.length >= this.settings.limits.recipients) {
+      return reply(452, "4.5.3", "Error: too many recipients"); // RFC 5321 §4.5.3.1.10
+    }
+    const parsedParams = parseRcptParams(paramText, { dsn: this.esmtp });
+    if (!parsedParams.ok) return parsedParams.reply;
+    const path = parsePath(pathText, { allowNull: false, allowUtf8: tx.params.smtputf8 === true, role: "recipient" });
+    if (!path.ok) return path.reply;
+    const decision = await this.ports.checkRecipient(this.policyContext(), path.path);
+    if (!decision.allow) {
+      tx.refusedRecipients++;
+      this.ports.log.info(
+        { event: "rcpt-refused", from: tx.sender.address, to: path.path.address, reason: decision.reason },
+        "RCPT refused",
+      );
+      return decision.reply;
+    }
+    const address = path.path.address;
+    if (!tx.recipients.some((r) => r.address.toLowerCase() === address.toLowerCase())) {
+      tx.recipients.push({ address, notify: parsedParams.value.notify, orcpt: parsedParams.value.orcpt });
+    }
+    this.ports.log.info({ event: "rcpt", from: tx.sender.address, to: address, note: decision.note }, "RCPT accepted");
+    return reply(250, "2.1.5", "Ok");
+  }
+
+  // ---- DATA ------------------------------------------------------------------------------------
+
+  private async data(): Promise<SessionOutput> {
+    const tx = this.transaction;
+    if (!tx) return { replies: [reply(503, "5.5.1", "Error: need MAIL command")] };
+    if (tx.recipients.length === 0) {
+      return {
+        replies: [
+          tx.refusedRecipients > 0
+            ? reply(554, "5.5.1", "Error: no valid recipients")
+            : reply(503, "5.5.1", "Error: need RCPT command"),
+        ],
+      };
+    }
+    let writer: SpoolWriter;
+    try {
+      writer = await this.ports.openSpool();
+    } catch (err) {
+      this.ports.log.warn({ event: "spool-error", err: String(err) }, "cannot open spool file");
+      return { replies: [reply(451, "4.3.0", "Error: queue file write error")] };
+    }
+    const headers = new HeaderCollector({ maxHeaderBytes: this.settings.limits.headerBytes });
+    const phase: DataPhase = {
+      writer,
+      reader: new DataReader({
+        maxLineLength: this.settings.limits.textLineLength,
+        maxMessageSize: this.settings.limits.messageSize,
+        bareLineEnds: this.settings.bareLineEnds,
+      }),
+      headers,
+      pending: Promise.resolve(),
+    };
+    headers.setHeaderEndHook((info) => this.headerSectionDone(phase, tx, info));
+    this.dataPhase = phase;
+    return { replies: [reply(354, undefined, "End data with <CR><LF>.<CR><LF>")] };
+  }
+
+  /**
+   * Raw bytes from the socket while in DATA. Resolves to null while the message goes on, or to
+   * the final reply and the bytes that followed the terminating dot.
+   */
+  async receiveData(chunk: Buffer): Promise<{ output: SessionOutput; rest?: Buffer } | null> {
+    const phase = this.dataPhase!;
+    const pushed = phase.reader.push(chunk);
+    for (const piece of pushed.data) this.store(phase, phase.headers.push(piece));
+    if (!pushed.done) {
+      await phase.pending; // back-pressure: the socket is read again only once the spool took the bytes
+      return null;
+    }
+    if (!pushed.error) this.store(phase, phase.headers.finish());
+    const output = this.countErrors(await this.finishData(phase, pushed.error));
+    return { output, rest: pushed.rest };
+  }
+
+  private store(phase: DataPhase, pieces: Buffer[]): void {
+    for (const piece of pieces) {
+      if (piece.length === 0) continue;
+      phase.pending = phase.pending.then(() => phase.writer.write(piece)).catch((err) => {
+        phase.writeError ??= err;
+      });
+    }
+  }
+
+  /** Called once, when the header section is complete: checks it and returns what goes on top. */
+  private headerSectionDone(phase: DataPhase, tx: Transaction, info: HeaderInfo): Buffer {
+    if (info.count("received") >= this.settings.limits.maxReceivedHeaders) {
+      // RFC 5321 §6.3: a mail loop.
+      phase.refusal ??= { reply: reply(554, "5.4.6", "Error: too many hops (mail loop?)"), reason: "mail loop" };
+    }
+    const submitted = this.settings.mode !== "mta" && this.authUser !== null;
+    let top = buildReceivedHeader({
+      heloName: this.helo ?? "unknown",
+      clientIp: this.facts.remoteIp,
+      hostname: this.settings.hostname,
+      protocol: this.protocolName(),
+      queueId: phase.writer.id,
+      tls: this.facts.tls,
+      recipient: tx.recipients.length === 1 ? tx.recipients[0]!.address : undefined,
+      date: this.ports.now(),
+    });
+    if (submitted) {
+      // RFC 6409 §8.2, §8.3: the MSA adds Date and Message-ID when the client left them out.
+      if (info.get("date") === undefined) top += `Date: ${rfc5322Date(this.ports.now())}\r\n`;
+      if (info.get("message-id") === undefined)
+        top += `Message-ID: <${Date.now().toString(36)}.${randomBytes(8).toString("hex")}@${this.settings.hostname}>\r\n`;
+      phase.fromHeader = info.get("from");
+    }
+    return Buffer.from(top, "utf8");
+  }
+
+  /** RFC 3848 protocol names. */
+  private protocolName(): string {
+    if (!this.esmtp) return "SMTP";
+    return `ESMTP${this.facts.tls ? "S" : ""}${this.authUser ? "A" : ""}`;
+  }
+
+  private async finishData(phase: DataPhase, error: DataError | undefined): Promise<SessionOutput> {
+    const tx = this.transaction!;
+    this.dataPhase = null;
+    this.transaction = null;
+    await phase.pending;
+    let refusal: { reply: Reply; reason: string; close?: boolean } | undefined = phase.refusal;
+    if (error === "bare-line-end") {
+      // SECURITY.md rule 1 (CVE-2023-51764 and kin): never a line end, never a message end.
+      refusal = { reply: reply(521, "5.5.2", "Error: bare CR or LF received in message data"), reason: "bare CR/LF in DATA", close: true };
+    } else if (error === "too-big") {
+      refusal = { reply: reply(552, "5.3.4", "Message size exceeds fixed maximum message size"), reason: "message too big" };
+    } else if (error === "line-too-long") {
+      refusal = { reply: reply(500, "5.5.2", "Error: message line too long (RFC 5321 §4.5.3.1.6)"), reason: "line too long" };
+    } else if (phase.writeError !== undefined) {
+      refusal = { reply: reply(451, "4.3.0", "Error: queue file write error"), reason: `spool write failed: ${String(phase.writeError)}` };
+    }
+    if (!refusal && this.settings.mode !== "mta" && this.authUser) {
+      const account = await this.ports.account(this.authUser);
+      const check = account ? this.ports.checkFromHeader(account, phase.fromHeader) : null;
+      if (check && !check.allow) refusal = check;
+    }
+    if (refusal) {
+      await phase.writer.abort().catch(() => undefined);
+      this.ports.log.info({ event: "data-refused", from: tx.sender.address, reason: refusal.reason }, "message refused");
+      return { replies: [refusal.reply], action: refusal.close ? "close" : undefined };
+    }
+    const envelope: NewEnvelope = {
+      mailFrom: tx.sender.address,
+      body: tx.params.body,
+      smtputf8: tx.params.smtputf8,
+      ret: tx.params.ret,
+      envid: tx.params.envid,
+      client: {
+        ip: this.facts.remoteIp,
+        helo: this.helo ?? "",
+        listener: this.settings.mode,
+        authUser: this.authUser ?? undefined,
+        tls: this.facts.tls,
+      },
+      recipients: tx.recipients,
+    };
+    let id: string;
+    try {
+      // SECURITY.md rule 16: 250 only once data and envelope are durable.
+      id = await phase.writer.commit(envelope);
+    } catch (err) {
+      await phase.writer.abort().catch(() => undefined);
+      this.ports.log.warn({ event: "spool-error", err: String(err) }, "queue commit failed");
+      return { replies: [reply(451, "4.3.0", "Error: queue file write error")] };
+    }
+    this.ports.log.info(
+      { event: "queued", id, from: tx.sender.address, to: tx.recipients.map((r) => r.address), size: phase.writer.bytesWritten },
+      "message queued",
+    );
+    this.ports.queued(id, envelope);
+    return { replies: [reply(250, "2.0.0", `Ok: queued as ${id}`)] };
+  }
+
+  /** The connection ended (or failed) mid-session: nothing half-received may survive. */
+  async abort(): Promise<void> {
+    this.closed = true;
+    const phase = this.dataPhase;
+    this.dataPhase = null;
+    this.authMechanism = null;
+    if (phase) {
+      await phase.pending;
+      await phase.writer.abort().catch(() => undefined);
+    }
+  }
+}
+
+export function newSessionId(): string {
+  return randomBytes(6).toString("hex");
+}

@@ -1,0 +1,147 @@
+/**
+ * Starts the real `postern serve` process on ephemeral loopback ports with a config written to a
+ * temp folder, and reads its JSON log lines (ports, events) from stdout.
+ */
+import { spawn, execFile, type ChildProcess } from "node:child_process";
+import { mkdtemp, writeFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { stringify } from "yaml";
+
+export const ROOT = resolve(import.meta.dirname, "../../../..");
+export const BIN = join(ROOT, "bin/postern.js");
+
+export interface LogLine {
+  event?: string;
+  msg?: string;
+  [key: string]: unknown;
+}
+
+export interface TestUser {
+  address: string;
+  password: string;
+  senders?: string[];
+}
+
+export interface Postern {
+  dir: string;
+  configPath: string;
+  ports: { mta: number; submission: number; submissions: number };
+  logs: LogLine[];
+  /** Resolves with the first log line (past or future) matching the predicate. */
+  waitForLog(pred: (l: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
+  stop(signal?: NodeJS.Signals): Promise<void>;
+  /** Start the server again on the same data directory (restart test). */
+  restart(): Promise<void>;
+  cleanup(): Promise<void>;
+}
+
+export function runCli(args: string[], input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolvePromise) => {
+    const child = execFile(process.execPath, [BIN, ...args], { cwd: ROOT }, (err, stdout, stderr) => {
+      const code = err ? ((err as { code?: number }).code ?? 1) : 0;
+      resolvePromise({ code: typeof code === "number" ? code : 1, stdout, stderr });
+    });
+    child.stdin?.end(input ?? "");
+  });
+}
+
+export async function startPostern(opts: { config?: Record<string, unknown>; users?: TestUser[] } = {}): Promise<Postern> {
+  const dir = await mkdtemp(join(tmpdir(), "postern-e2e-"));
+  const config = {
+    hostname: "mail.example.org",
+    dataDir: join(dir, "data"),
+    domains: ["example.org"],
+    listeners: [
+      { address: "127.0.0.1", port: 0, mode: "mta" },
+      { address: "127.0.0.1", port: 0, mode: "submission" },
+      { address: "127.0.0.1", port: 0, mode: "submissions" },
+    ],
+    delivery: { maildir: join(dir, "mail/{domain}/{localpart}") },
+    queue: { firstRetrySec: 1 },
+    limits: { authFailureDelayMs: 10 },
+    log: { level: "debug" },
+    ...opts.config,
+  };
+  const configPath = join(dir, "postern.yaml");
+  await writeFile(configPath, stringify(config));
+  for (const u of opts.users ?? []) {
+    const args = ["user", "add", u.address, "--password-stdin", "--config", configPath];
+    for (const s of u.senders ?? []) args.push("--sender", s);
+    const r = await runCli(args, u.password + "\n");
+    if (r.code !== 0) throw new Error(`user add failed: ${r.stderr}`);
+  }
+
+  let child: ChildProcess;
+  const logs: LogLine[] = [];
+  const waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
+  const ports = { mta: 0, submission: 0, submissions: 0 };
+
+  const launch = async () => {
+    child = spawn(process.execPath, [BIN, "serve", "--config", configPath], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    let stderr = "";
+    child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+    createInterface({ input: child.stdout! }).on("line", (text) => {
+      let line: LogLine;
+      try {
+        line = JSON.parse(text) as LogLine;
+      } catch {
+        line = { msg: text };
+      }
+      logs.push(line);
+      for (const w of [...waiters]) {
+        if (w.pred(line)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(line);
+        }
+      }
+    });
+    const listening = new Set<string>();
+    const started = logs.length;
+    await new Promise<void>((ok, fail) => {
+      const check = (l: LogLine) => {
+        if (l.event === "listening") {
+          ports[l.mode as keyof typeof ports] = l.port as number;
+          listening.add(l.mode as string);
+        }
+        return listening.size === config.listeners.length;
+      };
+      for (const l of logs.slice(started)) check(l);
+      waiters.push({ pred: check, resolve: () => ok() });
+      child.once("exit", (code) => fail(new Error(`postern exited early (${code}): ${stderr}`)));
+    });
+  };
+  await launch();
+
+  const waitForLog = (pred: (l: LogLine) => boolean, timeoutMs = 10_000) => {
+    const found = logs.find(pred);
+    if (found) return Promise.resolve(found);
+    return new Promise<LogLine>((ok, fail) => {
+      const timer = setTimeout(() => fail(new Error("timed out waiting for a log line")), timeoutMs);
+      waiters.push({ pred, resolve: (l) => (clearTimeout(timer), ok(l)) });
+    });
+  };
+  const stop = async (signal: NodeJS.Signals = "SIGTERM") => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((ok) => child.once("exit", () => ok()));
+    child.kill(signal);
+    await exited;
+  };
+  return {
+    dir,
+    configPath,
+    ports,
+    logs,
+    waitForLog,
+    stop,
+    restart: async () => {
+      await stop();
+      await launch();
+    },
+    cleanup: async () => {
+      await stop("SIGKILL");
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}

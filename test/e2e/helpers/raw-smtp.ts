@@ -1,0 +1,127 @@
+/**
+ * A byte-exact SMTP client for hostile conversations: write exactly these bytes, then read the
+ * next complete reply (multi-line aware), upgrade to TLS on demand, observe the server closing.
+ */
+import { connect as netConnect, type Socket } from "node:net";
+import { connect as tlsConnect, type TLSSocket } from "node:tls";
+
+export interface SmtpReply {
+  code: number;
+  lines: string[];
+  text: string;
+}
+
+export class RawSmtp {
+  private buffer = "";
+  private waiting: (() => void) | null = null;
+  closed = false;
+  private readonly closedPromise: Promise<void>;
+  private resolveClosed!: () => void;
+
+  private constructor(private socket: Socket) {
+    this.closedPromise = new Promise((r) => (this.resolveClosed = r));
+    this.listen(socket);
+  }
+
+  static async open(port: number, opts: { tls?: boolean } = {}): Promise<RawSmtp> {
+    const socket: Socket = opts.tls
+      ? tlsConnect({ host: "127.0.0.1", port, rejectUnauthorized: false })
+      : netConnect({ host: "127.0.0.1", port });
+    await new Promise<void>((ok, fail) => {
+      socket.once(opts.tls ? "secureConnect" : "connect", () => ok());
+      socket.once("error", fail);
+    });
+    return new RawSmtp(socket);
+  }
+
+  private listen(socket: Socket): void {
+    socket.on("data", (d: Buffer) => {
+      this.buffer += d.toString("utf8");
+      this.waiting?.();
+    });
+    socket.on("close", () => {
+      this.closed = true;
+      this.resolveClosed();
+      this.waiting?.();
+    });
+    socket.on("error", () => undefined);
+  }
+
+  write(data: string | Buffer): void {
+    this.socket.write(data);
+  }
+
+  /** Reads one complete reply; rejects if the connection closes first. */
+  async reply(timeoutMs = 10_000): Promise<SmtpReply> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const parsed = takeReply(this.buffer);
+      if (parsed) {
+        this.buffer = parsed.rest;
+        return parsed.reply;
+      }
+      if (this.closed) throw new Error(`connection closed; unparsed: ${JSON.stringify(this.buffer)}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no reply within ${timeoutMs} ms; buffered: ${JSON.stringify(this.buffer)}`);
+      await new Promise<void>((ok) => {
+        const t = setTimeout(ok, left);
+        this.waiting = () => (clearTimeout(t), (this.waiting = null), ok());
+      });
+    }
+  }
+
+  /** Sends a command line (CRLF added) and returns the reply. */
+  async cmd(line: string): Promise<SmtpReply> {
+    this.write(line + "\r\n");
+    return this.reply();
+  }
+
+  async expect(line: string, code: number): Promise<SmtpReply> {
+    const r = await this.cmd(line);
+    if (r.code !== code) throw new Error(`${line}: expected ${code}, got ${r.text}`);
+    return r;
+  }
+
+  async upgradeTls(): Promise<void> {
+    const raw = this.socket;
+    raw.removeAllListeners("data");
+    raw.removeAllListeners("close");
+    const secure: TLSSocket = tlsConnect({ socket: raw, rejectUnauthorized: false, servername: "localhost" });
+    await new Promise<void>((ok, fail) => {
+      secure.once("secureConnect", () => ok());
+      secure.once("error", fail);
+    });
+    this.socket = secure;
+    this.buffer = "";
+    this.listen(secure);
+  }
+
+  async waitClosed(timeoutMs = 10_000): Promise<void> {
+    await Promise.race([
+      this.closedPromise,
+      new Promise((_, fail) => setTimeout(() => fail(new Error("connection not closed")), timeoutMs).unref()),
+    ]);
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+function takeReply(buf: string): { reply: SmtpReply; rest: string } | null {
+  const lines: string[] = [];
+  let pos = 0;
+  for (;;) {
+    const end = buf.indexOf("\r\n", pos);
+    if (end < 0) return null;
+    const line = buf.slice(pos, end);
+    pos = end + 2;
+    lines.push(line);
+    if (line.length < 4 || line[3] !== "-") {
+      const code = Number(line.slice(0, 3));
+      return { reply: { code, lines, text: lines.join("\n") }, rest: buf.slice(pos) };
+    }
+  }
+}
+
+export const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64");

@@ -1,0 +1,195 @@
+/**
+ * The roaming user: submission on 587 (STARTTLS) and 465 (implicit TLS) with real clients —
+ * nodemailer, openssl s_client and swaks — relayed to a smarthost sink with the body intact.
+ */
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { execFile, spawn } from "node:child_process";
+import nodemailer from "nodemailer";
+import { startPostern, type Postern } from "./helpers/postern.js";
+import { RawSmtp, b64 } from "./helpers/raw-smtp.js";
+import { startSink, type Sink } from "../delivery/helpers/sink.js";
+
+const JOHN = { address: "john@example.org", password: "correct horse battery staple" };
+let server: Postern;
+let sink: Sink;
+
+before(async () => {
+  sink = await startSink({});
+  server = await startPostern({
+    users: [JOHN],
+    config: { relay: { smarthost: `127.0.0.1:${sink.port}` } },
+  });
+});
+after(async () => {
+  await server?.cleanup();
+  await sink?.close();
+});
+
+function transport(port: number, secure: boolean, method?: string) {
+  return nodemailer.createTransport({
+    host: "127.0.0.1",
+    port,
+    secure,
+    requireTLS: !secure,
+    tls: { rejectUnauthorized: false },
+    auth: { user: JOHN.address, pass: JOHN.password, method },
+  });
+}
+
+const BODY = "Grüße aus Zürich — 8-bit UTF-8.\r\n.a line that starts with a dot\r\n..two dots\r\n.\r\nend\r\n";
+
+for (const method of ["PLAIN", "LOGIN", "CRAM-MD5"]) {
+  test(`nodemailer STARTTLS + AUTH ${method} on submission relays to the smarthost, body intact`, async () => {
+    const before = sink.messages.length;
+    const info = await transport(server.ports.submission, false, method).sendMail({
+      from: JOHN.address,
+      to: `friend-${method.toLowerCase()}@elsewhere.test`,
+      subject: `hello ${method}`,
+      text: BODY,
+      textEncoding: "8bit" as never,
+    });
+    assert.match(info.response, /^250 2\.0\.0 Ok: queued as \S+/);
+    await sink.waitForMessages(before + 1);
+    const msg = sink.messages[before]!;
+    assert.deepEqual(msg.to, [`friend-${method.toLowerCase()}@elsewhere.test`]);
+    const data = msg.data.toString("utf8");
+    assert.ok(data.includes(BODY), "body arrives byte for byte (dot-stuffing undone, 8-bit kept)");
+    assert.match(data, /^Received: from \S+ \(\[127\.0\.0\.1\]\)\r\n\tby mail\.example\.org \(Postern\) with ESMTPSA id /);
+    assert.match(data, /\(using TLSv1\.[23] with cipher \S+\)/);
+  });
+}
+
+test("nodemailer on 465 (implicit TLS, RFC 8314) authenticates and relays", async () => {
+  const before = sink.messages.length;
+  const info = await transport(server.ports.submissions, true).sendMail({
+    from: JOHN.address,
+    to: "someone@elsewhere.test",
+    subject: "over 465",
+    text: "implicit TLS",
+  });
+  assert.match(info.response, /^250 2\.0\.0/);
+  await sink.waitForMessages(before + 1);
+});
+
+test("submitted mail without Date and Message-ID gets both (RFC 6409 §8)", async () => {
+  const before = sink.messages.length;
+  const c = await RawSmtp.open(server.ports.submissions, { tls: true });
+  await c.reply();
+  await c.expect("EHLO client.test", 250);
+  await c.expect(`AUTH PLAIN ${b64(`\0${JOHN.address}\0${JOHN.password}`)}`, 235);
+  await c.expect(`MAIL FROM:<${JOHN.address}>`, 250);
+  await c.expect("RCPT TO:<x@elsewhere.test>", 250);
+  await c.expect("DATA", 354);
+  const r = await c.cmd(`From: ${JOHN.address}\r\nSubject: bare\r\n\r\nno date here\r\n.`);
+  assert.equal(r.code, 250);
+  c.close();
+  await sink.waitForMessages(before + 1);
+  const data = sink.messages[before]!.data.toString();
+  assert.match(data, /\r\nDate: \w{3}, \d{1,2} \w{3} \d{4} \d\d:\d\d:\d\d \+0000\r\n/);
+  assert.match(data, /\r\nMessage-ID: <[^@>]+@mail\.example\.org>\r\n/);
+});
+
+test("AUTH is neither offered nor accepted before STARTTLS on submission", async () => {
+  const c = await RawSmtp.open(server.ports.submission);
+  await c.reply();
+  const ehlo = await c.expect("EHLO client.test", 250);
+  assert.ok(ehlo.lines.some((l) => l.includes("STARTTLS")), "STARTTLS offered");
+  assert.ok(!ehlo.lines.some((l) => /AUTH/.test(l)), "AUTH not offered in clear");
+  const auth = await c.cmd(`AUTH PLAIN ${b64(`\0${JOHN.address}\0${JOHN.password}`)}`);
+  assert.equal(auth.text, "530 5.7.0 Must issue a STARTTLS command first");
+  const mail = await c.cmd(`MAIL FROM:<${JOHN.address}>`);
+  assert.equal(mail.text, "530 5.7.0 Must issue a STARTTLS command first");
+  await c.expect("STARTTLS", 220);
+  await c.upgradeTls();
+  const ehlo2 = await c.expect("EHLO client.test", 250);
+  assert.ok(ehlo2.lines.some((l) => /^250[- ]AUTH .*PLAIN/.test(l)), "AUTH offered after TLS");
+  assert.ok(!ehlo2.lines.some((l) => l.includes("STARTTLS")), "STARTTLS not offered twice");
+  const mail2 = await c.cmd(`MAIL FROM:<${JOHN.address}>`);
+  assert.equal(mail2.text, "530 5.7.0 Authentication required");
+  c.close();
+});
+
+test("a wrong password gets 535 5.7.8 and the log says why", async () => {
+  const c = await RawSmtp.open(server.ports.submissions, { tls: true });
+  await c.reply();
+  await c.expect("EHLO client.test", 250);
+  const r = await c.cmd(`AUTH PLAIN ${b64(`\0${JOHN.address}\0wrong`)}`);
+  assert.equal(r.text, "535 5.7.8 Authentication credentials invalid");
+  const r2 = await c.cmd(`AUTH PLAIN ${b64(`\0nobody@example.org\0wrong`)}`);
+  assert.equal(r2.text, r.text, "unknown users get the same reply");
+  c.close();
+  await server.waitForLog((l) => l.event === "auth-failure" && l.reason === "bad-password");
+  await server.waitForLog((l) => l.event === "auth-failure" && l.reason === "unknown-user");
+});
+
+test("openssl s_client -starttls smtp: AUTH PLAIN and a message, as the old guides do by hand", async () => {
+  const before = sink.messages.length;
+  // One step per reply, typed in lower case as the guides advise (so openssl does not renegotiate).
+  const steps = [
+    "ehlo client.test",
+    `auth plain ${b64(`\0${JOHN.address}\0${JOHN.password}`)}`,
+    `mail from:<${JOHN.address}>`,
+    "rcpt to:<openssl@elsewhere.test>",
+    "data",
+    "Subject: by hand\n\ntyped into openssl\n.",
+    "quit",
+  ];
+  const out = await new Promise<string>((ok, fail) => {
+    const child = spawn(
+      "openssl",
+      ["s_client", "-starttls", "smtp", "-crlf", "-quiet", "-connect", `127.0.0.1:${server.ports.submission}`],
+      { stdio: ["pipe", "pipe", "pipe"] },
+    );
+    let stdout = "";
+    let fed = 0;
+    const feed = () => child.stdin.write(steps[fed++] + "\n");
+    child.stdout.on("data", (d: Buffer) => {
+      stdout += d.toString();
+      const finals = stdout.split("\r\n").filter((l) => /^\d{3} /.test(l)).length;
+      while (fed < steps.length && fed <= finals) feed();
+    });
+    child.stderr.on("data", () => undefined);
+    child.on("error", fail);
+    child.on("close", () => ok(stdout));
+    feed();
+  });
+  assert.match(out, /235 2\.7\.0 Authentication successful/);
+  assert.match(out, /250 2\.0\.0 Ok: queued as/);
+  await sink.waitForMessages(before + 1);
+});
+
+test("swaks: STARTTLS + AUTH LOGIN relays a message", async () => {
+  const before = sink.messages.length;
+  const out = await new Promise<string>((ok) => {
+    execFile(
+      "swaks",
+      [
+        "--server", `127.0.0.1:${server.ports.submission}`, "--tls", "--auth", "LOGIN",
+        "--auth-user", JOHN.address, "--auth-password", JOHN.password,
+        "--from", JOHN.address, "--to", "swaks@elsewhere.test", "--body", "from swaks",
+      ],
+      (_err, stdout) => ok(stdout),
+    );
+  });
+  assert.match(out, /235 2\.7\.0 Authentication successful/);
+  assert.match(out, /250 2\.0\.0 Ok: queued as/);
+  await sink.waitForMessages(before + 1);
+});
+
+test("an authenticated user cannot send as someone else (envelope and From: header)", async () => {
+  const c = await RawSmtp.open(server.ports.submissions, { tls: true });
+  await c.reply();
+  await c.expect("EHLO client.test", 250);
+  await c.expect(`AUTH PLAIN ${b64(`\0${JOHN.address}\0${JOHN.password}`)}`, 235);
+  const r = await c.cmd("MAIL FROM:<ceo@example.org>");
+  assert.equal(r.code, 553);
+  assert.match(r.text, /^553 5\.7\.1 .*not owned by user/);
+  await c.expect("MAIL FROM:<john+lists@example.org>", 250);
+  await c.expect("RCPT TO:<x@elsewhere.test>", 250);
+  await c.expect("DATA", 354);
+  const d = await c.cmd("From: The CEO <ceo@example.org>\r\nSubject: wire money\r\n\r\nnow\r\n.");
+  assert.equal(d.code, 553);
+  assert.match(d.text, /5\.7\.1 .*From: header/);
+  c.close();
+});
