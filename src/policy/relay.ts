@@ -12,6 +12,10 @@ export interface PathParts {
   localPart: string;
   domain: string;
   domainIsLiteral: boolean;
+  /** ASCII (A-label) form of the domain, compared with the configured domains. */
+  domainAscii?: string;
+  /** "RCPT TO:<Postmaster>" without a domain (RFC 5321 §4.1.1.3). */
+  barePostmaster?: boolean;
 }
 
 export interface ClientContext {
@@ -26,11 +30,12 @@ export interface RelayPolicyOptions {
   /** Address literals ("[192.0.2.1]") that count as local; none by default (SECURITY.md rule 7). */
   localAddressLiterals: readonly string[];
   mynetworks: NetworkList;
-  /** Does a mailbox exist for this local address? (user store, later aliases) */
-  localRecipientExists(address: string): Promise<boolean>;
+  /** The mailbox's own spelling of this local address (from the user record), or null if none. */
+  localMailbox(address: string): Promise<string | null>;
 }
 
-export type RecipientDecision = Decision & { local?: boolean };
+/** An allowed recipient may be rewritten to the user record's spelling (SECURITY.md rule 6). */
+export type RecipientDecision = Decision & { local?: boolean; address?: string };
 
 export class RelayPolicy {
   private readonly domains: Set<string>;
@@ -55,7 +60,8 @@ export class RelayPolicy {
   }
 
   async checkRecipient(ctx: ClientContext, rcpt: PathParts): Promise<RecipientDecision> {
-    const local = this.isLocalDomain(rcpt.domain, rcpt.domainIsLiteral);
+    if (rcpt.barePostmaster) return { allow: true, note: "postmaster (RFC 5321 §4.1.1.3)", local: true };
+    const local = this.isLocalDomain(rcpt.domainAscii || rcpt.domain, rcpt.domainIsLiteral);
     if (!local) {
       const relay = this.mayRelay(ctx);
       if (relay.allowed) return { allow: true, note: relay.why, local: false };
@@ -64,20 +70,20 @@ export class RelayPolicy {
     // Local domain. The %-hack and bang paths are never routing: the local part is just data,
     // so "user%elsewhere@our.domain" is looked up as a mailbox of ours and does not exist.
     if (isPostmaster(rcpt.localPart)) return { allow: true, note: "postmaster (RFC 5321 §4.5.1)", local: true };
-    let exists: boolean;
+    let mailbox: string | null;
     try {
-      exists = await this.opts.localRecipientExists(rcpt.address);
+      mailbox = await this.opts.localMailbox(rcpt.address);
     } catch (err) {
       return deny(reply(451, "4.3.0", `<${rcpt.address}>: Temporary lookup failure`), `user lookup failed: ${String(err)}`);
     }
-    if (!exists) {
+    if (mailbox === null) {
       // Refused now, at RCPT time: a bounce later would be backscatter.
       return deny(
         reply(550, "5.1.1", `<${rcpt.address}>: Recipient address rejected: User unknown in local recipient table`),
         "unknown local user",
       );
     }
-    return { allow: true, local: true };
+    return { allow: true, local: true, address: mailbox };
   }
 }
 

@@ -13,13 +13,14 @@ import { createServerMechanism, SERVER_MECHANISMS } from "../sasl/index.js";
 import { RelayPolicy } from "../policy/relay.js";
 import { NetworkList, unmapIPv4 } from "../policy/networks.js";
 import { checkEnvelopeSender, checkFromHeader } from "../policy/sender.js";
-import { ALLOW } from "../policy/decision.js";
+import { ALLOW, deny } from "../policy/decision.js";
+import { reply } from "../smtp/reply.js";
 import { Spool } from "../queue/spool.js";
 import { QueueRunner } from "../queue/scheduler.js";
 import { createDeliverer } from "../delivery/router.js";
 import { Session, newSessionId, type SessionPorts, type SessionSettings } from "../smtp/session.js";
 import { SmtpConnection, tlsInfo } from "./connection.js";
-import { ensureCertificate, loadSecureContext } from "./tls.js";
+import { ensureCertificate, loadTlsMaterial, secureContextOf } from "./tls.js";
 import type { Logger } from "./log.js";
 
 export interface RunningServer {
@@ -34,7 +35,8 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const store = new SqliteUserStore({ path: join(config.dataDir, "users.sqlite"), hostname: config.hostname, cacheTtlSec: config.auth.cacheTtlSec });
   const certs = await ensureCertificate(config.tls, config.dataDir, config.hostname);
   if (certs.generated) log.info({ event: "tls-cert-generated", cert: certs.cert }, "generated a self-signed certificate");
-  const secureContext = loadSecureContext(certs, config.tls.minVersion);
+  const tlsMaterial = loadTlsMaterial(certs, config.tls.minVersion);
+  const secureContext = secureContextOf(tlsMaterial);
 
   const spool = new Spool(join(config.dataDir, "queue"), { fsync: config.queue.fsync });
   await spool.init();
@@ -42,7 +44,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     localDomains: config.domains,
     localAddressLiterals: config.localAddressLiterals,
     mynetworks: new NetworkList(config.mynetworks),
-    localRecipientExists: async (address) => (await store.lookupUser(address)) !== null,
+    localMailbox: async (address) => (await store.lookupUser(address))?.address ?? null,
   });
   const deliver = createDeliverer({
     isLocalDomain: (d) => relay.isLocalDomain(d),
@@ -82,7 +84,12 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
         fakeSaltKey,
       }),
     account: (login) => store.lookupUser(login),
-    checkSender: async (_ctx, sender, account) => (account ? checkEnvelopeSender(account, sender.address) : ALLOW),
+    checkSender: async (ctx, sender, account) => {
+      if (ctx.authUser === undefined) return ALLOW;
+      // Fail closed: an authenticated login that has no account owns no address.
+      if (!account) return deny(reply(553, "5.7.1", "Sender address rejected: login has no mailbox"), "login has no account");
+      return checkEnvelopeSender(account, sender.address);
+    },
     checkRecipient: (ctx, rcpt) => relay.checkRecipient(ctx, rcpt),
     checkFromHeader: (account, from) => checkFromHeader(account, from),
     openSpool: () => spool.openWriter(),
@@ -116,7 +123,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     };
     const server =
       lc.mode === "submissions"
-        ? createTlsServer({ secureContext, handshakeTimeout: 30_000 }, (s) => accept(s, true))
+        ? createTlsServer({ ...tlsMaterial, handshakeTimeout: 30_000 }, (s) => accept(s, true))
         : createTcpServer((s) => accept(s, false));
     server.on("tlsClientError", (err: Error, s: Socket) => {
       log.info({ event: "tls-failed", client: unmapIPv4(s.remoteAddress ?? ""), err: err.message }, "TLS handshake failed");
@@ -155,6 +162,7 @@ export function sessionSettings(config: Config, lc: ListenerConfig): SessionSett
     authWithoutTls: lc.authWithoutTls,
     limits: config.limits,
     bareLineEnds: config.smtp.bareLineEnds,
+    postmaster: `postmaster@${config.domains[0]!.toLowerCase()}`,
   };
 }
 

@@ -38,10 +38,17 @@ export async function ensureCertificate(
   return { cert, key, generated: true };
 }
 
-export function loadSecureContext(paths: { cert: string; key: string }, minVersion: "TLSv1.2" | "TLSv1.3"): SecureContext {
-  return createSecureContext({
-    cert: readFileSync(paths.cert),
-    key: readFileSync(paths.key),
-    minVersion, // TLS 1.0 and 1.1 are never offered (RFC 8996)
-  });
+export interface TlsMaterial {
+  cert: Buffer;
+  key: Buffer;
+  minVersion: "TLSv1.2" | "TLSv1.3";
+}
+
+/** TLS 1.0 and 1.1 are never offered (RFC 8996). */
+export function loadTlsMaterial(paths: { cert: string; key: string }, minVersion: "TLSv1.2" | "TLSv1.3"): TlsMaterial {
+  return { cert: readFileSync(paths.cert), key: readFileSync(paths.key), minVersion };
+}
+
+export function secureContextOf(material: TlsMaterial): SecureContext {
+  return createSecureContext(material);
 }

@@ -41,6 +41,8 @@ export interface SessionSettings {
     maxReceivedHeaders: number;
   };
   bareLineEnds: "reject" | "normalize";
+  /** Where "RCPT TO:<Postmaster>" goes: postmaster@<first local domain>. */
+  postmaster: string;
 }
 
 export interface ConnectionFacts {
@@ -68,7 +70,8 @@ export interface SessionPorts {
   /** The account behind an authenticated login (for sender checks). */
   account(login: string): Promise<SenderAccount | null>;
   checkSender(ctx: PolicyContext, sender: MailPath, account: SenderAccount | null): Promise<Decision>;
-  checkRecipient(ctx: PolicyContext, rcpt: MailPath): Promise<Decision>;
+  /** May include `address`: the mailbox's own spelling, used in the envelope from then on. */
+  checkRecipient(ctx: PolicyContext, rcpt: MailPath): Promise<Decision & { address?: string }>;
   checkFromHeader(account: SenderAccount, from: string | undefined): Decision;
   openSpool(): Promise<SpoolWriter>;
   /** Called after a successful commit, before 250 is sent. */
@@ -111,6 +114,8 @@ interface DataPhase {
   writeError?: unknown;
   /** The From: header of submitted mail, checked against the login at the end of DATA. */
   fromHeader?: string;
+  /** The message's first byte: white space there would fold into our Received: field. */
+  firstByte?: number;
 }
 
 export class Session {
@@ -185,7 +190,10 @@ export class Session {
       this.closed = true;
       return out;
     }
-    for (const r of out.replies) if (r.code >= 400 && r.code !== 421) this.errors++;
+    // 452 4.5.3 (recipients past the limit) is flow control, not a client error: the client sends
+    // those in a later transaction (RFC 5321 §4.5.3.1.10); counting them would end a pipelined
+    // transaction, and every retry of it, with 421.
+    for (const r of out.replies) if (r.code >= 400 && r.code !== 421 && r.enhanced !== "4.5.3") this.errors++;
     if (this.errors >= this.settings.limits.errors) {
       this.ports.log.warn({ event: "limit", limit: "errors", count: this.errors }, "too many errors");
       this.closed = true;
@@ -346,7 +354,9 @@ export class Session {
     if (step.kind === "challenge") return { replies: [reply(334, undefined, step.data.toString("base64"))] };
     this.authMechanism = null;
     if (step.kind === "success") {
-      this.authUser = step.identity.authzid;
+      // Mechanisms return the login as typed; sender checks and logs need the store's spelling.
+      const account = await this.ports.account(step.identity.authzid).catch(() => null);
+      this.authUser = account?.address ?? step.identity.authzid;
       this.ports.log.info(
         { event: "auth-success", mechanism: mechanism.name, user: step.identity.authzid, authcid: step.identity.authcid },
         "AUTH succeeded",
@@ -401,7 +411,8 @@ export class Session {
       eightBitMime: this.esmtp,
       smtputf8: this.esmtp,
       dsn: this.esmtp,
-      auth: this.esmtp && this.authOffered(),
+      // RFC 4954 §5: AUTH= stays valid after AUTH succeeded (when EHLO no longer lists AUTH).
+      auth: this.esmtp && (this.authUser !== null || this.authOffered()),
     });
     if (!parsedParams.ok) return parsedParams.reply;
     const params = parsedParams.value;
@@ -441,8 +452,10 @@ export class Session {
       );
       return decision.reply;
     }
-    const address = path.path.address;
-    if (!tx.recipients.some((r) => r.address.toLowerCase() === address.toLowerCase())) {
+    // A bare "<Postmaster>" is delivered as the postmaster of our primary domain.
+    const address = path.path.barePostmaster ? this.settings.postmaster : (decision.address ?? path.path.address);
+    // Local parts are case-sensitive (RFC 5321 §2.4); the parser already lower-cased the domain.
+    if (!tx.recipients.some((r) => r.address === address)) {
       tx.recipients.push({ address, notify: parsedParams.value.notify, orcpt: parsedParams.value.orcpt });
     }
     this.ports.log.info({ event: "rcpt", from: tx.sender.address, to: address, note: decision.note }, "RCPT accepted");
@@ -493,7 +506,10 @@ export class Session {
   async receiveData(chunk: Buffer): Promise<{ output: SessionOutput; rest?: Buffer } | null> {
     const phase = this.dataPhase!;
     const pushed = phase.reader.push(chunk);
-    for (const piece of pushed.data) this.store(phase, phase.headers.push(piece));
+    for (const piece of pushed.data) {
+      if (phase.firstByte === undefined && piece.length > 0) phase.firstByte = piece[0];
+      this.store(phase, phase.headers.push(piece));
+    }
     if (!pushed.done) {
       await phase.pending; // back-pressure: the socket is read again only once the spool took the bytes
       return null;
@@ -533,9 +549,18 @@ export class Session {
       // RFC 6409 §8.2, §8.3: the MSA adds Date and Message-ID when the client left them out.
       if (info.get("date") === undefined) top += `Date: ${rfc5322Date(this.ports.now())}\r\n`;
       if (info.get("message-id") === undefined)
-        top += `Message-ID: <${Date.now().toString(36)}.${randomBytes(8).toString("hex")}@${this.settings.hostname}>\r\n`;
-      phase.fromHeader = info.get("from");
+        top += `Message-ID: <${this.ports.now().getTime().toString(36)}.${randomBytes(8).toString("hex")}@${this.settings.hostname}>\r\n`;
+      // Every From: field is checked (a second one must not slip past), and a header section too
+      // large to inspect whole could hide one after the limit: refuse it rather than guess.
+      const froms = info.getAll("from");
+      phase.fromHeader = froms.length > 0 ? froms.join(", ") : undefined;
+      if (info.truncated) {
+        phase.refusal ??= { reply: reply(552, "5.3.4", "Error: message header section too large"), reason: "header section over the headerBytes limit" };
+      }
     }
+    // Content starting with white space would continue our last field (client text in our trace
+    // header, SECURITY.md rule 19): end our header section first, as Postfix's smtpd does.
+    if (phase.firstByte === 0x20 || phase.firstByte === 0x09) top += "\r\n";
     return Buffer.from(top, "utf8");
   }
 
@@ -563,8 +588,11 @@ export class Session {
     }
     if (!refusal && this.settings.mode !== "mta" && this.authUser) {
       const account = await this.ports.account(this.authUser);
-      const check = account ? this.ports.checkFromHeader(account, phase.fromHeader) : null;
-      if (check && !check.allow) refusal = check;
+      // Fail closed: a login without an account owns no address.
+      const check = account
+        ? this.ports.checkFromHeader(account, phase.fromHeader)
+        : { allow: false as const, reply: reply(553, "5.7.1", "From: header address rejected: login has no mailbox"), reason: "login has no account" };
+      if (!check.allow) refusal = check;
     }
     if (refusal) {
       await phase.writer.abort().catch(() => undefined);
@@ -600,6 +628,9 @@ export class Session {
       "message queued",
     );
     this.ports.queued(id, envelope);
+    // A delivered message forgives earlier errors and junk commands (as Postfix's smtpd does).
+    this.errors = 0;
+    this.junk = 0;
     return { replies: [reply(250, "2.0.0", `Ok: queued as ${id}`)] };
   }
 

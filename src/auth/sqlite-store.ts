@@ -1,0 +1,280 @@
+/**
+ * The default user store: one SQLite file (better-sqlite3, WAL) holding, per user, the scrypt hash
+ * and the per-mechanism secrets — never a plaintext password.
+ *
+ * Login names are full addresses only ("john@example.org"; a bare "john" is refused: with several
+ * domains it would be ambiguous, and guessing is an oracle). Addresses are normalised: trimmed,
+ * domain lower-cased, local part kept as given; lookups are case-insensitive through
+ * `COLLATE NOCASE` (which folds ASCII only, so non-ASCII local parts match exactly).
+ */
+import { closeSync, openSync } from "node:fs";
+import Database from "better-sqlite3";
+import { CredentialCache } from "./cache.js";
+import { DUMMY_PASSWORD_HASH } from "./password-hash.js";
+import { generateSecretsFor, SCRYPT_HASHER, type PasswordHasher, type UserSecrets } from "./user-secrets.js";
+import type { Authenticator, UserInfo } from "./types.js";
+import type { CramMd5Secret, ScramCredentials, VerifyResult } from "../sasl/types.js";
+
+export { generateSecretsFor, type PasswordHasher, type UserSecrets } from "./user-secrets.js";
+
+export interface SqliteUserStoreOptions {
+  path: string;
+  /** Server host name: the DIGEST-MD5 realm the stored HA1 values are computed for. */
+  hostname: string;
+  /** Verified-credentials cache lifetime; 0 disables the cache. Default 60. */
+  cacheTtlSec?: number;
+  /** A ready cache (tests inject one with a fake clock); overrides cacheTtlSec. */
+  cache?: CredentialCache;
+  hasher?: PasswordHasher;
+  scramIterations?: number;
+}
+
+/** Schema history: entry i upgrades user_version i to i+1. Never edit a shipped entry; append. */
+const MIGRATIONS = [
+  `CREATE TABLE users (
+     address TEXT PRIMARY KEY COLLATE NOCASE,
+     password_hash TEXT NOT NULL,
+     scram_salt BLOB, scram_iterations INT, scram_stored_key BLOB, scram_server_key BLOB,
+     cram_md5 BLOB,            -- Dovecot {CRAM-MD5} order: outer state, then inner state
+     digest_ha1 BLOB,
+     digest_realm TEXT,        -- the realm digest_ha1 was computed for
+     senders TEXT NOT NULL DEFAULT '[]',   -- JSON array
+     disabled INT NOT NULL DEFAULT 0,
+     created_at TEXT NOT NULL,
+     updated_at TEXT NOT NULL
+   ) STRICT`,
+];
+
+const MECHANISMS = ["SCRAM-SHA-256", "CRAM-MD5", "PLAIN", "LOGIN", "DIGEST-MD5"];
+const MAX_ADDRESS_LENGTH = 254;
+
+/** Trim, lower-case the domain, keep the local part; null when it is not a plain `local@domain`. */
+export function normalizeAddress(input: string): string | null {
+  const address = input.trim();
+  const at = address.lastIndexOf("@");
+  if (at <= 0 || at === address.length - 1 || address.length > MAX_ADDRESS_LENGTH) return null;
+  if (address.indexOf("@") !== at || /[\s\u0000-\u001f\u007f"]/.test(address)) return null;
+  return `${address.slice(0, at)}@${address.slice(at + 1).toLowerCase()}`;
+}
+
+/** A sender entry is an address or a whole domain ("@example.net"). */
+function normalizeSender(entry: string): string {
+  const trimmed = entry.trim();
+  const normalized = trimmed.startsWith("@") ? normalizeAddress(`x${trimmed}`)?.slice(1) : normalizeAddress(trimmed);
+  if (!normalized) throw new Error(`invalid sender entry: ${JSON.stringify(entry)}`);
+  return normalized;
+}
+
+function prepareStatements(db: Database.Database) {
+  return {
+    auth: db.prepare<[string], AuthRow>("SELECT address, password_hash, disabled FROM users WHERE address = ?"),
+    info: db.prepare<[string], InfoRow>("SELECT address, senders, disabled FROM users WHERE address = ?"),
+    all: db.prepare<[], InfoRow>("SELECT address, senders, disabled FROM users ORDER BY address"),
+    scram: db.prepare<[string], { scram_salt: Buffer | null; scram_iterations: number | null; scram_stored_key: Buffer | null; scram_server_key: Buffer | null }>(
+      "SELECT scram_salt, scram_iterations, scram_stored_key, scram_server_key FROM users WHERE address = ? AND disabled = 0"),
+    cram: db.prepare<[string], { cram_md5: Buffer | null }>("SELECT cram_md5 FROM users WHERE address = ? AND disabled = 0"),
+    digest: db.prepare<[string, string], { digest_ha1: Buffer | null }>(
+      "SELECT digest_ha1 FROM users WHERE address = ? AND digest_realm = ? AND disabled = 0"),
+    insert: db.prepare(`INSERT INTO users (address, password_hash, scram_salt, scram_iterations, scram_stored_key, scram_server_key,
+      cram_md5, digest_ha1, digest_realm, senders, disabled, created_at, updated_at)
+      VALUES (@address, @passwordHash, @scramSalt, @scramIterations, @scramStoredKey, @scramServerKey,
+      @cramMd5, @digestHa1, @digestRealm, @senders, 0, @now, @now)`),
+    updateSecrets: db.prepare(`UPDATE users SET password_hash = @passwordHash, scram_salt = @scramSalt,
+      scram_iterations = @scramIterations, scram_stored_key = @scramStoredKey, scram_server_key = @scramServerKey,
+      cram_md5 = @cramMd5, digest_ha1 = @digestHa1, digest_realm = @digestRealm, updated_at = @now WHERE address = @address`),
+    updateSenders: db.prepare<[string, string, string]>("UPDATE users SET senders = ?, updated_at = ? WHERE address = ?"),
+    updateDisabled: db.prepare<[number, string, string]>("UPDATE users SET disabled = ?, updated_at = ? WHERE address = ?"),
+    delete: db.prepare<[string]>("DELETE FROM users WHERE address = ?"),
+  };
+}
+
+interface AuthRow { address: string; password_hash: string; disabled: number }
+interface InfoRow { address: string; senders: string; disabled: number }
+
+export class SqliteUserStore implements Authenticator {
+  private readonly db: Database.Database;
+  private readonly hostname: string;
+  private readonly cache: CredentialCache | null;
+  private readonly hasher: PasswordHasher;
+  private readonly scramIterations: number | undefined;
+  private readonly sql: ReturnType<typeof prepareStatements>;
+
+  constructor(options: SqliteUserStoreOptions) {
+    this.hostname = options.hostname;
+    this.hasher = options.hasher ?? SCRYPT_HASHER;
+    this.scramIterations = options.scramIterations;
+    const ttlSec = options.cacheTtlSec ?? 60;
+    this.cache = options.cache ?? (ttlSec > 0 ? new CredentialCache({ ttlMs: ttlSec * 1000 }) : null);
+    // Create the file owner-only before SQLite does; its -wal/-shm files copy these permissions.
+    if (options.path !== ":memory:") closeSync(openSync(options.path, "a", 0o600));
+    this.db = new Database(options.path);
+    this.db.pragma("journal_mode = WAL");
+    this.db.pragma("busy_timeout = 5000"); // the CLI and the server share the file
+    this.db.pragma("synchronous = FULL"); // user changes are rare; do not lose an acknowledged one
+    this.db.pragma("secure_delete = ON"); // overwrite old hashes instead of leaving them in free pages
+    this.migrate();
+    this.sql = prepareStatements(this.db);
+  }
+
+  private migrate(): void {
+    const upgrade = this.db.transaction(() => {
+      const version = this.db.pragma("user_version", { simple: true }) as number;
+      if (version > MIGRATIONS.length) {
+        throw new Error(`user database schema ${version} is newer than this Postern (knows ${MIGRATIONS.length})`);
+      }
+      for (let v = version; v < MIGRATIONS.length; v++) this.db.exec(MIGRATIONS[v]!);
+      this.db.pragma(`user_version = ${MIGRATIONS.length}`);
+    });
+    upgrade.immediate(); // take the write lock first, so two processes cannot both migrate
+  }
+
+  // ---- CredentialVerifier -------------------------------------------------------------------
+
+  /** Never throws: a database problem is `backend-error`. Unknown and disabled users cost one dummy scrypt. */
+  async verifyPassword(user: string, password: string): Promise<VerifyResult> {
+    try {
+      const address = normalizeAddress(user);
+      const row = address === null || password === "" ? undefined : this.sql.auth.get(address);
+      if (!row || row.disabled) {
+        await this.hasher.verify(password, DUMMY_PASSWORD_HASH);
+        return { ok: false, reason: "unknown-user" };
+      }
+      if (this.cache?.has(row.address, password, row.password_hash)) return { ok: true, user: row.address };
+      if (!(await this.hasher.verify(password, row.password_hash))) return { ok: false, reason: "bad-password" };
+      this.cache?.put(row.address, password, row.password_hash);
+      return { ok: true, user: row.address };
+    } catch {
+      return { ok: false, reason: "backend-error", detail: "user database error" };
+    }
+  }
+
+  /** Null for unknown or disabled users. Throws on a database error (mechanisms report backend-error). */
+  async scramSha256(user: string): Promise<ScramCredentials | null> {
+    const row = this.byAddress(user, (address) => this.sql.scram.get(address));
+    if (!row?.scram_salt || !row.scram_iterations || !row.scram_stored_key || !row.scram_server_key) return null;
+    return { salt: row.scram_salt, iterations: row.scram_iterations, storedKey: row.scram_stored_key, serverKey: row.scram_server_key };
+  }
+
+  async cramMd5(user: string): Promise<CramMd5Secret | null> {
+    const secret = this.byAddress(user, (address) => this.sql.cram.get(address))?.cram_md5;
+    return secret?.length === 32 ? { outer: secret.subarray(0, 16), inner: secret.subarray(16) } : null;
+  }
+
+  /** Only the realm the HA1 was computed for (the store's host name) has a secret. */
+  async digestMd5(user: string, realm: string): Promise<Buffer | null> {
+    const ha1 = this.byAddress(user, (address) => this.sql.digest.get(address, realm))?.digest_ha1;
+    return ha1?.length === 16 ? ha1 : null;
+  }
+
+  supportedMechanisms(): string[] {
+    return [...MECHANISMS];
+  }
+
+  // ---- Authenticator ------------------------------------------------------------------------
+
+  /** Disabled users are returned (with `disabled: true`): they still exist as recipients. */
+  async lookupUser(address: string): Promise<UserInfo | null> {
+    const row = this.byAddress(address, (normalized) => this.sql.info.get(normalized));
+    return row ? toUserInfo(row) : null;
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+    this.cache?.clear();
+  }
+
+  // ---- administration (the `postern user` CLI) ----------------------------------------------
+
+  async addUser(address: string, password: string, opts: { senders?: string[] } = {}): Promise<void> {
+    const normalized = this.requireAddress(address);
+    const senders = JSON.stringify((opts.senders ?? []).map(normalizeSender));
+    if (this.sql.auth.get(normalized)) throw new Error(`user already exists: ${normalized}`);
+    const secrets = await this.secretsFor(password, normalized);
+    try {
+      this.sql.insert.run({ ...secretColumns(normalized, secrets), senders });
+    } catch (err) {
+      // Another process may have added the same user while we were hashing.
+      if ((err as { code?: string }).code === "SQLITE_CONSTRAINT_PRIMARYKEY") throw new Error(`user already exists: ${normalized}`);
+      throw err;
+    }
+  }
+
+  async setPassword(address: string, password: string): Promise<void> {
+    const row = this.requireUser(address);
+    const secrets = await this.secretsFor(password, row.address);
+    if (this.sql.updateSecrets.run(secretColumns(row.address, secrets)).changes === 0) throw new Error(`no such user: ${row.address}`);
+    this.cache?.invalidateUser(row.address);
+  }
+
+  deleteUser(address: string): boolean {
+    const row = this.byAddress(address, (normalized) => this.sql.auth.get(normalized));
+    if (!row) return false;
+    this.cache?.invalidateUser(row.address);
+    return this.sql.delete.run(row.address).changes > 0;
+  }
+
+  listUsers(): UserInfo[] {
+    return this.sql.all.all().map(toUserInfo);
+  }
+
+  setSenders(address: string, senders: string[]): void {
+    const row = this.requireUser(address);
+    this.sql.updateSenders.run(JSON.stringify(senders.map(normalizeSender)), new Date().toISOString(), row.address);
+  }
+
+  setDisabled(address: string, disabled: boolean): void {
+    const row = this.requireUser(address);
+    this.sql.updateDisabled.run(disabled ? 1 : 0, new Date().toISOString(), row.address);
+    this.cache?.invalidateUser(row.address);
+  }
+
+  // ---- helpers ------------------------------------------------------------------------------
+
+  private byAddress<T>(address: string, query: (normalized: string) => T | undefined): T | undefined {
+    const normalized = normalizeAddress(address);
+    return normalized === null ? undefined : query(normalized);
+  }
+
+  private requireAddress(address: string): string {
+    const normalized = normalizeAddress(address);
+    if (normalized === null) throw new Error(`not a valid address (full user@domain required): ${JSON.stringify(address)}`);
+    return normalized;
+  }
+
+  private requireUser(address: string): AuthRow {
+    const row = this.sql.auth.get(this.requireAddress(address));
+    if (!row) throw new Error(`no such user: ${address.trim()}`);
+    return row;
+  }
+
+  private secretsFor(password: string, address: string): Promise<UserSecrets> {
+    return generateSecretsFor(password, address, this.hostname, {
+      hasher: this.hasher,
+      ...(this.scramIterations ? { scramIterations: this.scramIterations } : {}),
+    });
+  }
+}
+
+function toUserInfo(row: InfoRow): UserInfo {
+  const senders: unknown = JSON.parse(row.senders);
+  return {
+    address: row.address,
+    senders: Array.isArray(senders) ? senders.filter((s): s is string => typeof s === "string") : [],
+    disabled: row.disabled !== 0,
+  };
+}
+
+function secretColumns(address: string, s: UserSecrets) {
+  return {
+    address,
+    passwordHash: s.passwordHash,
+    scramSalt: s.scram.salt,
+    scramIterations: s.scram.iterations,
+    scramStoredKey: s.scram.storedKey,
+    scramServerKey: s.scram.serverKey,
+    cramMd5: Buffer.concat([s.cramMd5.outer, s.cramMd5.inner]),
+    digestHa1: s.digestHa1,
+    digestRealm: s.digestRealm,
+    now: new Date().toISOString(),
+  };
+}

@@ -1,0 +1,252 @@
+/**
+ * The byte/reply layer of the outbound client: one socket (plain or TLS), a strict reply parser,
+ * a queue of replies read so far, per-wait deadlines, and an in-place TLS upgrade. The SMTP
+ * dialogue itself lives in smtp-client.ts.
+ */
+import { once } from "node:events";
+import { isIP, type Socket } from "node:net";
+import { connect as tlsConnect, type TLSSocket } from "node:tls";
+import { ReplyParser, SmtpProtocolError, type SmtpReply } from "./smtp-reply.js";
+
+/**
+ * network/timeout: the connection broke; protocol: the peer is not speaking SMTP correctly;
+ * tls: handshake or certificate failure, or TLS required and unavailable; reply: the peer refused;
+ * policy: we refused (e.g. AUTH in clear); local: our own input (the message file) failed.
+ */
+export type SmtpErrorKind = "network" | "timeout" | "protocol" | "tls" | "reply" | "policy" | "local";
+
+/** Every failure of the client. `reply` is set when the server's answer caused it. */
+export class SmtpClientError extends Error {
+  override readonly name = "SmtpClientError";
+  constructor(
+    readonly kind: SmtpErrorKind,
+    message: string,
+    readonly reply?: SmtpReply,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+
+  /** A 5xx reply: retrying the same thing will not help. */
+  get permanent(): boolean {
+    return this.reply !== undefined && this.reply.code >= 500;
+  }
+}
+
+export interface TlsParams {
+  servername?: string;
+  rejectUnauthorized?: boolean;
+  ca?: string | Buffer;
+}
+
+/** SNI only for names: RFC 6066 §3 forbids IP literals in server_name. */
+export function sniName(host: string, servername?: string): string | undefined {
+  const name = servername ?? host;
+  return isIP(name) ? undefined : name;
+}
+
+export class SmtpConnection {
+  private socket: Socket;
+  private parser = new ReplyParser();
+  private readonly replies: SmtpReply[] = [];
+  private waiter: { resolve(r: SmtpReply): void; reject(e: Error): void } | undefined;
+  private failure: SmtpClientError | undefined;
+  private closedByUs = false;
+  /** Set once STARTTLS's handshake began: from then on plaintext commands are meaningless. */
+  private upgradeStarted = false;
+  /** Rejects once the connection has failed, so every wait ends promptly. */
+  private readonly failed: Promise<never>;
+  private rejectFailed!: (err: SmtpClientError) => void;
+  secure: boolean;
+
+  constructor(
+    socket: Socket,
+    secure: boolean,
+    private readonly transcript?: (dir: "C" | "S", line: string) => void,
+  ) {
+    this.socket = socket;
+    this.secure = secure;
+    this.failed = new Promise<never>((_, reject) => {
+      this.rejectFailed = reject;
+    });
+    this.failed.catch(() => undefined);
+    this.attach(socket);
+  }
+
+  /** Waits for the TCP (or TLS) connection to be established. */
+  async established(timeoutMs: number): Promise<void> {
+    const event = this.secure ? "secureConnect" : "connect";
+    await this.withDeadline(once(this.socket, event), timeoutMs, "connect");
+  }
+
+  /** True when nothing from the server is waiting to be read (checked before a TLS upgrade). */
+  get inputEmpty(): boolean {
+    return this.replies.length === 0 && !this.parser.hasPartial;
+  }
+
+  send(line: string, logAs: string = line): void {
+    // Commands are built from validated parts; a line break here would be command injection.
+    if (/[\r\n]/.test(line)) throw new SmtpClientError("policy", "refusing to send a command containing CR or LF");
+    this.checkAlive();
+    this.transcript?.("C", logAs);
+    this.socket.write(line + "\r\n");
+  }
+
+  /** Several commands in one write (RFC 2920 §3.1). */
+  sendGroup(lines: string[]): void {
+    for (const line of lines) {
+      if (/[\r\n]/.test(line)) throw new SmtpClientError("policy", "refusing to send a command containing CR or LF");
+    }
+    this.checkAlive();
+    for (const line of lines) this.transcript?.("C", line);
+    this.socket.write(lines.map((l) => l + "\r\n").join(""));
+  }
+
+  /** Writes raw DATA bytes, waiting for the socket to drain when its buffer is full. */
+  async writeData(chunk: Buffer, timeoutMs: number): Promise<void> {
+    this.checkAlive();
+    if (chunk.length === 0 || this.socket.write(chunk)) return;
+    await this.withDeadline(once(this.socket, "drain"), timeoutMs, "data transfer");
+  }
+
+  readReply(timeoutMs: number, stage: string): Promise<SmtpReply> {
+    const queued = this.replies.shift();
+    if (queued) return Promise.resolve(queued);
+    if (this.failure) return Promise.reject(this.failure);
+    const pending = new Promise<SmtpReply>((resolve, reject) => {
+      this.waiter = { resolve, reject };
+    });
+    return this.withDeadline(pending, timeoutMs, stage);
+  }
+
+  /** STARTTLS's TLS handshake over the existing socket (RFC 3207 §4). */
+  async upgrade(params: TlsParams, host: string, timeoutMs: number): Promise<void> {
+    const plain = this.socket;
+    this.upgradeStarted = true;
+    this.detach(plain);
+    // Synchronously hand the socket to TLS: no plaintext byte can be read after this point.
+    const secure: TLSSocket = tlsConnect({
+      socket: plain,
+      servername: sniName(host, params.servername),
+      rejectUnauthorized: params.rejectUnauthorized ?? true,
+      ca: params.ca,
+    });
+    this.socket = secure;
+    this.parser = new ReplyParser();
+    this.attach(secure);
+    await this.withDeadline(once(secure, "secureConnect"), timeoutMs, "TLS handshake");
+    this.secure = true;
+  }
+
+  /** Best-effort QUIT without waiting, then close; used when giving up on a healthy session. */
+  abandon(): void {
+    if (!this.failure && (this.secure || !this.upgradeStarted)) {
+      try {
+        this.send("QUIT");
+      } catch {
+        // already broken
+      }
+    }
+    this.end();
+    setTimeout(() => this.socket.destroy(), 2000).unref();
+  }
+
+  /** Ends politely (after QUIT). */
+  end(): void {
+    this.closedByUs = true;
+    this.socket.end();
+  }
+
+  destroy(): void {
+    this.closedByUs = true;
+    this.socket.destroy();
+  }
+
+  /** Fails the connection: every current and later wait rejects with `err`. */
+  fail(err: SmtpClientError): void {
+    this.failure ??= err;
+    this.rejectFailed(this.failure);
+    const waiter = this.waiter;
+    this.waiter = undefined;
+    waiter?.reject(this.failure);
+    this.closedByUs = true;
+    this.socket.destroy();
+  }
+
+  private checkAlive(): void {
+    if (this.failure) throw this.failure;
+  }
+
+  private async withDeadline<T>(work: Promise<T>, timeoutMs: number, stage: string): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const err = new SmtpClientError("timeout", `timeout after ${timeoutMs} ms waiting for ${stage}`);
+        this.fail(err);
+        reject(err);
+      }, timeoutMs);
+    });
+    try {
+      return await Promise.race([work, deadline, this.failed]);
+    } catch (err) {
+      if (err instanceof SmtpClientError) throw err;
+      const wrapped = this.classify(err);
+      this.fail(wrapped);
+      throw wrapped;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private classify(err: unknown): SmtpClientError {
+    const e = err as NodeJS.ErrnoException;
+    const tlsError = typeof e?.code === "string" && (/CERT|SSL|TLS|SELF_SIGNED|HOSTNAME|ALTNAME/.test(e.code) || e.code.startsWith("ERR_SSL"));
+    return new SmtpClientError(tlsError ? "tls" : "network", e?.message ?? String(err), undefined, { cause: err });
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    let replies: SmtpReply[];
+    try {
+      replies = this.parser.push(chunk);
+    } catch (err) {
+      const message = err instanceof SmtpProtocolError ? err.message : String(err);
+      this.fail(new SmtpClientError("protocol", message));
+      return;
+    }
+    for (const reply of replies) {
+      for (let i = 0; i < reply.lines.length; i++) {
+        const sep = i < reply.lines.length - 1 ? "-" : " ";
+        this.transcript?.("S", `${reply.code}${sep}${reply.enhanced ? reply.enhanced + " " : ""}${reply.lines[i]}`);
+      }
+      const waiter = this.waiter;
+      if (waiter) {
+        this.waiter = undefined;
+        waiter.resolve(reply);
+      } else {
+        this.replies.push(reply);
+        // A server that floods unsolicited replies is not speaking SMTP.
+        if (this.replies.length > 1000) this.fail(new SmtpClientError("protocol", "too many unread replies"));
+      }
+    }
+  };
+
+  private readonly onError = (err: Error): void => {
+    this.fail(this.classify(err));
+  };
+
+  private readonly onClose = (): void => {
+    this.fail(new SmtpClientError("network", this.closedByUs ? "connection closed" : "connection closed by the server"));
+  };
+
+  private attach(socket: Socket): void {
+    socket.on("data", this.onData);
+    socket.on("error", this.onError);
+    socket.on("close", this.onClose);
+  }
+
+  private detach(socket: Socket): void {
+    socket.off("data", this.onData);
+    socket.off("error", this.onError);
+    socket.off("close", this.onClose);
+  }
+}

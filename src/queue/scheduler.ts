@@ -1,0 +1,256 @@
+/**
+ * The queue runner: decides when each spooled message is (re)tried, runs attempts with bounded
+ * concurrency, and records every recipient's outcome durably before moving on (SECURITY rule 18).
+ *
+ * Retry policy (RFC 5321 §4.5.4.1: retry at least 30 min apart, give up after 4–5 days): the
+ * n-th deferral waits firstRetrySec · 2^(n−1), capped at maxBackoffSec; a recipient still
+ * deferred maxLifetimeSec after receivedAt fails. The last retry is pulled in to the expiry time
+ * so a message does not outlive its lifetime by a whole back-off step.
+ */
+import type { Spool } from "./spool.js";
+import type { DeliverFn, Envelope, EnvelopeRecipient, QueueLogger, RecipientResult, RetrySchedule } from "./types.js";
+
+export const DEFAULT_RETRY_SCHEDULE: RetrySchedule = {
+  firstRetrySec: 300,
+  maxBackoffSec: 4000,
+  maxLifetimeSec: 5 * 24 * 3600,
+};
+
+export interface QueueRunnerOptions {
+  spool: Spool;
+  deliver: DeliverFn;
+  retrySchedule?: Partial<RetrySchedule>;
+  /** Messages attempted at the same time. */
+  concurrency: number;
+  logger: QueueLogger;
+  now?: () => number;
+  /** Called once no recipient is pending and at least one failed (bounce hook, RFC 3464 later). */
+  onFinal?: (env: Envelope, failed: EnvelopeRecipient[]) => Promise<void>;
+}
+
+/** Delay (seconds) before the next attempt after the `attempts`-th deferral (1-based). */
+export function backoffSeconds(attempts: number, schedule: RetrySchedule): number {
+  const exponent = Math.min(Math.max(attempts - 1, 0), 40);
+  return Math.min(schedule.firstRetrySec * 2 ** exponent, schedule.maxBackoffSec);
+}
+
+export class QueueRunner {
+  private readonly spool: Spool;
+  private readonly deliver: DeliverFn;
+  private readonly schedule: RetrySchedule;
+  private readonly concurrency: number;
+  private readonly logger: QueueLogger;
+  private readonly now: () => number;
+  private readonly onFinal?: QueueRunnerOptions["onFinal"];
+
+  /** Waiting messages: id → due time (ms). */
+  private readonly due = new Map<string, number>();
+  /** Due messages waiting for a free slot, in order. */
+  private readonly ready: string[] = [];
+  /** In-flight attempts; membership is the per-message lock. */
+  private readonly running = new Map<string, Promise<void>>();
+  /** Ids whose next attempt should ignore per-recipient nextAttemptAt (flush). */
+  private readonly forced = new Set<string>();
+  private idleWaiters: (() => void)[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = true;
+
+  constructor(opts: QueueRunnerOptions) {
+    this.spool = opts.spool;
+    this.deliver = opts.deliver;
+    this.schedule = { ...DEFAULT_RETRY_SCHEDULE, ...opts.retrySchedule };
+    this.concurrency = Math.max(1, Math.floor(opts.concurrency));
+    this.logger = opts.logger;
+    this.now = opts.now ?? Date.now;
+    this.onFinal = opts.onFinal;
+  }
+
+  /** Loads every committed message from the spool (the queue survives restarts) and runs what is due. */
+  async start(): Promise<void> {
+    this.stopped = false;
+    for (const id of await this.spool.list()) {
+      if (this.running.has(id)) continue;
+      try {
+        const env = await this.spool.readEnvelope(id);
+        this.due.set(id, this.nextDue(env));
+      } catch (err) {
+        this.logger.error({ event: "envelope-unreadable", id, err: String(err) }, "queue: unreadable envelope left in spool");
+      }
+    }
+    this.logger.info({ event: "queue-started", messages: this.due.size }, "queue: started");
+    void this.runDue();
+  }
+
+  /** A message was just committed: try it at once. */
+  enqueued(id: string): void {
+    if (this.stopped) return; // still on disk; start() picks it up
+    this.due.set(id, this.now());
+    void this.runDue();
+  }
+
+  /** Retries every queued message now, ignoring back-off. */
+  async flush(): Promise<void> {
+    for (const id of await this.spool.list()) {
+      if (!this.due.has(id) && !this.running.has(id) && !this.ready.includes(id)) this.due.set(id, 0);
+    }
+    for (const id of this.due.keys()) {
+      this.due.set(id, 0);
+      this.forced.add(id);
+    }
+    await this.runDue();
+  }
+
+  /** Starts every due attempt and resolves once nothing is ready or in flight. */
+  runDue(): Promise<void> {
+    if (!this.stopped) {
+      const t = this.now();
+      const picked = [...this.due].filter(([id, at]) => at <= t && !this.running.has(id)).sort((a, b) => a[1] - b[1]);
+      for (const [id] of picked) {
+        this.due.delete(id);
+        if (!this.ready.includes(id)) this.ready.push(id); // already waiting for a slot
+      }
+      this.pump();
+    }
+    this.arm();
+    if (this.ready.length === 0 && this.running.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Stops starting attempts and waits for those in flight. Queued mail stays in the spool. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    for (const id of this.ready.splice(0)) this.due.set(id, this.now());
+    await Promise.allSettled([...this.running.values()]);
+  }
+
+  /** Due time (ms) of each waiting message, for `queue list` and tests. */
+  scheduled(): Map<string, number> {
+    return new Map(this.due);
+  }
+
+  private pump(): void {
+    while (!this.stopped && this.running.size < this.concurrency && this.ready.length > 0) {
+      const id = this.ready.shift()!;
+      if (this.running.has(id)) continue;
+      const attempt = this.attempt(id)
+        .catch((err) => {
+          // Anything unexpected (spool I/O): keep the message and try again later.
+          this.logger.error({ event: "attempt-error", id, err: String(err) }, "queue: attempt failed");
+          this.due.set(id, this.now() + this.schedule.firstRetrySec * 1000);
+        })
+        .finally(() => {
+          this.running.delete(id);
+          this.pump();
+          this.arm();
+        });
+      this.running.set(id, attempt);
+    }
+    if (this.ready.length === 0 && this.running.size === 0) {
+      for (const resolve of this.idleWaiters.splice(0)) resolve();
+    }
+  }
+
+  /** One timer for the earliest due message; unref'd so it never keeps the process alive. */
+  private arm(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.stopped || this.due.size === 0) return;
+    let next = Infinity;
+    for (const at of this.due.values()) if (at < next) next = at;
+    const delay = Math.min(Math.max(next - this.now(), 0), 2 ** 31 - 1);
+    this.timer = setTimeout(() => void this.runDue(), delay);
+    this.timer.unref();
+  }
+
+  private nextDue(env: Envelope): number {
+    const times = env.recipients
+      .filter((r) => r.status === "pending")
+      .map((r) => (r.nextAttemptAt ? Date.parse(r.nextAttemptAt) : 0));
+    // No pending recipient: a crash came between the last update and removal; finish now.
+    return times.length === 0 ? 0 : Math.min(...times);
+  }
+
+  private async attempt(id: string): Promise<void> {
+    const forced = this.forced.delete(id);
+    let env: Envelope;
+    try {
+      env = await this.spool.readEnvelope(id);
+    } catch (err) {
+      this.due.delete(id);
+      this.logger.error({ event: "envelope-unreadable", id, err: String(err) }, "queue: cannot read envelope; not retrying");
+      return;
+    }
+    const t = this.now();
+    const batch = env.recipients.filter(
+      (r) => r.status === "pending" && (forced || !r.nextAttemptAt || Date.parse(r.nextAttemptAt) <= t),
+    );
+    if (batch.length > 0) {
+      const results = await this.deliverSafely(env, batch);
+      const after = this.now();
+      for (const rcpt of batch) this.applyResult(env, rcpt, results.get(rcpt.address), after);
+      // Durable before anything else happens: a crash now must not repeat delivered recipients.
+      await this.spool.updateEnvelope(env);
+    }
+    if (env.recipients.some((r) => r.status === "pending")) {
+      this.due.set(id, this.nextDue(env));
+      return;
+    }
+    await this.finish(env);
+  }
+
+  private async deliverSafely(env: Envelope, batch: EnvelopeRecipient[]): Promise<Map<string, RecipientResult>> {
+    const byAddress = new Map<string, RecipientResult>();
+    try {
+      const results = await this.deliver(env, this.spool.messagePath(env.id), batch.map((r) => ({ ...r })));
+      for (const r of results) byAddress.set(r.address, r);
+    } catch (err) {
+      const detail = err instanceof Error ? err.message : String(err);
+      for (const r of batch) byAddress.set(r.address, { address: r.address, outcome: "deferred", detail });
+    }
+    return byAddress;
+  }
+
+  private applyResult(env: Envelope, rcpt: EnvelopeRecipient, result: RecipientResult | undefined, t: number): void {
+    const outcome = result?.outcome ?? "deferred";
+    const detail = result?.detail ?? "no result from the deliverer";
+    rcpt.attempts++;
+    rcpt.lastResult = detail;
+    const log = { id: env.id, to: rcpt.address, attempts: rcpt.attempts, detail };
+    if (outcome === "delivered" || outcome === "failed") {
+      rcpt.status = outcome;
+      delete rcpt.nextAttemptAt;
+      this.logger.info({ event: outcome, ...log }, outcome === "delivered" ? "queue: delivered" : "queue: failed permanently");
+      return;
+    }
+    const expiresAt = Date.parse(env.receivedAt) + this.schedule.maxLifetimeSec * 1000;
+    if (t >= expiresAt) {
+      rcpt.status = "failed";
+      rcpt.lastResult = `expired after ${rcpt.attempts} attempts; last error: ${detail}`;
+      delete rcpt.nextAttemptAt;
+      this.logger.warn({ event: "expired", ...log }, "queue: lifetime exceeded, failed");
+      return;
+    }
+    const next = Math.min(t + backoffSeconds(rcpt.attempts, this.schedule) * 1000, expiresAt);
+    rcpt.nextAttemptAt = new Date(next).toISOString();
+    this.logger.info({ event: "deferred", ...log, nextAttemptAt: rcpt.nextAttemptAt }, "queue: deferred");
+  }
+
+  /** No recipient pending: bounce what failed, then drop the message. */
+  private async finish(env: Envelope): Promise<void> {
+    const failed = env.recipients.filter((r) => r.status === "failed");
+    if (failed.length > 0 && this.onFinal) {
+      try {
+        await this.onFinal(env, failed);
+      } catch (err) {
+        this.logger.error({ event: "final-hook-error", id: env.id, err: String(err) }, "queue: final hook failed; will retry");
+        this.due.set(env.id, this.now() + this.schedule.firstRetrySec * 1000);
+        return;
+      }
+    }
+    await this.spool.remove(env.id);
+    this.due.delete(env.id); // an enqueued()/flush() that raced this attempt must not revive it
+    this.logger.info({ event: "removed", id: env.id, failed: failed.length }, "queue: message done, removed");
+  }
+}

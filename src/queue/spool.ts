@@ -1,0 +1,220 @@
+/**
+ * The durable spool: the source of truth for queued mail (DESIGN principle 3, SECURITY rules 16–18).
+ *
+ *   <dir>/tmp/<id>.msg, <id>.json   being written; emptied on start
+ *   <dir>/msg/<id>                  message bytes, exactly as received
+ *   <dir>/env/<id>.json             envelope (JSON.stringify only); its rename is the commit point
+ *   <dir>/quarantine/               envelopes found without a message, kept for the admin
+ *
+ * One process owns a spool directory at a time (init() empties tmp/).
+ */
+import { createReadStream, type ReadStream } from "node:fs";
+import { mkdir, open, readdir, readFile, rename, stat, unlink, type FileHandle } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import { DirSyncer } from "./dir-sync.js";
+import { assertQueueId, isQueueId } from "./queue-id.js";
+import { SpoolMessageWriter } from "./spool-writer.js";
+import type { Envelope, QueueLogger, SpoolWriter } from "./types.js";
+
+export interface SpoolOptions {
+  /** fsync files and directories before acknowledging (default true; only tests turn it off). */
+  fsync?: boolean;
+  logger?: QueueLogger;
+  /** Clock for receivedAt and ids (ms since epoch). */
+  now?: () => number;
+}
+
+export interface RecoveryReport {
+  /** Half-written files removed from tmp/. */
+  removedTmp: number;
+  /** Messages whose envelope never committed: never acknowledged, so removed. */
+  removedOrphanMessages: string[];
+  /** Envelopes without a message, moved to quarantine/. */
+  quarantinedEnvelopes: string[];
+  /** Messages in the queue after recovery. */
+  queued: number;
+}
+
+const ENV_SUFFIX = ".json";
+
+function isNotFound(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException)?.code === "ENOENT";
+}
+
+export class Spool {
+  readonly dir: string;
+  readonly fsync: boolean;
+  readonly now: () => number;
+  private readonly logger?: QueueLogger;
+  private readonly msgSyncer: DirSyncer;
+  private readonly envSyncer: DirSyncer;
+  /** Ids renamed into place whose commit has not resolved yet: not yet part of the queue. */
+  private readonly committing = new Set<string>();
+
+  constructor(dir: string, opts: SpoolOptions = {}) {
+    this.dir = dir;
+    this.fsync = opts.fsync ?? true;
+    this.logger = opts.logger;
+    this.now = opts.now ?? Date.now;
+    this.msgSyncer = new DirSyncer(join(dir, "msg"), this.fsync);
+    this.envSyncer = new DirSyncer(join(dir, "env"), this.fsync);
+  }
+
+  /** Directory fsyncs issued so far (group commit makes this much smaller than 2 × commits). */
+  get dirSyncCount(): number {
+    return this.msgSyncer.syncCount + this.envSyncer.syncCount;
+  }
+
+  tmpPath(name: string): string {
+    return join(this.dir, "tmp", name);
+  }
+
+  messagePath(id: string): string {
+    assertQueueId(id);
+    return join(this.dir, "msg", id);
+  }
+
+  envelopePath(id: string): string {
+    assertQueueId(id);
+    return join(this.dir, "env", id + ENV_SUFFIX);
+  }
+
+  /** Creates the layout and repairs whatever a crash left behind. */
+  async init(): Promise<RecoveryReport> {
+    for (const sub of ["", "tmp", "msg", "env", "quarantine"]) {
+      await mkdir(join(this.dir, sub), { recursive: true, mode: 0o700 });
+    }
+    const report: RecoveryReport = { removedTmp: 0, removedOrphanMessages: [], quarantinedEnvelopes: [], queued: 0 };
+
+    for (const name of await readdir(join(this.dir, "tmp"))) {
+      await unlink(this.tmpPath(name)).catch((err) => {
+        if (!isNotFound(err)) throw err;
+      });
+      report.removedTmp++;
+    }
+
+    const messages = new Set((await readdir(join(this.dir, "msg"))).filter(isQueueId));
+    const envelopes = new Set(
+      (await readdir(join(this.dir, "env")))
+        .filter((n) => n.endsWith(ENV_SUFFIX) && isQueueId(n.slice(0, -ENV_SUFFIX.length)))
+        .map((n) => n.slice(0, -ENV_SUFFIX.length)),
+    );
+
+    for (const id of messages) {
+      if (envelopes.has(id)) continue;
+      // The envelope rename is the commit point: without it the message was never acknowledged.
+      await unlink(this.messagePath(id));
+      report.removedOrphanMessages.push(id);
+      this.logger?.warn({ event: "spool-orphan-removed", id }, "spool recovery: removed message without envelope (never acknowledged)");
+    }
+    for (const id of envelopes) {
+      if (messages.has(id)) {
+        report.queued++;
+        continue;
+      }
+      await rename(this.envelopePath(id), join(this.dir, "quarantine", id + ENV_SUFFIX));
+      report.quarantinedEnvelopes.push(id);
+      this.logger?.error({ event: "spool-quarantined", id }, "spool recovery: envelope without message moved to quarantine/");
+    }
+
+    if (report.removedOrphanMessages.length > 0) await this.msgSyncer.sync();
+    if (report.quarantinedEnvelopes.length > 0) {
+      await this.envSyncer.sync();
+      await new DirSyncer(join(this.dir, "quarantine"), this.fsync).sync();
+    }
+    return report;
+  }
+
+  /** Starts a new message. Nothing is visible to list() until the writer's commit() resolves. */
+  openWriter(): Promise<SpoolWriter> {
+    return SpoolMessageWriter.open(this);
+  }
+
+  /** Ids of committed messages, oldest first. */
+  async list(): Promise<string[]> {
+    const names = await readdir(join(this.dir, "env"));
+    const ids: string[] = [];
+    for (const name of names) {
+      if (!name.endsWith(ENV_SUFFIX)) continue;
+      const id = name.slice(0, -ENV_SUFFIX.length);
+      if (isQueueId(id) && !this.committing.has(id)) ids.push(id);
+    }
+    return ids.sort();
+  }
+
+  async readEnvelope(id: string): Promise<Envelope> {
+    const text = await readFile(this.envelopePath(id), "utf8");
+    const env = JSON.parse(text) as Envelope;
+    if (typeof env !== "object" || env === null || env.id !== id || !Array.isArray(env.recipients)) {
+      throw new Error(`corrupt envelope for ${id}`);
+    }
+    return env;
+  }
+
+  /** Atomically replaces the envelope: tmp file, fsync, rename over the old one, fsync env/. */
+  async updateEnvelope(env: Envelope): Promise<void> {
+    const target = this.envelopePath(env.id);
+    // Refuse to resurrect a removed message as an envelope without bytes.
+    await stat(this.messagePath(env.id));
+    const tmp = this.tmpPath(`${env.id}.${randomBytes(6).toString("hex")}.json`);
+    await this.writeFileDurable(tmp, JSON.stringify(env));
+    try {
+      await rename(tmp, target);
+    } catch (err) {
+      await unlink(tmp).catch(() => undefined);
+      throw err;
+    }
+    await this.envSyncer.sync();
+  }
+
+  /** Removes a message: envelope first (it leaves the queue), then the bytes. */
+  async remove(id: string): Promise<void> {
+    await unlink(this.envelopePath(id)).catch((err) => {
+      if (!isNotFound(err)) throw err;
+    });
+    // Durable before the bytes go, so a crash never leaves an envelope pointing at nothing.
+    await this.envSyncer.sync();
+    await unlink(this.messagePath(id)).catch((err) => {
+      if (!isNotFound(err)) throw err;
+    });
+  }
+
+  openMessageStream(id: string): ReadStream {
+    return createReadStream(this.messagePath(id));
+  }
+
+  // ---- used by SpoolMessageWriter ----
+
+  /** Writes a whole small file with O_EXCL and fsyncs it; removes it again on failure. */
+  async writeFileDurable(path: string, data: string): Promise<void> {
+    let handle: FileHandle | undefined;
+    try {
+      handle = await open(path, "wx", 0o600);
+      await handle.writeFile(data);
+      if (this.fsync) await handle.datasync();
+      await handle.close();
+      handle = undefined;
+    } catch (err) {
+      await handle?.close().catch(() => undefined);
+      await unlink(path).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  markCommitting(id: string): void {
+    this.committing.add(id);
+  }
+
+  unmarkCommitting(id: string): void {
+    this.committing.delete(id);
+  }
+
+  syncMessageDir(): Promise<void> {
+    return this.msgSyncer.sync();
+  }
+
+  syncEnvelopeDir(): Promise<void> {
+    return this.envSyncer.sync();
+  }
+}

@@ -1,0 +1,260 @@
+/**
+ * SCRAM-SHA-256 (RFC 5802 with RFC 7677's hash), server and client. No channel binding: we do not
+ * offer -PLUS, so a client asking for it ("p=") is refused and "y" is accepted (RFC 5802 §6).
+ *
+ *   C: n,[a=authzid],n=user,r=cnonce                 client-first (gs2 header + bare)
+ *   S: r=cnonce+snonce,s=salt,i=iterations           server-first
+ *   C: c=base64(gs2 header),r=nonce,p=proof          client-final
+ *   S: v=server-signature                            server-final, as a *challenge* (RFC 4954 §4)
+ *   C: (empty)                                       → success
+ */
+import { randomBytes } from "node:crypto";
+import { hmacSha256, scramSaltedPassword, sha256, SCRAM_DEFAULT_ITERATIONS, SCRAM_SALT_BYTES } from "./secrets.js";
+import { askStore, missingSecretReason, resolveIdentity } from "./server-support.js";
+import { ALREADY_FINISHED, challenge, decodeBase64Strict, decodeUtf8, failure, hasControlChars, randomNonce, safeEqual, xorBuffers } from "./text.js";
+import type { SaslClientCredentials, SaslClientMechanism, SaslServerMechanism, SaslServerOptions, SaslServerStep, ScramCredentials } from "./types.js";
+
+const NAME = "SCRAM-SHA-256";
+/** RFC 5802 §7 "printable": %x21-2B / %x2D-7E (no comma). */
+const PRINTABLE_NONCE = /^[\x21-\x2b\x2d-\x7e]+$/;
+/** An optional extension attribute: one letter, "=", a value without commas (RFC 5802 §7 attr-val). */
+const EXTENSION = /^[A-Za-z]=/;
+/** Bounds for the client: below RFC 7677 §4's floor is weak, far above it is a CPU trap. */
+const CLIENT_MIN_ITERATIONS = 4096;
+const CLIENT_MAX_ITERATIONS = 1_000_000;
+
+/** RFC 5802 §5.1: "," and "=" in names travel as "=2C" and "=3D"; any other "=" is an error. */
+export function encodeSaslName(name: string): string {
+  return name.replace(/=/g, "=3D").replace(/,/g, "=2C");
+}
+
+export function decodeSaslName(text: string): string | null {
+  if (!/^(?:[^=,]|=2C|=3D)+$/.test(text)) return null;
+  const name = text.replace(/=2C|=3D/g, (escape) => (escape === "=2C" ? "," : "="));
+  return hasControlChars(name) ? null : name;
+}
+
+export interface ClientFirstMessage {
+  gs2Header: string;
+  authzid: string;
+  username: string;
+  clientNonce: string;
+  bare: string;
+}
+
+/** Structural parse of the client-first message; a string is the (fixed-text) reason it is wrong. */
+export function parseClientFirst(text: string): ClientFirstMessage | string {
+  if (text.startsWith("p=")) return "channel binding requested but not offered";
+  if (!text.startsWith("n,") && !text.startsWith("y,")) return "bad gs2 channel-binding flag";
+  const headerEnd = text.indexOf(",", 2);
+  if (headerEnd < 0) return "gs2 header not terminated";
+  const authzPart = text.slice(2, headerEnd);
+  let authzid = "";
+  if (authzPart !== "") {
+    const decoded = authzPart.startsWith("a=") ? decodeSaslName(authzPart.slice(2)) : null;
+    if (decoded === null) return "bad authzid";
+    authzid = decoded;
+  }
+  const gs2Header = text.slice(0, headerEnd + 1);
+  const bare = text.slice(headerEnd + 1);
+  const attrs = bare.split(",");
+  if (attrs[0]?.startsWith("m=")) return "mandatory extension not supported"; // RFC 5802 §5.1 "m"
+  if (attrs.length < 2 || !attrs[0]!.startsWith("n=") || !attrs[1]!.startsWith("r=")) return "expected n= and r=";
+  if (!attrs.slice(2).every((attr) => EXTENSION.test(attr))) return "bad extension";
+  const username = decodeSaslName(attrs[0]!.slice(2));
+  if (username === null) return "bad user name";
+  const clientNonce = attrs[1]!.slice(2);
+  if (!PRINTABLE_NONCE.test(clientNonce)) return "bad client nonce";
+  return { gs2Header, authzid, username, clientNonce, bare };
+}
+
+export interface ClientFinalMessage {
+  channelBinding: Buffer;
+  nonce: string;
+  proof: Buffer;
+  withoutProof: string;
+}
+
+export function parseClientFinal(text: string): ClientFinalMessage | string {
+  const attrs = text.split(",");
+  if (attrs.length < 3 || !attrs[0]!.startsWith("c=") || !attrs[1]!.startsWith("r=")) return "expected c=, r= and p=";
+  const last = attrs[attrs.length - 1]!;
+  if (!last.startsWith("p=")) return "proof must come last";
+  if (!attrs.slice(2, -1).every((attr) => EXTENSION.test(attr) && !attr.startsWith("p="))) return "bad extension";
+  const channelBinding = decodeBase64Strict(attrs[0]!.slice(2));
+  const proof = decodeBase64Strict(last.slice(2));
+  if (channelBinding === null) return "bad channel-binding base64";
+  if (proof === null || proof.length !== 32) return "bad proof";
+  return { channelBinding, nonce: attrs[1]!.slice(2), proof, withoutProof: text.slice(0, text.length - last.length - 1) };
+}
+
+/** Dummy keys for unknown users: the proof check runs and fails exactly like a wrong password. */
+const DUMMY_KEYS = { storedKey: randomBytes(32), serverKey: randomBytes(32) };
+
+export interface ScramServerTestHooks {
+  /** Fixed server nonce part, for RFC test vectors only. */
+  serverNonce?: string;
+}
+
+export class ScramSha256Server implements SaslServerMechanism {
+  readonly name = NAME;
+  private state: "new" | "awaiting-client-first" | "awaiting-store" | "awaiting-client-final" | "awaiting-ack" | "done" = "new";
+  private first: ClientFirstMessage | null = null;
+  private credentials: ScramCredentials | null = null;
+  private userKnown = false;
+  private serverFirst = "";
+  private nonce = "";
+  private success: SaslServerStep | null = null;
+
+  constructor(private readonly opts: SaslServerOptions, private readonly hooks: ScramServerTestHooks = {}) {}
+
+  async start(initial: Buffer | null): Promise<SaslServerStep> {
+    if (this.state !== "new") return this.end(ALREADY_FINISHED);
+    if (initial === null) {
+      this.state = "awaiting-client-first"; // client-first mechanism: ask with an empty challenge
+      return challenge(Buffer.alloc(0));
+    }
+    return this.onClientFirst(initial);
+  }
+
+  async step(response: Buffer): Promise<SaslServerStep> {
+    switch (this.state) {
+      case "awaiting-client-first":
+        return this.onClientFirst(response);
+      case "awaiting-client-final":
+        return this.onClientFinal(response);
+      case "awaiting-ack":
+        // RFC 4954 §4: the server-final went out as a challenge; the client answers with nothing.
+        return this.end(response.length === 0 && this.success ? this.success : failure("malformed", "expected empty response after server-final"));
+      default:
+        return this.end(ALREADY_FINISHED);
+    }
+  }
+
+  private async onClientFirst(message: Buffer): Promise<SaslServerStep> {
+    this.state = "done"; // until proven otherwise
+    const text = decodeUtf8(message);
+    const first = text === null ? "not UTF-8" : parseClientFirst(text);
+    if (typeof first === "string") return failure("malformed", `SCRAM client-first: ${first}`);
+
+    this.state = "awaiting-store";
+    const stored = await askStore(() => this.opts.verifier.scramSha256(first.username));
+    if (this.state !== "awaiting-store") return ALREADY_FINISHED; // a step() arrived meanwhile and ended us
+    this.state = "done";
+    if (!stored.ok) return stored.step;
+    if (stored.value === null && missingSecretReason(this.opts.verifier, NAME) === "mechanism-unavailable") {
+      return failure("mechanism-unavailable");
+    }
+    this.userKnown = stored.value !== null;
+    // RFC 5802 §9 / SECURITY rule 14: an unknown user gets a stable fake salt, not an error.
+    this.credentials = stored.value ?? {
+      salt: hmacSha256(this.opts.fakeSaltKey, first.username).subarray(0, SCRAM_SALT_BYTES),
+      iterations: SCRAM_DEFAULT_ITERATIONS,
+      ...DUMMY_KEYS,
+    };
+    this.first = first;
+    this.nonce = first.clientNonce + (this.hooks.serverNonce ?? randomNonce());
+    this.serverFirst = `r=${this.nonce},s=${this.credentials.salt.toString("base64")},i=${this.credentials.iterations}`;
+    this.state = "awaiting-client-final";
+    return challenge(this.serverFirst);
+  }
+
+  private async onClientFinal(message: Buffer): Promise<SaslServerStep> {
+    this.state = "done";
+    const first = this.first!, credentials = this.credentials!;
+    const text = decodeUtf8(message);
+    const final = text === null ? "not UTF-8" : parseClientFinal(text);
+    if (typeof final === "string") return failure("malformed", `SCRAM client-final: ${final}`);
+    // Structure first, crypto after (SECURITY rule 12).
+    if (!final.channelBinding.equals(Buffer.from(first.gs2Header, "utf8"))) return failure("malformed", "SCRAM channel binding does not match gs2 header");
+    if (final.nonce !== this.nonce) return failure("malformed", "SCRAM nonce mismatch");
+
+    // RFC 5802 §3: ClientKey = ClientProof XOR HMAC(StoredKey, AuthMessage); H(ClientKey) must be StoredKey.
+    const authMessage = `${first.bare},${this.serverFirst},${final.withoutProof}`;
+    const clientSignature = hmacSha256(credentials.storedKey, authMessage);
+    const proofMatches = safeEqual(sha256(xorBuffers(final.proof, clientSignature)), credentials.storedKey);
+    if (!this.userKnown) return failure("unknown-user");
+    if (!proofMatches) return failure("bad-password");
+
+    const outcome = resolveIdentity(this.opts, first.username, first.username, first.authzid);
+    if (outcome.kind !== "success") return outcome; // no server-final unless the exchange succeeds
+    this.success = outcome;
+    this.state = "awaiting-ack";
+    return challenge(`v=${hmacSha256(credentials.serverKey, authMessage).toString("base64")}`);
+  }
+
+  private end(step: SaslServerStep): SaslServerStep {
+    this.state = "done";
+    return step;
+  }
+}
+
+export interface ScramClientTestHooks {
+  /** Fixed client nonce, for RFC test vectors only. */
+  clientNonce?: string;
+}
+
+export class ScramSha256Client implements SaslClientMechanism {
+  readonly name = NAME;
+  private state: "new" | "sent-first" | "sent-final" | "done" = "new";
+  private readonly clientNonce: string;
+  private bare = "";
+  private gs2Header = "";
+  private expectedServerSignature: Buffer | null = null;
+
+  constructor(private readonly creds: SaslClientCredentials, hooks: ScramClientTestHooks = {}) {
+    this.clientNonce = hooks.clientNonce ?? randomNonce();
+    if (!PRINTABLE_NONCE.test(this.clientNonce)) throw new Error("SCRAM client nonce must be printable without commas");
+  }
+
+  initial(): Buffer {
+    if (this.state !== "new") throw new Error("SCRAM-SHA-256: client-first already sent");
+    this.gs2Header = this.creds.authzid ? `n,a=${encodeSaslName(this.creds.authzid)},` : "n,,";
+    this.bare = `n=${encodeSaslName(this.creds.username)},r=${this.clientNonce}`;
+    this.state = "sent-first";
+    return Buffer.from(this.gs2Header + this.bare, "utf8");
+  }
+
+  /** Throws when the server misbehaves or cannot prove it knows the password. */
+  respond(challengeData: Buffer): Buffer {
+    const text = challengeData.toString("utf8");
+    if (this.state === "new" && text === "") return this.initial();
+    if (this.state === "sent-first") return this.onServerFirst(text);
+    if (this.state === "sent-final") return this.onServerFinal(text);
+    throw new Error("SCRAM-SHA-256: unexpected server challenge");
+  }
+
+  private onServerFirst(serverFirst: string): Buffer {
+    this.state = "done";
+    const attrs = serverFirst.split(",");
+    if (attrs[0]?.startsWith("m=")) throw new Error("SCRAM-SHA-256: server requires an unsupported extension");
+    const [r, s, i] = attrs;
+    if (!r?.startsWith("r=") || !s?.startsWith("s=") || !i?.startsWith("i=")) throw new Error("SCRAM-SHA-256: malformed server-first");
+    const nonce = r.slice(2);
+    if (!nonce.startsWith(this.clientNonce) || nonce.length === this.clientNonce.length || !PRINTABLE_NONCE.test(nonce)) {
+      throw new Error("SCRAM-SHA-256: server nonce does not extend ours");
+    }
+    const salt = decodeBase64Strict(s.slice(2));
+    const iterations = /^[1-9][0-9]{0,9}$/.test(i.slice(2)) ? Number(i.slice(2)) : NaN;
+    if (!salt || salt.length === 0) throw new Error("SCRAM-SHA-256: bad salt");
+    if (!(iterations >= CLIENT_MIN_ITERATIONS && iterations <= CLIENT_MAX_ITERATIONS)) throw new Error("SCRAM-SHA-256: iteration count out of range");
+
+    const salted = scramSaltedPassword(this.creds.password, salt, iterations);
+    const clientKey = hmacSha256(salted, "Client Key");
+    const withoutProof = `c=${Buffer.from(this.gs2Header, "utf8").toString("base64")},r=${nonce}`;
+    const authMessage = `${this.bare},${serverFirst},${withoutProof}`;
+    const proof = xorBuffers(clientKey, hmacSha256(sha256(clientKey), authMessage));
+    this.expectedServerSignature = hmacSha256(hmacSha256(salted, "Server Key"), authMessage);
+    this.state = "sent-final";
+    return Buffer.from(`${withoutProof},p=${proof.toString("base64")}`, "utf8");
+  }
+
+  private onServerFinal(serverFinal: string): Buffer {
+    this.state = "done";
+    const first = serverFinal.split(",")[0] ?? "";
+    if (first.startsWith("e=")) throw new Error(`SCRAM-SHA-256: server error ${first.slice(2).replace(/[^\x21-\x7e]/g, "?").slice(0, 64)}`);
+    const signature = first.startsWith("v=") ? decodeBase64Strict(first.slice(2)) : null;
+    if (!signature || !safeEqual(signature, this.expectedServerSignature!)) throw new Error("SCRAM-SHA-256: server signature mismatch");
+    return Buffer.alloc(0);
+  }
+}

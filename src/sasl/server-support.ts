@@ -1,0 +1,41 @@
+/** Steps every server mechanism shares: deciding the identity and asking the credential store. */
+import { failure } from "./text.js";
+import type { CredentialVerifier, SaslServerOptions, SaslServerStep } from "./types.js";
+
+/**
+ * The identity after the secret checked out. `canonical` is the name the store reported (or the
+ * name as sent when the store only hands out secrets). An authzid is honoured only when it names
+ * the same user or the policy permits it (SECURITY rule 11; RFC 4616 §2, RFC 5802 §5.1 "a").
+ */
+export function resolveIdentity(opts: SaslServerOptions, sentName: string, canonical: string, authzid: string): SaslServerStep {
+  if (authzid === "" || authzid === sentName || authzid === canonical) {
+    return { kind: "success", identity: { authcid: canonical, authzid: canonical } };
+  }
+  let permitted: boolean;
+  try {
+    permitted = opts.authzidAllowed(canonical, authzid);
+  } catch {
+    return failure("backend-error", "authzid policy threw");
+  }
+  return permitted
+    ? { kind: "success", identity: { authcid: canonical, authzid } }
+    : failure("authzid-not-permitted");
+}
+
+/**
+ * The store returned no secret: if it cannot serve this mechanism at all, say so (that reveals
+ * nothing about the user); otherwise treat the user as unknown.
+ */
+export function missingSecretReason(verifier: CredentialVerifier, mechanism: string): "mechanism-unavailable" | "unknown-user" {
+  const offered = verifier.supportedMechanisms().map((name) => name.toUpperCase());
+  return offered.includes(mechanism) ? "unknown-user" : "mechanism-unavailable";
+}
+
+/** Run a store call; a thrown error becomes `backend-error` (→ 454 4.7.0), never an exception. */
+export async function askStore<T>(call: () => Promise<T>): Promise<{ ok: true; value: T } | { ok: false; step: SaslServerStep }> {
+  try {
+    return { ok: true, value: await call() };
+  } catch {
+    return { ok: false, step: failure("backend-error", "credential store failed") };
+  }
+}

@@ -1,0 +1,193 @@
+/**
+ * Inspects the header section of a message while it streams to the spool.
+ * Holds bytes (at most maxHeaderBytes) until the header section ends, then asks
+ * a hook for a prefix (trace fields such as Received:, Message-ID:, Date:) that
+ * goes on top, and from then on passes chunks straight through.
+ *
+ * Input is DATA-reader output, so lines end in CRLF; a bare LF is tolerated as
+ * a line end here, since this module only reads and never decides framing.
+ */
+
+export interface HeaderField {
+  /** Field name as written. */
+  name: string;
+  /** Unfolded value (RFC 5322 §2.2.3), decoded as UTF-8 (RFC 6532), outer whitespace trimmed. */
+  value: string;
+}
+
+export interface HeaderInfo {
+  /** Complete fields only, in order. */
+  fields: HeaderField[];
+  /** The limit was reached before the header section ended. */
+  truncated: boolean;
+  /** Some line in the header section was neither a field nor a continuation. */
+  malformed: boolean;
+  /** Value of the first field with this name (case-insensitive). */
+  get(name: string): string | undefined;
+  /** Values of all fields with this name (case-insensitive). */
+  getAll(name: string): string[];
+  count(name: string): number;
+}
+
+export type HeaderEndHook = (info: HeaderInfo) => Buffer;
+
+export interface HeaderCollectorOptions {
+  /** Most header bytes held in memory, e.g. 262144. */
+  maxHeaderBytes: number;
+}
+
+const LF = 0x0a;
+const CR = 0x0d;
+const SP = 0x20;
+const HTAB = 0x09;
+const COLON = 0x3a;
+const utf8 = new TextDecoder("utf-8");
+
+export class HeaderCollector {
+  private readonly maxHeaderBytes: number;
+  private hook: HeaderEndHook | undefined;
+  private held: Buffer[] = [];
+  private heldLength = 0;
+  /** The current line, not yet ended by LF. */
+  private partialLine: Buffer[] = [];
+  /** Lines of the field being read (it may still get continuation lines). */
+  private currentField: Buffer[] = [];
+  private fields: HeaderField[] = [];
+  private malformed = false;
+  private released = false;
+
+  constructor(options: HeaderCollectorOptions) {
+    this.maxHeaderBytes = options.maxHeaderBytes;
+  }
+
+  setHeaderEndHook(fn: HeaderEndHook): void {
+    this.hook = fn;
+  }
+
+  get headerComplete(): boolean {
+    return this.released;
+  }
+
+  /** Returns the bytes to write now, in order (concatenate them); empty while headers are held. */
+  push(data: Buffer): Buffer[] {
+    if (this.released) return data.length > 0 ? [data] : [];
+    const room = this.maxHeaderBytes - this.heldLength;
+    const end = this.scan(data, Math.min(data.length, room));
+    if (end >= 0) return this.release(false, data.subarray(0, end), data.subarray(end));
+    if (data.length > room) {
+      // Limit reached inside the header section: hold no more, let the rest through.
+      return this.release(true, data.subarray(0, room), data.subarray(room));
+    }
+    this.hold(data);
+    return [];
+  }
+
+  /** End of message: releases whatever is held (a message may be all header, or empty). */
+  finish(): Buffer[] {
+    if (this.released) return [];
+    return this.release(false, Buffer.alloc(0), Buffer.alloc(0));
+  }
+
+  /**
+   * Parses data[0, limit) line by line. Returns the offset just past the empty
+   * line ending the header section, or -1 if it is not within the range.
+   */
+  private scan(data: Buffer, limit: number): number {
+    let lineStart = 0;
+    for (;;) {
+      const lf = data.indexOf(LF, lineStart);
+      if (lf < 0 || lf >= limit) {
+        if (limit > lineStart) this.partialLine.push(data.subarray(lineStart, limit));
+        return -1;
+      }
+      this.partialLine.push(data.subarray(lineStart, lf + 1));
+      lineStart = lf + 1;
+      const line = Buffer.concat(this.partialLine);
+      this.partialLine = [];
+      if (this.onLine(line)) return lineStart;
+    }
+  }
+
+  /** Handles one complete line (with its line end); true when it is the empty line ending the section. */
+  private onLine(line: Buffer): boolean {
+    const isEmpty = line.length === 1 || (line.length === 2 && line[0] === CR);
+    if (isEmpty) {
+      this.endField();
+      return true;
+    }
+    const first = line[0];
+    if (first === SP || first === HTAB) {
+      // Continuation of a folded field (RFC 5322 §2.2.3); without a field it is malformed.
+      if (this.currentField.length > 0) this.currentField.push(line);
+      else this.malformed = true;
+      return false;
+    }
+    this.endField();
+    if (fieldNameEnd(line) > 0) this.currentField.push(line);
+    else this.malformed = true;
+    return false;
+  }
+
+  private endField(): void {
+    if (this.currentField.length === 0) return;
+    const raw = Buffer.concat(this.currentField);
+    this.currentField = [];
+    const nameEnd = fieldNameEnd(raw);
+    const colon = raw.indexOf(COLON, nameEnd);
+    const name = raw.toString("latin1", 0, nameEnd);
+    // Unfolding removes the line breaks and keeps the whitespace after them.
+    const value = utf8.decode(raw.subarray(colon + 1)).replace(/\r?\n/g, "").trim();
+    this.fields.push({ name, value });
+  }
+
+  private hold(data: Buffer): void {
+    if (data.length === 0) return;
+    this.held.push(data);
+    this.heldLength += data.length;
+  }
+
+  private release(truncated: boolean, lastHeld: Buffer, rest: Buffer): Buffer[] {
+    this.hold(lastHeld);
+    this.released = true;
+    // The field being read is complete if the next line has started without
+    // whitespace, or if the message ended right after it; otherwise (cut at the
+    // limit) it might still get continuation lines, so it is dropped.
+    const next = this.partialLine[0]?.[0];
+    if (next === undefined ? !truncated : next !== SP && next !== HTAB) this.endField();
+    this.currentField = [];
+    this.partialLine = [];
+    const prefix = this.hook ? this.hook(makeInfo(this.fields, truncated, this.malformed)) : undefined;
+    const out = [prefix, ...this.held, rest].filter((b): b is Buffer => b !== undefined && b.length > 0);
+    this.held = [];
+    return out;
+  }
+}
+
+/**
+ * Length of the field name if the line starts a field: printable ASCII except
+ * ":" (RFC 5322 §3.6.8), then optional whitespace (obsolete syntax, §4.5), then ":".
+ * Returns 0 if the line is not a field.
+ */
+function fieldNameEnd(line: Buffer): number {
+  let i = 0;
+  while (i < line.length && line[i]! >= 0x21 && line[i]! <= 0x7e && line[i] !== COLON) i++;
+  const nameEnd = i;
+  if (nameEnd === 0) return 0;
+  while (i < line.length && (line[i] === SP || line[i] === HTAB)) i++;
+  return line[i] === COLON ? nameEnd : 0;
+}
+
+function makeInfo(fields: HeaderField[], truncated: boolean, malformed: boolean): HeaderInfo {
+  const matching = (name: string) => {
+    const wanted = name.toLowerCase();
+    return fields.filter((f) => f.name.toLowerCase() === wanted).map((f) => f.value);
+  };
+  return {
+    fields,
+    truncated,
+    malformed,
+    get: (name) => matching(name)[0],
+    getAll: matching,
+    count: (name) => matching(name).length,
+  };
+}

@@ -1,0 +1,272 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { promisify } from "node:util";
+import { isQueueId, newQueueId } from "../../src/queue/queue-id.js";
+import { Spool } from "../../src/queue/spool.js";
+import type { Envelope } from "../../src/queue/types.js";
+import { commitMessage, memoryLogger, newEnvelope, newSpool, tempDir } from "./helpers.js";
+
+const run = promisify(execFile);
+
+test("queue ids are filename-safe, unique and sort by time", () => {
+  const a = newQueueId(1_700_000_000_000);
+  const b = newQueueId(1_700_000_000_001);
+  assert.ok(isQueueId(a) && isQueueId(b));
+  assert.ok(a < b);
+  const many = new Set(Array.from({ length: 10_000 }, () => newQueueId(1_700_000_000_000)));
+  assert.equal(many.size, 10_000);
+  assert.ok(!isQueueId("../etc/passwd") && !isQueueId(a.toUpperCase()));
+});
+
+test("commit stores the exact bytes and a JSON envelope, then lists the message", async () => {
+  const spool = await newSpool({ now: () => Date.parse("2024-05-01T10:00:00Z") });
+  const writer = await spool.openWriter();
+  await writer.write(Buffer.from("Subject: hi\r\n\r\n"));
+  await writer.write(Buffer.from([0xe2, 0x82, 0xac, 0x0d, 0x0a]));
+  assert.equal(writer.bytesWritten, 20);
+  assert.deepEqual(await spool.list(), [], "nothing visible before commit");
+  const id = await writer.commit(newEnvelope(["a@example.org", "b@example.org"]));
+
+  assert.ok(isQueueId(id));
+  assert.deepEqual(await spool.list(), [id]);
+  const bytes = await readFile(spool.messagePath(id));
+  assert.deepEqual(bytes, Buffer.concat([Buffer.from("Subject: hi\r\n\r\n"), Buffer.from([0xe2, 0x82, 0xac, 0x0d, 0x0a])]));
+  const env = await spool.readEnvelope(id);
+  assert.equal(env.id, id);
+  assert.equal(env.size, 20);
+  assert.equal(env.receivedAt, "2024-05-01T10:00:00.000Z");
+  assert.equal(env.mailFrom, "sender@example.net");
+  assert.deepEqual(env.recipients, [
+    { address: "a@example.org", status: "pending", attempts: 0 },
+    { address: "b@example.org", status: "pending", attempts: 0 },
+  ]);
+  assert.deepEqual(await readdir(join(spool.dir, "tmp")), []);
+  assert.equal((await stat(spool.messagePath(id))).mode & 0o777, 0o600);
+});
+
+test("envelope values cannot inject queue metadata (SECURITY rule 17)", async () => {
+  const spool = await newSpool({ fsync: false });
+  const evil = 'x@example.org"}],"recipients":[{"address":"victim@example.org';
+  const writer = await spool.openWriter();
+  await writer.write(Buffer.from("x"));
+  const id = await writer.commit({ ...newEnvelope([evil]), mailFrom: "a\r\nb@example.net" });
+  const env = await spool.readEnvelope(id);
+  assert.equal(env.recipients.length, 1);
+  assert.equal(env.recipients[0].address, evil);
+  assert.equal(env.mailFrom, "a\r\nb@example.net");
+});
+
+test("abort removes the half-written message and is safe to repeat", async () => {
+  const spool = await newSpool();
+  const writer = await spool.openWriter();
+  await writer.write(Buffer.alloc(100_000, 0x61));
+  await writer.abort();
+  await writer.abort();
+  assert.deepEqual(await readdir(join(spool.dir, "tmp")), []);
+  assert.deepEqual(await spool.list(), []);
+  await assert.rejects(writer.write(Buffer.from("x")), /aborted/);
+  await assert.rejects(writer.commit(newEnvelope()), /aborted/);
+});
+
+test("abort after a successful commit leaves the acknowledged message alone", async () => {
+  const spool = await newSpool();
+  const writer = await spool.openWriter();
+  await writer.write(Buffer.from("body"));
+  const id = await writer.commit(newEnvelope());
+  await writer.abort();
+  assert.deepEqual(await spool.list(), [id]);
+});
+
+test("large writes respect back-pressure and arrive intact", async () => {
+  const spool = await newSpool({ fsync: false });
+  const writer = await spool.openWriter();
+  const chunk = Buffer.alloc(256 * 1024);
+  for (let i = 0; i < 16; i++) {
+    chunk.fill(i);
+    await writer.write(Buffer.from(chunk));
+  }
+  const id = await writer.commit(newEnvelope());
+  const bytes = await readFile(spool.messagePath(id));
+  assert.equal(bytes.length, 16 * 256 * 1024);
+  for (let i = 0; i < 16; i++) assert.equal(bytes[i * 256 * 1024 + 7], i);
+});
+
+test("a failed commit removes every file so a 4xx'd message is never delivered", async () => {
+  const spool = await newSpool();
+  // Replace env/ with a file: the envelope rename (the commit point) fails.
+  await rm(join(spool.dir, "env"), { recursive: true });
+  await writeFile(join(spool.dir, "env"), "");
+  const writer = await spool.openWriter();
+  await writer.write(Buffer.from("body"));
+  await assert.rejects(writer.commit(newEnvelope()));
+  assert.deepEqual(await readdir(join(spool.dir, "msg")), []);
+  assert.deepEqual(await readdir(join(spool.dir, "tmp")), []);
+  await writer.abort(); // still safe
+});
+
+test("recovery: empties tmp/, drops messages never committed, quarantines envelopes without bytes", async () => {
+  const dir = await tempDir();
+  const logger = memoryLogger();
+  const first = new Spool(dir, { logger });
+  await first.init();
+  const kept = await commitMessage(first, "kept");
+
+  // Crash states made by hand.
+  const halfWritten = newQueueId();
+  await writeFile(join(dir, "tmp", `${halfWritten}.msg`), "partial");
+  await writeFile(join(dir, "tmp", `${halfWritten}.json`), "{\"id\":");
+  const orphanMessage = newQueueId();
+  await writeFile(join(dir, "msg", orphanMessage), "renamed but envelope never committed");
+  const orphanEnvelope = newQueueId();
+  const env: Envelope = { ...(await first.readEnvelope(kept)), id: orphanEnvelope };
+  await writeFile(join(dir, "env", `${orphanEnvelope}.json`), JSON.stringify(env));
+
+  const second = new Spool(dir, { logger });
+  const report = await second.init();
+  assert.equal(report.removedTmp, 2);
+  assert.deepEqual(report.removedOrphanMessages, [orphanMessage]);
+  assert.deepEqual(report.quarantinedEnvelopes, [orphanEnvelope]);
+  assert.equal(report.queued, 1);
+  assert.deepEqual(await second.list(), [kept]);
+  assert.deepEqual(await readdir(join(dir, "tmp")), []);
+  assert.deepEqual(await readdir(join(dir, "msg")), [kept]);
+  assert.deepEqual(await readdir(join(dir, "quarantine")), [`${orphanEnvelope}.json`]);
+  assert.ok(logger.entries.some((e) => e.level === "error" && (e.obj as { id?: string }).id === orphanEnvelope));
+});
+
+test("updateEnvelope replaces atomically: readers only ever see a whole envelope", async () => {
+  const spool = await newSpool();
+  const id = await commitMessage(spool, "x", ["a@example.org"]);
+  const env = await spool.readEnvelope(id);
+  let stop = false;
+  let reads = 0;
+  const reader = (async () => {
+    while (!stop) {
+      const seen = await spool.readEnvelope(id); // throws on a torn file
+      assert.ok(seen.recipients[0].attempts >= 0);
+      reads++;
+    }
+  })();
+  for (let i = 1; i <= 30; i++) {
+    env.recipients[0].attempts = i;
+    env.recipients[0].lastResult = "451 4.3.0 ".padEnd(200 * i, "x");
+    await spool.updateEnvelope(env);
+  }
+  stop = true;
+  await reader;
+  assert.ok(reads > 0);
+  assert.equal((await spool.readEnvelope(id)).recipients[0].attempts, 30);
+  assert.deepEqual(await readdir(join(spool.dir, "tmp")), []);
+});
+
+test("updateEnvelope refuses to resurrect a removed message; remove deletes both files", async () => {
+  const spool = await newSpool();
+  const id = await commitMessage(spool, "x");
+  const env = await spool.readEnvelope(id);
+  await spool.remove(id);
+  await spool.remove(id); // idempotent
+  assert.deepEqual(await spool.list(), []);
+  await assert.rejects(stat(spool.messagePath(id)), { code: "ENOENT" });
+  await assert.rejects(spool.updateEnvelope(env), { code: "ENOENT" });
+  assert.deepEqual(await readdir(join(spool.dir, "env")), []);
+  assert.throws(() => spool.messagePath("../../etc/passwd"), /invalid queue id/);
+});
+
+test("openMessageStream reads the spooled bytes", async () => {
+  const spool = await newSpool({ fsync: false });
+  const id = await commitMessage(spool, "line 1\r\nline 2\r\n");
+  const chunks: Buffer[] = [];
+  for await (const c of spool.openMessageStream(id)) chunks.push(c as Buffer);
+  assert.equal(Buffer.concat(chunks).toString(), "line 1\r\nline 2\r\n");
+});
+
+test("group commit: 20 concurrent commits all resolve, all durable, sharing directory fsyncs", async () => {
+  const spool = await newSpool();
+  const n = 20;
+  const writers = await Promise.all(Array.from({ length: n }, () => spool.openWriter()));
+  await Promise.all(writers.map((w, i) => w.write(Buffer.from(`message ${i}\r\n`))));
+  const before = spool.dirSyncCount;
+  const ids = await Promise.all(writers.map((w) => w.commit(newEnvelope())));
+  const syncs = spool.dirSyncCount - before;
+  assert.equal(new Set(ids).size, n);
+  assert.deepEqual(await spool.list(), [...ids].sort());
+  for (const [i, id] of ids.entries()) {
+    assert.equal(await readFile(spool.messagePath(id), "utf8"), `message ${i}\r\n`);
+  }
+  assert.ok(syncs < 2 * n, `expected shared directory fsyncs, got ${syncs} for ${n} commits`);
+});
+
+/** Parses `strace -f -y` output into completed calls, in the order they returned. */
+function completedCalls(trace: string): string[] {
+  const pending = new Map<string, string>();
+  const done: string[] = [];
+  for (const line of trace.split("\n")) {
+    const m = /^(\d+)\s+(.*)$/.exec(line);
+    if (!m) continue;
+    const [, pid, body] = m;
+    if (body.endsWith("<unfinished ...>")) {
+      pending.set(pid, body.slice(0, -"<unfinished ...>".length));
+    } else if (body.startsWith("<...")) {
+      done.push((pending.get(pid) ?? "") + body.replace(/^<\.\.\. \w+ resumed>/, ""));
+      pending.delete(pid);
+    } else if (!body.startsWith("+++") && !body.startsWith("---")) {
+      done.push(body);
+    }
+  }
+  return done;
+}
+
+test("commit order proven with strace: data fsync, renames, directory fsyncs, then acknowledge (rule 16)", async () => {
+  const dir = await tempDir();
+  const traceFile = join(await tempDir(), "trace");
+  const spoolUrl = pathToFileURL(join(import.meta.dirname, "../../src/queue/spool.js")).href;
+  const script = `
+    import { Spool } from ${JSON.stringify(spoolUrl)};
+    import { accessSync } from "node:fs";
+    const spool = new Spool(${JSON.stringify(dir)});
+    await spool.init();
+    const w = await spool.openWriter();
+    await w.write(Buffer.from("hello\\r\\n"));
+    const id = await w.commit({ mailFrom: "a@b.example", client: { ip: "127.0.0.1", helo: "h", listener: "mta" }, recipients: [{ address: "c@d.example" }] });
+    try { accessSync("/postern-ack-marker-" + id); } catch {}
+    process.stdout.write(id);
+  `;
+  const { stdout } = await run("strace", [
+    "-f", "-y", "-o", traceFile,
+    "-e", "trace=fsync,fdatasync,rename,renameat,renameat2,access,faccessat,faccessat2",
+    process.execPath, "--input-type=module", "-e", script,
+  ]);
+  const id = stdout.trim();
+  assert.ok(isQueueId(id));
+  const calls = completedCalls(await readFile(traceFile, "utf8"));
+  const at = (pred: (c: string) => boolean, what: string) => {
+    const i = calls.findIndex(pred);
+    assert.ok(i >= 0, `${what} not found in:\n${calls.join("\n")}`);
+    return i;
+  };
+  const dataSync = at((c) => c.startsWith("fdatasync(") && c.includes(`/tmp/${id}.msg>`), "fdatasync of the data");
+  const envSync = at((c) => c.startsWith("fdatasync(") && c.includes(`/tmp/${id}.json>`), "fdatasync of the envelope");
+  const msgRename = at((c) => c.startsWith("rename") && c.includes(`/msg/${id}"`), "rename into msg/");
+  const envRename = at((c) => c.startsWith("rename") && c.includes(`/env/${id}.json"`), "rename into env/");
+  const msgDirSync = at((c) => c.startsWith("fsync(") && c.includes(`${dir}/msg>`), "fsync of msg/");
+  const envDirSync = at((c) => c.startsWith("fsync(") && c.includes(`${dir}/env>`), "fsync of env/");
+  const ack = at((c) => c.includes(`/postern-ack-marker-${id}`), "acknowledgement marker");
+  assert.ok(dataSync < msgRename && envSync < envRename, "files are synced before they are renamed");
+  assert.ok(msgRename < envRename, "the envelope rename (commit point) comes last");
+  assert.ok(msgDirSync > msgRename && envDirSync > envRename, "directories are synced after the renames");
+  assert.ok(Math.max(msgDirSync, envDirSync) < ack, "acknowledged only after both directory fsyncs");
+});
+
+test("init creates the layout with private permissions", async () => {
+  const dir = join(await tempDir(), "nested", "queue");
+  await mkdir(dir, { recursive: true });
+  const spool = new Spool(dir);
+  await spool.init();
+  for (const sub of ["tmp", "msg", "env", "quarantine"]) {
+    assert.equal((await stat(join(dir, sub))).mode & 0o777, 0o700);
+  }
+});
