@@ -3,6 +3,7 @@
  * loopback, SQLite users, a generated certificate and one demo user whose fresh password is printed.
  */
 import { randomBytes } from "node:crypto";
+import type { SqliteUserStore } from "../auth/sqlite-store.js";
 
 export const DEMO_USER = "demo@example.org";
 
@@ -22,6 +23,30 @@ export function demoConfig(): Record<string, unknown> {
   };
 }
 
-export function demoPassword(): string {
-  return randomBytes(12).toString("base64url");
+/** Creates the demo user, or gives it a fresh password: the printed one is always true. */
+export async function resetDemoUser(store: SqliteUserStore): Promise<string> {
+  const password = randomBytes(12).toString("base64url");
+  if (await store.lookupUser(DEMO_USER)) await store.setPassword(DEMO_USER, password);
+  else await store.addUser(DEMO_USER, password);
+  return password;
+}
+
+export function demoBanner(dataDir: string, listeners: { mode: string; port: number }[], password: string): string {
+  const port = (mode: string) => listeners.find((l) => l.mode === mode)?.port;
+  return (
+    [
+      "",
+      "Postern is running with the embedded demo configuration (no --config given):",
+      `  data directory   ${dataDir}`,
+      `  MTA              127.0.0.1:${port("mta")}   (mail for example.org from anyone)`,
+      `  submission       127.0.0.1:${port("submission")}   (STARTTLS, then AUTH)`,
+      `  submissions      127.0.0.1:${port("submissions")}   (implicit TLS, then AUTH)`,
+      `  demo user        ${DEMO_USER}`,
+      `  demo password    ${password}`,
+      "",
+      `Try: swaks --server 127.0.0.1:${port("submission")} --tls --auth PLAIN --auth-user ${DEMO_USER} \\`,
+      `       --auth-password '${password}' --from ${DEMO_USER} --to ${DEMO_USER}`,
+      "",
+    ].join("\n") + "\n"
+  );
 }

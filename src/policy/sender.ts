@@ -80,7 +80,9 @@ export function extractAddresses(header: string): string[] {
   const out: string[] = [];
   for (const part of text.split(",")) {
     const angle = /<([^<>]*)>/.exec(part);
-    const addr = (angle ? angle[1]! : part).trim();
+    // Group syntax (RFC 5322 §3.4): "Team: a@x, b@y;" — drop the group name and the closing ";".
+    const bare = part.replace(/^[^:<@]*:/, "").replace(/;\s*$/, "");
+    const addr = (angle ? angle[1]! : bare).trim();
     if (addr.includes("@")) out.push(addr);
   }
   return out;
