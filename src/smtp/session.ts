@@ -9,93 +9,20 @@ import { parseCommand, type ParsedCommand } from "./command.js";
 import { parseMailParams, parseRcptParams, parsePath, type MailPath, type MailParams } from "./address.js";
 import { DataReader, type DataError } from "./data-reader.js";
 import { HeaderCollector, type HeaderInfo } from "./headers.js";
-import { decodeBase64Strict } from "./base64.js";
 import { buildReceivedHeader, rfc5322Date } from "./trace.js";
-import type { SaslServerMechanism, SaslServerStep, SaslFailureReason } from "../sasl/types.js";
-import type { Decision } from "../policy/decision.js";
+import { AuthExchange, type AuthResult } from "./auth-exchange.js";
 import type { EnvelopeRecipient, NewEnvelope, SpoolWriter } from "../queue/types.js";
 
-export type ListenerMode = "mta" | "submission" | "submissions";
+import type {
+  ConnectionFacts,
+  Expecting,
+  PolicyContext,
+  SessionOutput,
+  SessionPorts,
+  SessionSettings,
+} from "./session-types.js";
 
-export interface SessionSettings {
-  hostname: string;
-  banner: string;
-  mode: ListenerMode;
-  /** STARTTLS can be offered (a certificate is loaded and the connection is not TLS yet). */
-  tlsAvailable: boolean;
-  /** AUTH is enabled on this listener (always for submission modes). */
-  authEnabled: boolean;
-  /** Admin explicitly allowed AUTH (and submission) before TLS on this listener. */
-  authWithoutTls: boolean;
-  limits: {
-    commandLineLength: number;
-    authLineLength: number;
-    textLineLength: number;
-    recipients: number;
-    messageSize: number;
-    errors: number;
-    junkCommands: number;
-    authFailures: number;
-    authFailureDelayMs: number;
-    headerBytes: number;
-    maxReceivedHeaders: number;
-  };
-  bareLineEnds: "reject" | "normalize";
-  /** Where "RCPT TO:<Postmaster>" goes: postmaster@<first local domain>. */
-  postmaster: string;
-}
-
-export interface ConnectionFacts {
-  remoteIp: string;
-  /** Set when the connection is (now) encrypted. */
-  tls?: { version: string; cipher: string };
-}
-
-/** A logged event; the connection layer adds the connection id and client address. */
-export interface SessionLog {
-  info(fields: Record<string, unknown>, msg: string): void;
-  warn(fields: Record<string, unknown>, msg: string): void;
-}
-
-export interface SenderAccount {
-  address: string;
-  senders: readonly string[];
-}
-
-/** Everything the session asks of the world. */
-export interface SessionPorts {
-  /** Mechanisms offered right now (already filtered by the store's abilities and config). */
-  mechanisms(): string[];
-  createMechanism(name: string): SaslServerMechanism | null;
-  /** The account behind an authenticated login (for sender checks). */
-  account(login: string): Promise<SenderAccount | null>;
-  checkSender(ctx: PolicyContext, sender: MailPath, account: SenderAccount | null): Promise<Decision>;
-  /** May include `address`: the mailbox's own spelling, used in the envelope from then on. */
-  checkRecipient(ctx: PolicyContext, rcpt: MailPath): Promise<Decision & { address?: string }>;
-  checkFromHeader(account: SenderAccount, from: string | undefined): Decision;
-  openSpool(): Promise<SpoolWriter>;
-  /** Called after a successful commit, before 250 is sent. */
-  queued(id: string, envelope: NewEnvelope): void;
-  delay(ms: number): Promise<void>;
-  log: SessionLog;
-  now(): Date;
-}
-
-export interface PolicyContext {
-  ip: string;
-  mode: ListenerMode;
-  authUser?: string;
-}
-
-export type SessionAction = "close" | "starttls";
-
-export interface SessionOutput {
-  replies: Reply[];
-  action?: SessionAction;
-}
-
-/** What the connection should read next, and with which line limit. */
-export type Expecting = "command" | "auth-response" | "data";
+export * from "./session-types.js";
 
 interface Transaction {
   sender: MailPath;
@@ -122,28 +49,30 @@ export class Session {
   private helo: string | null = null;
   private esmtp = false;
   private authUser: string | null = null;
-  private authMechanism: SaslServerMechanism | null = null;
   private transaction: Transaction | null = null;
   private dataPhase: DataPhase | null = null;
   private errors = 0;
   private junk = 0;
-  private authFailures = 0;
   private closed = false;
+
+  private readonly authExchange: AuthExchange;
 
   constructor(
     private readonly settings: SessionSettings,
     private readonly ports: SessionPorts,
     private facts: ConnectionFacts,
-  ) {}
+  ) {
+    this.authExchange = new AuthExchange(settings, ports, (text) => this.closing(text));
+  }
 
   get expecting(): Expecting {
     if (this.dataPhase) return "data";
-    return this.authMechanism ? "auth-response" : "command";
+    return this.authExchange.active ? "auth-response" : "command";
   }
 
   /** Line limit for the next line the connection reads (RFC 5321 §4.5.3.1.4, RFC 4954 §4). */
   get lineLimit(): number {
-    return this.authMechanism ? this.settings.limits.authLineLength : this.settings.limits.commandLineLength;
+    return this.authExchange.active ? this.settings.limits.authLineLength : this.settings.limits.commandLineLength;
   }
 
   get authenticatedUser(): string | null {
@@ -160,13 +89,13 @@ export class Session {
     this.helo = null;
     this.esmtp = false;
     this.authUser = null;
-    this.authMechanism = null;
+    this.authExchange.cancel();
     this.transaction = null;
   }
 
   /** A line the connection layer could not take (too long, bare CR/LF). */
   lineError(kind: "too-long" | "bare-lf" | "bare-cr"): SessionOutput {
-    this.authMechanism = null;
+    this.authExchange.cancel();
     const text =
       kind === "too-long" ? "Error: line too long" : "Error: bare CR or LF in command; lines must end with CRLF";
     this.ports.log.warn({ event: "protocol-error", kind }, "bad command line");
@@ -181,7 +110,9 @@ export class Session {
 
   async handleLine(line: Buffer): Promise<SessionOutput> {
     if (this.closed) return { replies: [] };
-    const out = this.authMechanism ? await this.authResponse(line) : await this.command(parseCommand(line));
+    const out = this.authExchange.active
+      ? await this.authResult(await this.authExchange.respond(line))
+      : await this.command(parseCommand(line));
     return this.countErrors(out);
   }
 
@@ -308,80 +239,17 @@ export class Session {
       return { replies: [reply(503, "5.5.1", "Error: AUTH not available here; use port 587 (STARTTLS) or 465")] };
     if (this.authUser) return { replies: [reply(503, "5.5.1", "Error: already authenticated")] };
     if (this.transaction) return { replies: [reply(503, "5.5.1", "Error: AUTH not permitted during a mail transaction")] };
-    const name = mechanismName.toUpperCase();
-    // SECURITY.md rule 12: a fresh mechanism object per attempt, only among those offered.
-    const mechanism = this.ports.mechanisms().includes(name) ? this.ports.createMechanism(name) : null;
-    if (!mechanism) {
-      this.ports.log.warn({ event: "auth-failure", mechanism: name, reason: "mechanism-not-allowed" }, "AUTH failed");
-      return { replies: [reply(504, "5.5.4", "Unrecognized authentication type")] };
-    }
-    let decoded: Buffer | null = null;
-    if (initial !== undefined) {
-      if (initial === "*") return { replies: [reply(501, "5.7.0", "Authentication cancelled")] };
-      decoded = initial === "=" ? Buffer.alloc(0) : decodeBase64Strict(initial);
-      if (decoded === null) return { replies: [reply(501, "5.5.2", "Error: invalid base64 data")] };
-    }
-    this.authMechanism = mechanism;
-    return this.authStep(await this.safeStep(() => mechanism.start(decoded)));
+    const result = await this.authExchange.begin(mechanismName, initial);
+    return this.authResult(result);
   }
 
-  private async authResponse(line: Buffer): Promise<SessionOutput> {
-    const mechanism = this.authMechanism!;
-    const text = line.toString("latin1");
-    if (text === "*") {
-      this.authMechanism = null;
-      this.ports.log.info({ event: "auth-cancelled", mechanism: mechanism.name }, "AUTH cancelled by client");
-      return { replies: [reply(501, "5.7.0", "Authentication cancelled")] };
-    }
-    const decoded = decodeBase64Strict(text);
-    if (decoded === null) {
-      this.authMechanism = null;
-      return { replies: [reply(501, "5.5.2", "Error: invalid base64 data")] };
-    }
-    return this.authStep(await this.safeStep(() => mechanism.step(decoded)));
-  }
-
-  private async safeStep(step: () => Promise<SaslServerStep>): Promise<SaslServerStep> {
-    try {
-      return await step();
-    } catch (err) {
-      return { kind: "failure", reason: "backend-error", detail: String(err) };
-    }
-  }
-
-  private async authStep(step: SaslServerStep): Promise<SessionOutput> {
-    const mechanism = this.authMechanism!;
-    if (step.kind === "challenge") return { replies: [reply(334, undefined, step.data.toString("base64"))] };
-    this.authMechanism = null;
-    if (step.kind === "success") {
+  private async authResult(result: AuthResult): Promise<SessionOutput> {
+    if (result.user !== undefined) {
       // Mechanisms return the login as typed; sender checks and logs need the store's spelling.
-      const account = await this.ports.account(step.identity.authzid).catch(() => null);
-      this.authUser = account?.address ?? step.identity.authzid;
-      this.ports.log.info(
-        { event: "auth-success", mechanism: mechanism.name, user: step.identity.authzid, authcid: step.identity.authcid },
-        "AUTH succeeded",
-      );
-      return { replies: [reply(235, "2.7.0", "Authentication successful")] };
+      const account = await this.ports.account(result.user).catch(() => null);
+      this.authUser = account?.address ?? result.user;
     }
-    return this.authFailed(mechanism.name, step.reason, step.detail);
-  }
-
-  private async authFailed(mechanism: string, reason: SaslFailureReason, detail?: string): Promise<SessionOutput> {
-    this.authFailures++;
-    // The log says why; the client only learns that it failed (SECURITY.md rule 14).
-    this.ports.log.warn({ event: "auth-failure", mechanism, reason, detail, failures: this.authFailures }, "AUTH failed");
-    if (reason === "malformed") return { replies: [reply(501, "5.5.2", "Error: malformed authentication response")] };
-    // Answer failures late (Dovecot's auth_failure_delay): guessing gets slow.
-    await this.ports.delay(this.settings.limits.authFailureDelayMs);
-    const r =
-      reason === "backend-error"
-        ? reply(454, "4.7.0", "Temporary authentication failure")
-        : reply(535, "5.7.8", "Authentication credentials invalid");
-    if (this.authFailures >= this.settings.limits.authFailures) {
-      this.ports.log.warn({ event: "limit", limit: "authFailures", count: this.authFailures }, "too many AUTH failures");
-      return { replies: [r, this.closing("Error: too many authentication failures")], action: "close" };
-    }
-    return { replies: [r] };
+    return result.output;
   }
 
   // ---- MAIL / RCPT ------------------------------------------------------------------------------
@@ -639,7 +507,7 @@ export class Session {
     this.closed = true;
     const phase = this.dataPhase;
     this.dataPhase = null;
-    this.authMechanism = null;
+    this.authExchange.cancel();
     if (phase) {
       await phase.pending;
       await phase.writer.abort().catch(() => undefined);

@@ -1,0 +1,90 @@
+/**
+ * The session's contracts: its settings, the ports it asks the world through, and its outputs.
+ */
+import type { Reply } from "./reply.js";
+import type { MailPath } from "./address.js";
+import type { SaslServerMechanism } from "../sasl/types.js";
+import type { Decision } from "../policy/decision.js";
+import type { NewEnvelope, SpoolWriter } from "../queue/types.js";
+
+export type ListenerMode = "mta" | "submission" | "submissions";
+
+export interface SessionSettings {
+  hostname: string;
+  banner: string;
+  mode: ListenerMode;
+  /** STARTTLS can be offered (a certificate is loaded and the connection is not TLS yet). */
+  tlsAvailable: boolean;
+  /** AUTH is enabled on this listener (always for submission modes). */
+  authEnabled: boolean;
+  /** Admin explicitly allowed AUTH (and submission) before TLS on this listener. */
+  authWithoutTls: boolean;
+  limits: {
+    commandLineLength: number;
+    authLineLength: number;
+    textLineLength: number;
+    recipients: number;
+    messageSize: number;
+    errors: number;
+    junkCommands: number;
+    authFailures: number;
+    authFailureDelayMs: number;
+    headerBytes: number;
+    maxReceivedHeaders: number;
+  };
+  bareLineEnds: "reject" | "normalize";
+  /** Where "RCPT TO:<Postmaster>" goes: postmaster@<first local domain>. */
+  postmaster: string;
+}
+
+export interface ConnectionFacts {
+  remoteIp: string;
+  /** Set when the connection is (now) encrypted. */
+  tls?: { version: string; cipher: string };
+}
+
+/** A logged event; the connection layer adds the connection id and client address. */
+export interface SessionLog {
+  info(fields: Record<string, unknown>, msg: string): void;
+  warn(fields: Record<string, unknown>, msg: string): void;
+}
+
+export interface SenderAccount {
+  address: string;
+  senders: readonly string[];
+}
+
+/** Everything the session asks of the world. */
+export interface SessionPorts {
+  /** Mechanisms offered right now (already filtered by the store's abilities and config). */
+  mechanisms(): string[];
+  createMechanism(name: string): SaslServerMechanism | null;
+  /** The account behind an authenticated login (for sender checks). */
+  account(login: string): Promise<SenderAccount | null>;
+  checkSender(ctx: PolicyContext, sender: MailPath, account: SenderAccount | null): Promise<Decision>;
+  /** May include `address`: the mailbox's own spelling, used in the envelope from then on. */
+  checkRecipient(ctx: PolicyContext, rcpt: MailPath): Promise<Decision & { address?: string }>;
+  checkFromHeader(account: SenderAccount, from: string | undefined): Decision;
+  openSpool(): Promise<SpoolWriter>;
+  /** Called after a successful commit, before 250 is sent. */
+  queued(id: string, envelope: NewEnvelope): void;
+  delay(ms: number): Promise<void>;
+  log: SessionLog;
+  now(): Date;
+}
+
+export interface PolicyContext {
+  ip: string;
+  mode: ListenerMode;
+  authUser?: string;
+}
+
+export type SessionAction = "close" | "starttls";
+
+export interface SessionOutput {
+  replies: Reply[];
+  action?: SessionAction;
+}
+
+/** What the connection should read next, and with which line limit. */
+export type Expecting = "command" | "auth-response" | "data";
