@@ -14,3 +14,9 @@ export interface Authenticator extends CredentialVerifier {
   lookupUser(address: string): Promise<UserInfo | null>;
   close(): void;
 }
+
+/** What backends log through (a pino logger fits). */
+export interface AuthLog {
+  info(fields: Record<string, unknown>, msg: string): void;
+  warn(fields: Record<string, unknown>, msg: string): void;
+}

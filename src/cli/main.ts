@@ -4,6 +4,8 @@ import { ConfigError } from "../config/load.js";
 import { serveCommand } from "./serve.js";
 import { userAdd, userDel, userList, userPasswd } from "./user.js";
 import { configCheck } from "./config-check.js";
+import { normalizeArgv, registerToolbox } from "./toolbox.js";
+import { queueDelete, queueFlush, queueHold, queueList, queueRelease, queueShow } from "./queue.js";
 
 const program = new Command();
 program.name("postern").description("Authenticated SMTP submission server and MTA").version("0.1.0");
@@ -29,10 +31,26 @@ user
   .action(userPasswd);
 user.command("list").description("list users").option(...configOption).option("--json", "machine-readable output").action(userList);
 
+const queue = program.command("queue").description("inspect and steer the mail queue (needs the running server to change it)");
+queue.command("list").description("list queued messages (mailq)").option(...configOption).option("--json", "machine-readable output").action(queueList);
+queue.command("show <id>").description("show a message's envelope and headers").option(...configOption).option("--json", "machine-readable output").action(queueShow);
+queue.command("flush [id]").description("attempt delivery now, ignoring back-off (postqueue -f)").option(...configOption).option("--json", "machine-readable output").action(queueFlush);
+queue
+  .command("delete [id]")
+  .description("remove a message without a bounce (postsuper -d)")
+  .option(...configOption)
+  .option("--all-deferred", "remove every deferred message")
+  .option("--json", "machine-readable output")
+  .action(queueDelete);
+queue.command("hold <id>").description("keep a message from delivery until released (survives restarts)").option(...configOption).option("--json", "machine-readable output").action(queueHold);
+queue.command("release <id>").description("release a held message").option(...configOption).option("--json", "machine-readable output").action(queueRelease);
+
 const config = program.command("config").description("configuration tools");
 config.command("check").description("validate and print the effective configuration").option(...configOption).action(configCheck);
 
-program.parseAsync(process.argv).catch((err: unknown) => {
+registerToolbox(program);
+
+program.parseAsync(normalizeArgv(process.argv)).catch((err: unknown) => {
   if (err instanceof ConfigError) {
     process.stderr.write(`postern: ${err.message}\n${err.problems.map((p) => `  ${p}`).join("\n")}\n`);
     process.exit(78); // EX_CONFIG

@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { isIP } from "node:net";
+import { parseTransport } from "../delivery/transport.js";
 
 const listenerMode = z.enum(["mta", "submission", "submissions"]);
 
@@ -25,7 +26,44 @@ const listener = z.strictObject({
   authWithoutTls: z.boolean().default(false),
   /** Offer AUTH on an `mta` listener (after TLS). Postfix: smtpd_sasl_auth_enable on port 25. */
   auth: z.boolean().optional(),
+  /** Expect a PROXY protocol v1/v2 header from a trusted proxy before anything else. */
+  proxyProtocol: z.boolean().default(false),
+  /** Proxies allowed to send that header here; defaults to the top-level trustedProxies. */
+  trustedProxies: z.array(cidr).optional(),
 });
+
+/** Concurrent connections and connection rate (Postfix smtpd_client_connection_count_limit, anvil). */
+const connectionLimits = z
+  .strictObject({
+    /** All concurrent connections, exempt clients included. */
+    total: z.number().int().min(1).default(1000),
+    /** Concurrent connections from one client IP (Postfix default 50). */
+    perIp: z.number().int().min(1).default(50),
+    /** Connection attempts per IP per window; 0 = off, as Postfix's smtpd_client_connection_rate_limit. */
+    ratePerIp: z.number().int().min(0).default(0),
+    /** Postfix anvil_rate_time_unit. */
+    rateWindowSec: z.number().int().min(1).default(60),
+  })
+  .prefault({});
+
+/** Growing delay for clients that keep erring (Postfix smtpd_soft_error_limit, smtpd_error_sleep_time). */
+const tarpit = z
+  .strictObject({
+    softErrors: z.number().int().min(1).default(10),
+    softJunk: z.number().int().min(1).default(50),
+    /** Each error past the soft limit waits this much longer than the one before. */
+    stepMs: z.number().int().min(0).default(1000),
+    maxDelayMs: z.number().int().min(0).default(10_000),
+  })
+  .prefault({});
+
+/** Minimum DATA transfer rate (Postfix smtpd_min_data_rate = 500 bytes/s); bytesPerSec 0 = off. */
+const minDataRate = z
+  .strictObject({
+    bytesPerSec: z.number().int().min(0).default(500),
+    windowMs: z.number().int().min(100).default(30_000),
+  })
+  .prefault({});
 
 const limits = z
   .strictObject({
@@ -50,10 +88,30 @@ const limits = z
     idleTimeoutMs: z.number().int().min(1000).default(300_000),
     /** Whole DATA phase deadline (RFC 5321 §4.5.3.2.6 asks ≥10 min for the final dot). */
     dataTimeoutMs: z.number().int().min(1000).default(600_000),
+    connections: connectionLimits,
+    /** Skip per-IP connection/rate limits and tarpit delays, never per-connection caps (smtpd_client_event_limit_exceptions). */
+    exempt: z.array(cidr).default([]),
+    /** Commands before AUTH succeeds on submission ports; then 421 4.7.0. 0 = no limit. */
+    unauthCommands: z.number().int().min(0).default(10),
+    tarpit,
+    minDataRate,
+    /** STARTTLS and implicit-TLS handshake deadline. */
+    tlsHandshakeTimeoutMs: z.number().int().min(100).default(30_000),
+    /** Whole-session deadline, then 421 4.4.2; 0 = none. */
+    sessionLifetimeMs: z.number().int().min(0).default(3_600_000),
+    /** A PROXY protocol header must arrive this soon after connect. */
+    proxyHeaderTimeoutMs: z.number().int().min(100).default(5000),
+    /** How often the `limits` counters line is logged (only when something changed). */
+    logIntervalMs: z.number().int().min(100).default(60_000),
     /** Header section inspected (From:, Message-ID:, Received: count) at most this many octets. */
     headerBytes: z.number().int().min(4096).default(256 * 1024),
     /** RFC 5321 §6.3: a message seen with this many Received: headers is looping. */
     maxReceivedHeaders: z.number().int().min(10).default(100),
+    /**
+     * Pause before the 220 greeting on `mta` listeners: a client that talks during it is an early
+     * talker (554 5.5.0, SECURITY.md rule 4). Postfix postscreen_greet_wait is 6s when postscreen is on.
+     */
+    greetPauseMs: z.number().int().min(0).max(30_000).default(300),
   })
   .prefault({});
 
@@ -98,6 +156,15 @@ const queue = z
   })
   .prefault({});
 
+/** A transport table value, e.g. "mx", "smarthost relay.example:587 tls=must", "lmtp unix:/run/dovecot/lmtp". */
+const transportSpec = z.string().superRefine((v, ctx) => {
+  try {
+    parseTransport(v);
+  } catch (err) {
+    ctx.addIssue({ code: "custom", message: (err as Error).message });
+  }
+});
+
 const smtp = z
   .strictObject({
     /** SECURITY.md rule 1: bare CR/LF in DATA is refused; "normalize" rewrites it to CRLF instead. */
@@ -111,6 +178,44 @@ const smtp = z
   })
   .prefault({});
 
+/** Credential backends (src/auth): which one, and where it lives. */
+const authBackendName = z.enum(["sqlite", "passwd-file", "dovecot", "saslauthd"]);
+const authBackendFields = {
+  /** passwd-file: the Dovecot passwd-file. */
+  path: z.string().min(1).optional(),
+  /** dovecot: "unix:/run/dovecot/auth-client" or "host:port"; saslauthd: the mux socket path. */
+  socket: z.string().min(1).optional(),
+  /** Service name passed to Dovecot/saslauthd (PAM service for saslauthd -a pam). */
+  service: z.string().regex(/^[A-Za-z0-9._-]+$/).default("smtp"),
+  /** saslauthd realm. */
+  realm: z.string().optional(),
+  /** Per request to Dovecot/saslauthd. */
+  timeoutMs: z.number().int().min(100).default(10_000),
+};
+function requireBackendTarget(b: { backend: string; path?: string; socket?: string }, ctx: z.RefinementCtx): void {
+  if (b.backend === "passwd-file" && !b.path) ctx.addIssue({ code: "custom", path: ["path"], message: "passwd-file needs path" });
+  if ((b.backend === "dovecot" || b.backend === "saslauthd") && !b.socket)
+    ctx.addIssue({ code: "custom", path: ["socket"], message: `${b.backend} needs socket` });
+}
+const authBackendOf = z.strictObject({ ...authBackendFields, backend: authBackendName }).superRefine(requireBackendTarget);
+
+/** Password-guessing defence across connections (src/policy/auth-throttle.ts). */
+const authThrottle = z
+  .strictObject({
+    windowSec: z.number().int().min(1).default(600),
+    /** Failed AUTHs from one IP in the window before AUTH from it is refused. */
+    ipFailures: z.number().int().min(1).default(10),
+    /** Failed AUTHs for one account from one network block before that pair is refused. */
+    accountFailures: z.number().int().min(1).default(5),
+    lockoutSec: z.number().int().min(1).default(900),
+    /** Growing per-IP penalty: base after the 2nd failure, doubling, up to the max (SECURITY.md rule 13). */
+    penaltyBaseMs: z.number().int().min(0).default(1000),
+    maxPenaltyMs: z.number().int().min(0).default(15_000),
+    ipv4Prefix: z.number().int().min(8).max(32).default(24),
+    ipv6Prefix: z.number().int().min(16).max(128).default(64),
+  })
+  .prefault({});
+
 export const configSchema = z.strictObject({
   hostname: z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/, "must be a host name"),
   dataDir: z.string().default("./data"),
@@ -118,6 +223,8 @@ export const configSchema = z.strictObject({
   /** IP literals ([192.0.2.1]) accepted as local only when listed here (SECURITY.md rule 7). */
   localAddressLiterals: z.array(z.string()).default([]),
   mynetworks: z.array(cidr).default([]),
+  /** Load balancers whose PROXY protocol headers are believed (listeners with proxyProtocol: true). */
+  trustedProxies: z.array(cidr).default([]),
   listeners: z.array(listener).min(1),
   tls: tlsConfig,
   relay,
@@ -126,14 +233,96 @@ export const configSchema = z.strictObject({
     .prefault({}),
   auth: z
     .strictObject({
-      backend: z.enum(["sqlite"]).default("sqlite"),
+      ...authBackendFields,
+      backend: authBackendName.default("sqlite"),
       /** Verified-credentials cache TTL (Dovecot auth_cache_ttl); 0 turns it off. */
       cacheTtlSec: z.number().int().min(0).default(60),
+      /** Overrides limits.authFailureDelayMs when set (the issue's `auth.failureDelayMs`). */
+      failureDelayMs: z.number().int().min(0).optional(),
+      /** A different backend per login domain: { "example.net": { backend: passwd-file, path: … } }. */
+      domains: z.record(z.string().min(1), authBackendOf).default({}),
+      throttle: authThrottle,
+    })
+    .superRefine(requireBackendTarget)
+    .prefault({}),
+  /** Per authenticated user (src/policy/send-limits.ts); 0 turns a limit off. */
+  sendLimits: z
+    .strictObject({
+      messagesPerHour: z.number().int().min(0).default(1000),
+      recipientsPerHour: z.number().int().min(0).default(5000),
     })
     .prefault({}),
   limits,
   smtp,
   queue,
+  /** `postern sendmail`'s unix socket (src/server/local-submit.ts); off unless `socket` is set. */
+  localSubmit: z
+    .strictObject({
+      /** Path; relative paths are inside dataDir. */
+      socket: z.string().min(1).optional(),
+      /** Octal file mode as a string ("0660": owner and group may submit). YAML 0660 unquoted is decimal. */
+      mode: z.string().regex(/^0?[0-7]{3}$/, 'must be an octal mode such as "0660"').default("0660"),
+      /** Group owning the socket: its members may submit (Postfix's postdrop group). */
+      group: z.string().min(1).optional(),
+    })
+    .prefault({}),
+  /** HTTP listener for /metrics (Prometheus) and /healthz; off unless `port` is set. */
+  admin: z
+    .strictObject({
+      address: z.string().default("127.0.0.1"),
+      port: z.number().int().min(0).max(65535).optional(),
+    })
+    .prefault({}),
+  /** Privilege drop after binding (root binds 25/587/465, then runs as `user`) and shutdown bound. */
+  process: z
+    .strictObject({
+      user: z.string().min(1).optional(),
+      /** Default: the user's primary group. */
+      group: z.string().min(1).optional(),
+      /** SIGTERM: how long in-flight transactions may take before their connections are cut. */
+      shutdownGraceMs: z.number().int().min(0).default(30_000),
+    })
+    .prefault({}),
+  /** Delivery status notifications (RFC 3464), src/queue/bounce.ts. */
+  bounces: z
+    .strictObject({
+      /** Delay warning once per message this long after arrival (Postfix delay_warning_time); 0 = off. */
+      delayWarningSec: z.number().int().min(0).default(4 * 3600),
+    })
+    .prefault({}),
+  /** Routing (src/delivery): transport table, MX lookups, outbound sessions, aliases. See README "Routing". */
+  transport: z.record(z.string().min(1), transportSpec).default({}),
+  dns: z
+    .strictObject({
+      /** Resolvers as "host" or "host:port"; empty: the system's (/etc/resolv.conf). */
+      servers: z.array(z.string().regex(/^(\[[0-9a-fA-F:.]+\](:\d{1,5})?|[0-9a-fA-F:.]+|[0-9.]+:\d{1,5})$/, "must be an IP address, optionally with :port")).default([]),
+      timeoutMs: z.number().int().min(100).default(5000),
+      /** Our public addresses: an MX resolving to one is a loop (RFC 5321 §5.1). */
+      ownAddresses: z.array(z.string()).default([]),
+    })
+    .prefault({}),
+  outbound: z
+    .strictObject({
+      /** Port of MX hosts (25; test rigs point it at a sink). */
+      mxPort: z.number().int().min(1).max(65535).default(25),
+      /** Sessions in use at once (Postfix default_process_limit) and per destination. */
+      maxConnections: z.number().int().min(1).default(20),
+      maxPerDestination: z.number().int().min(1).default(5),
+      /** Keep a finished session open for the next message this long (Postfix smtp_connection_cache_time_limit); 0 = no reuse. */
+      idleTimeoutMs: z.number().int().min(0).default(2000),
+      maxMessagesPerSession: z.number().int().min(1).default(100),
+      /** CA bundle (PEM file) for routes with verify=yes; default: the system's. */
+      caFile: z.string().optional(),
+    })
+    .prefault({}),
+  aliases: z
+    .strictObject({
+      /** "alias: target, target" lines; "@domain: target" is a catch-all. Re-read when it changes. */
+      file: z.string().optional(),
+      /** RFC 5233 sub-addressing separator (john+lists → john); "" turns it off. */
+      recipientDelimiter: z.string().max(1).default("+"),
+    })
+    .prefault({}),
   log: z
     .strictObject({
       level: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info"),

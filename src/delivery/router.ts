@@ -1,12 +1,18 @@
 /**
- * Routes one delivery attempt: local recipients into their Maildir, remote recipients through one
- * SMTP session to the smarthost (MX delivery comes later). Produces one RecipientResult per
- * recipient: 2xx delivered, 4xx or a broken connection deferred, 5xx failed.
+ * Routes one delivery attempt. Local recipients are expanded (aliases, +detail, catch-all), then
+ * every final target goes the way the transport table says (Maildir, LMTP, the smarthost, MX,
+ * discard, reject); recipients for the same destination share one session. Produces one
+ * RecipientResult per recipient given: 2xx delivered, 4xx or a broken connection deferred, 5xx failed.
  */
-import { createReadStream } from "node:fs";
 import type { DeliverFn, Envelope, EnvelopeRecipient, QueueLogger, RecipientResult } from "../queue/types.js";
+import type { AliasResolver } from "./aliases.js";
+import { deliverLmtp } from "./lmtp.js";
 import { deliverToMaildir, maildirPathFor } from "./maildir.js";
-import { isSafePath, SmtpClient, SmtpClientError, type SmtpTlsMode } from "./smtp-client.js";
+import type { MxResolver } from "./mx.js";
+import { deliverToEndpoint, deliverViaMx, tlsModeOf, type RemoteContext, type SmtpEndpoint } from "./remote.js";
+import { isSafePath, type SmtpTlsMode } from "./smtp-client.js";
+import { SmtpPool } from "./smtp-pool.js";
+import { transportKey, TransportTable, type Transport } from "./transport.js";
 
 export interface SmarthostConfig {
   host: string;
@@ -28,6 +34,22 @@ export interface DelivererOptions {
   heloName: string;
   fsync: boolean;
   logger: QueueLogger;
+  /** Per-domain routes; without it: local → Maildir, the rest → smarthost, else MX. */
+  transport?: TransportTable;
+  /** MX lookups; without it a route to MX defers with NO_ROUTE_DETAIL. */
+  mx?: MxResolver;
+  /** Port for MX hosts (25; tests use an ephemeral sink port). */
+  mxPort?: number;
+  /** Test rigs: a port per MX host name, so several sinks on 127.0.0.1 can stand for several hosts. */
+  mxHostPorts?: Record<string, number>;
+  /** CA for verifying peers' certificates where a route says verify=yes (default: the system's). */
+  ca?: string | Buffer;
+  /** Local recipients are expanded through it at delivery. */
+  aliases?: AliasResolver;
+  /** Session reuse and concurrency limits; a private pool without reuse when absent. */
+  pool?: SmtpPool;
+  /** Deadline for each SMTP/LMTP command's reply. */
+  timeoutMs?: number;
 }
 
 export const NO_ROUTE_DETAIL = "no route: MX delivery not configured";
@@ -44,18 +66,108 @@ function errorText(err: unknown): string {
 }
 
 export function createDeliverer(opts: DelivererOptions): DeliverFn {
+  const table =
+    opts.transport ?? new TransportTable({ entries: {}, isLocalDomain: opts.isLocalDomain, hasSmarthost: opts.smarthost !== undefined });
+  // Without a shared pool: no reuse, limits only per call (the old one-session-per-attempt behaviour).
+  const pool = opts.pool ?? new SmtpPool({ maxTotal: 1000, maxPerDestination: 1000, idleTimeoutMs: 0, maxMessagesPerSession: 1 });
   return async (env, messagePath, recipients) => {
-    const local: EnvelopeRecipient[] = [];
-    const remote: EnvelopeRecipient[] = [];
-    for (const r of recipients) (opts.isLocalDomain(splitAddress(r.address).domain) ? local : remote).push(r);
-
-    const [localResults, remoteResults] = await Promise.all([
-      deliverLocal(opts, env, messagePath, local),
-      deliverRemote(opts, env, messagePath, remote),
-    ]);
-    const byAddress = new Map([...localResults, ...remoteResults].map((r) => [r.address, r]));
-    return recipients.map((r) => byAddress.get(r.address)!);
+    // 1. Expand local recipients into final targets; remember which recipient each came from.
+    const targetsOf = new Map<string, string[]>();
+    const early = new Map<string, RecipientResult>();
+    for (const r of recipients) {
+      const { domain } = splitAddress(r.address);
+      if (!opts.aliases || !opts.isLocalDomain(domain)) {
+        targetsOf.set(r.address, [r.address]);
+        continue;
+      }
+      try {
+        const x = await opts.aliases.expand(r.address);
+        if (x === null) early.set(r.address, { address: r.address, outcome: "failed", detail: "550 5.1.1 mailbox unknown" });
+        else targetsOf.set(r.address, [...x.mailboxes, ...x.remote]);
+      } catch (err) {
+        early.set(r.address, { address: r.address, outcome: "deferred", detail: `451 4.3.0 alias expansion failed: ${errorText(err)}` });
+      }
+    }
+    // 2. Group the targets by route; each group is one session (RFC 5321 §5.1 per destination).
+    const groups = new Map<string, { transport: Transport; domain: string; targets: EnvelopeRecipient[] }>();
+    const byOriginal = new Map(recipients.map((r) => [r.address, r]));
+    for (const [original, targets] of targetsOf) {
+      const base = byOriginal.get(original)!;
+      for (const t of targets) {
+        const domain = splitAddress(t).domain;
+        const transport = table.lookup(domain);
+        const key = transportKey(transport, domain);
+        let g = groups.get(key);
+        if (!g) groups.set(key, (g = { transport, domain, targets: [] }));
+        // ORCPT/NOTIFY travel with every target of an expanded alias (RFC 3461 §5.2.1).
+        if (!g.targets.some((x) => x.address === t)) g.targets.push({ ...base, address: t });
+      }
+    }
+    const done = await Promise.all(
+      [...groups.values()].map((g) => deliverGroup(opts, pool, g.transport, g.domain, env, messagePath, g.targets)),
+    );
+    const byTarget = new Map(done.flat().map((r) => [r.address, r]));
+    // 3. One result per original recipient: deferred if any target is (all are retried: a
+    // duplicate beats a loss), else failed if any failed, else delivered.
+    return recipients.map((r) => early.get(r.address) ?? combine(r.address, targetsOf.get(r.address)!.map((t) => byTarget.get(t)!)));
   };
+}
+
+function combine(address: string, parts: RecipientResult[]): RecipientResult {
+  if (parts.length === 1) return { ...parts[0]!, address };
+  const pick = parts.find((p) => p.outcome === "deferred") ?? parts.find((p) => p.outcome === "failed") ?? parts[0]!;
+  const detail = parts.length > 1 ? parts.map((p) => `${p.address}: ${p.detail}`).join("; ") : pick.detail;
+  return { address, outcome: pick.outcome, detail };
+}
+
+async function deliverGroup(
+  opts: DelivererOptions,
+  pool: SmtpPool,
+  transport: Transport,
+  domain: string,
+  env: Envelope,
+  messagePath: string,
+  recipients: EnvelopeRecipient[],
+): Promise<RecipientResult[]> {
+  const everyone = (outcome: RecipientResult["outcome"], detail: string) =>
+    recipients.map((r) => ({ address: r.address, outcome, detail }));
+  switch (transport.kind) {
+    case "maildir":
+      return deliverLocal(opts, env, messagePath, recipients);
+    case "discard":
+      opts.logger.info({ event: "discarded", id: env.id, to: recipients.map((r) => r.address) }, "delivery: discarded by the transport table");
+      return everyone("delivered", "250 2.0.0 discarded by the transport table");
+    case "reject":
+      return everyone("failed", `554 5.7.1 mail for ${domain} is refused by the transport table`);
+    case "lmtp":
+      return deliverLmtp(transport, env, messagePath, recipients, { heloName: opts.heloName, timeoutMs: opts.timeoutMs });
+    case "smarthost":
+    case "mx":
+      break;
+  }
+  // The SMTP parser already refused these; checked again so one bad path cannot sink the others.
+  const unsafe = (r: EnvelopeRecipient) => !isSafePath(r.address) || !isSafePath(env.mailFrom);
+  const refused: RecipientResult[] = recipients
+    .filter(unsafe)
+    .map((r) => ({ address: r.address, outcome: "failed", detail: "553 5.1.3 address not usable on an SMTP command line" }));
+  const sendable = recipients.filter((r) => !unsafe(r));
+  if (sendable.length === 0) return refused;
+  const ctx: RemoteContext = { pool, heloName: opts.heloName, logger: opts.logger };
+  if (transport.kind === "mx") {
+    if (!opts.mx) return [...refused, ...sendable.map((r) => ({ address: r.address, outcome: "deferred" as const, detail: NO_ROUTE_DETAIL }))];
+    const endpointFor = (host: string, address: string): SmtpEndpoint => ({
+      host: address,
+      port: opts.mxHostPorts?.[host] ?? opts.mxPort ?? 25,
+      // RFC 7435: opportunistic TLS to MX hosts unless the route demands it.
+      tls: tlsModeOf(transport.tls, "starttls-opportunistic"),
+      rejectUnauthorized: transport.verify ?? false,
+      servername: host,
+      ca: opts.ca,
+      timeoutMs: opts.timeoutMs,
+    });
+    return [...refused, ...(await deliverViaMx(ctx, domain, opts.mx, endpointFor, env, messagePath, sendable))];
+  }
+  return [...refused, ...(await relayToSmarthost(opts, ctx, transport, env, messagePath, sendable))];
 }
 
 /** Trace headers added at final delivery (RFC 5321 §4.4: Return-Path is added by the final hop). */
@@ -94,76 +206,36 @@ async function deliverLocal(
   return results;
 }
 
-async function deliverRemote(
-  opts: DelivererOptions,
-  env: Envelope,
-  messagePath: string,
-  recipients: EnvelopeRecipient[],
-): Promise<RecipientResult[]> {
-  // The SMTP parser already refused these; checked again so one bad path cannot sink the others.
-  const unsafe = (r: EnvelopeRecipient) => !isSafePath(r.address) || !isSafePath(env.mailFrom);
-  const refused: RecipientResult[] = recipients
-    .filter(unsafe)
-    .map((r) => ({ address: r.address, outcome: "failed", detail: "553 5.1.3 address not usable on an SMTP command line" }));
-  const sendable = recipients.filter((r) => !unsafe(r));
-  if (sendable.length === 0) return refused;
-  return [...refused, ...(await relayToSmarthost(opts, env, messagePath, sendable))];
-}
-
 async function relayToSmarthost(
   opts: DelivererOptions,
+  ctx: RemoteContext,
+  route: Extract<Transport, { kind: "smarthost" }>,
   env: Envelope,
   messagePath: string,
   recipients: EnvelopeRecipient[],
 ): Promise<RecipientResult[]> {
   const everyone = (outcome: RecipientResult["outcome"], detail: string) =>
     recipients.map((r) => ({ address: r.address, outcome, detail }));
-  const relay = opts.smarthost;
-  if (!relay) return everyone("deferred", NO_ROUTE_DETAIL);
-
-  let client: SmtpClient | undefined;
-  try {
-    client = await SmtpClient.connect({
-      host: relay.host,
-      port: relay.port,
-      tls: relay.tls,
-      servername: relay.servername,
-      rejectUnauthorized: relay.rejectUnauthorized,
-      ca: relay.ca,
-      heloName: opts.heloName,
-      timeoutMs: relay.timeoutMs,
-    });
-    if (relay.auth) {
-      await client.auth(relay.auth.mechanism ?? "auto", { username: relay.auth.username, password: relay.auth.password });
-    }
-  } catch (err) {
-    client?.close();
-    // Trouble before MAIL (refused connection, TLS, AUTH) is ours or the relay's, never the
-    // recipient's: defer so the admin can fix it without bouncing mail.
-    opts.logger.warn({ event: "smarthost-error", id: env.id, relay: `${relay.host}:${relay.port}`, err: errorText(err) }, "delivery: smarthost session failed");
-    return everyone("deferred", `smarthost ${relay.host}:${relay.port}: ${errorText(err)}`);
-  }
-
-  try {
-    const result = await client.sendMail({
-      from: env.mailFrom,
-      to: recipients.map((r) => ({ address: r.address, notify: r.notify, orcpt: r.orcpt })),
-      size: env.size,
-      body8bit: env.body === "8BITMIME",
-      smtputf8: env.smtputf8,
-      ret: env.ret,
-      envid: env.envid,
-      message: createReadStream(messagePath),
-    });
-    await client.quit();
-    return result.recipients; // the queue logs each outcome
-  } catch (err) {
-    client.close();
-    const detail = `smarthost ${relay.host}:${relay.port}: ${errorText(err)}`;
-    opts.logger.warn({ event: "smarthost-error", id: env.id, relay: `${relay.host}:${relay.port}`, err: errorText(err) }, "delivery: smarthost transaction failed");
-    // A broken connection mid-transaction may or may not have delivered: retrying risks a
-    // duplicate, which RFC 5321 §6.1 prefers to a loss.
-    const permanent = err instanceof SmtpClientError && err.permanent;
-    return everyone(permanent ? "failed" : "deferred", detail);
-  }
+  const configured = opts.smarthost;
+  // "smarthost host:port" names its own relay; AUTH only goes to the configured one.
+  const sameAsConfigured = route.host === undefined || (configured && configured.host === route.host && configured.port === route.port);
+  const base = sameAsConfigured ? configured : { host: route.host!, port: route.port!, tls: "starttls-opportunistic" as const };
+  if (!base) return everyone("deferred", NO_ROUTE_DETAIL);
+  const ep: SmtpEndpoint = {
+    host: base.host,
+    port: base.port,
+    tls: tlsModeOf(route.tls, base.tls),
+    rejectUnauthorized: route.verify ?? ("rejectUnauthorized" in base ? base.rejectUnauthorized : false),
+    ca: ("ca" in base ? base.ca : undefined) ?? opts.ca,
+    servername: "servername" in base ? base.servername : undefined,
+    auth: "auth" in base ? base.auth : undefined,
+    timeoutMs: ("timeoutMs" in base ? base.timeoutMs : undefined) ?? opts.timeoutMs,
+  };
+  const where = `${ep.host}:${ep.port}`;
+  const attempt = await deliverToEndpoint(ctx, `smarthost:${where}`, ep, env, messagePath, recipients);
+  if (attempt.kind === "done") return attempt.results;
+  // Trouble before MAIL (refused connection, TLS, AUTH) is ours or the relay's, never the
+  // recipient's: defer so the admin can fix it without bouncing mail.
+  opts.logger.warn({ event: "smarthost-error", id: env.id, relay: where, err: attempt.error }, "delivery: smarthost session failed");
+  return everyone("deferred", `smarthost ${where}: ${attempt.error}`);
 }

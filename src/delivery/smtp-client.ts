@@ -39,6 +39,8 @@ export interface SmtpConnectOptions extends TlsParams {
   allowPlaintextAuth?: boolean;
   /** Every line sent and received; AUTH payloads and message data are not shown. */
   onTranscript?: (dir: "C" | "S", line: string) => void;
+  /** Show AUTH payloads in the transcript instead of "<credentials>" (`postern send --show-secrets`). */
+  showSecrets?: boolean;
 }
 
 export interface MailRecipient {
@@ -152,7 +154,7 @@ export class SmtpClient {
     const initial = mech.initial();
     // RFC 4954 §4: "=" stands for an empty initial response.
     const ir = initial === null ? "" : " " + (initial.length === 0 ? "=" : initial.toString("base64"));
-    this.conn.send(`AUTH ${name}${ir}`, `AUTH ${name}${ir ? " <credentials>" : ""}`);
+    this.conn.send(`AUTH ${name}${ir}`, this.opts.showSecrets ? undefined : `AUTH ${name}${ir ? " <credentials>" : ""}`);
     for (let round = 0; round < 10; round++) {
       const reply = await this.conn.readReply(this.timeoutMs, "AUTH");
       if (reply.code === 235) return;
@@ -168,7 +170,7 @@ export class SmtpClient {
         await this.conn.readReply(this.timeoutMs, "AUTH cancel").catch(() => undefined);
         throw new SmtpClientError("policy", `AUTH ${name}: ${(err as Error).message}`);
       }
-      this.conn.send(response.toString("base64"), "<credentials>");
+      this.conn.send(response.toString("base64"), this.opts.showSecrets ? undefined : "<credentials>");
     }
     throw new SmtpClientError("protocol", `AUTH ${name}: too many challenges`);
   }

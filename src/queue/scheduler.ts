@@ -24,8 +24,13 @@ export interface QueueRunnerOptions {
   concurrency: number;
   logger: QueueLogger;
   now?: () => number;
-  /** Called once no recipient is pending and at least one failed (bounce hook, RFC 3464 later). */
+  /**
+   * Called once no recipient is pending and at least one failed or asked for a success notice
+   * (NOTIFY=SUCCESS); may run again after a crash, so it must be idempotent (src/queue/bounce.ts).
+   */
   onFinal?: (env: Envelope, failed: EnvelopeRecipient[]) => Promise<void>;
+  /** Called after an attempt that left recipients pending (delay warnings); same idempotence rule. */
+  onDeferred?: (env: Envelope) => Promise<void>;
 }
 
 /** Delay (seconds) before the next attempt after the `attempts`-th deferral (1-based). */
@@ -42,6 +47,7 @@ export class QueueRunner {
   private readonly logger: QueueLogger;
   private readonly now: () => number;
   private readonly onFinal?: QueueRunnerOptions["onFinal"];
+  private readonly onDeferred?: QueueRunnerOptions["onDeferred"];
 
   /** Waiting messages: id → due time (ms). */
   private readonly due = new Map<string, number>();
@@ -63,6 +69,7 @@ export class QueueRunner {
     this.logger = opts.logger;
     this.now = opts.now ?? Date.now;
     this.onFinal = opts.onFinal;
+    this.onDeferred = opts.onDeferred;
   }
 
   /** Loads every committed message from the spool (the queue survives restarts) and runs what is due. */
@@ -72,7 +79,7 @@ export class QueueRunner {
       if (this.running.has(id)) continue;
       try {
         const env = await this.spool.readEnvelope(id);
-        this.due.set(id, this.nextDue(env));
+        if (!env.held) this.due.set(id, this.nextDue(env));
       } catch (err) {
         this.logger.error({ event: "envelope-unreadable", id, err: String(err) }, "queue: unreadable envelope left in spool");
       }
@@ -123,6 +130,47 @@ export class QueueRunner {
     this.timer = undefined;
     for (const id of this.ready.splice(0)) this.due.set(id, this.now());
     await Promise.allSettled([...this.running.values()]);
+  }
+
+  /** Retries one message now, ignoring back-off (`postern queue flush ID`). */
+  flushOne(id: string): Promise<void> {
+    this.due.set(id, 0);
+    this.forced.add(id);
+    return this.runDue();
+  }
+
+  /** True while an attempt (or an exclusive admin operation) holds the message. */
+  isActive(id: string): boolean {
+    return this.running.has(id);
+  }
+
+  /**
+   * Runs `fn` while no attempt can touch the message (hold, release, delete): waits for an
+   * attempt in flight, then holds the per-message lock. The message is unscheduled; `fn` or the
+   * caller schedules it again if it should stay in the queue (reschedule()).
+   */
+  async exclusive<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    while (this.running.has(id)) await this.running.get(id)!.catch(() => undefined);
+    this.due.delete(id);
+    const at = this.ready.indexOf(id);
+    if (at >= 0) this.ready.splice(at, 1);
+    const work = fn();
+    const lock = work.then(() => undefined, () => undefined);
+    this.running.set(id, lock);
+    try {
+      return await work;
+    } finally {
+      this.running.delete(id);
+      this.pump();
+      this.arm();
+    }
+  }
+
+  /** Puts a message (back) on the schedule from its envelope, unless it is held. */
+  reschedule(env: Envelope): void {
+    if (env.held || this.stopped) return;
+    this.due.set(env.id, this.nextDue(env));
+    void this.runDue();
   }
 
   /** Due time (ms) of each waiting message, for `queue list` and tests. */
@@ -182,6 +230,11 @@ export class QueueRunner {
       this.logger.error({ event: "envelope-unreadable", id, err: String(err) }, "queue: cannot read envelope; not retrying");
       return;
     }
+    if (env.held) {
+      this.due.delete(id);
+      this.logger.info({ event: "held-skipped", id }, "queue: message is on hold; not attempted");
+      return;
+    }
     const t = this.now();
     const batch = env.recipients.filter(
       (r) => r.status === "pending" && (forced || !r.nextAttemptAt || Date.parse(r.nextAttemptAt) <= t),
@@ -194,6 +247,11 @@ export class QueueRunner {
       await this.spool.updateEnvelope(env);
     }
     if (env.recipients.some((r) => r.status === "pending")) {
+      if (batch.length > 0 && this.onDeferred) {
+        await this.onDeferred(env).catch((err: unknown) => {
+          this.logger.error({ event: "deferred-hook-error", id, err: String(err) }, "queue: delay notice failed");
+        });
+      }
       this.due.set(id, this.nextDue(env));
       return;
     }
@@ -217,6 +275,8 @@ export class QueueRunner {
     const detail = result?.detail ?? "no result from the deliverer";
     rcpt.attempts++;
     rcpt.lastResult = detail;
+    if (result?.remoteMta !== undefined) rcpt.remoteMta = result.remoteMta;
+    if (result?.dsnPassedOn !== undefined) rcpt.dsnPassedOn = result.dsnPassedOn;
     const log = { id: env.id, to: rcpt.address, attempts: rcpt.attempts, detail };
     if (outcome === "delivered" || outcome === "failed") {
       rcpt.status = outcome;
@@ -240,7 +300,8 @@ export class QueueRunner {
   /** No recipient pending: bounce what failed, then drop the message. */
   private async finish(env: Envelope): Promise<void> {
     const failed = env.recipients.filter((r) => r.status === "failed");
-    if (failed.length > 0 && this.onFinal) {
+    const successNotice = env.recipients.some((r) => r.status === "delivered" && r.notify?.includes("SUCCESS"));
+    if ((failed.length > 0 || successNotice) && this.onFinal) {
       try {
         await this.onFinal(env, failed);
       } catch (err) {

@@ -21,6 +21,20 @@ async function allOrFirstError(tasks: Promise<void>[]): Promise<void> {
 
 type WriterState = "open" | "committing" | "committed" | "failed" | "aborted";
 
+/**
+ * TEST ONLY (docs/SECURITY.md, rule 16 tests): POSTERN_TEST_SPOOL_FAULT="ENOSPC@4096" makes a write
+ * that would take a message file past 4096 octets fail with ENOSPC (any errno name works);
+ * "EIO@commit" makes the data fsync fail. Unset in production; read nowhere else.
+ */
+const injectedFault = ((spec) => {
+  const m = /^([A-Z]+)@(\d+|commit)$/.exec(spec ?? "");
+  return m ? { code: m[1]!, at: m[2] === "commit" ? ("commit" as const) : Number(m[2]) } : null;
+})(process.env.POSTERN_TEST_SPOOL_FAULT);
+
+function injectedError(code: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`${code}: injected by POSTERN_TEST_SPOOL_FAULT`), { code });
+}
+
 export class SpoolMessageWriter implements SpoolWriter {
   private state: WriterState = "open";
   private writeError: unknown;
@@ -54,10 +68,12 @@ export class SpoolMessageWriter implements SpoolWriter {
   write(chunk: Buffer): Promise<void> {
     if (this.state !== "open") return Promise.reject(new Error(`spool writer is ${this.state}`));
     this.written += chunk.length;
+    const sizeAfter = this.written;
     const next = this.tail.then(async () => {
       if (this.writeError !== undefined) throw this.writeError;
       let offset = 0;
       try {
+        if (typeof injectedFault?.at === "number" && sizeAfter > injectedFault.at) throw injectedError(injectedFault.code);
         while (offset < chunk.length) {
           const { bytesWritten } = await this.handle.write(chunk, offset, chunk.length - offset);
           offset += bytesWritten;
@@ -114,6 +130,7 @@ export class SpoolMessageWriter implements SpoolWriter {
   private async closeData(): Promise<void> {
     await this.tail;
     if (this.writeError !== undefined) throw this.writeError;
+    if (injectedFault?.at === "commit") throw injectedError(injectedFault.code);
     if (this.spool.fsync) await this.handle.datasync();
     await this.handle.close();
   }

@@ -20,6 +20,10 @@ export interface EnvelopeRecipient {
   nextAttemptAt?: string;
   /** Last reply or error seen for this recipient, for logs, `queue list` and bounces. */
   lastResult?: string;
+  /** Host that gave lastResult (DSN Remote-MTA, RFC 3464 §2.3.5), when the deliverer knows it. */
+  remoteMta?: string;
+  /** The peer accepted it with DSN support, so it owns the success notice (RFC 3461 §6.2.2). */
+  dsnPassedOn?: boolean;
 }
 
 export interface ClientInfo {
@@ -46,6 +50,12 @@ export interface Envelope {
   size: number;
   client: ClientInfo;
   recipients: EnvelopeRecipient[];
+  /** Set by `postern queue hold`; the runner skips the message until released (survives restarts). */
+  held?: boolean;
+  /** This message is a delivery report (DSN) about the message with this queue id. */
+  dsnOf?: string;
+  /** Notices sent about this message, recorded before and after injection so a rerun never repeats one. */
+  notices?: Partial<Record<"final" | "delay", { id: string; injected: boolean }>>;
 }
 
 /** The envelope before the spool gives it an id, size and per-recipient state. */
@@ -72,6 +82,9 @@ export interface RecipientResult {
   outcome: "delivered" | "deferred" | "failed";
   /** The reply or error, e.g. "250 2.0.0 Ok" or "connect ECONNREFUSED 127.0.0.1:2600". */
   detail: string;
+  /** Optional, for DSNs: the host that answered, and whether it took over DSN duties (see EnvelopeRecipient). */
+  remoteMta?: string;
+  dsnPassedOn?: boolean;
 }
 
 /** The structured logger the queue needs (pino's signature: fields first, then the message). */

@@ -8,6 +8,7 @@ import { InputBuffer } from "../smtp/input-buffer.js";
 import { formatReply, reply, type Reply } from "../smtp/reply.js";
 import { Session, type Expecting, type SessionOutput } from "../smtp/session.js";
 import type { Logger } from "./log.js";
+import type { ConnectionGuard } from "./connection-guard.js";
 
 export interface ConnectionOptions {
   hostname: string;
@@ -17,6 +18,16 @@ export interface ConnectionOptions {
   /** Deadline for the whole DATA phase. */
   dataTimeoutMs: number;
   tlsHandshakeTimeoutMs: number;
+  /**
+   * Wait this long before the greeting; a client that talks first is an early talker (SECURITY.md
+   * rule 4, RFC 5321 §4.3.1: the client waits for the 220). 0 still catches bytes that arrive
+   * before the greeting is written (it goes out on the next turn of the event loop).
+   */
+  greetPauseMs?: number;
+  /** Abuse limits beside the session: lifetime, DATA rate, commands before AUTH, tarpit. */
+  guard?: ConnectionGuard;
+  /** Open connections, so a shutdown can reach them (src/server/operate.ts). */
+  registry?: Set<SmtpConnection>;
   log: Logger;
   onClose(): void;
 }
@@ -29,6 +40,9 @@ export class SmtpConnection {
   private finished = false;
   private upgrading = false;
   private deadline: NodeJS.Timeout | null = null;
+  private greeted = false;
+  private draining = false;
+  private greetTimer: NodeJS.Timeout | NodeJS.Immediate | null = null;
   private readonly onData = (chunk: Buffer) => this.received(chunk);
 
   constructor(
@@ -40,9 +54,36 @@ export class SmtpConnection {
   }
 
   start(): void {
+    this.opts.registry?.add(this);
     this.attach(this.socket);
-    this.send([this.session.greeting()]);
+    const pause = this.opts.greetPauseMs ?? 0;
+    this.greetTimer = pause > 0 ? setTimeout(() => this.greet(), pause) : setImmediate(() => this.greet());
     this.armDeadline(this.opts.idleTimeoutMs);
+    this.opts.guard?.start((r) => this.expire(r));
+  }
+
+  /** A limit ended the session (lifetime, DATA rate): tell the client (unless mid-handshake), then close. */
+  private expire(r: Reply): void {
+    if (this.closed) return;
+    if (!this.upgrading) this.send([r]);
+    this.close(this.upgrading);
+  }
+
+  private greet(): void {
+    this.greetTimer = null;
+    if (this.closed) return;
+    this.greeted = true;
+    this.send([this.session.greeting()]);
+  }
+
+  /** Bytes before our 220: the client does not wait for us (SECURITY.md rule 4; postscreen's pregreet test). */
+  private earlyTalker(): void {
+    if (this.greetTimer) {
+      clearTimeout(this.greetTimer as NodeJS.Timeout);
+      clearImmediate(this.greetTimer as NodeJS.Immediate);
+      this.greetTimer = null;
+    }
+    this.act(this.session.outOfSync("connect, before the greeting"));
   }
 
   private attach(socket: Socket): void {
@@ -55,6 +96,8 @@ export class SmtpConnection {
 
   private received(chunk: Buffer): void {
     if (this.closed) return;
+    if (!this.greeted) return this.earlyTalker();
+    this.opts.guard?.received(chunk.length);
     this.input.push(chunk);
     if (!this.processing) void this.process();
   }
@@ -67,6 +110,10 @@ export class SmtpConnection {
       while (!this.closed && !this.upgrading) {
         const output = await this.next();
         if (output === null) break;
+        // The tarpit: replies to a client past its soft error limits wait (the socket stays paused).
+        const penalty = output.action === "close" ? 0 : (this.opts.guard?.penaltyMs(this.session) ?? 0);
+        if (penalty > 0) await new Promise((resolve) => setTimeout(resolve, penalty));
+        if (this.closed) break;
         if (this.act(output)) break;
       }
     } catch (err) {
@@ -75,18 +122,43 @@ export class SmtpConnection {
       this.close();
     } finally {
       this.processing = false;
+      if (this.draining) this.closeIfIdle();
       if (!this.closed && !this.upgrading) this.socket.resume();
     }
   }
 
+  /** SIGTERM: end now if idle, else right after the transaction in flight (RFC 5321 §3.8: 421). */
+  shutdown(): void {
+    this.draining = true;
+    if (!this.processing) this.closeIfIdle();
+  }
+
+  private closeIfIdle(): void {
+    if (this.closed || this.upgrading || this.session.inTransaction || this.session.expecting !== "command") return;
+    this.send([reply(421, "4.3.2", `${this.opts.hostname} Service shutting down, try again later`)]);
+    this.close();
+  }
+
   /** The next unit of work: one command line, or a DATA chunk. null when more bytes are needed. */
   private async next(): Promise<SessionOutput | null> {
+    if (this.session.expecting === "chunk") {
+      // RFC 3030: exactly the announced octets, binary; what follows is the next command.
+      const pending = this.input.takeAll();
+      if (pending.length === 0) return null;
+      const n = Math.min(pending.length, this.session.chunkRemaining);
+      if (n < pending.length) this.input.push(pending.subarray(n));
+      const output = await this.session.receiveChunk(pending.subarray(0, n));
+      if (output === null) return null;
+      this.armDeadline(this.opts.idleTimeoutMs);
+      return output;
+    }
     if (this.session.expecting === "data") {
       const chunk = this.input.takeAll();
       if (chunk.length === 0) return null;
       const result = await this.session.receiveData(chunk);
       if (result === null) return null;
       if (result.rest && result.rest.length > 0) this.input.push(result.rest);
+      this.opts.guard?.dataEnded();
       this.armDeadline(this.opts.idleTimeoutMs);
       return result.output;
     }
@@ -94,6 +166,10 @@ export class SmtpConnection {
     if (line === null) return null;
     if (line.kind === "error") return this.session.lineError(line.error);
     this.armDeadline(this.opts.idleTimeoutMs);
+    if (this.session.expecting === "command") {
+      const refused = this.opts.guard?.beforeCommand(this.session);
+      if (refused) return refused;
+    }
     const output = await this.session.handleLine(line.line);
     if (this.session.expecting === ("data" as Expecting)) {
       // RFC 2920 §3.1: DATA ends a pipelined group; the body may only follow our 354.
@@ -102,7 +178,9 @@ export class SmtpConnection {
         return this.session.outOfSync("DATA");
       }
       this.armDeadline(this.opts.dataTimeoutMs);
+      this.opts.guard?.dataStarted();
     }
+    if (this.session.expecting === ("chunk" as Expecting)) this.armDeadline(this.opts.dataTimeoutMs);
     return output;
   }
 
@@ -175,6 +253,7 @@ export class SmtpConnection {
     if (this.closed) return;
     this.closed = true;
     if (this.deadline) clearTimeout(this.deadline);
+    this.opts.guard?.stop();
     void this.session.abort();
     if (destroy) this.socket.destroy();
     else this.socket.end();
@@ -185,7 +264,9 @@ export class SmtpConnection {
   private finish(): void {
     if (this.finished) return;
     this.finished = true;
+    this.opts.registry?.delete(this);
     if (this.deadline) clearTimeout(this.deadline);
+    this.opts.guard?.stop();
     this.opts.onClose();
     if (this.closed) return;
     this.closed = true;

@@ -8,8 +8,22 @@ import { pino, type Logger } from "pino";
 
 export type { Logger } from "pino";
 
-export function createLogger(opts: { level: string; format: "json" | "pretty" }, out: NodeJS.WritableStream = process.stdout): Logger {
-  const base = { base: undefined, timestamp: pino.stdTimeFunctions.isoTime, level: opts.level };
+/** Sees every log call's fields and the logger's bindings (the metrics listen here: src/server/metrics.ts). */
+export type LogObserver = (fields: Record<string, unknown>, bindings: Record<string, unknown>) => void;
+
+export function createLogger(
+  opts: { level: string; format: "json" | "pretty" },
+  out: NodeJS.WritableStream = process.stdout,
+  observe?: LogObserver,
+): Logger {
+  const hooks = observe && {
+    logMethod(this: Logger, args: Parameters<Logger["info"]>, method: (...a: unknown[]) => void) {
+      const fields = args[0];
+      if (fields !== null && typeof fields === "object") observe(fields as Record<string, unknown>, this.bindings());
+      return method.apply(this, args);
+    },
+  };
+  const base = { base: undefined, timestamp: pino.stdTimeFunctions.isoTime, level: opts.level, ...(hooks ? { hooks } : {}) };
   if (opts.format === "json") return pino(base, pino.destination({ dest: 1, sync: false }));
   return pino(base, readableStream(out));
 }

@@ -3,48 +3,64 @@
  * Nothing below this folder knows about sockets, config files or the CLI.
  */
 import { createServer as createTcpServer, type Server as NetServer, type Socket, type AddressInfo } from "node:net";
-import { createServer as createTlsServer, type TLSSocket } from "node:tls";
-import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { mkdirSync } from "node:fs";
 import type { Config, ListenerConfig } from "../config/schema.js";
 import { SqliteUserStore } from "../auth/sqlite-store.js";
-import { createServerMechanism, SERVER_MECHANISMS } from "../sasl/index.js";
+import { createAuthWiring } from "./auth-wiring.js";
 import { RelayPolicy } from "../policy/relay.js";
-import { NetworkList, unmapIPv4 } from "../policy/networks.js";
+import { NetworkList } from "../policy/networks.js";
 import { checkEnvelopeSender, checkFromHeader } from "../policy/sender.js";
 import { ALLOW, deny } from "../policy/decision.js";
 import { reply } from "../smtp/reply.js";
 import { Spool } from "../queue/spool.js";
 import { QueueRunner } from "../queue/scheduler.js";
+import { DsnNotifier } from "../queue/bounce.js";
+import { QueueAdmin } from "../queue/admin.js";
+import { startControlServer } from "./control.js";
 import { createDeliverer } from "../delivery/router.js";
+import { createRouting } from "./routing-wiring.js";
 import { Session, newSessionId, type SessionPorts, type SessionSettings } from "../smtp/session.js";
-import { SmtpConnection, tlsInfo } from "./connection.js";
+import { SmtpConnection } from "./connection.js";
+import { acceptConnection, connectionEnded, type AcceptOptions, type ClientInfo } from "./accept.js";
+import { connectionGuard, createClientLimits } from "./limits-wiring.js";
+import type { LimitsSnapshot } from "../policy/client-limits.js";
 import { ensureCertificate, loadTlsMaterial, secureContextOf } from "./tls.js";
+import { operations, type Operations } from "./operate.js";
+import { startLocalSubmitFromConfig } from "./local-submit.js";
 import type { Logger } from "./log.js";
 
 export interface RunningServer {
   listeners: { mode: ListenerConfig["mode"]; address: string; port: number }[];
   store: SqliteUserStore;
   queue: QueueRunner;
+  /** Connection-limit counters (for metrics; also logged as `event: "limits"`). */
+  limits(): LimitsSnapshot;
+  /** Reload, drain and session counts (src/server/operate.ts): SIGHUP and SIGTERM in serve.ts. */
+  ops: Operations;
   close(): Promise<void>;
 }
 
 export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const store = new SqliteUserStore({ path: join(config.dataDir, "users.sqlite"), hostname: config.hostname, cacheTtlSec: config.auth.cacheTtlSec });
+  // Credential backends, AUTH throttle and send limits (auth-wiring.ts).
+  const auth = createAuthWiring(config, store, log);
   const certs = await ensureCertificate(config.tls, config.dataDir, config.hostname);
   if (certs.generated) log.info({ event: "tls-cert-generated", cert: certs.cert }, "generated a self-signed certificate");
   const tlsMaterial = loadTlsMaterial(certs, config.tls.minVersion);
-  const secureContext = secureContextOf(tlsMaterial);
+  // `let`: a SIGHUP reload swaps it; every new handshake reads the current one.
+  let secureContext = secureContextOf(tlsMaterial);
 
   const spool = new Spool(join(config.dataDir, "queue"), { fsync: config.queue.fsync });
   await spool.init();
+  // Aliases, +detail and catch-alls count as existing recipients at RCPT (README "Routing").
+  const routing = createRouting(config, (d) => relay.isLocalDomain(d), (a) => auth.backends.lookupUser(a), log);
   const relay = new RelayPolicy({
     localDomains: config.domains,
     localAddressLiterals: config.localAddressLiterals,
     mynetworks: new NetworkList(config.mynetworks),
-    localMailbox: async (address) => (await store.lookupUser(address))?.address ?? null,
+    localMailbox: (address) => routing.aliases.exists(address),
   });
   const deliver = createDeliverer({
     isLocalDomain: (d) => relay.isLocalDomain(d),
@@ -53,10 +69,22 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     heloName: config.hostname,
     fsync: config.queue.fsync,
     logger: log,
+    ...routing.delivererOptions,
   });
-  const queue = new QueueRunner({
+  const dsn = new DsnNotifier({
+    spool,
+    hostname: config.hostname,
+    isLocalAddress: (address) => relay.isLocalDomain(address.slice(address.lastIndexOf("@") + 1).toLowerCase().replace(/\.$/, "")),
+    delayWarningSec: config.bounces.delayWarningSec,
+    maxLifetimeSec: config.queue.maxLifetimeSec,
+    enqueue: (id) => queue.enqueued(id),
+    logger: log,
+  });
+  const queue: QueueRunner = new QueueRunner({
     spool,
     deliver,
+    onFinal: dsn.onFinal,
+    onDeferred: dsn.onDeferred,
     retrySchedule: {
       firstRetrySec: config.queue.firstRetrySec,
       maxBackoffSec: config.queue.maxBackoffSec,
@@ -66,24 +94,14 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     logger: log,
   });
   await queue.start();
+  // `postern queue …` talks to this (src/cli/queue.ts).
+  const control = await startControlServer(config.dataDir, new QueueAdmin(spool, queue, log), log);
+  // `postern sendmail` talks to this; off unless localSubmit.socket is set.
+  const localSubmit = await startLocalSubmitFromConfig(config, { openSpool: () => spool.openWriter(), queued: (id) => queue.enqueued(id) }, log);
 
-  const fakeSaltKey = randomBytes(32);
-  const offered = SERVER_MECHANISMS.filter(
-    (m) => store.supportedMechanisms().includes(m) && (m !== "DIGEST-MD5" || config.smtp.digestMd5),
-  );
-  const authzidAdmins = new Set(config.smtp.authzidAdmins.map((a) => a.toLowerCase()));
-
-  const makePorts = (connLog: Logger): SessionPorts => ({
-    mechanisms: () => offered,
-    createMechanism: (name) =>
-      createServerMechanism(name, {
-        verifier: store,
-        hostname: config.hostname,
-        authzidAllowed: (authcid, authzid) =>
-          authcid.toLowerCase() === authzid.toLowerCase() || authzidAdmins.has(authcid.toLowerCase()),
-        fakeSaltKey,
-      }),
-    account: (login) => store.lookupUser(login),
+  const makePorts = (connLog: Logger, remoteIp: string): SessionPorts => ({
+    // mechanisms, createMechanism, account, authGuard, sendLimits
+    ...auth.sessionPorts(connLog, remoteIp),
     checkSender: async (ctx, sender, account) => {
       if (ctx.authUser === undefined) return ALLOW;
       // Fail closed: an authenticated login that has no account owns no address.
@@ -101,33 +119,49 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
 
   const servers: NetServer[] = [];
   const sockets = new Set<Socket>();
+  const clientLimits = createClientLimits(config, log);
   const listeners: RunningServer["listeners"] = [];
+  const registries: { mode: string; connections: Set<SmtpConnection> }[] = [];
   for (const lc of config.listeners) {
     const settings = sessionSettings(config, lc);
-    const accept = (socket: Socket, tls: boolean) => {
-      sockets.add(socket);
-      const remoteIp = unmapIPv4(socket.remoteAddress ?? "unknown");
-      const connLog = log.child({ conn: newSessionId(), client: remoteIp, listener: lc.mode });
-      const facts = { remoteIp, tls: tls ? tlsInfo(socket as TLSSocket) : undefined };
-      connLog.info({ event: "connect", port: socket.remotePort, tls: facts.tls?.version, cipher: facts.tls?.cipher }, "connect");
-      const session = new Session({ ...settings, tlsAvailable: !tls }, makePorts(connLog), facts);
+    const registry = new Set<SmtpConnection>();
+    registries.push({ mode: lc.mode, connections: registry });
+    // accept.ts does the PROXY header, the connection limits and implicit TLS; then this starts SMTP.
+    const serve = (socket: Socket, client: ClientInfo, release: () => void) => {
+      const tls = client.tls !== undefined;
+      const connLog = log.child({ conn: newSessionId(), client: client.ip, listener: lc.mode });
+      const facts = { remoteIp: client.ip, tls: client.tls };
+      connLog.info({ event: "connect", port: client.port, proxy: client.proxiedBy, tls: facts.tls?.version, cipher: facts.tls?.cipher }, "connect");
+      const session = new Session({ ...settings, tlsAvailable: !tls }, makePorts(connLog, client.ip), facts);
       new SmtpConnection(socket, session, {
         hostname: config.hostname,
         secureContext,
         idleTimeoutMs: config.limits.idleTimeoutMs,
         dataTimeoutMs: config.limits.dataTimeoutMs,
-        tlsHandshakeTimeoutMs: 30_000,
+        tlsHandshakeTimeoutMs: config.limits.tlsHandshakeTimeoutMs,
+        // Submission clients are known users' MUAs: no pause there (early bytes are still refused).
+        greetPauseMs: lc.mode === "mta" ? config.limits.greetPauseMs : 0,
+        guard: connectionGuard(config, lc, client.exempt, clientLimits.limits, connLog),
         log: connLog,
-        onClose: () => sockets.delete(socket),
+        registry,
+        onClose: release,
       }).start();
     };
-    const server =
-      lc.mode === "submissions"
-        ? createTlsServer({ ...tlsMaterial, handshakeTimeout: 30_000 }, (s) => accept(s, true))
-        : createTcpServer((s) => accept(s, false));
-    server.on("tlsClientError", (err: Error, s: Socket) => {
-      log.info({ event: "tls-failed", client: unmapIPv4(s.remoteAddress ?? ""), err: err.message }, "TLS handshake failed");
-    });
+    const acceptOptions: AcceptOptions = {
+      listener: lc,
+      limits: clientLimits.limits,
+      trustedProxies: new NetworkList(lc.trustedProxies ?? config.trustedProxies),
+      proxyHeaderTimeoutMs: config.limits.proxyHeaderTimeoutMs,
+      tlsHandshakeTimeoutMs: config.limits.tlsHandshakeTimeoutMs,
+      get secureContext() {
+        return secureContext;
+      },
+      log,
+      sockets,
+      serve,
+    };
+    // Plain TCP on every port: on 465 the PROXY header comes before the TLS handshake (accept.ts).
+    const server = createTcpServer((s) => void acceptConnection(s, acceptOptions));
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(lc.port, lc.address, () => resolve());
@@ -142,10 +176,20 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     listeners,
     store,
     queue,
+    limits: () => clientLimits.limits.snapshot(),
+    ops: operations({ config, log, servers, sockets, registries, setSecureContext: (ctx) => (secureContext = ctx) }),
     async close() {
-      await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+      // Stop accepting, end the open connections (which releases their limiter slots), then wait.
+      const closed = servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+      const gone = [...sockets].map(connectionEnded);
       for (const s of sockets) s.destroy();
+      await Promise.all([...closed, ...gone]);
+      clientLimits.stop();
+      await control.close();
+      await localSubmit?.close();
       await queue.stop();
+      await routing.close();
+      auth.close();
       store.close();
     },
   };
@@ -160,7 +204,7 @@ export function sessionSettings(config: Config, lc: ListenerConfig): SessionSett
     // AUTH is the point of the submission ports; on port 25 it is on unless turned off per listener.
     authEnabled: lc.mode !== "mta" || lc.auth !== false,
     authWithoutTls: lc.authWithoutTls,
-    limits: config.limits,
+    limits: { ...config.limits, authFailureDelayMs: config.auth.failureDelayMs ?? config.limits.authFailureDelayMs },
     bareLineEnds: config.smtp.bareLineEnds,
     postmaster: `postmaster@${config.domains[0]!.toLowerCase()}`,
   };

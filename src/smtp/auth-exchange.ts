@@ -42,6 +42,17 @@ export class AuthExchange {
       this.ports.log.warn({ event: "auth-failure", mechanism: name, reason: "mechanism-not-allowed" }, "AUTH failed");
       return { output: { replies: [reply(504, "5.5.4", "Unrecognized authentication type")] } };
     }
+    // SECURITY.md rule 13: an IP (or account) past its failure budget is refused before any work.
+    const refusal = this.ports.authGuard?.refusal();
+    if (refusal) {
+      this.failures++;
+      this.ports.log.warn({ event: "auth-refused", mechanism: name, reason: "throttled", detail: refusal }, "AUTH refused");
+      const refused = reply(454, "4.7.0", "Temporary authentication failure");
+      if (this.failures >= this.settings.limits.authFailures) {
+        return { output: { replies: [refused, this.closing("Error: too many authentication failures")], action: "close" } };
+      }
+      return { output: { replies: [refused] } };
+    }
     let decoded: Buffer | null = null;
     if (initial !== undefined) {
       if (initial === "*") return { output: { replies: [reply(501, "5.7.0", "Authentication cancelled")] } };
@@ -77,6 +88,7 @@ export class AuthExchange {
         { event: "auth-success", mechanism: mechanism.name, user: step.identity.authzid, authcid: step.identity.authcid },
         "AUTH succeeded",
       );
+      this.ports.authGuard?.succeeded(step.identity.authcid);
       return { output: { replies: [reply(235, "2.7.0", "Authentication successful")] }, user: step.identity.authzid };
     }
     return { output: await this.failed(mechanism.name, step.reason, step.detail) };
@@ -87,8 +99,10 @@ export class AuthExchange {
     // The log says why; the client only learns that it failed (SECURITY.md rule 14).
     this.ports.log.warn({ event: "auth-failure", mechanism, reason, detail, failures: this.failures }, "AUTH failed");
     if (reason === "malformed") return { replies: [reply(501, "5.5.2", "Error: malformed authentication response")] };
-    // Answer failures late (Dovecot's auth_failure_delay): guessing gets slow.
-    await this.ports.delay(this.settings.limits.authFailureDelayMs);
+    // Answer failures late (Dovecot's auth_failure_delay), later still for an IP that keeps
+    // failing (the guard's growing penalty): guessing gets slow. Unknown users wait the same.
+    const penaltyMs = this.ports.authGuard?.failed() ?? 0;
+    await this.ports.delay(this.settings.limits.authFailureDelayMs + penaltyMs);
     const r =
       reason === "backend-error"
         ? reply(454, "4.7.0", "Temporary authentication failure")

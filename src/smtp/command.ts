@@ -8,6 +8,7 @@ import { reply, type Reply } from "./reply.js";
 import { parsePath, findPathEnd, addressReply, type PathRole } from "./address.js";
 import { parseDomain } from "./domain.js";
 import { parseEsmtpParams } from "./esmtp-params.js";
+import { parseBdatArgs } from "./bdat.js";
 
 export type ParsedCommand =
   | { kind: "EHLO" | "HELO"; domain: string; isLiteral: boolean }
@@ -23,9 +24,11 @@ export type ParsedCommand =
   | { kind: "AUTH"; mechanism: string; initialResponse?: string }
   | { kind: "VRFY" | "EXPN"; arg: string }
   | { kind: "HELP"; arg?: string }
+  /** RFC 3030 CHUNKING: the chunk's octets follow the line. */
+  | { kind: "BDAT"; size: number; last: boolean }
   /** An HTTP request or header line (cross-protocol attack, or DATA sent before 354): close. */
   | { kind: "HTTP"; reply: Reply }
-  /** The verb is not one we implement (BDAT included: CHUNKING is not offered). */
+  /** The verb is not one we implement. */
   | { kind: "UNKNOWN"; verb: string; reply: Reply }
   | { kind: "error"; reply: Reply };
 
@@ -101,6 +104,10 @@ export function parseCommand(line: Buffer): ParsedCommand {
       return { kind: verb, arg };
     case "HELP":
       return args.length > 0 ? { kind: "HELP", arg } : { kind: "HELP" };
+    case "BDAT": {
+      const parsed = parseBdatArgs(args);
+      return parsed.ok ? { kind: "BDAT", size: parsed.size, last: parsed.last } : { kind: "error", reply: parsed.reply };
+    }
     default:
       return { kind: "UNKNOWN", verb, reply: reply(500, "5.5.1", "Command unrecognized") };
   }

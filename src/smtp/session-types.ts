@@ -71,6 +71,27 @@ export interface SessionPorts {
   delay(ms: number): Promise<void>;
   log: SessionLog;
   now(): Date;
+  /** Password-guessing defence for this connection (absent: none, as in unit tests). */
+  authGuard?: AuthGuard;
+  /** Per-user sending limits (absent: none). */
+  sendLimits?: SendLimitsPort;
+}
+
+/** Cross-connection AUTH throttling, as the exchange sees it (src/policy/auth-throttle.ts). */
+export interface AuthGuard {
+  /** Before an AUTH starts: a reason to refuse it (454 4.7.0), or null. */
+  refusal(): string | null;
+  /** After a failed exchange: the penalty delay (ms) to add to authFailureDelayMs. */
+  failed(): number;
+  succeeded(user: string): void;
+}
+
+/** Per-user sending limits (src/policy/send-limits.ts). */
+export interface SendLimitsPort {
+  checkMessage(user: string): Decision;
+  /** `pending`: recipients already accepted in this transaction. */
+  checkRecipient(user: string, pending: number): Decision;
+  sent(user: string, recipients: number): void;
 }
 
 export interface PolicyContext {
@@ -87,4 +108,5 @@ export interface SessionOutput {
 }
 
 /** What the connection should read next, and with which line limit. */
-export type Expecting = "command" | "auth-response" | "data";
+/** "chunk": the octets of a BDAT chunk (RFC 3030), exactly Session.chunkRemaining of them. */
+export type Expecting = "command" | "auth-response" | "data" | "chunk";

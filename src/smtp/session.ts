@@ -8,6 +8,7 @@ import { reply, type Reply } from "./reply.js";
 import { parseCommand, type ParsedCommand } from "./command.js";
 import { parseMailParams, parseRcptParams, parsePath, type MailPath, type MailParams } from "./address.js";
 import { DataReader, type DataError } from "./data-reader.js";
+import type { ChunkState } from "./bdat.js";
 import { HeaderCollector, type HeaderInfo } from "./headers.js";
 import { buildReceivedHeader, rfc5322Date } from "./trace.js";
 import { AuthExchange, type AuthResult } from "./auth-exchange.js";
@@ -51,6 +52,9 @@ export class Session {
   private authUser: string | null = null;
   private transaction: Transaction | null = null;
   private dataPhase: DataPhase | null = null;
+  /** CHUNKING (RFC 3030): the message being received in BDAT chunks, and the chunk being read. */
+  private chunkPhase: DataPhase | null = null;
+  private chunk: ChunkState | null = null;
   private errors = 0;
   private junk = 0;
   private closed = false;
@@ -66,6 +70,7 @@ export class Session {
   }
 
   get expecting(): Expecting {
+    if (this.chunk) return "chunk";
     if (this.dataPhase) return "data";
     return this.authExchange.active ? "auth-response" : "command";
   }
@@ -79,6 +84,16 @@ export class Session {
     return this.authUser;
   }
 
+  /** A MAIL transaction or DATA is under way: a shutdown waits for it (src/server/connection.ts). */
+  get inTransaction(): boolean {
+    return this.transaction !== null || this.dataPhase !== null;
+  }
+
+  /** Errors and junk commands counted so far (the connection layer's tarpit reads them). */
+  get penaltyCounts(): { errors: number; junk: number } {
+    return { errors: this.errors, junk: this.junk };
+  }
+
   greeting(): Reply {
     return reply(220, undefined, `${this.settings.hostname} ${this.settings.banner}`);
   }
@@ -90,6 +105,7 @@ export class Session {
     this.esmtp = false;
     this.authUser = null;
     this.authExchange.cancel();
+    this.dropChunks();
     this.transaction = null;
   }
 
@@ -161,8 +177,13 @@ export class Session {
       case "RCPT":
         return { replies: [await this.rcpt(cmd.path, cmd.params)] };
       case "DATA":
+        // RFC 3030 §3: BDAT and DATA do not mix in one transaction.
+        if (this.chunkPhase) return { replies: [reply(503, "5.5.1", "Error: DATA not allowed after BDAT")] };
         return this.data();
+      case "BDAT":
+        return this.bdat(cmd.size, cmd.last);
       case "RSET":
+        this.dropChunks();
         this.transaction = null;
         return this.junkCommand(reply(250, "2.0.0", "Ok"));
       case "NOOP":
@@ -189,6 +210,7 @@ export class Session {
 
   private hello(kind: "EHLO" | "HELO", domain: string): Reply {
     // RFC 5321 §4.1.4: EHLO/HELO resets any transaction in progress.
+    this.dropChunks();
     this.transaction = null;
     this.helo = domain;
     this.esmtp = kind === "EHLO";
@@ -201,6 +223,7 @@ export class Session {
       "ENHANCEDSTATUSCODES",
       "SMTPUTF8",
       "DSN",
+      "CHUNKING",
     ];
     if (this.settings.tlsAvailable && !this.facts.tls) ext.push("STARTTLS");
     if (this.authOffered()) {
@@ -291,7 +314,8 @@ export class Session {
       return reply(552, "5.3.4", "Message size exceeds fixed maximum message size");
     }
     const account = this.authUser ? await this.ports.account(this.authUser) : null;
-    const decision = await this.ports.checkSender(this.policyContext(), path.path, account);
+    const limited = this.authUser ? this.ports.sendLimits?.checkMessage(this.authUser) : undefined;
+    const decision = limited && !limited.allow ? limited : await this.ports.checkSender(this.policyContext(), path.path, account);
     if (!decision.allow) {
       this.ports.log.info({ event: "mail-refused", from: path.path.address, reason: decision.reason }, "MAIL refused");
       return decision.reply;
@@ -311,7 +335,8 @@ export class Session {
     if (!parsedParams.ok) return parsedParams.reply;
     const path = parsePath(pathText, { allowNull: false, allowUtf8: tx.params.smtputf8 === true, role: "recipient" });
     if (!path.ok) return path.reply;
-    const decision = await this.ports.checkRecipient(this.policyContext(), path.path);
+    const limited = this.authUser ? this.ports.sendLimits?.checkRecipient(this.authUser, tx.recipients.length) : undefined;
+    const decision = limited && !limited.allow ? limited : await this.ports.checkRecipient(this.policyContext(), path.path);
     if (!decision.allow) {
       tx.refusedRecipients++;
       this.ports.log.info(
@@ -349,7 +374,7 @@ export class Session {
       writer = await this.ports.openSpool();
     } catch (err) {
       this.ports.log.warn({ event: "spool-error", err: String(err) }, "cannot open spool file");
-      return { replies: [reply(451, "4.3.0", "Error: queue file write error")] };
+      return { replies: [storageErrorReply(err)] };
     }
     const headers = new HeaderCollector({ maxHeaderBytes: this.settings.limits.headerBytes });
     const phase: DataPhase = {
@@ -452,7 +477,7 @@ export class Session {
     } else if (error === "line-too-long") {
       refusal = { reply: reply(500, "5.5.2", "Error: message line too long (RFC 5321 §4.5.3.1.6)"), reason: "line too long" };
     } else if (phase.writeError !== undefined) {
-      refusal = { reply: reply(451, "4.3.0", "Error: queue file write error"), reason: `spool write failed: ${String(phase.writeError)}` };
+      refusal = { reply: storageErrorReply(phase.writeError), reason: `spool write failed: ${String(phase.writeError)}` };
     }
     if (!refusal && this.settings.mode !== "mta" && this.authUser) {
       const account = await this.ports.account(this.authUser);
@@ -489,22 +514,91 @@ export class Session {
     } catch (err) {
       await phase.writer.abort().catch(() => undefined);
       this.ports.log.warn({ event: "spool-error", err: String(err) }, "queue commit failed");
-      return { replies: [reply(451, "4.3.0", "Error: queue file write error")] };
+      return { replies: [storageErrorReply(err)] };
     }
     this.ports.log.info(
       { event: "queued", id, from: tx.sender.address, to: tx.recipients.map((r) => r.address), size: phase.writer.bytesWritten },
       "message queued",
     );
     this.ports.queued(id, envelope);
+    if (this.authUser) this.ports.sendLimits?.sent(this.authUser, tx.recipients.length);
     // A delivered message forgives earlier errors and junk commands (as Postfix's smtpd does).
     this.errors = 0;
     this.junk = 0;
     return { replies: [reply(250, "2.0.0", `Ok: queued as ${id}`)] };
   }
 
+  // ---- BDAT (RFC 3030) ---------------------------------------------------------------------------
+
+  /** Octets the connection must hand to receiveChunk next (0 unless expecting "chunk"). */
+  get chunkRemaining(): number {
+    return this.chunk?.remaining ?? 0;
+  }
+
+  private async bdat(size: number, last: boolean): Promise<SessionOutput> {
+    const tx = this.transaction;
+    let refusal: Reply | undefined;
+    if (!tx) refusal = reply(503, "5.5.1", "Error: need MAIL command");
+    else if (tx.recipients.length === 0) refusal = tx.refusedRecipients > 0 ? reply(554, "5.5.1", "Error: no valid recipients") : reply(503, "5.5.1", "Error: need RCPT command");
+    if (!refusal && !this.chunkPhase) {
+      const opened = await this.data(); // the same spool, header checks and limits as DATA
+      if (opened.replies[0]?.code !== 354) refusal = opened.replies[0];
+      else [this.chunkPhase, this.dataPhase] = [this.dataPhase, null];
+    }
+    // RFC 3030 §2: even a refused BDAT is followed by its octets; they are read and dropped.
+    this.chunk = { remaining: size, last, refusal };
+    return size === 0 ? this.chunkDone() : { replies: [] };
+  }
+
+  /** At most chunkRemaining octets of the current chunk; resolves to the reply once it is complete. */
+  async receiveChunk(bytes: Buffer): Promise<SessionOutput | null> {
+    const chunk = this.chunk!;
+    chunk.remaining -= bytes.length;
+    const phase = this.chunkPhase;
+    if (phase && !chunk.refusal && !phase.refusal) {
+      if (phase.writer.bytesWritten + bytes.length > this.settings.limits.messageSize) {
+        phase.refusal = { reply: reply(552, "5.3.4", "Message size exceeds fixed maximum message size"), reason: "message too big" };
+      } else {
+        if (phase.firstByte === undefined && bytes.length > 0) phase.firstByte = bytes[0];
+        this.store(phase, phase.headers.push(bytes));
+      }
+    }
+    if (chunk.remaining > 0) {
+      if (phase) await phase.pending; // back-pressure, as in DATA
+      return null;
+    }
+    return this.countErrors(await this.chunkDone());
+  }
+
+  private async chunkDone(): Promise<SessionOutput> {
+    const chunk = this.chunk!;
+    this.chunk = null;
+    if (chunk.refusal) return { replies: [chunk.refusal] };
+    const phase = this.chunkPhase!;
+    if (phase.refusal?.reply.code === 552) {
+      // Too big: the transaction is over; the client sends RSET or starts again (RFC 3030 §4.2).
+      this.dropChunks();
+      this.transaction = null;
+      return { replies: [phase.refusal.reply] };
+    }
+    if (!chunk.last) return { replies: [reply(250, "2.0.0", "Ok: chunk received")] };
+    this.chunkPhase = null;
+    this.store(phase, phase.headers.finish());
+    return this.finishData(phase, undefined);
+  }
+
+  /** Forgets a half-received chunked message and removes its spool file. */
+  private dropChunks(): void {
+    const phase = this.chunkPhase;
+    this.chunkPhase = null;
+    this.chunk = null;
+    if (phase) void phase.pending.then(() => phase.writer.abort()).catch(() => undefined);
+  }
+
   /** The connection ended (or failed) mid-session: nothing half-received may survive. */
   async abort(): Promise<void> {
     this.closed = true;
+    this.dropChunks();
     const phase = this.dataPhase;
     this.dataPhase = null;
     this.authExchange.cancel();
@@ -513,6 +607,13 @@ export class Session {
       await phase.writer.abort().catch(() => undefined);
     }
   }
+}
+
+/** RFC 3463: a full disk is 4.3.1 "mail system full" (452, RFC 5321 §4.2.2); any other failure 4.3.0. */
+function storageErrorReply(err: unknown): Reply {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code === "ENOSPC" || code === "EDQUOT") return reply(452, "4.3.1", "Error: insufficient system storage");
+  return reply(451, "4.3.0", "Error: queue file write error");
 }
 
 export function newSessionId(): string {

@@ -97,7 +97,7 @@ const refused: [string, string, string][] = [
   ["NOOP \x1b[31m", "error 500 5.5.2", "terminal escape"],
   ["NOOP \x7f", "error 500 5.5.2", "DEL"],
   ["HELP \xc3\xa9", "error 500 5.5.2", "UTF-8 outside MAIL/RCPT"],
-  ["BDAT 100 LAST", "UNKNOWN 500 5.5.1", "BDAT (CHUNKING is not offered)"],
+  ["ETRN example.org", "UNKNOWN 500 5.5.1", "ETRN (not offered)"],
   ["TURN", "UNKNOWN 500 5.5.1", "TURN"],
   ["XYZZY", "UNKNOWN 500 5.5.1", "unknown verb"],
   ["GET / HTTP/1.1", "HTTP 221 2.7.0", "HTTP GET (SECURITY rule 5)"],

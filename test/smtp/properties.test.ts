@@ -9,6 +9,7 @@ import { InputBuffer } from "../../src/smtp/input-buffer.js";
 import { DataReader, type DataError } from "../../src/smtp/data-reader.js";
 import { HeaderCollector } from "../../src/smtp/headers.js";
 import { parseCommand } from "../../src/smtp/command.js";
+import { runs } from "./fuzz-config.js";
 
 /** Bytes biased towards the interesting ones: CR, LF, ".", and plain text. */
 const smtpByte = fc.oneof(
@@ -103,7 +104,7 @@ test("property: InputBuffer never throws, and any split gives the same lines", (
         assert.ok(!l.includes("\r") && !l.includes("\n"));
       }
     }),
-    { numRuns: 500 },
+    { numRuns: runs(500) },
   );
 });
 
@@ -120,7 +121,7 @@ for (const mode of ["reject", "normalize"] as const) {
         assert.deepEqual(pieces.rest, whole.rest);
         assert.ok(!hasBareLineEnd(whole.stored), "stored data has CRLF line ends only");
       }),
-      { numRuns: 500 },
+      { numRuns: runs(500) },
     );
   });
 
@@ -143,7 +144,7 @@ for (const mode of ["reject", "normalize"] as const) {
           assert.deepEqual(r.rest, framed.subarray(term + 5));
         }
       }),
-      { numRuns: 1000 },
+      { numRuns: runs(1000) },
     );
   });
 }
@@ -167,7 +168,7 @@ test("property: dot-stuffed CRLF text round-trips through the DATA reader", () =
       assert.equal(r.error, undefined);
       assert.equal(r.stored.toString("latin1"), message);
     }),
-    { numRuns: 300 },
+    { numRuns: runs(300) },
   );
 });
 
@@ -178,7 +179,7 @@ test("property: the size limit holds and too-big still finds the terminator", ()
       assert.ok(r.stored.length <= max);
       assert.equal(r.doneCount, 1);
     }),
-    { numRuns: 300 },
+    { numRuns: runs(300) },
   );
 });
 
@@ -203,7 +204,7 @@ test("property: HeaderCollector output is prefix + input for any split; holds at
       assert.equal(calls, 1);
       assert.deepEqual(Buffer.concat(out), Buffer.concat([Buffer.from("P: 1\r\n"), buf]));
     }),
-    { numRuns: 500 },
+    { numRuns: runs(500) },
   );
 });
 
@@ -215,6 +216,6 @@ test("property: parseCommand never throws and never echoes raw bytes into a repl
         for (const l of cmd.reply.lines) assert.match(l, /^[\x20-\x7e]*$/);
       }
     }),
-    { numRuns: 1000 },
+    { numRuns: runs(1000) },
   );
 });

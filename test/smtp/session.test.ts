@@ -56,7 +56,7 @@ const COMMANDS = {
   VRFY: "VRFY alice",
   EXPN: "EXPN staff",
   HELP: "HELP",
-  UNKNOWN: "BDAT 10 LAST",
+  UNKNOWN: "XYZZY 10",
   HTTP: "GET / HTTP/1.1",
   EMPTY: "",
 } as const;
@@ -117,7 +117,7 @@ test("EHLO answers with the host name, the client's name and IP, then the extens
   const h = new Harness({ mode: "mta", limits: { messageSize: 12345 } });
   const out = await h.send("EHLO client.example.net");
   assert.equal(out.replies[0]!.lines[0], `${HOST} Hello client.example.net [198.51.100.7]`);
-  assert.deepEqual(out.replies[0]!.lines.slice(1), ["PIPELINING", "SIZE 12345", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "DSN", "STARTTLS"]);
+  assert.deepEqual(out.replies[0]!.lines.slice(1), ["PIPELINING", "SIZE 12345", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "DSN", "CHUNKING", "STARTTLS"]);
 });
 
 test("HELO answers with one line and no extensions", async () => {

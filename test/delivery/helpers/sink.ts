@@ -31,6 +31,8 @@ export interface SinkOptions {
   auth?: { username: string; password: string };
   /** Refuse MAIL before a successful AUTH. */
   requireAuth?: boolean;
+  /** Refuse MAIL before STARTTLS (530 5.7.0), as a server that demands TLS does. */
+  requireTls?: boolean;
   /** Full greeting line, default "220 sink.test ESMTP". */
   greeting?: string;
   /** Reply line per command; undefined means the default 2xx. */
@@ -198,6 +200,7 @@ class SinkSession {
         return void this.checkPlain(initial === "=" ? "" : initial);
       }
       case "MAIL": {
+        if (o.requireTls && !this.tls) return void this.write("530 5.7.0 Must issue a STARTTLS command first");
         if (o.requireAuth && !this.authUser) return void this.write("530 5.7.0 Authentication required");
         const m = /^MAIL FROM:<([^>]*)>(.*)$/i.exec(line);
         if (!m) return void this.write("501 5.5.4 Syntax error");

@@ -32,6 +32,13 @@ export interface Postern {
   /** Resolves with the first log line (past or future) matching the predicate. */
   waitForLog(pred: (l: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
   stop(signal?: NodeJS.Signals): Promise<void>;
+  /** Sends a signal without waiting (SIGHUP reload); `pid` is the running server's process id. */
+  kill(signal: NodeJS.Signals): void;
+  readonly pid: number;
+  /** Everything the server wrote to stderr so far (an unhandled error would land here). */
+  stderr(): string;
+  /** The server process is still running. */
+  running(): boolean;
   /** Start the server again on the same data directory (restart test). */
   restart(): Promise<void>;
   cleanup(): Promise<void>;
@@ -77,11 +84,12 @@ export async function startPostern(opts: { config?: Record<string, unknown>; use
   const logs: LogLine[] = [];
   const waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
   const ports = { mta: 0, submission: 0, submissions: 0 };
+  let allStderr = "";
 
   const launch = async () => {
     child = spawn(process.execPath, [BIN, "serve", "--config", configPath], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
     let stderr = "";
-    child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.stderr!.on("data", (d: Buffer) => ((stderr += d.toString()), (allStderr += d.toString())));
     createInterface({ input: child.stdout! }).on("line", (text) => {
       let line: LogLine;
       try {
@@ -138,6 +146,12 @@ export async function startPostern(opts: { config?: Record<string, unknown>; use
     logs,
     waitForLog,
     stop,
+    kill: (signal) => void child.kill(signal),
+    get pid() {
+      return child.pid!;
+    },
+    stderr: () => allStderr,
+    running: () => child.exitCode === null && child.signalCode === null,
     restart: async () => {
       await stop();
       await launch();

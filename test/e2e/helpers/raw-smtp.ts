@@ -23,14 +23,26 @@ export class RawSmtp {
     this.listen(socket);
   }
 
-  static async open(port: number, opts: { tls?: boolean } = {}): Promise<RawSmtp> {
+  /** prelude: bytes written right after the TCP connect, before any TLS (a PROXY protocol header). */
+  static async open(port: number, opts: { tls?: boolean; prelude?: Buffer | string } = {}): Promise<RawSmtp> {
+    let tcp: Socket | undefined;
+    if (opts.prelude !== undefined) {
+      tcp = netConnect({ host: "127.0.0.1", port });
+      await new Promise<void>((ok, fail) => {
+        tcp!.once("connect", () => ok());
+        tcp!.once("error", fail);
+      });
+      tcp.write(opts.prelude);
+    }
     const socket: Socket = opts.tls
-      ? tlsConnect({ host: "127.0.0.1", port, rejectUnauthorized: false })
-      : netConnect({ host: "127.0.0.1", port });
-    await new Promise<void>((ok, fail) => {
-      socket.once(opts.tls ? "secureConnect" : "connect", () => ok());
-      socket.once("error", fail);
-    });
+      ? tlsConnect({ ...(tcp ? { socket: tcp } : { host: "127.0.0.1", port }), rejectUnauthorized: false })
+      : (tcp ?? netConnect({ host: "127.0.0.1", port }));
+    if (opts.tls || !tcp) {
+      await new Promise<void>((ok, fail) => {
+        socket.once(opts.tls ? "secureConnect" : "connect", () => ok());
+        socket.once("error", fail);
+      });
+    }
     return new RawSmtp(socket);
   }
 

@@ -1,0 +1,97 @@
+/**
+ * Postern, this build: `bin/postern.js serve` with a generated config in the contender's folder,
+ * fsync on (the default), log level info (the default, one JSON line per event, to a file).
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { openSync, closeSync, readFileSync, writeFileSync, mkdirSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { stringify } from "yaml";
+import { SqliteUserStore } from "../../src/auth/sqlite-store.js";
+import { countMaildirNew } from "./common.js";
+import { LOCAL_DOMAIN, LOCAL_RECIPIENT, type Contender, type ContenderFactory, type ContenderSetup } from "./types.js";
+
+const ROOT = resolve(import.meta.dirname, "../../..");
+
+export const postern: ContenderFactory = {
+  name: "Postern",
+  async prepare() {
+    return null;
+  },
+  async start(setup: ContenderSetup): Promise<Contender> {
+    const dataDir = join(setup.workDir, "data");
+    const mailRoot = join(setup.workDir, "mail");
+    mkdirSync(dataDir, { recursive: true });
+    const config = {
+      hostname: "postern.bench.test",
+      dataDir,
+      domains: [LOCAL_DOMAIN],
+      listeners: [
+        { address: "127.0.0.1", port: 0, mode: "submission" },
+        { address: "127.0.0.1", port: 0, mode: "submissions" },
+      ],
+      tls: { cert: setup.tls.cert, key: setup.tls.key },
+      relay: { smarthost: { host: "127.0.0.1", port: setup.sinkPort, tls: "none" } },
+      delivery: { maildir: join(mailRoot, "{domain}/{localpart}") },
+      ...extraConfig(),
+    };
+    const configPath = join(setup.workDir, "postern.yaml");
+    writeFileSync(configPath, stringify(config));
+
+    const store = new SqliteUserStore({ path: join(dataDir, "users.sqlite"), hostname: config.hostname });
+    for (const u of [...setup.users, { address: LOCAL_RECIPIENT, password: "inbox-password-not-used" }]) {
+      await store.addUser(u.address, u.password);
+    }
+    store.close();
+
+    const logPath = join(setup.workDir, "postern.log");
+    const logFd = openSync(logPath, "w");
+    const child: ChildProcess = spawn(process.execPath, [...nodeFlags(setup.workDir), join(ROOT, "bin/postern.js"), "serve", "--config", configPath], {
+      cwd: setup.workDir,
+      stdio: ["ignore", logFd, "inherit"],
+    });
+    closeSync(logFd);
+    const ports = await listeningPorts(child, logPath);
+    return {
+      name: "Postern",
+      submissionPort: ports.submission!,
+      implicitPort: ports.submissions,
+      pids: () => [child.pid!],
+      local: { recipient: LOCAL_RECIPIENT, delivered: () => countMaildirNew(mailRoot) },
+      passwordScheme: "scrypt N=2^15 r=8 p=1, verified-credentials cache 60 s",
+      notes: ["one Node process", "fsync on: data, envelope, directories (group commit)", "log level info, JSON lines to a file"],
+      async stop() {
+        if (child.exitCode !== null || child.signalCode !== null) return;
+        const exited = new Promise((r) => child.once("exit", r));
+        child.kill("SIGTERM");
+        await exited;
+      },
+    };
+  },
+};
+
+/** Keys other engineers may add to the schema later (connection limits) are raised here if present. */
+function extraConfig(): Record<string, unknown> {
+  return JSON.parse(process.env.POSTERN_BENCH_CONFIG ?? "{}") as Record<string, unknown>;
+}
+
+/** `POSTERN_BENCH_PROFILE=1` runs the server under `node --cpu-prof` (profile in the work folder). */
+function nodeFlags(workDir: string): string[] {
+  return process.env.POSTERN_BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${join(workDir, "profile")}`] : [];
+}
+
+/** Reads the log file until every listener announced its port (the log is a file: polled). */
+async function listeningPorts(child: ChildProcess, logPath: string): Promise<Record<string, number>> {
+  const until = Date.now() + 20_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`postern exited (${child.exitCode}); see ${logPath}`);
+    const ports: Record<string, number> = {};
+    for (const line of readFileSync(logPath, "utf8").split("\n")) {
+      if (!line.includes('"listening"')) continue;
+      const rec = JSON.parse(line) as { mode: string; port: number };
+      ports[rec.mode] = rec.port;
+    }
+    if (ports.submission && ports.submissions) return ports;
+    if (Date.now() > until) throw new Error(`postern did not start listening; see ${logPath}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -1,0 +1,47 @@
+/** What every contender offers the scenarios, and what it is given to start. */
+import type { SinkProcess } from "../sink-process.js";
+
+export interface BenchUser {
+  address: string;
+  password: string;
+}
+
+export interface ContenderSetup {
+  /** A private folder for this contender's config, spool and logs. */
+  workDir: string;
+  /** Plain SMTP sink every contender relays remote mail to. */
+  sinkPort: number;
+  /** ECDSA P-256 self-signed pair shared by all contenders. */
+  tls: { key: string; cert: string };
+  /** users[0] sends the load; all of them are used for the AUTH burst (scenario 5). */
+  users: BenchUser[];
+}
+
+export interface Contender {
+  name: string;
+  /** STARTTLS + AUTH (port 587 style). */
+  submissionPort: number;
+  /** Implicit TLS + AUTH (port 465 style), when configured. */
+  implicitPort?: number;
+  /** Process trees whose memory is the server's. */
+  pids(): number[];
+  /** The contender is itself the sink: verify arrivals here instead of at the relay sink. */
+  ownSink?: SinkProcess;
+  /** Where local mail goes (Maildir), when the contender delivers locally. */
+  local?: { recipient: string; delivered(): number };
+  /** How this contender stores and verifies passwords (for the report). */
+  passwordScheme: string;
+  notes: string[];
+  stop(): Promise<void>;
+}
+
+export interface ContenderFactory {
+  name: string;
+  /** null when it can run; else the reason it is skipped. */
+  prepare(): Promise<string | null>;
+  start(setup: ContenderSetup): Promise<Contender>;
+}
+
+export const LOCAL_DOMAIN = "example.org";
+export const RELAY_RECIPIENT = "dest@remote.bench.test";
+export const LOCAL_RECIPIENT = `inbox@${LOCAL_DOMAIN}`;

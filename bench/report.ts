@@ -1,0 +1,98 @@
+/** Medians, spreads and ratios of the runs; the Markdown table and the JSON written to bench/results/. */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Measurement } from "./scenarios.js";
+
+export interface Summary {
+  median: number;
+  min: number;
+  max: number;
+  runs: number;
+  errors: string[];
+  detail: Record<string, number | string>;
+}
+
+export interface BenchReport {
+  startedAt: string;
+  machine: Record<string, string | number>;
+  mode: "quick" | "full";
+  contenders: { name: string; status: string; passwordScheme?: string; notes?: string[] }[];
+  /** row key → contender → summary */
+  rows: Record<string, Record<string, Summary>>;
+  units: Record<string, { unit: string; higherIsBetter: boolean }>;
+  raw: Record<string, Record<string, Measurement[]>>;
+}
+
+export function median(values: number[]): number {
+  const v = values.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
+  if (v.length === 0) return NaN;
+  const mid = Math.floor(v.length / 2);
+  return v.length % 2 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
+}
+
+export function summarize(ms: Measurement[]): Summary {
+  const values = ms.map((m) => m.value).filter((x) => !Number.isNaN(x));
+  return {
+    median: median(values),
+    min: values.length ? Math.min(...values) : NaN,
+    max: values.length ? Math.max(...values) : NaN,
+    runs: values.length,
+    errors: [...new Set(ms.flatMap((m) => m.errors))],
+    detail: ms[ms.length - 1]?.detail ?? {},
+  };
+}
+
+const fmt = (n: number) => (Number.isNaN(n) ? "–" : n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2));
+
+/** Postern's median over the other's, turned so that > 1 always means "Postern is better". */
+function ratio(p: Summary | undefined, o: Summary | undefined, higherIsBetter: boolean): string {
+  if (!p || !o || Number.isNaN(p.median) || Number.isNaN(o.median) || o.median === 0 || p.median === 0) return "–";
+  const r = higherIsBetter ? p.median / o.median : o.median / p.median;
+  return `${r.toFixed(2)}×`;
+}
+
+export function markdown(report: BenchReport): string {
+  const names = report.contenders.map((c) => c.name);
+  const out: string[] = [];
+  out.push(`# Postern benchmark — ${report.startedAt} (${report.mode})`, "");
+  out.push(Object.entries(report.machine).map(([k, v]) => `- ${k}: ${v}`).join("\n"), "");
+  out.push("| contender | status | passwords | notes |", "|---|---|---|---|");
+  for (const c of report.contenders) out.push(`| ${c.name} | ${c.status} | ${c.passwordScheme ?? ""} | ${(c.notes ?? []).join("; ")} |`);
+  out.push("");
+  out.push("Each cell: median (min–max) over the runs. Ratios are Postern's advantage from the same run: > 1× means Postern is better (faster, or less memory).", "");
+  out.push(`| scenario | unit | ${names.join(" | ")} | Postern vs Postfix | Postern vs Haraka | Postern vs Node sink |`);
+  out.push(`|---|---|${names.map(() => "---").join("|")}|---|---|---|`);
+  for (const [key, byName] of Object.entries(report.rows)) {
+    const u = report.units[key]!;
+    const cells = names.map((n) => {
+      const s = byName[n];
+      if (!s) return "–";
+      if (s.runs === 0) return s.detail.skipped ? "skipped" : "–";
+      const spread = s.runs > 1 ? ` (${fmt(s.min)}–${fmt(s.max)})` : "";
+      return `${fmt(s.median)}${spread}${s.errors.length ? " ⚠" : ""}`;
+    });
+    const p = byName["Postern"];
+    out.push(`| ${key} | ${u.unit}${u.higherIsBetter ? " ↑" : " ↓"} | ${cells.join(" | ")} | ${ratio(p, byName["Postfix"], u.higherIsBetter)} | ${ratio(p, byName["Haraka"], u.higherIsBetter)} | ${ratio(p, byName["Node sink"], u.higherIsBetter)} |`);
+  }
+  const notes: string[] = [];
+  for (const [key, byName] of Object.entries(report.rows)) {
+    for (const [name, s] of Object.entries(byName)) {
+      if (s.detail.skipped) notes.push(`- ${key}, ${name}: skipped — ${s.detail.skipped}`);
+      for (const e of s.errors) notes.push(`- ⚠ ${key}, ${name}: ${e}`);
+    }
+  }
+  if (notes.length) out.push("", "Skipped cells and errors:", "", ...notes);
+  out.push("", "Details of the last run per cell are in the JSON file next to this one.", "");
+  return out.join("\n");
+}
+
+export function writeReport(dir: string, report: BenchReport): { md: string; json: string } {
+  mkdirSync(dir, { recursive: true });
+  const stamp = report.startedAt.replace(/[:.]/g, "-");
+  const md = join(dir, `${stamp}-${report.mode}.md`);
+  const json = join(dir, `${stamp}-${report.mode}.json`);
+  writeFileSync(md, markdown(report));
+  writeFileSync(json, JSON.stringify(report, null, 2) + "\n");
+  writeFileSync(join(dir, "latest.md"), markdown(report));
+  return { md, json };
+}

@@ -1,0 +1,123 @@
+/**
+ * `npm run bench [-- --quick] [--only Postern,Postfix] [--scenarios 1,2] [--runs N] [--keep]`
+ * Starts every contender on 127.0.0.1, runs the scenarios round-robin (so each round compares
+ * contenders under the same machine noise), writes bench/results/<time>-<mode>.{md,json}.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { cpus, totalmem, tmpdir, release } from "node:os";
+import { join, resolve } from "node:path";
+import { randomBytes } from "node:crypto";
+import { run } from "./contenders/common.js";
+import { startSinkProcess } from "./sink-process.js";
+import { scenarios, type Measurement } from "./scenarios.js";
+import { summarize, writeReport, type BenchReport } from "./report.js";
+import { postern } from "./contenders/postern.js";
+import { postfix } from "./contenders/postfix.js";
+import { haraka } from "./contenders/haraka.js";
+import { bareSink } from "./contenders/sink.js";
+import type { BenchUser, Contender, ContenderFactory } from "./contenders/types.js";
+
+const args = process.argv.slice(2);
+const flag = (name: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? (args[i + 1] ?? "") : undefined;
+};
+const quick = args.includes("--quick");
+const runs = Number(flag("runs") ?? (quick ? 2 : 3));
+const only = flag("only")?.split(",").map((s) => s.toLowerCase());
+const wanted = flag("scenarios")?.split(",");
+const factories: ContenderFactory[] = [postern, postfix, haraka, bareSink].filter((f) => !only || only.some((o) => f.name.toLowerCase().startsWith(o)));
+const chosen = scenarios.filter((s) => !wanted || wanted.includes(s.id));
+
+const say = (text: string) => process.stderr.write(text + "\n");
+
+async function main(): Promise<void> {
+  const work = mkdtempSync(join(tmpdir(), "postern-bench-"));
+  const started: Contender[] = [];
+  const stopAll = async () => {
+    for (const c of started.splice(0)) await c.stop().catch((e: Error) => say(`stopping ${c.name}: ${e.message}`));
+  };
+  for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => void stopAll().then(() => process.exit(130)));
+  const relaySink = await startSinkProcess({});
+  try {
+    const key = join(work, "key.pem");
+    const cert = join(work, "cert.pem");
+    await run("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=bench.test", "-days", "2", "-keyout", key, "-out", cert]);
+    const users: BenchUser[] = Array.from({ length: quick ? 16 : 48 }, (_, i) => ({ address: `bench${i}@example.org`, password: randomBytes(12).toString("base64url") }));
+
+    const report: BenchReport = {
+      startedAt: new Date().toISOString(),
+      machine: await machine(),
+      mode: quick ? "quick" : "full",
+      contenders: [],
+      rows: {},
+      units: {},
+      raw: {},
+    };
+    for (const f of factories) {
+      say(`preparing ${f.name}…`);
+      const skip = await f.prepare().catch((e: Error) => `prepare failed: ${e.message}`);
+      if (skip) {
+        report.contenders.push({ name: f.name, status: `skipped: ${skip}` });
+        say(`  skipped: ${skip}`);
+        continue;
+      }
+      try {
+        const dir = join(work, f.name.replace(/\W/g, "-"));
+        const c = await f.start({ workDir: dir, sinkPort: relaySink.port, tls: { key, cert }, users });
+        started.push(c);
+        report.contenders.push({ name: c.name, status: "ran", passwordScheme: c.passwordScheme, notes: c.notes });
+      } catch (e) {
+        report.contenders.push({ name: f.name, status: `skipped: start failed: ${(e as Error).message.split("\n")[0]}` });
+        say(`  start failed: ${(e as Error).message}`);
+      }
+    }
+
+    const runId = randomBytes(4).toString("hex");
+    for (let round = 1; round <= runs; round++) {
+      for (const s of chosen) {
+        // Heavy one-shot scenarios (large messages, 10,000 sockets) run once in quick mode.
+        if (quick && round > 1 && (s.id === "3" || s.id === "4")) continue;
+        for (const c of started) {
+          say(`round ${round}/${runs} · scenario ${s.id} · ${c.name}`);
+          let ms: Measurement[];
+          try {
+            ms = await s.run({ contender: c, relaySink, users, quick, runId });
+          } catch (e) {
+            ms = [{ key: `${s.id} (failed)`, value: NaN, unit: "", higherIsBetter: true, detail: {}, errors: [(e as Error).message] }];
+          }
+          for (const m of ms) {
+            report.units[m.key] = { unit: m.unit, higherIsBetter: m.higherIsBetter };
+            ((report.raw[m.key] ??= {})[c.name] ??= []).push(m);
+            say(`  ${m.key}: ${Number.isNaN(m.value) ? "–" : m.value.toFixed(1)} ${m.unit}${m.errors.length ? `  ⚠ ${m.errors[0]}` : ""}`);
+          }
+        }
+      }
+    }
+    for (const [key, byName] of Object.entries(report.raw)) {
+      report.rows[key] = Object.fromEntries(Object.entries(byName).map(([n, ms]) => [n, summarize(ms)]));
+    }
+    const files = writeReport(resolve(import.meta.dirname, "../../bench/results"), report);
+    say(`\nwrote ${files.md}\n      ${files.json}`);
+  } finally {
+    await stopAll();
+    await relaySink.stop();
+    if (args.includes("--keep")) say(`kept ${work} (configs, logs, profiles)`);
+    else rmSync(work, { recursive: true, force: true });
+  }
+}
+
+async function machine(): Promise<Record<string, string | number>> {
+  const fdLimit = (await run("sh", ["-c", "ulimit -n"])).stdout.trim();
+  const disk = (await run("sh", ["-c", `df -T ${tmpdir()} | tail -1 | awk '{print $2}'`]).catch(() => ({ stdout: "?" }))).stdout.trim();
+  return {
+    cpu: `${cpus().length} × ${cpus()[0]?.model ?? "?"}`,
+    memory: `${Math.round(totalmem() / 2 ** 30)} GiB`,
+    kernel: release(),
+    node: process.version,
+    "open files limit": fdLimit,
+    [`${tmpdir()} file system`]: disk,
+  };
+}
+
+await main();

@@ -1,0 +1,165 @@
+/**
+ * Delivery status notifications (RFC 3461 §6, RFC 3464) for the queue runner's hooks:
+ *   onFinal    no recipient pending: one report per message for the failed recipients that asked
+ *              for failure notices (NOTIFY absent or FAILURE) and the delivered ones that asked for
+ *              success (NOTIFY=SUCCESS, unless the peer took the request over: RFC 3461 §6.2.2)
+ *   onDeferred a delay warning once per message, after `delayWarningSec`, for NOTIFY=DELAY or absent
+ * Reports go from the null sender to the original MAIL FROM and enter our own spool like any other
+ * message. A message from the null sender is never reported on (RFC 3461 §6.2, RFC 5321 §4.5.5): no
+ * bounce loops.
+ *
+ * Idempotent across crashes: the report's queue id is recorded in the original envelope before
+ * the report is committed, and marked injected after. A rerun finds the record and either
+ * completes it (the report is in the spool) or writes the report again under a new id.
+ */
+import { access } from "node:fs/promises";
+import { buildDsn, type DsnAction, type DsnRecipient } from "./dsn-message.js";
+import type { Spool } from "./spool.js";
+import type { Envelope, EnvelopeRecipient, NewEnvelope, QueueLogger } from "./types.js";
+
+export interface DsnNotifierOptions {
+  spool: Spool;
+  /** Reporting-MTA and the From: of every report. */
+  hostname: string;
+  /** Delivered to a local mailbox ("delivered") or handed on to a peer ("relayed")? */
+  isLocalAddress(address: string): boolean;
+  /** Seconds after arrival before a delay warning; 0 turns warnings off. */
+  delayWarningSec: number;
+  /** The queue lifetime, for Will-Retry-Until. */
+  maxLifetimeSec: number;
+  /** Tells the runner a report was committed (QueueRunner.enqueued). */
+  enqueue(id: string): void;
+  logger: QueueLogger;
+  now?: () => number;
+}
+
+type NoticeKind = "final" | "delay";
+
+const wantsFailure = (r: EnvelopeRecipient) => !r.notify || r.notify.includes("FAILURE");
+// RFC 3461 §4.1: without NOTIFY an MTA may send FAILURE and DELAY notices.
+const wantsDelay = (r: EnvelopeRecipient) => !r.notify || r.notify.includes("DELAY");
+const wantsSuccess = (r: EnvelopeRecipient) => r.notify?.includes("SUCCESS") === true;
+
+export class DsnNotifier {
+  private readonly now: () => number;
+
+  constructor(private readonly opts: DsnNotifierOptions) {
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** QueueRunner onFinal. */
+  readonly onFinal = async (env: Envelope): Promise<void> => {
+    const recipients: DsnRecipient[] = [];
+    for (const rcpt of env.recipients) {
+      if (rcpt.status === "failed" && wantsFailure(rcpt)) recipients.push({ rcpt, action: "failed" });
+      if (rcpt.status === "delivered" && wantsSuccess(rcpt) && !rcpt.dsnPassedOn) {
+        const action: DsnAction = this.opts.isLocalAddress(rcpt.address) ? "delivered" : "relayed";
+        recipients.push({ rcpt, action });
+      }
+    }
+    await this.notify(env, "final", recipients);
+  };
+
+  /** QueueRunner onDeferred. */
+  readonly onDeferred = async (env: Envelope): Promise<void> => {
+    if (this.opts.delayWarningSec <= 0) return;
+    if (env.notices?.delay?.injected) return;
+    const age = this.now() - Date.parse(env.receivedAt);
+    if (age < this.opts.delayWarningSec * 1000) return;
+    const recipients = env.recipients
+      .filter((r) => r.status === "pending" && r.attempts > 0 && wantsDelay(r))
+      .map((rcpt): DsnRecipient => ({ rcpt, action: "delayed" }));
+    await this.notify(env, "delay", recipients);
+  };
+
+  private async notify(env: Envelope, kind: NoticeKind, recipients: DsnRecipient[]): Promise<void> {
+    if (recipients.length === 0) return;
+    if (env.mailFrom === "") {
+      // Never answer a report (or any null-sender message) with another: that is how loops start.
+      if (kind === "final") {
+        this.opts.logger.warn(
+          { event: "dsn-suppressed", id: env.id, reason: "null sender", recipients: recipients.map((r) => r.rcpt.address) },
+          "bounce: not reporting on a message from the null sender",
+        );
+      }
+      return;
+    }
+    const notices = (env.notices ??= {});
+    const prior = notices[kind];
+    if (prior?.injected) return;
+    if (prior && (await this.inSpool(prior.id))) {
+      // A crash came after the report's commit and before it was marked: finish the bookkeeping only.
+      prior.injected = true;
+      await this.opts.spool.updateEnvelope(env);
+      this.opts.enqueue(prior.id);
+      return;
+    }
+
+    const writer = await this.opts.spool.openWriter();
+    try {
+      notices[kind] = { id: writer.id, injected: false };
+      await this.opts.spool.updateEnvelope(env);
+      const returnFull = env.ret === "FULL" && kind === "final";
+      const now = new Date(this.now());
+      const retryUntil = new Date(Date.parse(env.receivedAt) + this.opts.maxLifetimeSec * 1000);
+      const text = buildDsn({ reportingMta: this.opts.hostname, reportId: writer.id, env, recipients, returnFull, now, retryUntil });
+      await writer.write(Buffer.from(text.head, "utf8"));
+      await this.writeReturned(writer, env.id, returnFull);
+      await writer.write(Buffer.from(text.tail, "utf8"));
+      const report: NewEnvelope = {
+        mailFrom: "",
+        body: text.eightBit ? "8BITMIME" : "7BIT",
+        smtputf8: env.smtputf8 || /[^\x00-\x7f]/.test(env.mailFrom) || undefined,
+        client: { ip: "127.0.0.1", helo: this.opts.hostname, listener: "mta" },
+        recipients: [{ address: env.mailFrom }],
+        dsnOf: env.id,
+      };
+      await writer.commit(report);
+    } catch (err) {
+      await writer.abort().catch(() => undefined);
+      throw err;
+    }
+    notices[kind]!.injected = true;
+    await this.opts.spool.updateEnvelope(env);
+    this.opts.logger.info(
+      {
+        event: kind === "final" ? "dsn-queued" : "delay-warning-queued",
+        id: env.id,
+        dsn: writer.id,
+        to: env.mailFrom,
+        recipients: recipients.map((r) => `${r.rcpt.address} ${r.action}`),
+      },
+      kind === "final" ? "bounce: delivery report queued" : "bounce: delay warning queued",
+    );
+    this.opts.enqueue(writer.id);
+  }
+
+  /** The message (RET=FULL) or its header section (RET=HDRS, the default), streamed from the spool. */
+  private async writeReturned(writer: { write(b: Buffer): Promise<void> }, id: string, full: boolean): Promise<void> {
+    const HEADER_CAP = 256 * 1024;
+    let header = Buffer.alloc(0);
+    for await (const chunk of this.opts.spool.openMessageStream(id) as AsyncIterable<Buffer>) {
+      if (full) {
+        await writer.write(chunk);
+        continue;
+      }
+      header = Buffer.concat([header, chunk]);
+      if (header.subarray(0, 2).toString() === "\r\n") return; // no header section at all
+      const end = header.indexOf("\r\n\r\n");
+      // Up to and including the last header line's CRLF; the blank line is not part of it.
+      if (end >= 0) return writer.write(header.subarray(0, end + 2));
+      if (header.length >= HEADER_CAP) return writer.write(header.subarray(0, header.lastIndexOf("\r\n") + 2));
+    }
+    // A message without a body: all of it is header.
+    if (!full) await writer.write(header);
+  }
+
+  private async inSpool(id: string): Promise<boolean> {
+    try {
+      await access(this.opts.spool.envelopePath(id));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+}

@@ -1,0 +1,147 @@
+/**
+ * Runs every test/dialogs/*.txt against the real `postern serve`: one server per file (with the
+ * file's @config and @user lines), one connection per dialog. Besides each dialog's own
+ * expectations, every file must keep three invariants (SECURITY.md):
+ *   - every reply carries an enhanced status code (except the greeting, EHLO/HELO, 334 and 354);
+ *   - the server queued exactly the messages it answered "250 ... queued as <id>" (never a second
+ *     message from one DATA, never a message answered with an error);
+ *   - nothing half-received is left in the spool's tmp/ once the connections are gone.
+ */
+import { describe, test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { readdirSync, readFileSync } from "node:fs";
+import { readdir } from "node:fs/promises";
+import { join } from "node:path";
+import { ROOT, startPostern, type Postern } from "../e2e/helpers/postern.js";
+import { DialogClient, type DialogReply } from "./client.js";
+import { parseDialogFile, type Dialog } from "./format.js";
+
+const DIALOG_DIR = join(ROOT, "test/dialogs");
+const REPLY_TIMEOUT_MS = 5000;
+/** Fast failure replies and no greet pause unless a file asks for them. */
+const BASE_CONFIG = { limits: { authFailureDelayMs: 10, greetPauseMs: 0 } };
+
+type Json = Record<string, unknown>;
+function deepMerge(a: Json, b: Json): Json {
+  const out: Json = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    const prev = out[k];
+    const isObj = (x: unknown): x is Json => typeof x === "object" && x !== null && !Array.isArray(x);
+    out[k] = isObj(prev) && isObj(v) ? deepMerge(prev, v) : v;
+  }
+  return out;
+}
+
+/** RFC 2034 §4 / RFC 3463: the enhanced code on every line, except where SMTP has none to give. */
+function assertEnhanced(r: DialogReply, first: boolean, where: string): void {
+  const lines = r.text.split("\n");
+  if (/^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}( |$)/.test(lines[0]!)) {
+    for (const l of lines) assert.match(l, /^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}( |$)/, `${where}: every line needs the enhanced code`);
+    assert.equal(lines[0]![4], lines[0]![0], `${where}: enhanced code class differs from the basic code`);
+    return;
+  }
+  const exempt = (first && r.code === 220) || r.code === 334 || r.code === 354 || (r.code === 250 && / Hello /.test(lines[0]!));
+  assert.ok(exempt, `${where}: reply without an enhanced status code: ${JSON.stringify(r.text)}`);
+}
+
+async function runDialog(server: Postern, dialog: Dialog, file: string, queuedReplies: string[]): Promise<void> {
+  let client: DialogClient | null = null;
+  let last: DialogReply | null = null;
+  let replies = 0;
+  const at = (line: number) => `${file}:${line}`;
+  try {
+    for (const step of dialog.steps) {
+      const where = at(step.line);
+      switch (step.kind) {
+        case "connect":
+          client?.destroy();
+          client = await DialogClient.open(server.ports[step.listener], step.listener === "submissions");
+          replies = 0;
+          break;
+        case "send":
+          client!.write(step.bytes);
+          break;
+        case "expect": {
+          last = await client!.reply(REPLY_TIMEOUT_MS).catch((err: Error) => assert.fail(`${where}: ${err.message}`));
+          assertEnhanced(last, replies++ === 0, where);
+          const queued = /^250 2\.0\.0 Ok: queued as (\S+)/.exec(last.text);
+          if (queued) queuedReplies.push(queued[1]!);
+          assert.match(last.text, step.pattern, `${where}: unexpected reply`);
+          break;
+        }
+        case "contains":
+          assert.ok(last, `${where}: no reply read yet`);
+          if (step.negated) assert.doesNotMatch(last.text, step.pattern, where);
+          else assert.match(last.text, step.pattern, where);
+          break;
+        case "silent": {
+          const s = await client!.silent(step.ms);
+          assert.ok(s.ok, `${where}: expected silence for ${step.ms} ms, got ${JSON.stringify(s.got)}`);
+          break;
+        }
+        case "closed":
+          await client!.waitClosed(REPLY_TIMEOUT_MS).catch((err: Error) => assert.fail(`${where}: ${err.message}`));
+          break;
+        case "starttls":
+          await client!.upgradeTls();
+          replies = 1; // the handshake is no new connection: no greeting follows
+          break;
+        case "pause":
+          await new Promise((r) => setTimeout(r, step.ms)); // part of the script: a client that waits
+          break;
+        case "close":
+          client!.destroy();
+          break;
+      }
+    }
+  } finally {
+    client?.destroy();
+  }
+}
+
+/** Files in the spool's tmp/ (half-received messages), after one more round trip to the server. */
+async function spoolLeftovers(server: Postern): Promise<string[]> {
+  for (let attempt = 0; ; attempt++) {
+    // A new connection and QUIT: the server has handled the earlier closes by then.
+    const c = await DialogClient.open(server.ports.submission, false);
+    await c.reply(REPLY_TIMEOUT_MS);
+    c.write(Buffer.from("QUIT\r\n"));
+    await c.reply(REPLY_TIMEOUT_MS);
+    c.destroy();
+    const left = await readdir(join(server.dir, "data/queue/tmp"));
+    if (left.length === 0 || attempt >= 5) return left;
+  }
+}
+
+const files = readdirSync(DIALOG_DIR).filter((f) => f.endsWith(".txt")).sort();
+
+test("the dialog suite has files to run", () => {
+  assert.ok(files.length > 0);
+});
+
+// Files run side by side (each has its own server); the dialogs of one file run in order.
+describe("dialogs", { concurrency: 3 }, () => {
+for (const file of files) {
+  const spec = parseDialogFile(readFileSync(join(DIALOG_DIR, file), "utf8"), file);
+  describe(`dialogs/${file}`, () => {
+    let server: Postern;
+    const queuedReplies: string[] = [];
+    before(async () => {
+      const config = spec.config.reduce(deepMerge, BASE_CONFIG as Json);
+      server = await startPostern({ config, users: spec.users });
+    });
+    after(async () => {
+      try {
+        assert.deepEqual(await spoolLeftovers(server), [], "half-received messages left in the spool's tmp/");
+        const queuedLogs = server.logs.filter((l) => l.event === "queued").map((l) => String(l.id));
+        assert.deepEqual(queuedLogs.sort(), [...queuedReplies].sort(), "messages queued = messages answered 250 queued");
+      } finally {
+        await server?.cleanup();
+      }
+    });
+    for (const dialog of spec.dialogs) {
+      test(dialog.name, () => runDialog(server, dialog, file, queuedReplies));
+    }
+  });
+}
+});
