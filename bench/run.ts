@@ -3,7 +3,7 @@
  * Starts every contender on 127.0.0.1, runs the scenarios round-robin (so each round compares
  * contenders under the same machine noise), writes bench/results/<time>-<mode>.{md,json}.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { cpus, totalmem, tmpdir, release } from "node:os";
 import { join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -33,6 +33,8 @@ const say = (text: string) => process.stderr.write(text + "\n");
 
 async function main(): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), "postern-bench-"));
+  // Postfix and Dovecot drop privileges: their own users must be able to pass through.
+  chmodSync(work, 0o711);
   const started: Contender[] = [];
   const stopAll = async () => {
     for (const c of started.splice(0)) await c.stop().catch((e: Error) => say(`stopping ${c.name}: ${e.message}`));

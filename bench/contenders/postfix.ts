@@ -38,8 +38,14 @@ export const postfix: ContenderFactory = {
     writeFileSync(join(dir, "vmailbox"), `${LOCAL_RECIPIENT} ${LOCAL_DOMAIN}/inbox/\n`);
     writeFileSync(join(dir, "main.cf"), mainCf(dir, setup, mailRoot));
     writeFileSync(join(dir, "master.cf"), masterCf(submission, implicit));
-    await startDaemon("postfix", ["-c", dir, "start"], join(dir, "start.log"));
-    await waitForPort(submission);
+    try {
+      await startDaemon("postfix", ["-c", dir, "start"], join(dir, "start.log"));
+      await waitForPort(submission);
+    } catch (err) {
+      await run("postfix", ["-c", dir, "stop"]).catch(() => undefined);
+      await run("dovecot", ["-c", join(dir, "dovecot.conf"), "stop"]).catch(() => undefined);
+      throw new Error(`${(err as Error).message} (see ${dir}/maillog)`);
+    }
     const masterPid = () => Number(readFileSync(join(dir, "queue/pid/master.pid"), "latin1").trim());
     const dovecotPid = () => Number(readFileSync(join(dir, "dovecot-run/master.pid"), "latin1").trim());
     return {

@@ -28,6 +28,8 @@ export class CredentialCache {
   private readonly key = randomBytes(32);
   private readonly entries = new Map<string, CacheEntry>(); // insertion order = LRU order
   private readonly keysByUser = new Map<string, Set<string>>();
+  /** Verifications in progress, by keyed hash: joined instead of repeated. */
+  private readonly inflight = new Map<string, Promise<boolean>>();
   private readonly ttlMs: number;
   private readonly maxEntries: number;
   private readonly now: () => number;
@@ -71,6 +73,20 @@ export class CredentialCache {
       const [oldestKey, oldest] = this.entries.entries().next().value as [string, CacheEntry];
       this.remove(oldestKey, oldest.user);
     }
+  }
+
+  /**
+   * Runs `verify` once for concurrent checks of the same user+password+stamp: a client that opens
+   * ten sessions at once (or ten clients of one account) costs one memory-hard hash, not ten.
+   */
+  verifyShared(user: string, password: string, stamp: string, verify: () => Promise<boolean>): Promise<boolean> {
+    const key = `${this.keyFor(user, password)}\0${stamp}`;
+    let running = this.inflight.get(key);
+    if (!running) {
+      running = verify().finally(() => this.inflight.delete(key));
+      this.inflight.set(key, running);
+    }
+    return running;
   }
 
   /** Forget every cached login of `user` (password changed, user disabled or deleted). */

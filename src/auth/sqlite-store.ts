@@ -140,7 +140,9 @@ export class SqliteUserStore implements Authenticator {
         return { ok: false, reason: "unknown-user" };
       }
       if (this.cache?.has(row.address, password, row.password_hash)) return { ok: true, user: row.address };
-      if (!(await this.hasher.verify(password, row.password_hash))) return { ok: false, reason: "bad-password" };
+      const verify = () => this.hasher.verify(password, row.password_hash);
+      const ok = this.cache ? await this.cache.verifyShared(row.address, password, row.password_hash, verify) : await verify();
+      if (!ok) return { ok: false, reason: "bad-password" };
       this.cache?.put(row.address, password, row.password_hash);
       return { ok: true, user: row.address };
     } catch {

@@ -82,7 +82,9 @@ export function createDeliverer(opts: DelivererOptions): DeliverFn {
       }
       try {
         const x = await opts.aliases.expand(r.address);
-        if (x === null) early.set(r.address, { address: r.address, outcome: "failed", detail: "550 5.1.1 mailbox unknown" });
+        // Postmaster must always work (RFC 5321 §4.5.1): without an alias it is its own Maildir.
+        if (x === null && /^postmaster$/i.test(splitAddress(r.address).localPart)) targetsOf.set(r.address, [r.address]);
+        else if (x === null) early.set(r.address, { address: r.address, outcome: "failed", detail: "550 5.1.1 mailbox unknown" });
         else targetsOf.set(r.address, [...x.mailboxes, ...x.remote]);
       } catch (err) {
         early.set(r.address, { address: r.address, outcome: "deferred", detail: `451 4.3.0 alias expansion failed: ${errorText(err)}` });

@@ -31,7 +31,7 @@ export class Metrics {
   private readonly reloads = new Counter({ name: "postern_reloads_total", help: "SIGHUP reloads, per result", labelNames: ["result"], registers: [this.registry] });
 
   constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: "postern_process_" });
+    collectDefaultMetrics({ register: this.registry, prefix: "postern_" });
     const self = this;
     new Gauge({
       name: "postern_sessions_open",

@@ -17,7 +17,8 @@ import { DialogClient, type DialogReply } from "./client.js";
 import { parseDialogFile, type Dialog } from "./format.js";
 
 const DIALOG_DIR = join(ROOT, "test/dialogs");
-const REPLY_TIMEOUT_MS = 5000;
+/** Generous: the machine may be loaded; a passing dialog never waits for it. */
+const REPLY_TIMEOUT_MS = 20_000;
 /** Fast failure replies and no greet pause unless a file asks for them. */
 const BASE_CONFIG = { limits: { authFailureDelayMs: 10, greetPauseMs: 0 } };
 

@@ -58,6 +58,7 @@ test("20 wrong passwords from one IP: 535 first, then 454 4.7.0; each connection
   assert.ok(codes.every((code) => code === 535 || code === 454), codes.join(" "));
   assert.equal(closes, 6);
   // The account lockout (5 failures from this block) and the IP lockout (10) are each logged once.
+  await server.waitForLog((l) => l.event === "auth-throttled" && l.scope === "ip");
   const throttled = server.logs.filter((l) => l.event === "auth-throttled");
   assert.deepEqual(throttled.map((l) => [l.scope, l.ip]), [["account", "127.0.0.1"], ["ip", "127.0.0.1"]]);
 
@@ -82,7 +83,7 @@ test("20 wrong passwords from one IP: 535 first, then 454 4.7.0; each connection
     .createTransport(options as SMTPTransport.Options)
     .sendMail({ from: JOHN.address, to: JOHN.address, subject: "still works", text: "from 127.0.0.2" });
   assert.match(info.response, /^250 2\.0\.0/);
-  assert.ok(server.logs.some((l) => l.event === "auth-success" && l.client === "127.0.0.2"));
+  await server.waitForLog((l) => l.event === "auth-success" && l.client === "127.0.0.2");
 });
 
 /** Sends AUTH PLAIN on a fresh connection from 127.0.0.3 and times the failure reply. */

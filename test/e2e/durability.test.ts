@@ -45,7 +45,7 @@ async function submitOne(port: number): Promise<string> {
   try {
     const expect = async (send: string | null, code: RegExp) => {
       if (send !== null) c.write(Buffer.from(send));
-      const r = await c.reply(10_000);
+      const r = await c.reply(30_000);
       assert.match(r.text, code, `reply to ${JSON.stringify(send)}`);
       return r.text;
     };
@@ -152,10 +152,10 @@ test("rule 16: a client that disconnects at every point of a transaction leaves 
     for (const cut of cuts) {
       const before = disconnects();
       const c = await DialogClient.open(server.ports.mta, false);
-      await c.reply(10_000);
+      await c.reply(30_000);
       for (const cmd of COMMANDS.slice(0, cut.commands)) {
         c.write(Buffer.from(cmd));
-        assert.match((await c.reply(10_000)).text, /^(250|354)/);
+        assert.match((await c.reply(30_000)).text, /^(250|354)/);
       }
       if (cut.partial) c.write(Buffer.from(cut.partial));
       if (cut.bytes > 0) c.write(Buffer.from(MESSAGE.slice(0, cut.bytes)));

@@ -72,7 +72,6 @@ test(`${HELD} concurrent connections (idle and mid-DATA): all served or 421, a n
   await normal.expect("EHLO laptop.test", 250);
   await normal.expect(`AUTH PLAIN ${b64("\0john@example.org\0pw-john-123")}`, 235);
   await normal.expect("MAIL FROM:<john@example.org>", 250);
-  await normal.expect("RCPT TO:<someone@example.org>", 550).catch(() => undefined);
   await normal.expect("RCPT TO:<john@example.org>", 250);
   await normal.expect("DATA", 354);
   const queued = await normal.cmd("From: john@example.org\r\nSubject: meanwhile\r\n\r\nstill works\r\n.");
@@ -120,5 +119,5 @@ test(`${HELD} concurrent connections (idle and mid-DATA): all served or 421, a n
   assert.equal(srv.stderr(), "", "nothing reached stderr (no unhandled error)");
   assert.equal(srv.logs.filter((l) => l.event === "internal-error").length, 0);
   assert.equal(srv.logs.filter((l) => l.event === "queued").length, HELD / 10 + 1);
-  console.log(`# ${HELD} connections held in ${Math.round(heldMs)} ms; whole test ${Math.round(totalMs)} ms; extra refused ${refused.length}/${EXTRA}`);
+  console.log(`${HELD} connections held in ${Math.round(heldMs)} ms; whole test ${Math.round(totalMs)} ms; extra refused ${refused.length}/${EXTRA}`);
 });

@@ -52,8 +52,9 @@ test("recipients per hour, then messages per hour: 450 4.7.1 at RCPT and at MAIL
   const mail = await c.cmd(`MAIL FROM:<${JOHN.address}>`);
   assert.match(mail.text, /^450 4\.7\.1 .*message limit/);
   c.close();
-  assert.ok(server.logs.some((l) => l.event === "rcpt-refused" && String(l.reason).startsWith("send limit")));
-  assert.ok(server.logs.some((l) => l.event === "mail-refused" && String(l.reason).startsWith("send limit")));
+  // Log lines arrive on the server's stdout after the replies: wait for them.
+  await server.waitForLog((l) => l.event === "rcpt-refused" && String(l.reason).startsWith("send limit: 3 recipients"));
+  await server.waitForLog((l) => l.event === "mail-refused" && String(l.reason).startsWith("send limit: 2 messages"));
 
   // Mary has her own budget.
   const m = await session(MARY);

@@ -25,7 +25,7 @@ async function send(server: Postern, bodyBytes: number): Promise<string> {
   try {
     const step = async (data: string | null, expected: RegExp) => {
       if (data !== null) c.write(Buffer.from(data));
-      const r = await c.reply(20_000);
+      const r = await c.reply(30_000);
       assert.match(r.text, expected);
       return r.text;
     };

@@ -83,7 +83,7 @@ describe("operating a running server", () => {
     assert.equal(value(/^postern_messages_accepted_total\{listener="submission"\} (\d+)/m), 1);
     assert.equal(value(/^postern_deliveries_total\{outcome="delivered"\} (\d+)/m), 1);
     assert.match(body, /^postern_queue_messages\{state="due"\} 0/m);
-    assert.match(body, /^postern_sessions_open /m);
+    assert.match(body, /^postern_sessions_open\{listener="mta"\} \d+$/m);
     assert.match(body, /^postern_process_resident_memory_bytes /m);
 
     const health = await fetch(`http://127.0.0.1:${admin}/healthz`);
