@@ -45,7 +45,7 @@ async function main(): Promise<void> {
     const key = join(work, "key.pem");
     const cert = join(work, "cert.pem");
     await run("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=bench.test", "-days", "2", "-keyout", key, "-out", cert]);
-    const users: BenchUser[] = Array.from({ length: quick ? 16 : 48 }, (_, i) => ({ address: `bench${i}@example.org`, password: randomBytes(12).toString("base64url") }));
+    const users: BenchUser[] = Array.from({ length: 1 + (quick ? 16 : 32) * runs }, (_, i) => ({ address: `bench${i}@example.org`, password: randomBytes(12).toString("base64url") }));
 
     const report: BenchReport = {
       startedAt: new Date().toISOString(),
@@ -84,7 +84,7 @@ async function main(): Promise<void> {
           say(`round ${round}/${runs} · scenario ${s.id} · ${c.name}`);
           let ms: Measurement[];
           try {
-            ms = await s.run({ contender: c, relaySink, users, quick, runId });
+            ms = await s.run({ contender: c, relaySink, users, quick, runId, round, rounds: runs });
           } catch (e) {
             ms = [{ key: `${s.id} (failed)`, value: NaN, unit: "", higherIsBetter: true, detail: {}, errors: [(e as Error).message] }];
           }

@@ -13,7 +13,7 @@ export interface ContenderSetup {
   sinkPort: number;
   /** ECDSA P-256 self-signed pair shared by all contenders. */
   tls: { key: string; cert: string };
-  /** users[0] sends the load; all of them are used for the AUTH burst (scenario 5). */
+  /** users[0] sends the load; the others log in once each in the AUTH burst (scenario 5). */
   users: BenchUser[];
 }
 

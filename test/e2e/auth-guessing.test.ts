@@ -127,7 +127,14 @@ test("a failed AUTH takes as long for an unknown user as for a known one (no ora
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   for (const ms of [...known, ...unknown]) assert.ok(ms >= DELAY_MS, `every failure waits the delay (${ms} ms)`);
-  const diff = Math.abs(median(known) - median(unknown));
-  // Both pay one scrypt (a dummy hash for the unknown user) plus the same delay.
-  assert.ok(diff < DELAY_MS * 0.25, `median known ${median(known).toFixed(0)} ms vs unknown ${median(unknown).toFixed(0)} ms`);
+  // Both pay one scrypt (a dummy hash for the unknown user) plus the same delay. The fastest of each
+  // series is compared: noise from a busy machine only ever adds time, so the minimum shows the cost
+  // of the code path itself.
+  const fastest = (xs: number[]) => Math.min(...xs);
+  const diff = Math.abs(fastest(known) - fastest(unknown));
+  assert.ok(
+    diff < DELAY_MS * 0.25,
+    `fastest known ${fastest(known).toFixed(0)} ms vs unknown ${fastest(unknown).toFixed(0)} ms ` +
+      `(medians ${median(known).toFixed(0)} / ${median(unknown).toFixed(0)} ms)`,
+  );
 });

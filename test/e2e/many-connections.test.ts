@@ -105,11 +105,13 @@ test(`${HELD} concurrent connections (idle and mid-DATA): all served or 421, a n
   );
 
   // The held ones are still served: the mid-DATA ones finish their message, everyone quits.
+  const queuedIds: string[] = [/queued as (\S+)/.exec(queued.text)![1]!];
   await inBatches(HELD, async (i) => {
     const c = held[i]!;
     if (i % 10 === 0) {
       const r = await c.cmd("second half\r\n.");
       assert.match(r.text, /^250 2\.0\.0 /);
+      queuedIds.push(/queued as (\S+)/.exec(r.text)![1]!);
     }
     await c.expect("QUIT", 221);
   });
@@ -118,6 +120,8 @@ test(`${HELD} concurrent connections (idle and mid-DATA): all served or 421, a n
   assert.ok(srv.running(), "the server process is still running");
   assert.equal(srv.stderr(), "", "nothing reached stderr (no unhandled error)");
   assert.equal(srv.logs.filter((l) => l.event === "internal-error").length, 0);
+  // The log is written asynchronously: wait for each acknowledged message's line, then count.
+  for (const id of queuedIds) await srv.waitForLog((l) => l.event === "queued" && l.id === id);
   assert.equal(srv.logs.filter((l) => l.event === "queued").length, HELD / 10 + 1);
   console.log(`${HELD} connections held in ${Math.round(heldMs)} ms; whole test ${Math.round(totalMs)} ms; extra refused ${refused.length}/${EXTRA}`);
 });

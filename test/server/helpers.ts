@@ -39,6 +39,8 @@ export async function startTestServer(overrides: Record<string, unknown> = {}): 
     ],
     delivery: { maildir: join(dir, "mail/{domain}/{localpart}") },
     queue: { firstRetrySec: 1 },
+    // Never the public DNS (nor the machine's resolver): a closed loopback port, so MX lookups fail fast.
+    dns: { servers: ["127.0.0.1:9"] },
     ...overrides,
     limits: { authFailureDelayMs: 10, greetPauseMs: 0, ...(overrides.limits as object | undefined) },
     log: { level: "debug" },

@@ -69,6 +69,8 @@ export async function startPostern(opts: { config?: Record<string, unknown>; use
     queue: { firstRetrySec: 1 },
     limits: { authFailureDelayMs: 10 },
     log: { level: "debug" },
+    // Never the public DNS (nor the machine's resolver): a closed loopback port, so MX lookups fail fast.
+    dns: { servers: ["127.0.0.1:9"] },
     ...opts.config,
   };
   const configPath = join(dir, "postern.yaml");
