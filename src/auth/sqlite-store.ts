@@ -136,7 +136,10 @@ export class SqliteUserStore implements Authenticator {
       const address = normalizeAddress(user);
       const row = address === null || password === "" ? undefined : this.sql.auth.get(address);
       if (!row || row.disabled) {
-        await this.hasher.verify(password, DUMMY_PASSWORD_HASH);
+        // Shared like a known user's check below, so concurrent identical guesses cost the same
+        // for an unknown user as for a known one (SECURITY.md rule 14: no oracle).
+        const dummy = () => this.hasher.verify(password, DUMMY_PASSWORD_HASH);
+        await (this.cache ? this.cache.verifyShared(address ?? user, password, DUMMY_PASSWORD_HASH, dummy) : dummy());
         return { ok: false, reason: "unknown-user" };
       }
       if (this.cache?.has(row.address, password, row.password_hash)) return { ok: true, user: row.address };

@@ -57,3 +57,27 @@ test("a failed verification is not remembered: the next attempt hashes again", a
   assert.equal(hasher.verifications, 2);
   store.close();
 });
+
+test("no oracle: concurrent identical guesses cost one hash for an unknown user too", async () => {
+  const hasher = countingHasher();
+  const store = await storeWith(hasher);
+  const guesses = (user: string) => Promise.all(Array.from({ length: 5 }, () => store.verifyPassword(user, "guess")));
+  const before = hasher.verifications;
+  const known = await guesses("ann@example.org");
+  const knownCost = hasher.verifications - before;
+  const unknown = await guesses("nobody@example.org");
+  const unknownCost = hasher.verifications - before - knownCost;
+  assert.ok(known.every((r) => !r.ok) && unknown.every((r) => !r.ok));
+  assert.equal(knownCost, 1);
+  assert.equal(unknownCost, knownCost);
+  store.close();
+});
+
+test("without a cache (cacheTtlSec 0) nothing is shared, for known and unknown users alike", async () => {
+  const hasher = countingHasher();
+  const store = await storeWith(hasher, 0);
+  await Promise.all([store.verifyPassword("ann@example.org", "correct horse"), store.verifyPassword("ann@example.org", "correct horse")]);
+  await Promise.all([store.verifyPassword("nobody@example.org", "x"), store.verifyPassword("nobody@example.org", "x")]);
+  assert.equal(hasher.verifications, 4);
+  store.close();
+});

@@ -4,6 +4,7 @@
  */
 import { connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect } from "node:tls";
+import { takeReply } from "../e2e/helpers/raw-smtp.js";
 
 export interface DialogReply {
   code: number;
@@ -116,20 +117,5 @@ export class DialogClient {
 
   destroy(): void {
     this.socket.destroy();
-  }
-}
-
-function takeReply(buf: string): { reply: DialogReply; rest: string } | null {
-  const lines: string[] = [];
-  let pos = 0;
-  for (;;) {
-    const end = buf.indexOf("\r\n", pos);
-    if (end < 0) return null;
-    const line = buf.slice(pos, end);
-    pos = end + 2;
-    lines.push(line);
-    if (line.length < 4 || line[3] !== "-") {
-      return { reply: { code: Number(line.slice(0, 3)), text: lines.join("\n") }, rest: buf.slice(pos) };
-    }
   }
 }

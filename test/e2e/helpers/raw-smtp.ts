@@ -120,7 +120,8 @@ export class RawSmtp {
   }
 }
 
-function takeReply(buf: string): { reply: SmtpReply; rest: string } | null {
+/** Splits one complete (possibly multi-line) reply off the front of the buffer, or null. */
+export function takeReply(buf: string): { reply: SmtpReply; rest: string } | null {
   const lines: string[] = [];
   let pos = 0;
   for (;;) {
