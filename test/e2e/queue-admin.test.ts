@@ -4,21 +4,13 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createServer, type AddressInfo } from "node:net";
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
+import { freePort } from "../helpers/test-config.js";
 import { startPostern, runCli } from "./helpers/postern.js";
 import { sendViaMta } from "./helpers/mta-send.js";
 import { startSink } from "../delivery/helpers/sink.js";
 import type { QueueEntry } from "../../src/queue/admin.js";
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((ok) => s.listen(0, "127.0.0.1", () => ok()));
-  const { port } = s.address() as AddressInfo;
-  await new Promise<void>((ok) => s.close(() => ok()));
-  return port;
-}
 
 test("queue commands list, show, hold (across a restart), flush ID, delete, delete --all-deferred, release and flush on a running server", async () => {
   const smarthostPort = await freePort(); // down at first: everything defers

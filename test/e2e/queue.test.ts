@@ -4,19 +4,10 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createServer, type AddressInfo } from "node:net";
+import { freePort } from "../helpers/test-config.js";
 import { startPostern } from "./helpers/postern.js";
 import { RawSmtp, b64 } from "./helpers/raw-smtp.js";
 import { startSink } from "../delivery/helpers/sink.js";
-
-/** A loopback port that nothing listens on (yet). */
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((ok) => s.listen(0, "127.0.0.1", () => ok()));
-  const { port } = s.address() as AddressInfo;
-  await new Promise<void>((ok) => s.close(() => ok()));
-  return port;
-}
 
 test("a message deferred while the smarthost is down survives kill -9 and is delivered after restart", async () => {
   const smarthostPort = await freePort();

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { Writable } from "node:stream";
 import { pino } from "pino";
 import { configSchema } from "../../src/config/schema.js";
+import { baseTestConfig } from "../helpers/test-config.js";
 import { startServer, type RunningServer } from "../../src/server/server.js";
 
 export interface LogLine {
@@ -29,18 +30,7 @@ export interface TestServer {
 export async function startTestServer(overrides: Record<string, unknown> = {}): Promise<TestServer> {
   const dir = await mkdtemp(join(tmpdir(), "postern-limits-"));
   const raw = {
-    hostname: "mail.example.org",
-    dataDir: join(dir, "data"),
-    domains: ["example.org"],
-    listeners: [
-      { address: "127.0.0.1", port: 0, mode: "mta" },
-      { address: "127.0.0.1", port: 0, mode: "submission" },
-      { address: "127.0.0.1", port: 0, mode: "submissions" },
-    ],
-    delivery: { maildir: join(dir, "mail/{domain}/{localpart}") },
-    queue: { firstRetrySec: 1 },
-    // Never the public DNS (nor the machine's resolver): a closed loopback port, so MX lookups fail fast.
-    dns: { servers: ["127.0.0.1:9"] },
+    ...baseTestConfig(dir),
     ...overrides,
     limits: { authFailureDelayMs: 10, greetPauseMs: 0, ...(overrides.limits as object | undefined) },
     log: { level: "debug" },

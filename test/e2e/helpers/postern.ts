@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { stringify } from "yaml";
+import { baseTestConfig } from "../../helpers/test-config.js";
 
 export const ROOT = resolve(import.meta.dirname, "../../../..");
 export const BIN = join(ROOT, "bin/postern.js");
@@ -56,21 +57,9 @@ export function runCli(args: string[], input?: string): Promise<{ code: number; 
 
 export async function startPostern(opts: { config?: Record<string, unknown>; users?: TestUser[] } = {}): Promise<Postern> {
   const dir = await mkdtemp(join(tmpdir(), "postern-e2e-"));
-  const config = {
-    hostname: "mail.example.org",
-    dataDir: join(dir, "data"),
-    domains: ["example.org"],
-    listeners: [
-      { address: "127.0.0.1", port: 0, mode: "mta" },
-      { address: "127.0.0.1", port: 0, mode: "submission" },
-      { address: "127.0.0.1", port: 0, mode: "submissions" },
-    ],
-    delivery: { maildir: join(dir, "mail/{domain}/{localpart}") },
-    queue: { firstRetrySec: 1 },
+  const config: Record<string, unknown> = {
+    ...baseTestConfig(dir),
     limits: { authFailureDelayMs: 10 },
-    log: { level: "debug" },
-    // Never the public DNS (nor the machine's resolver): a closed loopback port, so MX lookups fail fast.
-    dns: { servers: ["127.0.0.1:9"] },
     ...opts.config,
   };
   const configPath = join(dir, "postern.yaml");
@@ -115,7 +104,7 @@ export async function startPostern(opts: { config?: Record<string, unknown>; use
           ports[l.mode as keyof typeof ports] = l.port as number;
           listening.add(l.mode as string);
         }
-        return listening.size === config.listeners.length;
+        return listening.size === (config.listeners as unknown[]).length;
       };
       for (const l of logs.slice(started)) check(l);
       waiters.push({ pred: check, resolve: () => ok() });
