@@ -6,14 +6,11 @@
 import { randomBytes } from "node:crypto";
 import { reply, type Reply } from "./reply.js";
 import { parseCommand, type ParsedCommand } from "./command.js";
-import { parseMailParams, parseRcptParams, parsePath, type MailPath, type MailParams } from "./address.js";
+import { parseMailParams, parseRcptParams, parsePath } from "./address.js";
 import { DataReader, type DataError } from "./data-reader.js";
 import type { ChunkState } from "./bdat.js";
-import { HeaderCollector, type HeaderInfo } from "./headers.js";
-import { buildReceivedHeader, rfc5322Date } from "./trace.js";
 import { AuthExchange, type AuthResult } from "./auth-exchange.js";
-import type { EnvelopeRecipient, NewEnvelope, SpoolWriter } from "../queue/types.js";
-
+import { MessageIntake, type Transaction } from "./message-intake.js";
 import type {
   ConnectionFacts,
   Expecting,
@@ -25,25 +22,10 @@ import type {
 
 export * from "./session-types.js";
 
-interface Transaction {
-  sender: MailPath;
-  params: MailParams;
-  recipients: Pick<EnvelopeRecipient, "address" | "notify" | "orcpt">[];
-  refusedRecipients: number;
-}
-
+/** DATA: the dot-stuffed wire format is read by a DataReader and fed to the intake. */
 interface DataPhase {
-  writer: SpoolWriter;
+  intake: MessageIntake;
   reader: DataReader;
-  headers: HeaderCollector;
-  refusal?: { reply: Reply; reason: string };
-  /** Writes in flight are chained so the spool sees bytes in order. */
-  pending: Promise<void>;
-  writeError?: unknown;
-  /** The From: header of submitted mail, checked against the login at the end of DATA. */
-  fromHeader?: string;
-  /** The message's first byte: white space there would fold into our Received: field. */
-  firstByte?: number;
 }
 
 export class Session {
@@ -53,7 +35,7 @@ export class Session {
   private transaction: Transaction | null = null;
   private dataPhase: DataPhase | null = null;
   /** CHUNKING (RFC 3030): the message being received in BDAT chunks, and the chunk being read. */
-  private chunkPhase: DataPhase | null = null;
+  private chunkIntake: MessageIntake | null = null;
   private chunk: ChunkState | null = null;
   private errors = 0;
   private junk = 0;
@@ -178,7 +160,7 @@ export class Session {
         return { replies: [await this.rcpt(cmd.path, cmd.params)] };
       case "DATA":
         // RFC 3030 §3: BDAT and DATA do not mix in one transaction.
-        if (this.chunkPhase) return { replies: [reply(503, "5.5.1", "Error: DATA not allowed after BDAT")] };
+        if (this.chunkIntake) return { replies: [reply(503, "5.5.1", "Error: DATA not allowed after BDAT")] };
         return this.data();
       case "BDAT":
         return this.bdat(cmd.size, cmd.last);
@@ -357,38 +339,37 @@ export class Session {
 
   // ---- DATA ------------------------------------------------------------------------------------
 
-  private async data(): Promise<SessionOutput> {
+  /** Why no message may start now (DATA or the first BDAT), or null. */
+  private messageGate(): Reply | null {
     const tx = this.transaction;
-    if (!tx) return { replies: [reply(503, "5.5.1", "Error: need MAIL command")] };
-    if (tx.recipients.length === 0) {
-      return {
-        replies: [
-          tx.refusedRecipients > 0
-            ? reply(554, "5.5.1", "Error: no valid recipients")
-            : reply(503, "5.5.1", "Error: need RCPT command"),
-        ],
-      };
-    }
-    let writer: SpoolWriter;
-    try {
-      writer = await this.ports.openSpool();
-    } catch (err) {
-      this.ports.log.warn({ event: "spool-error", err: String(err) }, "cannot open spool file");
-      return { replies: [storageErrorReply(err)] };
-    }
-    const headers = new HeaderCollector({ maxHeaderBytes: this.settings.limits.headerBytes });
-    const phase: DataPhase = {
-      writer,
-      reader: new DataReader({
-        maxLineLength: this.settings.limits.textLineLength,
-        maxMessageSize: this.settings.limits.messageSize,
-        bareLineEnds: this.settings.bareLineEnds,
-      }),
-      headers,
-      pending: Promise.resolve(),
-    };
-    headers.setHeaderEndHook((info) => this.headerSectionDone(phase, tx, info));
-    this.dataPhase = phase;
+    if (!tx) return reply(503, "5.5.1", "Error: need MAIL command");
+    if (tx.recipients.length > 0) return null;
+    return tx.refusedRecipients > 0 ? reply(554, "5.5.1", "Error: no valid recipients") : reply(503, "5.5.1", "Error: need RCPT command");
+  }
+
+  private async openIntake(): Promise<MessageIntake | Reply> {
+    return MessageIntake.open({
+      settings: this.settings,
+      ports: this.ports,
+      facts: this.facts,
+      helo: this.helo,
+      esmtp: this.esmtp,
+      authUser: this.authUser,
+      tx: this.transaction!,
+    });
+  }
+
+  private async data(): Promise<SessionOutput> {
+    const gate = this.messageGate();
+    if (gate) return { replies: [gate] };
+    const intake = await this.openIntake();
+    if (!(intake instanceof MessageIntake)) return { replies: [intake] };
+    const reader = new DataReader({
+      maxLineLength: this.settings.limits.textLineLength,
+      maxMessageSize: this.settings.limits.messageSize,
+      bareLineEnds: this.settings.bareLineEnds,
+    });
+    this.dataPhase = { intake, reader };
     return { replies: [reply(354, undefined, "End data with <CR><LF>.<CR><LF>")] };
   }
 
@@ -397,135 +378,26 @@ export class Session {
    * the final reply and the bytes that followed the terminating dot.
    */
   async receiveData(chunk: Buffer): Promise<{ output: SessionOutput; rest?: Buffer } | null> {
-    const phase = this.dataPhase!;
-    const pushed = phase.reader.push(chunk);
-    for (const piece of pushed.data) {
-      if (phase.firstByte === undefined && piece.length > 0) phase.firstByte = piece[0];
-      this.store(phase, phase.headers.push(piece));
-    }
+    const { intake, reader } = this.dataPhase!;
+    const pushed = reader.push(chunk);
+    for (const piece of pushed.data) intake.add(piece);
     if (!pushed.done) {
-      await phase.pending; // back-pressure: the socket is read again only once the spool took the bytes
+      await intake.written(); // back-pressure: the socket is read again only once the spool took the bytes
       return null;
     }
-    if (!pushed.error) this.store(phase, phase.headers.finish());
-    const output = this.countErrors(await this.finishData(phase, pushed.error));
-    return { output, rest: pushed.rest };
-  }
-
-  private store(phase: DataPhase, pieces: Buffer[]): void {
-    for (const piece of pieces) {
-      if (piece.length === 0) continue;
-      phase.pending = phase.pending.then(() => phase.writer.write(piece)).catch((err) => {
-        phase.writeError ??= err;
-      });
-    }
-  }
-
-  /** Called once, when the header section is complete: checks it and returns what goes on top. */
-  private headerSectionDone(phase: DataPhase, tx: Transaction, info: HeaderInfo): Buffer {
-    if (info.count("received") >= this.settings.limits.maxReceivedHeaders) {
-      // RFC 5321 §6.3: a mail loop.
-      phase.refusal ??= { reply: reply(554, "5.4.6", "Error: too many hops (mail loop?)"), reason: "mail loop" };
-    }
-    const submitted = this.settings.mode !== "mta" && this.authUser !== null;
-    let top = buildReceivedHeader({
-      heloName: this.helo ?? "unknown",
-      clientIp: this.facts.remoteIp,
-      hostname: this.settings.hostname,
-      protocol: this.protocolName(),
-      queueId: phase.writer.id,
-      tls: this.facts.tls,
-      recipient: tx.recipients.length === 1 ? tx.recipients[0]!.address : undefined,
-      date: this.ports.now(),
-    });
-    if (submitted) {
-      // RFC 6409 §8.2, §8.3: the MSA adds Date and Message-ID when the client left them out.
-      if (info.get("date") === undefined) top += `Date: ${rfc5322Date(this.ports.now())}\r\n`;
-      if (info.get("message-id") === undefined)
-        top += `Message-ID: <${this.ports.now().getTime().toString(36)}.${randomBytes(8).toString("hex")}@${this.settings.hostname}>\r\n`;
-      // Every From: field is checked (a second one must not slip past), and a header section too
-      // large to inspect whole could hide one after the limit: refuse it rather than guess.
-      const froms = info.getAll("from");
-      phase.fromHeader = froms.length > 0 ? froms.join(", ") : undefined;
-      if (info.truncated) {
-        phase.refusal ??= { reply: reply(552, "5.3.4", "Error: message header section too large"), reason: "header section over the headerBytes limit" };
-      }
-    }
-    // Content starting with white space would continue our last field (client text in our trace
-    // header, SECURITY.md rule 19): end our header section first, as Postfix's smtpd does.
-    if (phase.firstByte === 0x20 || phase.firstByte === 0x09) top += "\r\n";
-    return Buffer.from(top, "utf8");
-  }
-
-  /** RFC 3848 protocol names. */
-  private protocolName(): string {
-    if (!this.esmtp) return "SMTP";
-    return `ESMTP${this.facts.tls ? "S" : ""}${this.authUser ? "A" : ""}`;
-  }
-
-  private async finishData(phase: DataPhase, error: DataError | undefined): Promise<SessionOutput> {
-    const tx = this.transaction!;
     this.dataPhase = null;
+    return { output: this.countErrors(await this.finishMessage(intake, pushed.error)), rest: pushed.rest };
+  }
+
+  private async finishMessage(intake: MessageIntake, error?: DataError): Promise<SessionOutput> {
     this.transaction = null;
-    await phase.pending;
-    let refusal: { reply: Reply; reason: string; close?: boolean } | undefined = phase.refusal;
-    if (error === "bare-line-end") {
-      // SECURITY.md rule 1 (CVE-2023-51764 and kin): never a line end, never a message end.
-      refusal = { reply: reply(521, "5.5.2", "Error: bare CR or LF received in message data"), reason: "bare CR/LF in DATA", close: true };
-    } else if (error === "too-big") {
-      refusal = { reply: reply(552, "5.3.4", "Message size exceeds fixed maximum message size"), reason: "message too big" };
-    } else if (error === "line-too-long") {
-      refusal = { reply: reply(500, "5.5.2", "Error: message line too long (RFC 5321 §4.5.3.1.6)"), reason: "line too long" };
-    } else if (phase.writeError !== undefined) {
-      refusal = { reply: storageErrorReply(phase.writeError), reason: `spool write failed: ${String(phase.writeError)}` };
+    const { output, queued } = await intake.finish(error);
+    if (queued) {
+      // A delivered message forgives earlier errors and junk commands (as Postfix's smtpd does).
+      this.errors = 0;
+      this.junk = 0;
     }
-    if (!refusal && this.settings.mode !== "mta" && this.authUser) {
-      const account = await this.ports.account(this.authUser);
-      // Fail closed: a login without an account owns no address.
-      const check = account
-        ? this.ports.checkFromHeader(account, phase.fromHeader)
-        : { allow: false as const, reply: reply(553, "5.7.1", "From: header address rejected: login has no mailbox"), reason: "login has no account" };
-      if (!check.allow) refusal = check;
-    }
-    if (refusal) {
-      await phase.writer.abort().catch(() => undefined);
-      this.ports.log.info({ event: "data-refused", from: tx.sender.address, reason: refusal.reason }, "message refused");
-      return { replies: [refusal.reply], action: refusal.close ? "close" : undefined };
-    }
-    const envelope: NewEnvelope = {
-      mailFrom: tx.sender.address,
-      body: tx.params.body,
-      smtputf8: tx.params.smtputf8,
-      ret: tx.params.ret,
-      envid: tx.params.envid,
-      client: {
-        ip: this.facts.remoteIp,
-        helo: this.helo ?? "",
-        listener: this.settings.mode,
-        authUser: this.authUser ?? undefined,
-        tls: this.facts.tls,
-      },
-      recipients: tx.recipients,
-    };
-    let id: string;
-    try {
-      // SECURITY.md rule 16: 250 only once data and envelope are durable.
-      id = await phase.writer.commit(envelope);
-    } catch (err) {
-      await phase.writer.abort().catch(() => undefined);
-      this.ports.log.warn({ event: "spool-error", err: String(err) }, "queue commit failed");
-      return { replies: [storageErrorReply(err)] };
-    }
-    this.ports.log.info(
-      { event: "queued", id, from: tx.sender.address, to: tx.recipients.map((r) => r.address), size: phase.writer.bytesWritten },
-      "message queued",
-    );
-    this.ports.queued(id, envelope);
-    if (this.authUser) this.ports.sendLimits?.sent(this.authUser, tx.recipients.length);
-    // A delivered message forgives earlier errors and junk commands (as Postfix's smtpd does).
-    this.errors = 0;
-    this.junk = 0;
-    return { replies: [reply(250, "2.0.0", `Ok: queued as ${id}`)] };
+    return output;
   }
 
   // ---- BDAT (RFC 3030) ---------------------------------------------------------------------------
@@ -536,17 +408,15 @@ export class Session {
   }
 
   private async bdat(size: number, last: boolean): Promise<SessionOutput> {
-    const tx = this.transaction;
-    let refusal: Reply | undefined;
-    if (!tx) refusal = reply(503, "5.5.1", "Error: need MAIL command");
-    else if (tx.recipients.length === 0) refusal = tx.refusedRecipients > 0 ? reply(554, "5.5.1", "Error: no valid recipients") : reply(503, "5.5.1", "Error: need RCPT command");
-    if (!refusal && !this.chunkPhase) {
-      const opened = await this.data(); // the same spool, header checks and limits as DATA
-      if (opened.replies[0]?.code !== 354) refusal = opened.replies[0];
-      else [this.chunkPhase, this.dataPhase] = [this.dataPhase, null];
+    let refusal = this.chunkIntake ? null : this.messageGate();
+    if (!refusal && !this.chunkIntake) {
+      // The same spool, header checks and limits as DATA.
+      const intake = await this.openIntake();
+      if (intake instanceof MessageIntake) this.chunkIntake = intake;
+      else refusal = intake;
     }
     // RFC 3030 §2: even a refused BDAT is followed by its octets; they are read and dropped.
-    this.chunk = { remaining: size, last, refusal };
+    this.chunk = { remaining: size, last, refusal: refusal ?? undefined };
     return size === 0 ? this.chunkDone() : { replies: [] };
   }
 
@@ -554,17 +424,16 @@ export class Session {
   async receiveChunk(bytes: Buffer): Promise<SessionOutput | null> {
     const chunk = this.chunk!;
     chunk.remaining -= bytes.length;
-    const phase = this.chunkPhase;
-    if (phase && !chunk.refusal && !phase.refusal) {
-      if (phase.writer.bytesWritten + bytes.length > this.settings.limits.messageSize) {
-        phase.refusal = { reply: reply(552, "5.3.4", "Message size exceeds fixed maximum message size"), reason: "message too big" };
+    const intake = this.chunkIntake;
+    if (intake && !chunk.refusal && !intake.refused) {
+      if (intake.size + bytes.length > this.settings.limits.messageSize) {
+        intake.refuse(reply(552, "5.3.4", "Message size exceeds fixed maximum message size"), "message too big");
       } else {
-        if (phase.firstByte === undefined && bytes.length > 0) phase.firstByte = bytes[0];
-        this.store(phase, phase.headers.push(bytes));
+        intake.add(bytes);
       }
     }
     if (chunk.remaining > 0) {
-      if (phase) await phase.pending; // back-pressure, as in DATA
+      if (intake) await intake.written(); // back-pressure, as in DATA
       return null;
     }
     return this.countErrors(await this.chunkDone());
@@ -574,25 +443,25 @@ export class Session {
     const chunk = this.chunk!;
     this.chunk = null;
     if (chunk.refusal) return { replies: [chunk.refusal] };
-    const phase = this.chunkPhase!;
-    if (phase.refusal?.reply.code === 552) {
+    const intake = this.chunkIntake!;
+    if (intake.refused?.code === 552) {
       // Too big: the transaction is over; the client sends RSET or starts again (RFC 3030 §4.2).
+      const refused = intake.refused;
       this.dropChunks();
       this.transaction = null;
-      return { replies: [phase.refusal.reply] };
+      return { replies: [refused] };
     }
     if (!chunk.last) return { replies: [reply(250, "2.0.0", "Ok: chunk received")] };
-    this.chunkPhase = null;
-    this.store(phase, phase.headers.finish());
-    return this.finishData(phase, undefined);
+    this.chunkIntake = null;
+    return this.finishMessage(intake);
   }
 
   /** Forgets a half-received chunked message and removes its spool file. */
   private dropChunks(): void {
-    const phase = this.chunkPhase;
-    this.chunkPhase = null;
+    const intake = this.chunkIntake;
+    this.chunkIntake = null;
     this.chunk = null;
-    if (phase) void phase.pending.then(() => phase.writer.abort()).catch(() => undefined);
+    if (intake) void intake.abort();
   }
 
   /** The connection ended (or failed) mid-session: nothing half-received may survive. */
@@ -602,18 +471,8 @@ export class Session {
     const phase = this.dataPhase;
     this.dataPhase = null;
     this.authExchange.cancel();
-    if (phase) {
-      await phase.pending;
-      await phase.writer.abort().catch(() => undefined);
-    }
+    if (phase) await phase.intake.abort();
   }
-}
-
-/** RFC 3463: a full disk is 4.3.1 "mail system full" (452, RFC 5321 §4.2.2); any other failure 4.3.0. */
-function storageErrorReply(err: unknown): Reply {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  if (code === "ENOSPC" || code === "EDQUOT") return reply(452, "4.3.1", "Error: insufficient system storage");
-  return reply(451, "4.3.0", "Error: queue file write error");
 }
 
 export function newSessionId(): string {
