@@ -131,8 +131,7 @@ async function deliverGroup(
   messagePath: string,
   recipients: EnvelopeRecipient[],
 ): Promise<RecipientResult[]> {
-  const everyone = (outcome: RecipientResult["outcome"], detail: string) =>
-    recipients.map((r) => ({ address: r.address, outcome, detail }));
+  const everyone = (outcome: RecipientResult["outcome"], detail: string) => sameResult(recipients, outcome, detail);
   switch (transport.kind) {
     case "maildir":
       return deliverLocal(opts, env, messagePath, recipients);
@@ -216,8 +215,7 @@ async function relayToSmarthost(
   messagePath: string,
   recipients: EnvelopeRecipient[],
 ): Promise<RecipientResult[]> {
-  const everyone = (outcome: RecipientResult["outcome"], detail: string) =>
-    recipients.map((r) => ({ address: r.address, outcome, detail }));
+  const everyone = (outcome: RecipientResult["outcome"], detail: string) => sameResult(recipients, outcome, detail);
   const configured = opts.smarthost;
   // "smarthost host:port" names its own relay; AUTH only goes to the configured one.
   const sameAsConfigured = route.host === undefined || (configured && configured.host === route.host && configured.port === route.port);
@@ -240,4 +238,9 @@ async function relayToSmarthost(
   // recipient's: defer so the admin can fix it without bouncing mail.
   opts.logger.warn({ event: "smarthost-error", id: env.id, relay: where, err: attempt.error }, "delivery: smarthost session failed");
   return everyone("deferred", `smarthost ${where}: ${attempt.error}`);
+}
+
+/** One outcome for every recipient of a group (a transport decision, or a session that failed). */
+function sameResult(recipients: EnvelopeRecipient[], outcome: RecipientResult["outcome"], detail: string): RecipientResult[] {
+  return recipients.map((r) => ({ address: r.address, outcome, detail }));
 }

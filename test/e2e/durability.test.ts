@@ -13,25 +13,9 @@ import { createInterface } from "node:readline";
 import { stringify } from "yaml";
 import { BIN, ROOT, runCli, startPostern, type LogLine } from "./helpers/postern.js";
 import { DialogClient } from "../dialogs/client.js";
+import { completedCalls } from "../helpers/strace.js";
 
 const USER = { address: "john@example.org", password: "pw-john-123" };
-
-/** Parses `strace -f` output into completed calls, in the order they returned. */
-function completedCalls(trace: string): string[] {
-  const pending = new Map<string, string>();
-  const done: string[] = [];
-  for (const line of trace.split("\n")) {
-    const m = /^(\d+)\s+(.*)$/.exec(line);
-    if (!m) continue;
-    const [, pid, body] = m as unknown as [string, string, string];
-    if (body.endsWith("<unfinished ...>")) pending.set(pid, body.slice(0, -"<unfinished ...>".length));
-    else if (body.startsWith("<...")) {
-      done.push((pending.get(pid) ?? "") + body.replace(/^<\.\.\. \w+ resumed>/, ""));
-      pending.delete(pid);
-    } else if (!body.startsWith("+++") && !body.startsWith("---")) done.push(body);
-  }
-  return done;
-}
 
 /** The pids of a process's children (the node process strace started). */
 async function childPids(pid: number): Promise<number[]> {

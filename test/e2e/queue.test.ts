@@ -9,22 +9,31 @@ import { startPostern } from "./helpers/postern.js";
 import { RawSmtp, b64 } from "./helpers/raw-smtp.js";
 import { startSink } from "../delivery/helpers/sink.js";
 
+/** One authenticated submission over implicit TLS; returns the queue id from the 250. */
+async function submit(port: number, user: { address: string; password: string }, to: string, message: string): Promise<string> {
+  const c = await RawSmtp.open(port, { tls: true });
+  try {
+    await c.reply();
+    await c.expect("EHLO client.test", 250);
+    await c.expect(`AUTH PLAIN ${b64(`\0${user.address}\0${user.password}`)}`, 235);
+    await c.expect(`MAIL FROM:<${user.address}>`, 250);
+    await c.expect(`RCPT TO:<${to}>`, 250);
+    await c.expect("DATA", 354);
+    const r = await c.cmd(`${message}\r\n.`);
+    const id = /queued as (\S+)/.exec(r.text)?.[1];
+    assert.ok(id, r.text);
+    return id;
+  } finally {
+    c.close();
+  }
+}
+
 test("a message deferred while the smarthost is down survives kill -9 and is delivered after restart", async () => {
   const smarthostPort = await freePort();
   const user = { address: "john@example.org", password: "restart-pass" };
   const server = await startPostern({ users: [user], config: { relay: { smarthost: `127.0.0.1:${smarthostPort}` } } });
   try {
-    const c = await RawSmtp.open(server.ports.submissions, { tls: true });
-    await c.reply();
-    await c.expect("EHLO client.test", 250);
-    await c.expect(`AUTH PLAIN ${b64(`\0${user.address}\0${user.password}`)}`, 235);
-    await c.expect(`MAIL FROM:<${user.address}>`, 250);
-    await c.expect("RCPT TO:<far@elsewhere.test>", 250);
-    await c.expect("DATA", 354);
-    const r = await c.cmd("Subject: persistent\r\n\r\nstill here\r\n.");
-    const id = /queued as (\S+)/.exec(r.text)?.[1];
-    assert.ok(id, r.text);
-    c.close();
+    const id = await submit(server.ports.submissions, user, "far@elsewhere.test", "Subject: persistent\r\n\r\nstill here");
     await server.waitForLog((l) => l.event === "deferred" && l.id === id);
 
     await server.stop("SIGKILL");
@@ -48,16 +57,7 @@ test("a permanent refusal from the smarthost marks the recipient failed and remo
   const user = { address: "john@example.org", password: "fail-pass" };
   const server = await startPostern({ users: [user], config: { relay: { smarthost: `127.0.0.1:${sink.port}` } } });
   try {
-    const c = await RawSmtp.open(server.ports.submissions, { tls: true });
-    await c.reply();
-    await c.expect("EHLO client.test", 250);
-    await c.expect(`AUTH PLAIN ${b64(`\0${user.address}\0${user.password}`)}`, 235);
-    await c.expect(`MAIL FROM:<${user.address}>`, 250);
-    await c.expect("RCPT TO:<gone@elsewhere.test>", 250);
-    await c.expect("DATA", 354);
-    const r = await c.cmd("Subject: doomed\r\n\r\nx\r\n.");
-    const id = /queued as (\S+)/.exec(r.text)?.[1];
-    c.close();
+    const id = await submit(server.ports.submissions, user, "gone@elsewhere.test", "Subject: doomed\r\n\r\nx");
     const failed = await server.waitForLog((l) => l.event === "failed" && l.id === id);
     assert.match(String(failed.detail ?? failed.result ?? ""), /550 5\.1\.1/);
   } finally {

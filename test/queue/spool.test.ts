@@ -9,6 +9,7 @@ import { isQueueId, newQueueId } from "../../src/queue/queue-id.js";
 import { Spool } from "../../src/queue/spool.js";
 import type { Envelope } from "../../src/queue/types.js";
 import { commitMessage, memoryLogger, newEnvelope, newSpool, tempDir } from "./helpers.js";
+import { completedCalls } from "../helpers/strace.js";
 
 const run = promisify(execFile);
 
@@ -199,26 +200,6 @@ test("group commit: 20 concurrent commits all resolve, all durable, sharing dire
   }
   assert.ok(syncs < 2 * n, `expected shared directory fsyncs, got ${syncs} for ${n} commits`);
 });
-
-/** Parses `strace -f -y` output into completed calls, in the order they returned. */
-function completedCalls(trace: string): string[] {
-  const pending = new Map<string, string>();
-  const done: string[] = [];
-  for (const line of trace.split("\n")) {
-    const m = /^(\d+)\s+(.*)$/.exec(line);
-    if (!m) continue;
-    const [, pid, body] = m;
-    if (body.endsWith("<unfinished ...>")) {
-      pending.set(pid, body.slice(0, -"<unfinished ...>".length));
-    } else if (body.startsWith("<...")) {
-      done.push((pending.get(pid) ?? "") + body.replace(/^<\.\.\. \w+ resumed>/, ""));
-      pending.delete(pid);
-    } else if (!body.startsWith("+++") && !body.startsWith("---")) {
-      done.push(body);
-    }
-  }
-  return done;
-}
 
 test("commit order proven with strace: data fsync, renames, directory fsyncs, then acknowledge (rule 16)", async () => {
   const dir = await tempDir();
