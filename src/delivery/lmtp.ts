@@ -6,7 +6,6 @@
 import { createReadStream } from "node:fs";
 import { connect as netConnect } from "node:net";
 import type { Envelope, EnvelopeRecipient, RecipientResult } from "../queue/types.js";
-import { DataEncoder } from "./data-encoder.js";
 import { isSafePath, outcomeOfCode } from "./smtp-client.js";
 import { SmtpClientError, SmtpConnection } from "./smtp-connection.js";
 import { describeReply, parseEhloReply, type SmtpReply } from "./smtp-reply.js";
@@ -91,9 +90,7 @@ export async function deliverLmtp(
       for (const r of accepted) Object.assign(r, { outcome: outcomeOfCode(start.code), detail: describeReply(start) });
       return results;
     }
-    const encoder = new DataEncoder();
-    for await (const chunk of createReadStream(messagePath)) await conn.writeData(encoder.push(chunk as Buffer), timeoutMs);
-    await conn.writeData(encoder.end(), timeoutMs);
+    await conn.writeMessage(createReadStream(messagePath), timeoutMs);
     // RFC 2033 §4.2: one reply per recipient that RCPT accepted, in RCPT order.
     for (const r of accepted) {
       const reply = await conn.readReply(timeoutMs, "end of data");

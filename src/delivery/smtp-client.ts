@@ -2,9 +2,9 @@
  * Postern's outbound SMTP client (smarthost relay, MX delivery, `postern send`).
  *
  * connect(): greeting → EHLO (HELO fallback, RFC 5321 §3.2) → STARTTLS per policy (RFC 3207) →
- * EHLO again. sendMail(): MAIL + RCPTs in one write under PIPELINING (RFC 2920 §3.1), ESMTP
+ * EHLO again. sendMail(): MAIL, RCPTs and DATA in one write under PIPELINING (RFC 2920 §3.1), ESMTP
  * parameters only when offered (SIZE RFC 1870, BODY RFC 6152, SMTPUTF8 RFC 6531, DSN RFC 3461),
- * then DATA with CRLF enforcement and dot-stuffing (data-encoder.ts, SECURITY rule 1).
+ * then the message with CRLF enforcement and dot-stuffing (data-encoder.ts, SECURITY rule 1).
  */
 import { connect as netConnect } from "node:net";
 import type { Readable } from "node:stream";
@@ -14,7 +14,6 @@ import { createClientMechanism } from "../sasl/index.js";
 import type { SaslClientCredentials } from "../sasl/types.js";
 import { decodeBase64Strict } from "../smtp/base64.js";
 import { encodeXtext } from "../smtp/xtext.js";
-import { DataEncoder } from "./data-encoder.js";
 import { SmtpClientError, SmtpConnection, sniName, type TlsParams } from "./smtp-connection.js";
 import { describeReply, noCapabilities, parseEhloReply, type PeerCapabilities, type SmtpReply } from "./smtp-reply.js";
 
@@ -130,6 +129,11 @@ export class SmtpClient {
       conn.abandon();
       throw err;
     }
+  }
+
+  /** False once the session was dropped (a broken connection, or a 354 we had to walk away from). */
+  get usable(): boolean {
+    return this.conn.usable;
   }
 
   /** True once the session runs over TLS (implicit or after STARTTLS). */
@@ -295,65 +299,51 @@ export class SmtpClient {
 
     const mailLine = this.mailCommand(mail);
     const rcptLines = mail.to.map((r) => this.rcptCommand(r));
+    const dataTimeoutMs = Math.min(this.timeoutMs, 120_000);
     let mailReply: SmtpReply;
     const rcptReplies: SmtpReply[] = [];
+    let dataStart: SmtpReply | undefined;
     if (caps.pipelining) {
-      // RFC 2920 §3.1: MAIL and RCPT may share a group; check every reply, in order.
-      this.conn.sendGroup([mailLine, ...rcptLines]);
+      // RFC 2920 §3.1: DATA may be the last command of a group; every reply is read, in order.
+      // One write and one round trip to the 354; the message itself still waits for a 354 and
+      // at least one accepted RCPT.
+      this.conn.sendGroup([mailLine, ...rcptLines, "DATA"]);
       mailReply = await this.conn.readReply(this.timeoutMs, "MAIL");
       for (let i = 0; i < rcptLines.length; i++) rcptReplies.push(await this.conn.readReply(this.timeoutMs, "RCPT"));
+      dataStart = await this.conn.readReply(dataTimeoutMs, "DATA");
     } else {
       mailReply = await this.command(mailLine, "MAIL");
       if (outcomeOfCode(mailReply.code) === "delivered") {
         for (const line of rcptLines) rcptReplies.push(await this.command(line, "RCPT"));
       }
     }
-    if (outcomeOfCode(mailReply.code) !== "delivered") return everyone(outcomeOfCode(mailReply.code), describeReply(mailReply));
-
-    const recipients: RecipientResult[] = mail.to.map((r, i) => ({
-      address: r.address,
-      outcome: outcomeOfCode(rcptReplies[i].code),
-      detail: describeReply(rcptReplies[i]),
-    }));
+    const mailAccepted = outcomeOfCode(mailReply.code) === "delivered";
+    const recipients: RecipientResult[] = mailAccepted
+      ? mail.to.map((r, i) => ({ address: r.address, outcome: outcomeOfCode(rcptReplies[i].code), detail: describeReply(rcptReplies[i]) }))
+      : everyone(outcomeOfCode(mailReply.code), describeReply(mailReply)).recipients;
     const accepted = recipients.filter((r) => r.outcome === "delivered");
     if (accepted.length === 0) {
-      await this.rset().catch(() => undefined);
+      if (dataStart?.code === 354) {
+        // A 354 with nobody to deliver to: any byte now, even a lone ".", is message data and
+        // could deliver an empty message. Only dropping the connection ends the data phase safely.
+        this.conn.destroy();
+      } else if (mailAccepted) {
+        await this.rset().catch(() => undefined);
+      }
       return { recipients };
     }
 
-    const dataStart = await this.command("DATA", "DATA", Math.min(this.timeoutMs, 120_000));
+    dataStart ??= await this.command("DATA", "DATA", dataTimeoutMs);
     if (dataStart.code !== 354) {
       for (const r of accepted) Object.assign(r, { outcome: outcomeOfCode(dataStart.code), detail: describeReply(dataStart) });
       await this.rset().catch(() => undefined);
       return { recipients };
     }
-    const octets = await this.streamMessage(mail.message);
+    const octets = await this.conn.writeMessage(mail.message, this.timeoutMs);
     this.opts.onTranscript?.("C", `<${octets} octets of message data>`);
     const dataReply = await this.conn.readReply(this.dataTimeoutMs, "end of data");
     // The reply to "." applies to every recipient accepted at RCPT (RFC 5321 §4.1.1.4).
     for (const r of accepted) Object.assign(r, { outcome: outcomeOfCode(dataReply.code), detail: describeReply(dataReply) });
     return { recipients, dataReply };
-  }
-
-  /** Streams the message as DATA; returns the octets sent. On a source error no "." is ever sent. */
-  private async streamMessage(message: Readable): Promise<number> {
-    const encoder = new DataEncoder();
-    let octets = 0;
-    try {
-      for await (const chunk of message) {
-        const out = encoder.push(typeof chunk === "string" ? Buffer.from(chunk) : (chunk as Buffer));
-        octets += out.length;
-        await this.conn.writeData(out, this.timeoutMs);
-      }
-    } catch (err) {
-      if (err instanceof SmtpClientError) throw err;
-      // A truncated message must not be terminated and thereby delivered: drop the session.
-      const failure = new SmtpClientError("local", `reading the message failed: ${(err as Error).message}`, undefined, { cause: err });
-      this.conn.fail(failure);
-      throw failure;
-    }
-    const tail = encoder.end();
-    await this.conn.writeData(tail, this.timeoutMs);
-    return octets + tail.length;
   }
 }

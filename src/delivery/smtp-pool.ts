@@ -114,6 +114,8 @@ export class SmtpPool {
   }
 
   private putBack(key: string, client: SmtpClient, used: number, reusable: boolean): void {
+    // The client dropped the session itself (e.g. a 354 with no recipient accepted): nothing to QUIT.
+    if (!client.usable) return client.close();
     if (this.closed || !reusable || this.opts.idleTimeoutMs <= 0 || used >= this.opts.maxMessagesPerSession) {
       void client.quit();
       return;

@@ -1,14 +1,19 @@
 /**
- * Streams one message into the spool and commits it (SECURITY rule 16):
- *   1. data streamed into tmp/<id>.msg. write() resolves only when the chunk is in the file, so a
- *      fast client waits for a slow disk (back-pressure) and memory stays flat
- *   2. fdatasync the data while the envelope is written to tmp/<id>.json (JSON.stringify) and
- *      fdatasync'd — both must finish before any rename
- *   3. rename data into msg/, rename envelope into env/ — the envelope rename is the commit point
- *   4. fsync msg/ and env/ (shared with concurrent commits) — only then resolve with the id
- * Any failure removes every file of the message, so a message answered 4xx is never delivered.
+ * Streams one message into the spool and commits it (SECURITY rule 16) with a single round of
+ * fsyncs between the end of DATA and the 250:
+ *   1. open: the data file is created in msg/ under its final name, and msg/ is fsync'd at once
+ *      (group-committed, DirSyncer) while the client is still sending — off the critical path
+ *   2. write: data appended (write() resolves when the chunk is in the file: back-pressure) and
+ *      hashed as it goes
+ *   3. commit: the envelope, carrying the message's size and SHA-256, is created in env/; then
+ *      fdatasync(data) ‖ fdatasync(envelope) ‖ fsync(env/) run together, and the id is returned
+ *      only when all of them, and step 1's fsync of msg/, are done
+ * A crash before that leaves an envelope that does not parse or does not match its message;
+ * recovery (Spool.init) removes both — such a message was never acknowledged. Any failure removes
+ * every file of the message, so a message answered 4xx is never delivered.
  */
-import { open, rename, unlink, type FileHandle } from "node:fs/promises";
+import { open, unlink, type FileHandle } from "node:fs/promises";
+import { createHash, type Hash } from "node:crypto";
 import { newQueueId } from "./queue-id.js";
 import type { Spool } from "./spool.js";
 import type { Envelope, NewEnvelope, SpoolWriter } from "./types.js";
@@ -41,24 +46,23 @@ export class SpoolMessageWriter implements SpoolWriter {
   /** Writes run one after another even if a caller does not await each one. */
   private tail: Promise<void> = Promise.resolve();
   private written = 0;
-  private renamedMessage = false;
-  private renamedEnvelope = false;
-  private readonly dataTmp: string;
-  private readonly envTmp: string;
+  private readonly hash: Hash = createHash("sha256");
+  private envelopeCreated = false;
 
   private constructor(
     private readonly spool: Spool,
     readonly id: string,
     private readonly handle: FileHandle,
-  ) {
-    this.dataTmp = spool.tmpPath(`${id}.msg`);
-    this.envTmp = spool.tmpPath(`${id}.json`);
-  }
+    /** The fsync of msg/ that makes the data file's name durable, started when it was created. */
+    private readonly nameSynced: Promise<void>,
+  ) {}
 
   static async open(spool: Spool): Promise<SpoolMessageWriter> {
     const id = newQueueId(spool.now());
-    const handle = await open(spool.tmpPath(`${id}.msg`), "wx", 0o600);
-    return new SpoolMessageWriter(spool, id, handle);
+    const handle = await open(spool.messagePath(id), "wx", 0o600);
+    const nameSynced = spool.syncMessageDir();
+    nameSynced.catch(() => undefined); // awaited (and reported) by commit()
+    return new SpoolMessageWriter(spool, id, handle, nameSynced);
   }
 
   get bytesWritten(): number {
@@ -68,6 +72,7 @@ export class SpoolMessageWriter implements SpoolWriter {
   write(chunk: Buffer): Promise<void> {
     if (this.state !== "open") return Promise.reject(new Error(`spool writer is ${this.state}`));
     this.written += chunk.length;
+    this.hash.update(chunk);
     const sizeAfter = this.written;
     const next = this.tail.then(async () => {
       if (this.writeError !== undefined) throw this.writeError;
@@ -97,19 +102,22 @@ export class SpoolMessageWriter implements SpoolWriter {
         id: this.id,
         receivedAt: new Date(this.spool.now()).toISOString(),
         size: this.written,
+        sha256: this.hash.digest("hex"),
         recipients: input.recipients.map((r) => ({ ...r, status: "pending" as const, attempts: 0 })),
       };
-      // Both files are still in tmp/, so their fsyncs may overlap (one disk flush less per commit).
-      await allOrFirstError([this.closeData(), this.spool.writeFileDurable(this.envTmp, JSON.stringify(envelope))]);
-
+      // Not part of the queue until this commit resolves, though its envelope is in env/ already.
       this.spool.markCommitting(this.id);
-      await rename(this.dataTmp, this.spool.messagePath(this.id));
-      this.renamedMessage = true;
-      await rename(this.envTmp, this.spool.envelopePath(this.id));
-      this.renamedEnvelope = true;
-      await allOrFirstError([this.spool.syncMessageDir(), this.spool.syncEnvelopeDir()]);
-
+      const envHandle = await open(this.spool.envelopePath(this.id), "wx", 0o600);
+      this.envelopeCreated = true;
+      // One round: every fsync the acknowledgement depends on runs at the same time.
+      await allOrFirstError([
+        this.closeData(),
+        this.writeEnvelope(envHandle, JSON.stringify(envelope)),
+        this.spool.syncEnvelopeDir(),
+        this.nameSynced,
+      ]);
       this.spool.unmarkCommitting(this.id);
+      this.spool.rememberFresh(envelope);
       this.state = "committed";
       return this.id;
     } catch (err) {
@@ -135,18 +143,25 @@ export class SpoolMessageWriter implements SpoolWriter {
     await this.handle.close();
   }
 
+  private async writeEnvelope(handle: FileHandle, text: string): Promise<void> {
+    try {
+      await handle.writeFile(text);
+      if (this.spool.fsync) await handle.datasync();
+    } finally {
+      await handle.close();
+    }
+  }
+
   /** Best effort: every file this writer created, envelope first so the queue never sees half. */
   private async removeFiles(): Promise<void> {
     await this.tail;
     await this.handle.close().catch(() => undefined);
     const ignore = () => undefined;
-    if (this.renamedEnvelope) {
+    if (this.envelopeCreated) {
       await unlink(this.spool.envelopePath(this.id)).catch(ignore);
       await this.spool.syncEnvelopeDir().catch(ignore);
     }
-    if (this.renamedMessage) await unlink(this.spool.messagePath(this.id)).catch(ignore);
-    await unlink(this.envTmp).catch(ignore);
-    await unlink(this.dataTmp).catch(ignore);
+    await unlink(this.spool.messagePath(this.id)).catch(ignore);
     this.spool.unmarkCommitting(this.id);
   }
 }

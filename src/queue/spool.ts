@@ -1,16 +1,20 @@
 /**
  * The durable spool: the source of truth for queued mail (DESIGN principle 3, SECURITY rules 16–18).
  *
- *   <dir>/tmp/<id>.msg, <id>.json   being written; emptied on start
- *   <dir>/msg/<id>                  message bytes, exactly as received
- *   <dir>/env/<id>.json             envelope (JSON.stringify only); its rename is the commit point
+ *   <dir>/msg/<id>                  message bytes, exactly as received (created there at DATA)
+ *   <dir>/env/<id>.json             envelope (JSON.stringify only) with the message's size and SHA-256;
+ *                                   a message is queued once its envelope is whole and matches
+ *   <dir>/tmp/                      envelope replacements being written; emptied on start
  *   <dir>/quarantine/               envelopes found without a message, kept for the admin
+ *   <dir>/in-use                    present while a server has the spool open: found at start, it
+ *                                   means the last stop was unclean and recovery checks every hash
  *
  * One process owns a spool directory at a time (init() empties tmp/).
  */
 import { createReadStream, type ReadStream } from "node:fs";
 import { mkdir, open, readdir, readFile, rename, stat, unlink, type FileHandle } from "node:fs/promises";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
+import { pipeline } from "node:stream/promises";
 import { join } from "node:path";
 import { DirSyncer } from "./dir-sync.js";
 import { assertQueueId, isQueueId } from "./queue-id.js";
@@ -30,6 +34,13 @@ export interface RecoveryReport {
   removedTmp: number;
   /** Messages whose envelope never committed: never acknowledged, so removed. */
   removedOrphanMessages: string[];
+  /**
+   * Envelopes cut short by a crash during commit (they do not parse, or their message's size or
+   * SHA-256 differs): never acknowledged, so removed with their message.
+   */
+  removedIncomplete: string[];
+  /** The last stop was unclean (the in-use marker was there): every message's hash was checked. */
+  uncleanStop: boolean;
   /** Envelopes without a message, moved to quarantine/. */
   quarantinedEnvelopes: string[];
   /** Messages in the queue after recovery. */
@@ -37,6 +48,7 @@ export interface RecoveryReport {
 }
 
 const ENV_SUFFIX = ".json";
+const IN_USE = "in-use";
 
 function isNotFound(err: unknown): boolean {
   return (err as NodeJS.ErrnoException)?.code === "ENOENT";
@@ -51,6 +63,11 @@ export class Spool {
   private readonly envSyncer: DirSyncer;
   /** Ids renamed into place whose commit has not resolved yet: not yet part of the queue. */
   private readonly committing = new Set<string>();
+  /**
+   * Envelopes this process committed and nobody has read back yet: the first delivery attempt,
+   * usually milliseconds later, takes it from here instead of reading the file just written.
+   */
+  private readonly fresh = new Map<string, Envelope>();
 
   constructor(dir: string, opts: SpoolOptions = {}) {
     this.dir = dir;
@@ -85,7 +102,14 @@ export class Spool {
     for (const sub of ["", "tmp", "msg", "env", "quarantine"]) {
       await mkdir(join(this.dir, sub), { recursive: true, mode: 0o700 });
     }
-    const report: RecoveryReport = { removedTmp: 0, removedOrphanMessages: [], quarantinedEnvelopes: [], queued: 0 };
+    const uncleanStop = await stat(join(this.dir, IN_USE)).then(
+      () => true,
+      (err) => {
+        if (isNotFound(err)) return false;
+        throw err;
+      },
+    );
+    const report: RecoveryReport = { removedTmp: 0, removedOrphanMessages: [], removedIncomplete: [], quarantinedEnvelopes: [], queued: 0, uncleanStop };
 
     for (const name of await readdir(join(this.dir, "tmp"))) {
       await unlink(this.tmpPath(name)).catch((err) => {
@@ -110,7 +134,15 @@ export class Spool {
     }
     for (const id of envelopes) {
       if (messages.has(id)) {
-        report.queued++;
+        if (await this.committedWhole(id, uncleanStop)) {
+          report.queued++;
+          continue;
+        }
+        // Its commit was cut short, so it was never acknowledged: the client will send it again.
+        await unlink(this.envelopePath(id));
+        await unlink(this.messagePath(id));
+        report.removedIncomplete.push(id);
+        this.logger?.warn({ event: "spool-incomplete-removed", id }, "spool recovery: removed a message whose commit did not complete (never acknowledged)");
         continue;
       }
       await rename(this.envelopePath(id), join(this.dir, "quarantine", id + ENV_SUFFIX));
@@ -118,12 +150,44 @@ export class Spool {
       this.logger?.error({ event: "spool-quarantined", id }, "spool recovery: envelope without message moved to quarantine/");
     }
 
-    if (report.removedOrphanMessages.length > 0) await this.msgSyncer.sync();
-    if (report.quarantinedEnvelopes.length > 0) {
-      await this.envSyncer.sync();
-      await new DirSyncer(join(this.dir, "quarantine"), this.fsync).sync();
+    if (report.removedOrphanMessages.length + report.removedIncomplete.length > 0) await this.msgSyncer.sync();
+    if (report.quarantinedEnvelopes.length + report.removedIncomplete.length > 0) await this.envSyncer.sync();
+    if (report.quarantinedEnvelopes.length > 0) await new DirSyncer(join(this.dir, "quarantine"), this.fsync).sync();
+
+    // Durable before the first message is accepted, so a crash from now on is recognised.
+    if (!uncleanStop) {
+      await (await open(join(this.dir, IN_USE), "w", 0o600)).close();
+      await new DirSyncer(this.dir, this.fsync).sync();
     }
     return report;
+  }
+
+  /**
+   * Whether an envelope found at start belongs to a completed commit: it parses, and its message
+   * has the recorded size and — after an unclean stop, when data may be missing although the
+   * envelope is not — the recorded SHA-256. Envelopes from before sha256 existed are trusted.
+   */
+  private async committedWhole(id: string, checkHash: boolean): Promise<boolean> {
+    let env: Envelope;
+    try {
+      env = await this.readEnvelope(id);
+    } catch {
+      return false;
+    }
+    const size = (await stat(this.messagePath(id))).size;
+    if (size !== env.size) return false;
+    if (!checkHash || env.sha256 === undefined) return true;
+    const hash = createHash("sha256");
+    await pipeline(createReadStream(this.messagePath(id)), hash);
+    return hash.digest("hex") === env.sha256;
+  }
+
+  /** A clean stop: the next start need not check hashes. Call after the last write has finished. */
+  async close(): Promise<void> {
+    await unlink(join(this.dir, IN_USE)).catch((err) => {
+      if (!isNotFound(err)) throw err;
+    });
+    await new DirSyncer(this.dir, this.fsync).sync();
   }
 
   /** Starts a new message. Nothing is visible to list() until the writer's commit() resolves. */
@@ -144,6 +208,11 @@ export class Spool {
   }
 
   async readEnvelope(id: string): Promise<Envelope> {
+    const fresh = this.fresh.get(id);
+    if (fresh) {
+      this.fresh.delete(id);
+      return fresh;
+    }
     const text = await readFile(this.envelopePath(id), "utf8");
     const env = JSON.parse(text) as Envelope;
     if (typeof env !== "object" || env === null || env.id !== id || !Array.isArray(env.recipients)) {
@@ -155,6 +224,7 @@ export class Spool {
   /** Atomically replaces the envelope: tmp file, fsync, rename over the old one, fsync env/. */
   async updateEnvelope(env: Envelope): Promise<void> {
     const target = this.envelopePath(env.id);
+    this.fresh.delete(env.id);
     // Refuse to resurrect a removed message as an envelope without bytes.
     await stat(this.messagePath(env.id));
     const tmp = this.tmpPath(`${env.id}.${randomBytes(6).toString("hex")}.json`);
@@ -170,6 +240,7 @@ export class Spool {
 
   /** Removes a message: envelope first (it leaves the queue), then the bytes. */
   async remove(id: string): Promise<void> {
+    this.fresh.delete(id);
     await unlink(this.envelopePath(id)).catch((err) => {
       if (!isNotFound(err)) throw err;
     });
@@ -180,14 +251,8 @@ export class Spool {
     });
   }
 
-  openMessageStream(id: string): ReadStream {
-    return createReadStream(this.messagePath(id));
-  }
-
-  // ---- used by SpoolMessageWriter ----
-
   /** Writes a whole small file with O_EXCL and fsyncs it; removes it again on failure. */
-  async writeFileDurable(path: string, data: string): Promise<void> {
+  private async writeFileDurable(path: string, data: string): Promise<void> {
     let handle: FileHandle | undefined;
     try {
       handle = await open(path, "wx", 0o600);
@@ -200,6 +265,17 @@ export class Spool {
       await unlink(path).catch(() => undefined);
       throw err;
     }
+  }
+
+  openMessageStream(id: string): ReadStream {
+    return createReadStream(this.messagePath(id));
+  }
+
+  // ---- used by SpoolMessageWriter ----
+
+  /** A committed envelope, kept for its first reader (bounded: a backlog reads from disk). */
+  rememberFresh(env: Envelope): void {
+    if (this.fresh.size < 1000) this.fresh.set(env.id, env);
   }
 
   markCommitting(id: string): void {

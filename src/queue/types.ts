@@ -48,6 +48,11 @@ export interface Envelope {
   envid?: string;
   /** Size of the spooled message file in octets. */
   size: number;
+  /**
+   * SHA-256 (hex) of the message file as written. Recovery after an unclean stop compares it, so a
+   * message whose commit was cut short is never mistaken for a queued one (spool.ts).
+   */
+  sha256?: string;
   client: ClientInfo;
   recipients: EnvelopeRecipient[];
   /** Set by `postern queue hold`; the runner skips the message until released (survives restarts). */
@@ -59,7 +64,7 @@ export interface Envelope {
 }
 
 /** The envelope before the spool gives it an id, size and per-recipient state. */
-export type NewEnvelope = Omit<Envelope, "id" | "size" | "receivedAt" | "recipients"> & {
+export type NewEnvelope = Omit<Envelope, "id" | "size" | "sha256" | "receivedAt" | "recipients"> & {
   recipients: Pick<EnvelopeRecipient, "address" | "notify" | "orcpt">[];
 };
 
@@ -70,7 +75,7 @@ export interface SpoolWriter {
   /** Resolves when the chunk is accepted (respecting back-pressure). */
   write(chunk: Buffer): Promise<void>;
   readonly bytesWritten: number;
-  /** fsync data and envelope, rename both into the queue, fsync the directories; returns the queue id. */
+  /** Writes the envelope, fsyncs both files and both directories in one round; returns the queue id. */
   commit(envelope: NewEnvelope): Promise<string>;
   /** Remove everything written so far; safe to call twice or after a failed commit. */
   abort(): Promise<void>;

@@ -43,6 +43,11 @@ export class SmtpConnection {
   private greeted = false;
   private draining = false;
   private greetTimer: NodeJS.Timeout | NodeJS.Immediate | null = null;
+  /**
+   * Replies held while one batch of buffered input is worked through, written together when the
+   * batch ends: one TLS record and one TCP segment per pipelined group (RFC 2920 §3.1), not one each.
+   */
+  private outbox: string[] | null = null;
   private readonly onData = (chunk: Buffer) => this.received(chunk);
 
   constructor(
@@ -106,6 +111,7 @@ export class SmtpConnection {
   private async process(): Promise<void> {
     this.processing = true;
     this.socket.pause();
+    this.outbox ??= [];
     try {
       while (!this.closed && !this.upgrading) {
         const output = await this.next();
@@ -122,6 +128,7 @@ export class SmtpConnection {
       this.close();
     } finally {
       this.processing = false;
+      this.flush();
       if (this.draining) this.closeIfIdle();
       if (!this.closed && !this.upgrading) this.socket.resume();
     }
@@ -206,11 +213,21 @@ export class SmtpConnection {
 
   private send(replies: Reply[]): void {
     if (replies.length === 0 || this.socket.destroyed) return;
-    this.socket.write(replies.map(formatReply).join(""));
+    const text = replies.map(formatReply).join("");
+    if (this.outbox) this.outbox.push(text);
+    else this.socket.write(text);
+  }
+
+  /** Writes the held replies; later sends go straight out until the next batch starts. */
+  private flush(): void {
+    const held = this.outbox;
+    this.outbox = null;
+    if (held && held.length > 0 && !this.socket.destroyed) this.socket.write(held.join(""));
   }
 
   /** RFC 3207: the handshake starts right after our 220; the session forgets everything after it. */
   private upgrade(): void {
+    this.flush(); // our 220 goes out in clear before the handshake
     const raw = this.socket;
     this.upgrading = true;
     raw.removeListener("data", this.onData);
@@ -251,6 +268,7 @@ export class SmtpConnection {
 
   private close(destroy = false): void {
     if (this.closed) return;
+    this.flush();
     this.closed = true;
     if (this.deadline) clearTimeout(this.deadline);
     this.opts.guard?.stop();

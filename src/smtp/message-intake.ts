@@ -11,13 +11,15 @@ import { HeaderCollector, type HeaderInfo } from "./headers.js";
 import { buildReceivedHeader, rfc5322Date } from "./trace.js";
 import type { MailPath, MailParams } from "./address.js";
 import type { EnvelopeRecipient, NewEnvelope, SpoolWriter } from "../queue/types.js";
-import type { ConnectionFacts, SessionOutput, SessionPorts, SessionSettings } from "./session-types.js";
+import type { ConnectionFacts, SenderAccount, SessionOutput, SessionPorts, SessionSettings } from "./session-types.js";
 
 export interface Transaction {
   sender: MailPath;
   params: MailParams;
   recipients: Pick<EnvelopeRecipient, "address" | "notify" | "orcpt">[];
   refusedRecipients: number;
+  /** The login's account as looked up at MAIL, reused for the From: check at the end of DATA. */
+  account: SenderAccount | null;
 }
 
 /** What the session knows about the client when the message starts. */
@@ -163,7 +165,7 @@ export class MessageIntake {
       refusal = { reply: storageErrorReply(this.writeError), reason: `spool write failed: ${String(this.writeError)}` };
     }
     if (!refusal && settings.mode !== "mta" && authUser) {
-      const account = await ports.account(authUser);
+      const account = tx.account;
       // Fail closed: a login without an account owns no address.
       const check = account
         ? ports.checkFromHeader(account, this.fromHeader)

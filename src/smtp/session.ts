@@ -302,7 +302,7 @@ export class Session {
       this.ports.log.info({ event: "mail-refused", from: path.path.address, reason: decision.reason }, "MAIL refused");
       return decision.reply;
     }
-    this.transaction = { sender: path.path, params, recipients: [], refusedRecipients: 0 };
+    this.transaction = { sender: path.path, params, recipients: [], refusedRecipients: 0, account };
     this.ports.log.info({ event: "mail", from: path.path.address, size: params.size }, "MAIL accepted");
     return reply(250, "2.1.0", "Ok");
   }

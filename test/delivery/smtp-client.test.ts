@@ -4,6 +4,7 @@ import { once } from "node:events";
 import { createServer, type Socket } from "node:net";
 import { Readable } from "node:stream";
 import { SmtpClient, SmtpClientError, type SmtpConnectOptions } from "../../src/delivery/smtp-client.js";
+import { SmtpPool } from "../../src/delivery/smtp-pool.js";
 import { startSink, type Sink, type SinkOptions } from "./helpers/sink.js";
 import { testCert } from "./helpers/tls-cert.js";
 
@@ -73,21 +74,22 @@ test("a line break split across chunks is still one CRLF; a lone '.' line split 
   });
 });
 
-test("PIPELINING: MAIL and every RCPT go out in one write; without it, one command at a time", async () => {
+test("PIPELINING: MAIL, every RCPT and DATA go out in one write (RFC 2920 §3.1); without it, one command at a time", async () => {
   await withSink({}, async (sink) => {
     const client = await connectTo(sink);
     await client.sendMail({ from: "a@x.test", to: [{ address: "b@y.test" }, { address: "c@y.test" }], message: Readable.from([b("x\r\n")]) });
     await client.quit();
     const batch = sink.commandBatches.find((cmds) => cmds.some((c) => c.startsWith("MAIL")));
-    assert.deepEqual(batch, ["MAIL FROM:<a@x.test>", "RCPT TO:<b@y.test>", "RCPT TO:<c@y.test>"]);
+    assert.deepEqual(batch, ["MAIL FROM:<a@x.test>", "RCPT TO:<b@y.test>", "RCPT TO:<c@y.test>", "DATA"]);
+    assert.equal(sink.messages.length, 1);
   });
   await withSink({ pipelining: false }, async (sink) => {
     const client = await connectTo(sink);
     assert.equal(client.capabilities.pipelining, false);
     await client.sendMail({ from: "a@x.test", to: [{ address: "b@y.test" }, { address: "c@y.test" }], message: Readable.from([b("x\r\n")]) });
     await client.quit();
-    const batch = sink.commandBatches.find((cmds) => cmds.some((c) => c.startsWith("MAIL")));
-    assert.deepEqual(batch, ["MAIL FROM:<a@x.test>"]);
+    const transaction = sink.commandBatches.filter((cmds) => cmds.some((c) => /^(MAIL|RCPT|DATA)/.test(c)));
+    assert.deepEqual(transaction, [["MAIL FROM:<a@x.test>"], ["RCPT TO:<b@y.test>"], ["RCPT TO:<c@y.test>"], ["DATA"]]);
     assert.equal(sink.messages.length, 1);
   });
 });
@@ -114,22 +116,77 @@ test("per-recipient 550 mixed with 250: only accepted recipients get the message
   });
 });
 
-test("4xx at RCPT and at end of data → deferred; all rejected → no DATA at all", async () => {
+test("4xx at RCPT and at end of data → deferred; all rejected → no message data (pipelined DATA refused, then RSET)", async () => {
   await withSink({ rcptReply: () => "450 4.2.1 Mailbox busy" }, async (sink) => {
     const client = await connectTo(sink);
     const message = Readable.from([b("x\r\n")]);
     const result = await client.sendMail({ from: "a@x.test", to: [{ address: "b@y.test" }], message });
-    assert.deepEqual(result.recipients.map((r) => r.outcome), ["deferred"]);
+    assert.deepEqual(result.recipients, [{ address: "b@y.test", outcome: "deferred", detail: "450 4.2.1 Mailbox busy" }]);
     assert.equal(result.dataReply, undefined);
     assert.ok(message.destroyed, "an unsent message stream is released");
+    assert.ok(client.usable, "a refused DATA leaves the session fit for the next message");
     await client.quit();
-    assert.ok(!sink.commands.includes("DATA"));
+    assert.deepEqual(sink.commands.slice(1), ["MAIL FROM:<a@x.test>", "RCPT TO:<b@y.test>", "DATA", "RSET", "QUIT"]);
+    assert.deepEqual(sink.unterminatedData, []);
+  });
+  await withSink({ pipelining: false, rcptReply: () => "450 4.2.1 Mailbox busy" }, async (sink) => {
+    const client = await connectTo(sink);
+    const result = await client.sendMail({ from: "a@x.test", to: [{ address: "b@y.test" }], message: Readable.from([b("x\r\n")]) });
+    assert.deepEqual(result.recipients.map((r) => r.outcome), ["deferred"]);
+    await client.quit();
+    assert.ok(!sink.commands.includes("DATA"), "lock-step: no DATA at all");
   });
   await withSink({ dataReply: () => "451 4.3.0 Queue write error" }, async (sink) => {
     const client = await connectTo(sink);
     const result = await client.sendMail({ from: "a@x.test", to: [{ address: "b@y.test" }], message: Readable.from([b("x\r\n")]) });
     await client.quit();
     assert.deepEqual(result.recipients, [{ address: "b@y.test", outcome: "deferred", detail: "451 4.3.0 Queue write error" }]);
+  });
+});
+
+test("a 354 despite no accepted recipient: no message byte and no '.' reach the server, the session is dropped", async () => {
+  const rcptReply = (a: string) => (a.startsWith("nobody") ? "550 5.1.1 No such user" : undefined);
+  await withSink({ rcptReply, dataWithoutRecipients: true }, async (sink) => {
+    const client = await connectTo(sink);
+    const message = Readable.from([b("must not arrive\r\n")]);
+    const result = await client.sendMail({ from: "a@x.test", to: [{ address: "nobody1@y.test" }, { address: "nobody2@y.test" }], message });
+    assert.deepEqual(result.recipients.map((r) => [r.address, r.outcome, r.detail]), [
+      ["nobody1@y.test", "failed", "550 5.1.1 No such user"],
+      ["nobody2@y.test", "failed", "550 5.1.1 No such user"],
+    ]);
+    assert.equal(result.dataReply, undefined);
+    assert.ok(message.destroyed);
+    assert.equal(client.usable, false);
+    await sink.waitForClosedSessions(1);
+    assert.equal(sink.commands.at(-1), "DATA");
+    assert.deepEqual(sink.unterminatedData, [Buffer.alloc(0)], "closed in the data phase with nothing sent after 354");
+    assert.equal(sink.messages.length, 0);
+  });
+  await withSink({ mailReply: () => "451 4.3.0 Try later", dataWithoutRecipients: true }, async (sink) => {
+    const client = await connectTo(sink);
+    const result = await client.sendMail({ from: "a@x.test", to: [{ address: "b@y.test" }], message: Readable.from([b("x\r\n")]) });
+    assert.deepEqual(result.recipients, [{ address: "b@y.test", outcome: "deferred", detail: "451 4.3.0 Try later" }]);
+    await sink.waitForClosedSessions(1);
+    assert.deepEqual(sink.unterminatedData, [Buffer.alloc(0)]);
+    assert.equal(sink.messages.length, 0);
+  });
+});
+
+test("the pool does not reuse a session dropped after a 354 with no recipient", async () => {
+  const rcptReply = (a: string) => (a.startsWith("nobody") ? "550 5.1.1 No such user" : undefined);
+  await withSink({ rcptReply, dataWithoutRecipients: true }, async (sink) => {
+    const pool = new SmtpPool({ maxTotal: 1, maxPerDestination: 1, idleTimeoutMs: 5000, maxMessagesPerSession: 100 });
+    let connects = 0;
+    const send = (address: string) =>
+      pool.withSession("y.test", "sink", () => (connects++, connectTo(sink)), async (client) => {
+        const sent = await client.sendMail({ from: "a@x.test", to: [{ address }], message: Readable.from([b("x\r\n")]) });
+        return { value: sent.recipients[0].outcome, reusable: true };
+      });
+    assert.equal(await send("nobody@y.test"), "failed");
+    assert.equal(await send("b@y.test"), "delivered");
+    await pool.close();
+    assert.equal(connects, 2);
+    assert.equal(sink.messages.length, 1);
   });
 });
 

@@ -23,7 +23,7 @@ async function childPids(pid: number): Promise<number[]> {
   return text.trim().split(/\s+/).filter(Boolean).map(Number);
 }
 
-/** One short submission on port 25, step by step; returns the queue id from the 250 reply. */
+/** One short submission on port 25, MAIL/RCPT/DATA pipelined; returns the queue id from the 250 reply. */
 async function submitOne(port: number): Promise<string> {
   const c = await DialogClient.open(port, false);
   try {
@@ -35,9 +35,9 @@ async function submitOne(port: number): Promise<string> {
     };
     await expect(null, /^220/);
     await expect("EHLO client.test\r\n", /^250/);
-    await expect("MAIL FROM:<a@client.test>\r\n", /^250 2\.1\.0/);
-    await expect("RCPT TO:<john@example.org>\r\n", /^250 2\.1\.5/);
-    await expect("DATA\r\n", /^354/);
+    await expect("MAIL FROM:<a@client.test>\r\nRCPT TO:<john@example.org>\r\nDATA\r\n", /^250 2\.1\.0/);
+    await expect(null, /^250 2\.1\.5/);
+    await expect(null, /^354/);
     const done = await expect("Subject: traced\r\n\r\nhello\r\n.\r\n", /^250 2\.0\.0 Ok: queued as \S+/);
     return /queued as (\S+)/.exec(done)![1]!;
   } finally {
@@ -65,7 +65,7 @@ test("rule 16 under strace: spool file and directory fsyncs happen before the 25
   const traceFile = join(dir, "trace");
   const strace = spawn(
     "strace",
-    ["-f", "-y", "-s", "200", "-o", traceFile, "-e", "trace=fsync,fdatasync,rename,renameat,renameat2,write,writev,sendmsg,sendto",
+    ["-f", "-y", "-s", "200", "-o", traceFile, "-e", "trace=openat,fsync,fdatasync,rename,renameat,renameat2,write,writev,sendmsg,sendto",
       process.execPath, BIN, "serve", "--config", configPath],
     { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] },
   );
@@ -94,16 +94,21 @@ test("rule 16 under strace: spool file and directory fsyncs happen before the 25
       return i;
     };
     const queue = join(dataDir, "queue");
-    const dataSync = at((c) => /^f(data)?sync\(/.test(c) && c.includes(`/tmp/${id}.msg>`), "fsync of the spool file");
-    const envSync = at((c) => /^f(data)?sync\(/.test(c) && c.includes(`/tmp/${id}.json>`), "fsync of the envelope");
-    const commit = at((c) => c.startsWith("rename") && c.includes(`/env/${id}.json"`), "rename of the envelope (commit)");
-    const msgDirSync = at((c) => c.startsWith("fsync(") && c.includes(`${queue}/msg>`), "fsync of the msg/ directory");
-    const envDirSync = at((c) => c.startsWith("fsync(") && c.includes(`${queue}/env>`), "fsync of the env/ directory");
+    const created = (path: string) => (c: string) => c.startsWith("openat(") && c.includes(`"${path}"`) && c.includes("O_CREAT");
+    const msgCreate = at(created(join(queue, "msg", id)), "creation of the message file");
+    const envCreate = at(created(join(queue, "env", `${id}.json`)), "creation of the envelope");
+    const dataSync = at((c) => /^f(data)?sync\(/.test(c) && c.includes(`/msg/${id}>`), "fsync of the spool file");
+    const envSync = at((c) => /^f(data)?sync\(/.test(c) && c.includes(`/env/${id}.json>`), "fsync of the envelope");
+    const dirSyncAfter = (from: number, sub: string) => calls.findIndex((c, i) => i > from && c.startsWith("fsync(") && c.includes(`${queue}/${sub}>`));
+    const msgDirSync = dirSyncAfter(msgCreate, "msg");
+    const envDirSync = dirSyncAfter(envCreate, "env");
     const ack = at((c) => /^(write|writev|sendmsg|sendto)\(\d+<(socket|TCP)/.test(c) && c.includes(`250 2.0.0 Ok: queued as ${id}`), "write of the 250 reply");
-    assert.ok(dataSync < commit && envSync < commit, "file data is on disk before the commit rename");
-    assert.ok(msgDirSync > commit && envDirSync > commit, "the directories are synced after the renames");
+    assert.ok(msgDirSync > msgCreate && envDirSync > envCreate, "each directory is synced after the name was created in it");
     assert.ok(dataSync < ack && envSync < ack, "the 250 is written after the file fsyncs");
     assert.ok(msgDirSync < ack && envDirSync < ack, "the 250 is written after both directory fsyncs");
+    // RFC 2920 §3.1 (connection.ts): the replies to the pipelined MAIL, RCPT and DATA share one write.
+    const groupWrite = at((c) => /^(write|writev|sendmsg|sendto)\(\d+<(socket|TCP)/.test(c) && c.includes("354 "), "write of the 354 reply");
+    assert.match(calls[groupWrite]!, /250 2\.1\.0[^]*250 2\.1\.5[^]*354 /, "MAIL, RCPT and DATA replies in one write");
   } finally {
     if (strace.exitCode === null && strace.signalCode === null) {
       for (const pid of await childPids(strace.pid!).catch(() => [])) process.kill(pid, "SIGKILL");

@@ -139,6 +139,47 @@ test("recovery: empties tmp/, drops messages never committed, quarantines envelo
   assert.ok(logger.entries.some((e) => e.level === "error" && (e.obj as { id?: string }).id === orphanEnvelope));
 });
 
+test("recovery after an unclean stop removes commits cut short (envelope torn, size or hash wrong) and keeps whole ones", async () => {
+  const dir = await tempDir();
+  const logger = memoryLogger();
+  const first = new Spool(dir, { logger });
+  assert.equal((await first.init()).uncleanStop, false);
+  const kept = await commitMessage(first, "kept");
+  const keptEnv = await first.readEnvelope(kept);
+  // No close(): the process "crashed". Commit states a crash can leave, made by hand:
+  const torn = newQueueId();
+  await writeFile(join(dir, "msg", torn), "kept");
+  await writeFile(join(dir, "env", `${torn}.json`), JSON.stringify({ ...keptEnv, id: torn }).slice(0, 40));
+  const short = newQueueId();
+  await writeFile(join(dir, "msg", short), "ke");
+  await writeFile(join(dir, "env", `${short}.json`), JSON.stringify({ ...keptEnv, id: short }));
+  const unsynced = newQueueId(); // right size, but the bytes never reached the disk
+  await writeFile(join(dir, "msg", unsynced), "\0\0\0\0");
+  await writeFile(join(dir, "env", `${unsynced}.json`), JSON.stringify({ ...keptEnv, id: unsynced }));
+
+  const second = new Spool(dir, { logger });
+  const report = await second.init();
+  assert.equal(report.uncleanStop, true);
+  assert.deepEqual([...report.removedIncomplete].sort(), [torn, short, unsynced].sort());
+  assert.equal(report.queued, 1);
+  assert.deepEqual(await second.list(), [kept]);
+  assert.deepEqual(await readdir(join(dir, "msg")), [kept]);
+  assert.equal(logger.entries.filter((e) => (e.obj as { event?: string }).event === "spool-incomplete-removed").length, 3);
+});
+
+test("the in-use marker: present while the spool is open, gone after close(), so only an unclean stop is reported", async () => {
+  const dir = await tempDir();
+  const spool = new Spool(dir);
+  await spool.init();
+  await stat(join(dir, "in-use"));
+  await spool.close();
+  await assert.rejects(stat(join(dir, "in-use")), { code: "ENOENT" });
+  const again = new Spool(dir);
+  assert.equal((await again.init()).uncleanStop, false);
+  const crashedAfter = new Spool(dir); // `again` never closed
+  assert.equal((await crashedAfter.init()).uncleanStop, true);
+});
+
 test("updateEnvelope replaces atomically: readers only ever see a whole envelope", async () => {
   const spool = await newSpool();
   const id = await commitMessage(spool, "x", ["a@example.org"]);
@@ -201,7 +242,7 @@ test("group commit: 20 concurrent commits all resolve, all durable, sharing dire
   assert.ok(syncs < 2 * n, `expected shared directory fsyncs, got ${syncs} for ${n} commits`);
 });
 
-test("commit order proven with strace: data fsync, renames, directory fsyncs, then acknowledge (rule 16)", async () => {
+test("commit order proven with strace: names and data fsync'd in one round, then acknowledge (rule 16)", async () => {
   const dir = await tempDir();
   const traceFile = join(await tempDir(), "trace");
   const spoolUrl = pathToFileURL(join(import.meta.dirname, "../../src/queue/spool.js")).href;
@@ -218,7 +259,7 @@ test("commit order proven with strace: data fsync, renames, directory fsyncs, th
   `;
   const { stdout } = await run("strace", [
     "-f", "-y", "-o", traceFile,
-    "-e", "trace=fsync,fdatasync,rename,renameat,renameat2,access,faccessat,faccessat2",
+    "-e", "trace=openat,fsync,fdatasync,rename,renameat,renameat2,access,faccessat,faccessat2",
     process.execPath, "--input-type=module", "-e", script,
   ]);
   const id = stdout.trim();
@@ -229,17 +270,19 @@ test("commit order proven with strace: data fsync, renames, directory fsyncs, th
     assert.ok(i >= 0, `${what} not found in:\n${calls.join("\n")}`);
     return i;
   };
-  const dataSync = at((c) => c.startsWith("fdatasync(") && c.includes(`/tmp/${id}.msg>`), "fdatasync of the data");
-  const envSync = at((c) => c.startsWith("fdatasync(") && c.includes(`/tmp/${id}.json>`), "fdatasync of the envelope");
-  const msgRename = at((c) => c.startsWith("rename") && c.includes(`/msg/${id}"`), "rename into msg/");
-  const envRename = at((c) => c.startsWith("rename") && c.includes(`/env/${id}.json"`), "rename into env/");
-  const msgDirSync = at((c) => c.startsWith("fsync(") && c.includes(`${dir}/msg>`), "fsync of msg/");
-  const envDirSync = at((c) => c.startsWith("fsync(") && c.includes(`${dir}/env>`), "fsync of env/");
+  const created = (path: string) => (c: string) => c.startsWith("openat(") && c.includes(`"${path}"`) && c.includes("O_CREAT");
+  const msgCreate = at(created(join(dir, "msg", id)), "creation of msg/<id>");
+  const envCreate = at(created(join(dir, "env", `${id}.json`)), "creation of env/<id>.json");
+  const dataSync = at((c) => c.startsWith("fdatasync(") && c.includes(`/msg/${id}>`), "fdatasync of the data");
+  const envSync = at((c) => c.startsWith("fdatasync(") && c.includes(`/env/${id}.json>`), "fdatasync of the envelope");
+  const msgDirSync = calls.findIndex((c, i) => i > msgCreate && c.startsWith("fsync(") && c.includes(`${dir}/msg>`));
+  const envDirSync = calls.findIndex((c, i) => i > envCreate && c.startsWith("fsync(") && c.includes(`${dir}/env>`));
   const ack = at((c) => c.includes(`/postern-ack-marker-${id}`), "acknowledgement marker");
-  assert.ok(dataSync < msgRename && envSync < envRename, "files are synced before they are renamed");
-  assert.ok(msgRename < envRename, "the envelope rename (commit point) comes last");
-  assert.ok(msgDirSync > msgRename && envDirSync > envRename, "directories are synced after the renames");
-  assert.ok(Math.max(msgDirSync, envDirSync) < ack, "acknowledged only after both directory fsyncs");
+  assert.ok(msgDirSync > msgCreate, "msg/ is fsync'd after the data file was created in it");
+  assert.ok(envDirSync > envCreate, "env/ is fsync'd after the envelope was created in it");
+  assert.ok(dataSync > envCreate, "the data fsync runs in the envelope's round, not a round of its own");
+  assert.ok(Math.max(dataSync, envSync, msgDirSync, envDirSync) < ack, "acknowledged only after every file and directory fsync");
+  assert.ok(!calls.some((c) => c.startsWith("rename")), "no rename on the way to the 250");
 });
 
 test("init creates the layout with private permissions", async () => {

@@ -39,6 +39,8 @@ export interface SinkOptions {
   mailReply?: (from: string, params: string[]) => string | undefined;
   rcptReply?: (address: string, params: string[]) => string | undefined;
   dataStartReply?: () => string | undefined;
+  /** Answer DATA with 354 even when no recipient was accepted, as some broken servers do. */
+  dataWithoutRecipients?: boolean;
   dataReply?: (message: SinkMessage) => string | undefined;
 }
 
@@ -63,7 +65,12 @@ export interface Sink {
   commands: string[];
   /** Command lines grouped by the read that delivered them (shows PIPELINING). */
   commandBatches: string[][];
+  /** Per connection that closed during DATA: the bytes received after 354 (no terminating "."). */
+  unterminatedData: Buffer[];
+  /** Connections that have closed. */
+  closedSessions: number;
   waitForMessages(n: number, timeoutMs?: number): Promise<void>;
+  waitForClosedSessions(n: number, timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -83,6 +90,15 @@ function unstuff(body: Buffer): Buffer {
   return Buffer.concat(parts);
 }
 
+interface SinkRecord {
+  messages: SinkMessage[];
+  commands: string[];
+  commandBatches: string[][];
+  unterminatedData: Buffer[];
+  closedSessions: number;
+  emitter: EventEmitter;
+}
+
 class SinkSession {
   private buf: Buffer = Buffer.alloc(0);
   private mode: "command" | "data" | "auth" = "command";
@@ -98,9 +114,15 @@ class SinkSession {
     private tls: boolean,
     private readonly opts: SinkOptions,
     private readonly context: SecureContext | undefined,
-    private readonly record: { messages: SinkMessage[]; commands: string[]; commandBatches: string[][]; emitter: EventEmitter },
+    private readonly record: SinkRecord,
   ) {
     this.listen(socket);
+    // On the TCP socket, which outlives a TLS layer on top of it.
+    socket.on("close", () => {
+      if (this.mode === "data") record.unterminatedData.push(Buffer.from(this.buf));
+      record.closedSessions++;
+      record.emitter.emit("closed");
+    });
     this.write(opts.greeting ?? "220 sink.test ESMTP");
   }
 
@@ -227,7 +249,7 @@ class SinkSession {
         return void this.write(reply);
       }
       case "DATA": {
-        if (this.to.length === 0) return void this.write("554 5.5.1 No valid recipients");
+        if (this.to.length === 0 && !o.dataWithoutRecipients) return void this.write("554 5.5.1 No valid recipients");
         const reply = o.dataStartReply?.() ?? "354 End data with <CR><LF>.<CR><LF>";
         if (reply.startsWith("354")) this.mode = "data";
         return void this.write(reply);
@@ -281,7 +303,7 @@ class SinkSession {
 
 export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
   const emitter = new EventEmitter();
-  const record = { messages: [] as SinkMessage[], commands: [] as string[], commandBatches: [] as string[][], emitter };
+  const record: SinkRecord = { messages: [], commands: [], commandBatches: [], unterminatedData: [], closedSessions: 0, emitter };
   const context = opts.tls ? createSecureContext({ key: opts.tls.key, cert: opts.tls.cert }) : undefined;
   const sockets = new Set<Socket>();
   const onSocket = (socket: Socket, tls: boolean) => {
@@ -300,6 +322,22 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
     server.once("error", reject);
     server.listen(opts.port ?? 0, "127.0.0.1", () => resolve());
   });
+  /** Resolves once `done()` holds, checked now and after each `event`. */
+  const waitFor = (event: string, done: () => boolean, progress: () => string, timeoutMs: number): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const check = () => {
+        if (!done()) return;
+        clearTimeout(timer);
+        emitter.off(event, check);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        emitter.off(event, check);
+        reject(new Error(`sink: ${progress()} after ${timeoutMs} ms`));
+      }, timeoutMs);
+      emitter.on(event, check);
+      check();
+    });
   const address = server.address();
   if (address === null || typeof address === "string") throw new Error("sink: no TCP address");
 
@@ -308,22 +346,13 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
     messages: record.messages,
     commands: record.commands,
     commandBatches: record.commandBatches,
-    waitForMessages(n: number, timeoutMs = 10_000): Promise<void> {
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          if (record.messages.length < n) return;
-          clearTimeout(timer);
-          emitter.off("message", check);
-          resolve();
-        };
-        const timer = setTimeout(() => {
-          emitter.off("message", check);
-          reject(new Error(`sink: ${record.messages.length} of ${n} messages after ${timeoutMs} ms`));
-        }, timeoutMs);
-        emitter.on("message", check);
-        check();
-      });
+    unterminatedData: record.unterminatedData,
+    get closedSessions() {
+      return record.closedSessions;
     },
+    waitForMessages: (n, timeoutMs = 10_000) => waitFor("message", () => record.messages.length >= n, () => `${record.messages.length} of ${n} messages`, timeoutMs),
+    waitForClosedSessions: (n, timeoutMs = 10_000) =>
+      waitFor("closed", () => record.closedSessions >= n, () => `${record.closedSessions} of ${n} connections closed`, timeoutMs),
     async close(): Promise<void> {
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
