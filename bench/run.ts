@@ -9,7 +9,7 @@ import { join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
 import { run } from "./contenders/common.js";
 import { startSinkProcess } from "./sink-process.js";
-import { scenarios, type Measurement } from "./scenarios.js";
+import { scenarios, warmUp, type Measurement } from "./scenarios.js";
 import { summarize, writeReport, type BenchReport } from "./report.js";
 import { postern } from "./contenders/postern.js";
 import { postfix } from "./contenders/postfix.js";
@@ -76,6 +76,12 @@ async function main(): Promise<void> {
     }
 
     const runId = randomBytes(4).toString("hex");
+    if (chosen.some((s) => s.id === "1" || s.id === "2")) {
+      for (const c of started) {
+        say(`warming up ${c.name} (not measured)`);
+        await warmUp({ contender: c, relaySink, users, quick, runId, round: 0, rounds: runs }).catch((e: Error) => say(`  warm-up: ${e.message}`));
+      }
+    }
     for (let round = 1; round <= runs; round++) {
       for (const s of chosen) {
         // Heavy one-shot scenarios (large messages, 10,000 sockets) run once in quick mode.

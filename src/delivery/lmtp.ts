@@ -3,9 +3,9 @@
  * (pipelined when offered, RFC 2920), DATA, then one reply per accepted recipient (RFC 2033 §4.2),
  * so each mailbox's outcome is known on its own. Over a unix socket or TCP; one session per batch.
  */
-import { createReadStream } from "node:fs";
 import { connect as netConnect } from "node:net";
 import type { Envelope, EnvelopeRecipient, RecipientResult } from "../queue/types.js";
+import { openMessage } from "./message-source.js";
 import { isSafePath, outcomeOfCode } from "./smtp-client.js";
 import { SmtpClientError, SmtpConnection } from "./smtp-connection.js";
 import { describeReply, parseEhloReply, type SmtpReply } from "./smtp-reply.js";
@@ -90,7 +90,7 @@ export async function deliverLmtp(
       for (const r of accepted) Object.assign(r, { outcome: outcomeOfCode(start.code), detail: describeReply(start) });
       return results;
     }
-    await conn.writeMessage(createReadStream(messagePath), timeoutMs);
+    await conn.writeMessage(openMessage(messagePath, env.size), timeoutMs);
     // RFC 2033 §4.2: one reply per recipient that RCPT accepted, in RCPT order.
     for (const r of accepted) {
       const reply = await conn.readReply(timeoutMs, "end of data");

@@ -5,16 +5,20 @@
  *
  * The message bytes are stored exactly as spooled (CRLF line ends); Dovecot reads those as-is.
  */
-import { createReadStream } from "node:fs";
-import { mkdir, open, rename, unlink, type FileHandle } from "node:fs/promises";
+import { closeSync, createReadStream, openSync, renameSync, unlinkSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { join } from "node:path";
+import { fdatasync, fsyncDir, writeFully } from "../queue/durable-io.js";
+import { openMessage } from "./message-source.js";
 
 export interface MaildirDeliveryOptions {
   /** Bytes written before the message, e.g. "Return-Path: <a@b>\r\nDelivered-To: c@d\r\n". */
   prefix?: Buffer;
   fsync: boolean;
+  /** The message's size, when known: a small one is read in one go (message-source.ts). */
+  size?: number;
 }
 
 let deliveriesByThisProcess = 0;
@@ -33,45 +37,59 @@ export function uniqueMaildirName(nowMs: number = Date.now()): string {
   return `${seconds}.M${usec}P${process.pid}Q${deliveriesByThisProcess}R${random}.${safeHostname()}`;
 }
 
-async function writeAll(handle: FileHandle, data: Buffer): Promise<void> {
-  let offset = 0;
-  while (offset < data.length) offset += (await handle.write(data, offset, data.length - offset)).bytesWritten;
+/** Maildirs known to exist: their three mkdirs are not repeated for every delivery. */
+const knownMaildirs = new Set<string>();
+
+async function ensureMaildir(maildirPath: string): Promise<void> {
+  for (const sub of ["tmp", "new", "cur"]) {
+    await mkdir(join(maildirPath, sub), { recursive: true, mode: 0o700 });
+  }
+  knownMaildirs.add(maildirPath);
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  const handle = await open(dir, "r");
+/** Creates tmp/<name>; if the Maildir vanished since it was last seen (an admin), makes it again. */
+async function createTmpFile(maildirPath: string, tmpFile: string): Promise<number> {
+  if (!knownMaildirs.has(maildirPath)) await ensureMaildir(maildirPath);
   try {
-    await handle.sync();
-  } finally {
-    await handle.close();
+    return openSync(tmpFile, "wx", 0o600);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    await ensureMaildir(maildirPath);
+    return openSync(tmpFile, "wx", 0o600);
   }
 }
 
-/** Delivers the spooled message file into the Maildir; returns the file name now in new/. */
+/**
+ * Delivers the spooled message file into the Maildir; returns the file name now in new/.
+ * Creating, closing and renaming are synchronous (page-cache metadata, a few µs each); the data
+ * and the fsyncs go through the thread pool (see src/queue/spool-writer.ts).
+ */
 export async function deliverToMaildir(
   maildirPath: string,
   messagePath: string,
   opts: MaildirDeliveryOptions,
 ): Promise<string> {
-  for (const sub of ["tmp", "new", "cur"]) {
-    await mkdir(join(maildirPath, sub), { recursive: true, mode: 0o700 });
-  }
   const name = uniqueMaildirName();
   const tmpFile = join(maildirPath, "tmp", name);
-  let handle: FileHandle | undefined;
+  const fd = await createTmpFile(maildirPath, tmpFile);
+  let open = true;
   try {
-    handle = await open(tmpFile, "wx", 0o600);
-    if (opts.prefix && opts.prefix.length > 0) await writeAll(handle, opts.prefix);
-    // Streamed chunk by chunk: memory stays flat whatever the message size (DESIGN principle 4).
-    for await (const chunk of createReadStream(messagePath)) await writeAll(handle, chunk as Buffer);
-    if (opts.fsync) await handle.datasync();
-    await handle.close();
-    handle = undefined;
+    if (opts.prefix && opts.prefix.length > 0) await writeFully(fd, opts.prefix);
+    // Streamed chunk by chunk for large messages: memory stays flat (DESIGN principle 4).
+    const source = opts.size === undefined ? createReadStream(messagePath) : openMessage(messagePath, opts.size);
+    for await (const chunk of source) await writeFully(fd, chunk as Buffer);
+    if (opts.fsync) await fdatasync(fd);
+    open = false;
+    closeSync(fd);
     // Unique names make rename safe (Dovecot does the same instead of link+unlink).
-    await rename(tmpFile, join(maildirPath, "new", name));
+    renameSync(tmpFile, join(maildirPath, "new", name));
   } catch (err) {
-    await handle?.close().catch(() => undefined);
-    await unlink(tmpFile).catch(() => undefined);
+    if (open) closeSync(fd);
+    try {
+      unlinkSync(tmpFile);
+    } catch {
+      // already gone
+    }
     throw err;
   }
   if (opts.fsync) await fsyncDir(join(maildirPath, "new"));

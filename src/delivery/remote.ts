@@ -4,8 +4,8 @@
  * transaction has started its replies stand). All recipients for the destination share one
  * transaction; sessions come from the pool (reuse, concurrency limits).
  */
-import { createReadStream } from "node:fs";
 import type { Envelope, EnvelopeRecipient, QueueLogger, RecipientResult } from "../queue/types.js";
+import { openMessage } from "./message-source.js";
 import type { MxResolver } from "./mx.js";
 import { SmtpClient, SmtpClientError, type SmtpTlsMode } from "./smtp-client.js";
 import type { SmtpPool } from "./smtp-pool.js";
@@ -46,8 +46,8 @@ export function tlsModeOf(req: TlsRequirement | undefined, fallback: SmtpTlsMode
 }
 
 /** True when the file holds a byte with the high bit set (needs 8BITMIME, RFC 6152). */
-async function hasEightBit(path: string): Promise<boolean> {
-  for await (const chunk of createReadStream(path)) {
+async function hasEightBit(path: string, size: number): Promise<boolean> {
+  for await (const chunk of openMessage(path, size)) {
     if ((chunk as Buffer).some((b) => b >= 0x80)) return true;
   }
   return false;
@@ -125,7 +125,7 @@ export async function deliverToEndpoint(
       });
       // RFC 6152: 8-bit content may not go to a peer without 8BITMIME. We do not downgrade
       // (rewriting MIME parts would break signatures); the sender learns why.
-      if (env.body === "8BITMIME" && !client.capabilities.eightBitMime && (await hasEightBit(messagePath))) {
+      if (env.body === "8BITMIME" && !client.capabilities.eightBitMime && (await hasEightBit(messagePath, env.size))) {
         return { value: everyone("failed", "554 5.6.3 8-bit message and the peer does not support 8BITMIME"), reusable: true };
       }
       started = true;
@@ -137,7 +137,7 @@ export async function deliverToEndpoint(
         smtputf8: env.smtputf8,
         ret: env.ret,
         envid: env.envid,
-        message: createReadStream(messagePath),
+        message: openMessage(messagePath, env.size),
       });
       const remoteMta = ep.servername ?? ep.host;
       // RFC 3461 §6.2.2: a DSN-capable peer that took the recipient now owns its success notice.

@@ -195,7 +195,7 @@ async function deliverLocal(
       continue;
     }
     try {
-      const file = await deliverToMaildir(path, messagePath, { prefix: localPrefix(env, rcpt.address), fsync: opts.fsync });
+      const file = await deliverToMaildir(path, messagePath, { prefix: localPrefix(env, rcpt.address), fsync: opts.fsync, size: env.size });
       opts.logger.info({ event: "maildir-stored", id: env.id, to: rcpt.address, file }, "delivery: stored in maildir");
       results.push({ address: rcpt.address, outcome: "delivered", detail: "250 2.0.0 delivered to maildir" });
     } catch (err) {

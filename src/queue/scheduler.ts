@@ -227,6 +227,8 @@ export class QueueRunner {
       env = await this.spool.readEnvelope(id);
     } catch (err) {
       this.due.delete(id);
+      // Gone from the spool: delivered and removed since a flush() listed it, or deleted by the admin.
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
       this.logger.error({ event: "envelope-unreadable", id, err: String(err) }, "queue: cannot read envelope; not retrying");
       return;
     }

@@ -246,6 +246,9 @@ export class SmtpConnection {
       if (this.input.pendingLength > 0) void this.process();
     });
     secure.on("error", (err) => {
+      // After the handshake this is an ordinary socket error (a client that resets instead of
+      // QUIT, say); the "close" that follows logs the disconnect, as on a plain connection.
+      if (!this.upgrading) return this.opts.log.debug({ event: "socket-error", err: err.message }, "socket error");
       this.opts.log.info({ event: "tls-failed", err: err.message }, "TLS handshake failed");
       this.close(true);
     });

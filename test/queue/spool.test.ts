@@ -191,6 +191,7 @@ test("updateEnvelope replaces atomically: readers only ever see a whole envelope
       const seen = await spool.readEnvelope(id); // throws on a torn file
       assert.ok(seen.recipients[0].attempts >= 0);
       reads++;
+      await new Promise((resolve) => setImmediate(resolve)); // the read is synchronous: let the writer run
     }
   })();
   for (let i = 1; i <= 30; i++) {

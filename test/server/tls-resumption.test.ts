@@ -58,15 +58,30 @@ async function implicitTls(session?: Buffer) {
   return finish(tlsConnect({ host: "127.0.0.1", port: server.ports.submissions, rejectUnauthorized: false, session }), false);
 }
 
-async function startTls(session?: Buffer) {
+/** A plain connection to the submission port, up to the server's 220 to STARTTLS. */
+async function readyForTls(): Promise<Socket> {
   const raw = netConnect({ host: "127.0.0.1", port: server.ports.submission });
   assert.match(await reply(raw), /^220 /);
   raw.write("EHLO client.example\r\n");
   assert.match(await reply(raw), /STARTTLS/);
   raw.write("STARTTLS\r\n");
   assert.match(await reply(raw), /^220 /);
-  return finish(tlsConnect({ socket: raw, rejectUnauthorized: false, session }), true);
+  return raw;
 }
+
+async function startTls(session?: Buffer) {
+  return finish(tlsConnect({ socket: await readyForTls(), rejectUnauthorized: false, session }), true);
+}
+
+test("a client that resets after a completed STARTTLS is a disconnect, not a failed handshake", async () => {
+  const raw = await readyForTls();
+  const tls = tlsConnect({ socket: raw, rejectUnauthorized: false });
+  await new Promise<void>((resolve, reject) => tls.once("secureConnect", resolve).once("error", reject));
+  const established = await server.waitForLog((l) => l.event === "tls" && l.listener === "submission");
+  raw.resetAndDestroy();
+  await server.waitForLog((l) => l.event === "disconnect" && l.conn === established.conn);
+  assert.deepEqual(server.logs.filter((l) => l.event === "tls-failed" && l.conn === established.conn), []);
+});
 
 test("implicit TLS: a second connection resumes the first one's session", async () => {
   const first = await implicitTls();

@@ -1,7 +1,8 @@
 /**
- * Server memory as the kernel sees it: PSS (proportional set size) summed over a process tree, so a
- * multi-process server (Postfix: master + one smtpd per session) is charged its shared pages once,
- * and a single Node process reads about the same as its RSS.
+ * A server's process tree as the kernel sees it. Memory: PSS (proportional set size) summed over
+ * the tree, so a multi-process server (Postfix: master + one smtpd per session) is charged its
+ * shared pages once, and a single Node process reads about the same as its RSS. CPU: user + system
+ * time of the tree, including children that already exited and were reaped.
  */
 import { readFileSync, readdirSync } from "node:fs";
 
@@ -31,20 +32,43 @@ function pssKb(pid: number): number {
   }
 }
 
-/** PSS in MB of each root and all its descendants. */
-export function treePssMb(roots: number[]): number {
+/** Each root and all its descendants, once. */
+function tree(roots: number[]): number[] {
   const byParent = children();
-  let kb = 0;
   const seen = new Set<number>();
   const stack = [...roots];
   while (stack.length > 0) {
     const pid = stack.pop()!;
     if (seen.has(pid)) continue;
     seen.add(pid);
-    kb += pssKb(pid);
     stack.push(...(byParent.get(pid) ?? []));
   }
-  return kb / 1024;
+  return [...seen];
+}
+
+/** PSS in MB of each root and all its descendants. */
+export function treePssMb(roots: number[]): number {
+  return tree(roots).reduce((kb, pid) => kb + pssKb(pid), 0) / 1024;
+}
+
+/** Clock ticks per second of /proc/PID/stat times (USER_HZ: 100 on every Linux this runs on). */
+const TICKS_PER_SEC = 100;
+
+/** utime + stime + cutime + cstime (fields 14–17) of one process, in ms; 0 if it is gone. */
+function cpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // f[0] is field 3 (state), so field n is f[n - 3].
+    return ((Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * 1000) / TICKS_PER_SEC;
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU time in ms used so far by each root and all its descendants. */
+export function treeCpuMs(roots: number[]): number {
+  return tree(roots).reduce((ms, pid) => ms + cpuMs(pid), 0);
 }
 
 /** Samples the tree every `everyMs` until stop(); returns the peak. */
