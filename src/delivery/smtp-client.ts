@@ -131,6 +131,11 @@ export class SmtpClient {
     }
   }
 
+  /** Replies received on this session so far (SmtpPool: did a reused session answer anything?). */
+  get repliesReceived(): number {
+    return this.conn.received;
+  }
+
   /** False once the session was dropped (a broken connection, or a 354 we had to walk away from). */
   get usable(): boolean {
     return this.conn.usable;

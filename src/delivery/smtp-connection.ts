@@ -89,6 +89,9 @@ export class SmtpConnection {
     await this.withDeadline(once(this.socket, event), timeoutMs, "connect");
   }
 
+  /** Replies received so far: none since a point in time means the server acted on nothing since. */
+  received = 0;
+
   /** False once the connection failed or we closed it: the session cannot carry another message. */
   get usable(): boolean {
     return !this.failure && !this.closedByUs;
@@ -276,6 +279,7 @@ export class SmtpConnection {
       return;
     }
     for (const reply of replies) {
+      this.received++;
       for (let i = 0; i < reply.lines.length; i++) {
         const sep = i < reply.lines.length - 1 ? "-" : " ";
         this.transcript?.("S", `${reply.code}${sep}${reply.enhanced ? reply.enhanced + " " : ""}${reply.lines[i]}`);

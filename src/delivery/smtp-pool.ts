@@ -1,10 +1,12 @@
 /**
  * Outbound session reuse and concurrency limits (Postfix: smtp_connection_cache_*,
  * default_destination_concurrency_limit, default_process_limit). A session that finished a
- * transaction waits idle for the next message to the same peer; reusing it starts with RSET to
- * prove it is alive (RFC 5321 §4.1.1.5). Limits count sessions in use, per destination and in total.
+ * transaction waits idle for the next message to the same peer. After a completed transaction the
+ * session is ready for the next MAIL (RFC 5321 §4.1.1.5 needs no RSET), so one idle only briefly is
+ * reused at once — a peer that closed it meanwhile has been seen closing it; one idle longer is
+ * probed with RSET first. Limits count sessions in use, per destination and in total.
  */
-import type { SmtpClient } from "./smtp-client.js";
+import { SmtpClientError, type SmtpClient } from "./smtp-client.js";
 
 export interface SmtpPoolOptions {
   /** Sessions in use at once, all destinations together. */
@@ -15,12 +17,15 @@ export interface SmtpPoolOptions {
   idleTimeoutMs: number;
   /** A session is closed after this many messages. */
   maxMessagesPerSession: number;
+  /** Reusing a session idle longer than this probes it with RSET first (default 1000 ms). */
+  probeAfterIdleMs?: number;
 }
 
 interface Idle {
   client: SmtpClient;
   used: number;
   timer: NodeJS.Timeout;
+  since: number;
 }
 
 /** A counting semaphore with a FIFO wait list. */
@@ -74,13 +79,24 @@ export class SmtpPool {
     this.peak.total = Math.max(this.peak.total, this.total.active);
     this.peak.byDestination.set(destination, Math.max(this.peak.byDestination.get(destination) ?? 0, slots.active));
     try {
-      const { client, used } = await this.take(sessionKey, connect);
+      let { client, used, proven } = await this.take(sessionKey, connect);
       let outcome: { value: T; reusable: boolean };
+      const before = client.repliesReceived;
       try {
         outcome = await use(client);
       } catch (err) {
         client.close();
-        throw err;
+        // A session reused without a probe that died without answering anything (the peer closed
+        // it as we took it) did nothing for this message: it goes again on a new session.
+        const stale = err instanceof SmtpClientError && err.kind === "network" && client.repliesReceived === before;
+        if (proven || !stale) throw err;
+        ({ client, used } = { client: await connect(), used: 0 });
+        try {
+          outcome = await use(client);
+        } catch (again) {
+          client.close();
+          throw again;
+        }
       }
       this.putBack(sessionKey, client, used + 1, outcome.reusable);
       return outcome.value;
@@ -98,19 +114,24 @@ export class SmtpPool {
     await Promise.all(all.map((i) => (clearTimeout(i.timer), i.client.quit())));
   }
 
-  private async take(key: string, connect: () => Promise<SmtpClient>): Promise<{ client: SmtpClient; used: number }> {
+  private async take(key: string, connect: () => Promise<SmtpClient>): Promise<{ client: SmtpClient; used: number; proven: boolean }> {
     const list = this.idle.get(key) ?? [];
     while (list.length > 0) {
       const idle = list.pop()!;
       clearTimeout(idle.timer);
+      if (!idle.client.usable) {
+        idle.client.close();
+        continue;
+      }
+      if (Date.now() - idle.since < (this.opts.probeAfterIdleMs ?? 1000)) return { client: idle.client, used: idle.used, proven: false };
       try {
         await idle.client.rset(); // the peer may have timed us out meanwhile
-        return { client: idle.client, used: idle.used };
+        return { client: idle.client, used: idle.used, proven: true };
       } catch {
         idle.client.close();
       }
     }
-    return { client: await connect(), used: 0 };
+    return { client: await connect(), used: 0, proven: true };
   }
 
   private putBack(key: string, client: SmtpClient, used: number, reusable: boolean): void {
@@ -125,6 +146,7 @@ export class SmtpPool {
     const entry: Idle = {
       client,
       used,
+      since: Date.now(),
       timer: setTimeout(() => {
         const i = list.indexOf(entry);
         if (i >= 0) list.splice(i, 1);

