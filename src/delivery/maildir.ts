@@ -10,7 +10,7 @@ import { mkdir } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { fdatasync, fsyncDir, writeFully } from "../queue/durable-io.js";
+import { DirSyncer, fdatasync, writeFully } from "../queue/durable-io.js";
 import { openMessage } from "./message-source.js";
 
 export interface MaildirDeliveryOptions {
@@ -35,6 +35,22 @@ export function uniqueMaildirName(nowMs: number = Date.now()): string {
   deliveriesByThisProcess++;
   const random = randomBytes(4).toString("hex");
   return `${seconds}.M${usec}P${process.pid}Q${deliveriesByThisProcess}R${random}.${safeHostname()}`;
+}
+
+/**
+ * One group-committing fsync of new/ per Maildir: concurrent deliveries to one mailbox (a list,
+ * a busy user) share the directory fsync, as the spool's commits do. The map only forgets when it
+ * grows large; a DirSyncer is a few bytes.
+ */
+const newDirSyncers = new Map<string, DirSyncer>();
+
+function newDirSyncer(maildirPath: string): DirSyncer {
+  let syncer = newDirSyncers.get(maildirPath);
+  if (!syncer) {
+    if (newDirSyncers.size >= 10_000) newDirSyncers.clear();
+    newDirSyncers.set(maildirPath, (syncer = new DirSyncer(join(maildirPath, "new"))));
+  }
+  return syncer;
 }
 
 /** Maildirs known to exist: their three mkdirs are not repeated for every delivery. */
@@ -92,7 +108,7 @@ export async function deliverToMaildir(
     }
     throw err;
   }
-  if (opts.fsync) await fsyncDir(join(maildirPath, "new"));
+  if (opts.fsync) await newDirSyncer(maildirPath).sync();
   return name;
 }
 

@@ -4,7 +4,13 @@ import { randomBytes } from "node:crypto";
 import { mkdtemp, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { execFile } from "node:child_process";
+import { pathToFileURL } from "node:url";
+import { promisify } from "node:util";
+import { completedCalls } from "../helpers/strace.js";
 import { deliverToMaildir, maildirPathFor } from "../../src/delivery/maildir.js";
+
+const run = promisify(execFile);
 
 async function tempDir(): Promise<string> {
   return mkdtemp(join(tmpdir(), "postern-maildir-"));
@@ -71,4 +77,38 @@ test("maildirPathFor refuses anything that is not one safe path segment (SECURIT
     assert.throws(() => maildirPathFor(template, { localPart, domain }), /unsafe/, JSON.stringify([localPart, domain]));
   }
   assert.throws(() => maildirPathFor("/var/mail/{user}", { localPart: "a", domain: "b" }), /unknown placeholder/);
+});
+
+test("rule 18 under strace: data fdatasync'd, renamed into new/, new/ fsync'd, only then delivered", async () => {
+  const dir = await tempDir();
+  const source = join(dir, "spooled");
+  await writeFile(source, "Subject: traced\r\n\r\nhello\r\n");
+  const traceFile = join(dir, "trace");
+  const maildirUrl = pathToFileURL(join(import.meta.dirname, "../../src/delivery/maildir.js")).href;
+  const script = `
+    import { deliverToMaildir } from ${JSON.stringify(maildirUrl)};
+    import { accessSync } from "node:fs";
+    const name = await deliverToMaildir(${JSON.stringify(join(dir, "md"))}, ${JSON.stringify(source)}, { fsync: true, size: 26 });
+    try { accessSync("/postern-delivered-marker-" + name); } catch {}
+    process.stdout.write(name);
+  `;
+  const { stdout } = await run("strace", [
+    "-f", "-y", "-o", traceFile,
+    "-e", "trace=fsync,fdatasync,rename,renameat,renameat2,access,faccessat,faccessat2",
+    process.execPath, "--input-type=module", "-e", script,
+  ]);
+  const name = stdout.trim();
+  const calls = completedCalls(await readFile(traceFile, "utf8"));
+  const at = (pred: (c: string) => boolean, what: string) => {
+    const i = calls.findIndex(pred);
+    assert.ok(i >= 0, `${what} not found in:\n${calls.join("\n")}`);
+    return i;
+  };
+  const dataSync = at((c) => c.startsWith("fdatasync(") && c.includes(`/md/tmp/${name}>`), "fdatasync of tmp/<name>");
+  const moved = at((c) => c.startsWith("rename") && c.includes(`/md/new/${name}"`), "rename into new/");
+  const dirSync = calls.findIndex((c, i) => i > moved && c.startsWith("fsync(") && c.includes("/md/new>"));
+  const delivered = at((c) => c.includes(`/postern-delivered-marker-${name}`), "delivery marker");
+  assert.ok(dataSync < moved, "the data is on disk before the rename");
+  assert.ok(dirSync > moved, "new/ is fsync'd after the rename");
+  assert.ok(dirSync < delivered, "delivery completes only after new/ is fsync'd");
 });

@@ -5,7 +5,8 @@
  *   - every reply carries an enhanced status code (except the greeting, EHLO/HELO, 334 and 354);
  *   - the server queued exactly the messages it answered "250 ... queued as <id>" (never a second
  *     message from one DATA, never a message answered with an error);
- *   - nothing half-received is left in the spool's tmp/ once the connections are gone.
+ *   - nothing half-received is left in the spool once the connections are gone: no message file
+ *     in msg/ without its envelope, nothing in tmp/.
  */
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -100,7 +101,10 @@ async function runDialog(server: Postern, dialog: Dialog, file: string, queuedRe
   }
 }
 
-/** Files in the spool's tmp/ (half-received messages), after one more round trip to the server. */
+/**
+ * Half-received messages left in the spool (a file in msg/ without its envelope in env/, anything
+ * in tmp/), after one more round trip to the server; retried while a delivery removes one.
+ */
 async function spoolLeftovers(server: Postern): Promise<string[]> {
   for (let attempt = 0; ; attempt++) {
     // A new connection and QUIT: the server has handled the earlier closes by then.
@@ -109,7 +113,10 @@ async function spoolLeftovers(server: Postern): Promise<string[]> {
     c.write(Buffer.from("QUIT\r\n"));
     await c.reply(REPLY_TIMEOUT_MS);
     c.destroy();
-    const left = await readdir(join(server.dir, "data/queue/tmp"));
+    const queue = join(server.dir, "data/queue");
+    const envelopes = new Set(await readdir(join(queue, "env")));
+    const orphans = (await readdir(join(queue, "msg"))).filter((id) => !envelopes.has(`${id}.json`)).map((id) => `msg/${id}`);
+    const left = [...orphans, ...(await readdir(join(queue, "tmp"))).map((n) => `tmp/${n}`)];
     if (left.length === 0 || attempt >= 5) return left;
   }
 }
@@ -133,7 +140,7 @@ for (const file of files) {
     });
     after(async () => {
       try {
-        assert.deepEqual(await spoolLeftovers(server), [], "half-received messages left in the spool's tmp/");
+        assert.deepEqual(await spoolLeftovers(server), [], "half-received messages left in the spool");
         const queuedLogs = server.logs.filter((l) => l.event === "queued").map((l) => String(l.id));
         assert.deepEqual(queuedLogs.sort(), [...queuedReplies].sort(), "messages queued = messages answered 250 queued");
       } finally {
