@@ -4,13 +4,9 @@ import { randomBytes } from "node:crypto";
 import { mkdtemp, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { execFile } from "node:child_process";
 import { pathToFileURL } from "node:url";
-import { promisify } from "node:util";
-import { completedCalls } from "../helpers/strace.js";
+import { traceScript } from "../helpers/strace.js";
 import { deliverToMaildir, maildirPathFor } from "../../src/delivery/maildir.js";
-
-const run = promisify(execFile);
 
 async function tempDir(): Promise<string> {
   return mkdtemp(join(tmpdir(), "postern-maildir-"));
@@ -83,7 +79,6 @@ test("rule 18 under strace: data fdatasync'd, renamed into new/, new/ fsync'd, o
   const dir = await tempDir();
   const source = join(dir, "spooled");
   await writeFile(source, "Subject: traced\r\n\r\nhello\r\n");
-  const traceFile = join(dir, "trace");
   const maildirUrl = pathToFileURL(join(import.meta.dirname, "../../src/delivery/maildir.js")).href;
   const script = `
     import { deliverToMaildir } from ${JSON.stringify(maildirUrl)};
@@ -92,18 +87,8 @@ test("rule 18 under strace: data fdatasync'd, renamed into new/, new/ fsync'd, o
     try { accessSync("/postern-delivered-marker-" + name); } catch {}
     process.stdout.write(name);
   `;
-  const { stdout } = await run("strace", [
-    "-f", "-y", "-o", traceFile,
-    "-e", "trace=fsync,fdatasync,rename,renameat,renameat2,access,faccessat,faccessat2",
-    process.execPath, "--input-type=module", "-e", script,
-  ]);
+  const { stdout, calls, at } = await traceScript(script, "fsync,fdatasync,rename,renameat,renameat2");
   const name = stdout.trim();
-  const calls = completedCalls(await readFile(traceFile, "utf8"));
-  const at = (pred: (c: string) => boolean, what: string) => {
-    const i = calls.findIndex(pred);
-    assert.ok(i >= 0, `${what} not found in:\n${calls.join("\n")}`);
-    return i;
-  };
   const dataSync = at((c) => c.startsWith("fdatasync(") && c.includes(`/md/tmp/${name}>`), "fdatasync of tmp/<name>");
   const moved = at((c) => c.startsWith("rename") && c.includes(`/md/new/${name}"`), "rename into new/");
   const dirSync = calls.findIndex((c, i) => i > moved && c.startsWith("fsync(") && c.includes("/md/new>"));

@@ -1,17 +1,14 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { promisify } from "node:util";
 import { isQueueId, newQueueId } from "../../src/queue/queue-id.js";
 import { Spool } from "../../src/queue/spool.js";
 import type { Envelope } from "../../src/queue/types.js";
 import { commitMessage, memoryLogger, newEnvelope, newSpool, tempDir } from "./helpers.js";
-import { completedCalls } from "../helpers/strace.js";
+import { traceScript } from "../helpers/strace.js";
 
-const run = promisify(execFile);
 
 test("queue ids are filename-safe, unique and sort by time", () => {
   const a = newQueueId(1_700_000_000_000);
@@ -245,7 +242,6 @@ test("group commit: 20 concurrent commits all resolve, all durable, sharing dire
 
 test("commit order proven with strace: names and data fsync'd in one round, then acknowledge (rule 16)", async () => {
   const dir = await tempDir();
-  const traceFile = join(await tempDir(), "trace");
   const spoolUrl = pathToFileURL(join(import.meta.dirname, "../../src/queue/spool.js")).href;
   const script = `
     import { Spool } from ${JSON.stringify(spoolUrl)};
@@ -258,19 +254,9 @@ test("commit order proven with strace: names and data fsync'd in one round, then
     try { accessSync("/postern-ack-marker-" + id); } catch {}
     process.stdout.write(id);
   `;
-  const { stdout } = await run("strace", [
-    "-f", "-y", "-o", traceFile,
-    "-e", "trace=openat,fsync,fdatasync,rename,renameat,renameat2,access,faccessat,faccessat2",
-    process.execPath, "--input-type=module", "-e", script,
-  ]);
+  const { stdout, calls, at } = await traceScript(script, "openat,fsync,fdatasync,rename,renameat,renameat2");
   const id = stdout.trim();
   assert.ok(isQueueId(id));
-  const calls = completedCalls(await readFile(traceFile, "utf8"));
-  const at = (pred: (c: string) => boolean, what: string) => {
-    const i = calls.findIndex(pred);
-    assert.ok(i >= 0, `${what} not found in:\n${calls.join("\n")}`);
-    return i;
-  };
   const created = (path: string) => (c: string) => c.startsWith("openat(") && c.includes(`"${path}"`) && c.includes("O_CREAT");
   const msgCreate = at(created(join(dir, "msg", id)), "creation of msg/<id>");
   const envCreate = at(created(join(dir, "env", `${id}.json`)), "creation of env/<id>.json");
