@@ -76,7 +76,7 @@ async function main(): Promise<void> {
     }
 
     const runId = randomBytes(4).toString("hex");
-    if (chosen.some((s) => s.id === "1" || s.id === "2")) {
+    if (chosen.some((s) => s.id === "1" || s.id === "2" || s.id === "6")) {
       for (const c of started) {
         say(`warming up ${c.name} (not measured)`);
         await warmUp({ contender: c, relaySink, users, quick, runId, round: 0, rounds: runs }).catch((e: Error) => say(`  warm-up: ${e.message}`));

@@ -90,10 +90,15 @@ export async function deliverToMaildir(
   const fd = await createTmpFile(maildirPath, tmpFile);
   let open = true;
   try {
-    if (opts.prefix && opts.prefix.length > 0) await writeFully(fd, opts.prefix);
-    // Streamed chunk by chunk for large messages: memory stays flat (DESIGN principle 4).
+    // Streamed chunk by chunk for large messages: memory stays flat (DESIGN principle 4). The
+    // prefix rides with the first chunk: a small message is one write.
+    let prefix = opts.prefix && opts.prefix.length > 0 ? opts.prefix : null;
     const source = opts.size === undefined ? createReadStream(messagePath) : openMessage(messagePath, opts.size);
-    for await (const chunk of source) await writeFully(fd, chunk as Buffer);
+    for await (const chunk of source) {
+      await writeFully(fd, prefix ? Buffer.concat([prefix, chunk as Buffer]) : (chunk as Buffer));
+      prefix = null;
+    }
+    if (prefix) await writeFully(fd, prefix); // an empty message
     if (opts.fsync) await fdatasync(fd);
     open = false;
     closeSync(fd);
