@@ -26,7 +26,7 @@ const quick = args.includes("--quick");
 const runs = Number(flag("runs") ?? (quick ? 2 : 3));
 const only = flag("only")?.split(",").map((s) => s.toLowerCase());
 const wanted = flag("scenarios")?.split(",");
-const factories: ContenderFactory[] = [postern, postfix, haraka, bareSink].filter((f) => !only || only.some((o) => f.name.toLowerCase().startsWith(o)));
+const factories: ContenderFactory[] = [postern, postfix, haraka, bareSink].filter((f) => !only || only.some((o) => f.name.toLowerCase().includes(o)));
 const chosen = scenarios.filter((s) => !wanted || wanted.includes(s.id));
 
 const say = (text: string) => process.stderr.write(text + "\n");

@@ -12,12 +12,13 @@
  * recovery (Spool.init) removes both — such a message was never acknowledged. Any failure removes
  * every file of the message, so a message answered 4xx is never delivered.
  *
- * Creating, closing and removing files, and the envelope's one small write, are synchronous: they
- * touch only the page cache and cost a few µs, where a trip through libuv's thread pool costs
- * ~35 µs of CPU (measured here, docs/PERFORMANCE.md). Message data and every fsync stay
- * asynchronous, since they can wait for the disk.
+ * Creating and closing files and the envelope's one small write are synchronous: they touch only
+ * the page cache and cost a few µs, where a trip through libuv's thread pool costs ~35 µs of CPU
+ * (measured here, docs/PERFORMANCE.md). Message data, every fsync and unlink (which on ext4 can
+ * wait for the journal) stay asynchronous.
  */
-import { closeSync, openSync, unlinkSync } from "node:fs";
+import { closeSync, openSync } from "node:fs";
+import { unlink } from "node:fs/promises";
 import { createHash, type Hash } from "node:crypto";
 import { fdatasync, writeFully, writeSmallFile } from "./durable-io.js";
 import { newQueueId } from "./queue-id.js";
@@ -54,7 +55,6 @@ export class SpoolMessageWriter implements SpoolWriter {
   private written = 0;
   private readonly hash: Hash = createHash("sha256");
   private envelopeCreated = false;
-
   private fdOpen = true;
 
   private constructor(
@@ -156,19 +156,17 @@ export class SpoolMessageWriter implements SpoolWriter {
   /** Best effort: every file this writer created, envelope first so the queue never sees half. */
   private async removeFiles(): Promise<void> {
     await this.tail;
-    const attempt = (fn: () => void) => {
-      try {
-        fn();
-      } catch {
-        // best effort
-      }
-    };
-    attempt(() => this.closeFd());
-    if (this.envelopeCreated) {
-      attempt(() => unlinkSync(this.spool.envelopePath(this.id)));
-      await this.spool.syncEnvelopeDir().catch(() => undefined);
+    const ignore = () => undefined;
+    try {
+      this.closeFd();
+    } catch {
+      // already closed by the kernel's view; nothing to do
     }
-    attempt(() => unlinkSync(this.spool.messagePath(this.id)));
+    if (this.envelopeCreated) {
+      await unlink(this.spool.envelopePath(this.id)).catch(ignore);
+      await this.spool.syncEnvelopeDir().catch(ignore);
+    }
+    await unlink(this.spool.messagePath(this.id)).catch(ignore);
     this.spool.unmarkCommitting(this.id);
   }
 }
