@@ -2,8 +2,8 @@
  * The dialog runner's client: writes exact bytes, reads replies (multi-line aware, octets kept as
  * latin1 so 8-bit and NUL bytes survive), notices any byte at all ("silent") and the server closing.
  */
-import { connect as netConnect, type Socket } from "node:net";
-import { connect as tlsConnect } from "node:tls";
+import type { Socket } from "node:net";
+import { connectLocal } from "../helpers/connect.js";
 import { takeReply } from "../e2e/helpers/raw-smtp.js";
 
 export interface DialogReply {
@@ -23,14 +23,7 @@ export class DialogClient {
   }
 
   static async open(port: number, implicitTls: boolean): Promise<DialogClient> {
-    const socket = implicitTls
-      ? tlsConnect({ host: "127.0.0.1", port, rejectUnauthorized: false, servername: "localhost" })
-      : netConnect({ host: "127.0.0.1", port });
-    await new Promise<void>((ok, fail) => {
-      socket.once(implicitTls ? "secureConnect" : "connect", () => ok());
-      socket.once("error", fail);
-    });
-    return new DialogClient(socket);
+    return new DialogClient(await connectLocal(port, { tls: implicitTls }));
   }
 
   private listen(socket: Socket): void {
@@ -105,11 +98,7 @@ export class DialogClient {
     const raw = this.socket;
     raw.removeAllListeners("data");
     raw.removeAllListeners("close");
-    const secure = tlsConnect({ socket: raw, rejectUnauthorized: false, servername: "localhost" });
-    await new Promise<void>((ok, fail) => {
-      secure.once("secureConnect", () => ok());
-      secure.once("error", fail);
-    });
+    const secure = await connectLocal(0, { tls: true, over: raw });
     this.socket = secure;
     this.buffer = "";
     this.listen(secure);

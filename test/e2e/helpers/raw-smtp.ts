@@ -2,8 +2,8 @@
  * A byte-exact SMTP client for hostile conversations: write exactly these bytes, then read the
  * next complete reply (multi-line aware), upgrade to TLS on demand, observe the server closing.
  */
-import { connect as netConnect, type Socket } from "node:net";
-import { connect as tlsConnect, type TLSSocket } from "node:tls";
+import type { Socket } from "node:net";
+import { connectLocal } from "../../helpers/connect.js";
 
 export interface SmtpReply {
   code: number;
@@ -27,23 +27,10 @@ export class RawSmtp {
   static async open(port: number, opts: { tls?: boolean; prelude?: Buffer | string } = {}): Promise<RawSmtp> {
     let tcp: Socket | undefined;
     if (opts.prelude !== undefined) {
-      tcp = netConnect({ host: "127.0.0.1", port });
-      await new Promise<void>((ok, fail) => {
-        tcp!.once("connect", () => ok());
-        tcp!.once("error", fail);
-      });
+      tcp = await connectLocal(port);
       tcp.write(opts.prelude);
     }
-    const socket: Socket = opts.tls
-      ? tlsConnect({ ...(tcp ? { socket: tcp } : { host: "127.0.0.1", port }), rejectUnauthorized: false })
-      : (tcp ?? netConnect({ host: "127.0.0.1", port }));
-    if (opts.tls || !tcp) {
-      await new Promise<void>((ok, fail) => {
-        socket.once(opts.tls ? "secureConnect" : "connect", () => ok());
-        socket.once("error", fail);
-      });
-    }
-    return new RawSmtp(socket);
+    return new RawSmtp(await connectLocal(port, { tls: opts.tls, over: tcp }));
   }
 
   private listen(socket: Socket): void {
@@ -98,11 +85,7 @@ export class RawSmtp {
     const raw = this.socket;
     raw.removeAllListeners("data");
     raw.removeAllListeners("close");
-    const secure: TLSSocket = tlsConnect({ socket: raw, rejectUnauthorized: false, servername: "localhost" });
-    await new Promise<void>((ok, fail) => {
-      secure.once("secureConnect", () => ok());
-      secure.once("error", fail);
-    });
+    const secure = await connectLocal(0, { tls: true, over: raw });
     this.socket = secure;
     this.buffer = "";
     this.listen(secure);
