@@ -39,11 +39,13 @@ test("every delivery gets its own name", async () => {
   assert.equal((await readdir(join(dir, "md", "new"))).length, 20);
 });
 
-test("a missing source leaves nothing behind in tmp/ or new/", async () => {
+test("a missing source leaves nothing behind in tmp/ or new/ (streamed, or read whole when small)", async () => {
   const dir = await tempDir();
-  await assert.rejects(deliverToMaildir(join(dir, "md"), join(dir, "nope"), { fsync: true }), { code: "ENOENT" });
-  assert.deepEqual(await readdir(join(dir, "md", "tmp")), []);
-  assert.deepEqual(await readdir(join(dir, "md", "new")), []);
+  for (const size of [undefined, 26]) {
+    await assert.rejects(deliverToMaildir(join(dir, "md"), join(dir, "nope"), { fsync: true, size }), { code: "ENOENT" });
+    assert.deepEqual(await readdir(join(dir, "md", "tmp")), []);
+    assert.deepEqual(await readdir(join(dir, "md", "new")), []);
+  }
 });
 
 test("maildirPathFor substitutes lower-cased safe segments", () => {

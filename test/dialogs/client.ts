@@ -3,7 +3,7 @@
  * latin1 so 8-bit and NUL bytes survive), notices any byte at all ("silent") and the server closing.
  */
 import type { Socket } from "node:net";
-import { connectLocal } from "../helpers/connect.js";
+import { connectLocal, upgradeLocal } from "../helpers/connect.js";
 import { takeReply } from "../e2e/helpers/raw-smtp.js";
 
 export interface DialogReply {
@@ -95,13 +95,9 @@ export class DialogClient {
   }
 
   async upgradeTls(): Promise<void> {
-    const raw = this.socket;
-    raw.removeAllListeners("data");
-    raw.removeAllListeners("close");
-    const secure = await connectLocal(0, { tls: true, over: raw });
-    this.socket = secure;
+    this.socket = await upgradeLocal(this.socket);
     this.buffer = "";
-    this.listen(secure);
+    this.listen(this.socket);
   }
 
   destroy(): void {

@@ -17,3 +17,10 @@ export async function connectLocal(port: number, opts: { tls?: boolean; over?: S
   });
   return socket;
 }
+
+/** STARTTLS on a client socket: its plain-text listeners go, the TLS socket that replaces it comes back. */
+export function upgradeLocal(raw: Socket): Promise<Socket> {
+  raw.removeAllListeners("data");
+  raw.removeAllListeners("close");
+  return connectLocal(0, { tls: true, over: raw });
+}

@@ -5,7 +5,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Harness, HELO_NAME, CLIENT_IP, HOST, TLS, codes, ready, type HarnessOptions } from "./session-helpers.js";
+import { HELO_NAME, CLIENT_IP, HOST, TLS, codes, ready, type HarnessOptions } from "./session-helpers.js";
 
 const MTA: HarnessOptions = { mode: "mta" };
 
@@ -243,13 +243,7 @@ test("abort() outside DATA touches no spool file", async () => {
 
 for (const mode of ["submission", "submissions"] as const) {
   test(`${mode}: a whole authenticated submission is queued`, async () => {
-    const h = new Harness({ mode });
-    await h.ehlo();
-    if (mode === "submission") {
-      await h.startTls();
-      await h.ehlo();
-    }
-    await h.login();
+    const h = await ready({ mode });
     const spool = await h.toData({ to: ["friend@remote.example"] });
     const { output } = await h.data("From: alice@example.org\r\nDate: x\r\nMessage-ID: <1@x>\r\nSubject: hi\r\n\r\nhello\r\n.\r\n");
     assert.deepEqual(codes(output), ["250 2.0.0"]);

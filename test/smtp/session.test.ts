@@ -5,7 +5,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Harness, HOST, MECHANISMS, USERS, TRUSTED_IP, codes, plain, type HarnessOptions } from "./session-helpers.js";
+import { Harness, HOST, MECHANISMS, USERS, TRUSTED_IP, codes, plain, ready, type HarnessOptions } from "./session-helpers.js";
 
 // ---- every command in every state -------------------------------------------------------------
 
@@ -305,13 +305,7 @@ test("after AUTH, EHLO no longer offers AUTH", async () => {
 
 for (const mode of ["submission", "submissions"] as const) {
   test(`${mode}: after AUTH, MAIL and a remote RCPT are accepted`, async () => {
-    const h = new Harness({ mode });
-    await h.ehlo();
-    if (mode === "submission") {
-      await h.startTls();
-      await h.ehlo();
-    }
-    await h.login();
+    const h = await ready({ mode });
     await h.expect(["MAIL FROM:<alice@example.org>", "250 2.1.0"], ["RCPT TO:<friend@remote.example>", "250 2.1.5"]);
   });
 }

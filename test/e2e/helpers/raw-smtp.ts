@@ -3,7 +3,7 @@
  * next complete reply (multi-line aware), upgrade to TLS on demand, observe the server closing.
  */
 import type { Socket } from "node:net";
-import { connectLocal } from "../../helpers/connect.js";
+import { connectLocal, upgradeLocal } from "../../helpers/connect.js";
 
 export interface SmtpReply {
   code: number;
@@ -82,13 +82,9 @@ export class RawSmtp {
   }
 
   async upgradeTls(): Promise<void> {
-    const raw = this.socket;
-    raw.removeAllListeners("data");
-    raw.removeAllListeners("close");
-    const secure = await connectLocal(0, { tls: true, over: raw });
-    this.socket = secure;
+    this.socket = await upgradeLocal(this.socket);
     this.buffer = "";
-    this.listen(secure);
+    this.listen(this.socket);
   }
 
   async waitClosed(timeoutMs = 10_000): Promise<void> {
