@@ -10,6 +10,7 @@ import { PasswdFileStore } from "./passwd-file.js";
 import { SaslauthdAuthenticator } from "./saslauthd.js";
 import type { AuthLog, Authenticator, UserInfo } from "./types.js";
 import { createServerMechanism, SERVER_MECHANISMS } from "../sasl/index.js";
+import { SCRAM_DEFAULT_ITERATIONS, SCRAM_SALT_BYTES } from "../sasl/secrets.js";
 import type { CredentialVerifier, SaslServerMechanism, SaslServerOptions, VerifyResult } from "../sasl/types.js";
 
 export type BackendName = "sqlite" | "passwd-file" | "dovecot" | "saslauthd";
@@ -21,6 +22,8 @@ export interface BackendConfig {
   service: string;
   realm?: string;
   timeoutMs: number;
+  /** dovecot: SCRAM server-firsts leave no sooner than this after the client-first (dovecot-mechanism.ts). */
+  scramHoldMs?: number;
 }
 
 interface Backend {
@@ -28,6 +31,7 @@ interface Backend {
   auth: Authenticator;
   /** Set for `dovecot`: mechanisms are passed through to it. */
   dovecot?: DovecotAuthClient;
+  scramHoldMs?: number;
 }
 
 /** Mechanisms never passed through from Dovecot: no identity, or not meaningful over SMTP here. */
@@ -78,6 +82,8 @@ export class AuthBackends {
       cramMd5: (user) => route(user).cramMd5(user),
       digestMd5: (user, realm) => route(user).digestMd5(user, realm),
       supportedMechanisms: () => this.commonMechanisms(),
+      loginKey: (user) => route(user).loginKey?.(user) ?? user,
+      scramShape: (user) => route(user).scramShape?.(user) ?? { iterations: SCRAM_DEFAULT_ITERATIONS, saltBytes: SCRAM_SALT_BYTES },
     };
   }
 
@@ -95,15 +101,17 @@ export class AuthBackends {
       case "dovecot": {
         const client = new DovecotAuthClient({ socket: cfg.socket!, service: cfg.service, timeoutMs: cfg.timeoutMs, log: this.opts.log });
         client.start(); // in the background: never blocks start-up (SECURITY.md rule 15)
-        return { name: "dovecot", auth: new DovecotVerifier(client), dovecot: client };
+        return { name: "dovecot", auth: new DovecotVerifier(client), dovecot: client, scramHoldMs: cfg.scramHoldMs ?? 0 };
       }
     }
   }
 
+  /** By the login's domain, trimmed as every store trims: " a@example.net " goes where "a@example.net" goes. */
   private backendFor(login: string): Backend {
-    const at = login.lastIndexOf("@");
+    const name = login.trim();
+    const at = name.lastIndexOf("@");
     if (at < 0) return this.fallback;
-    return this.byDomain.get(login.slice(at + 1).toLowerCase()) ?? this.fallback;
+    return this.byDomain.get(name.slice(at + 1).toLowerCase()) ?? this.fallback;
   }
 
   private all(): Backend[] {
@@ -135,11 +143,19 @@ export class AuthBackends {
     return this.commonMechanisms();
   }
 
-  createMechanism(name: string, context: { remoteIp?: string }, sasl: Omit<SaslServerOptions, "verifier">, verifier?: CredentialVerifier): SaslServerMechanism | null {
+  /** `context.login` hears each login a passed-through exchange names (throws to refuse it). */
+  createMechanism(
+    name: string,
+    context: { remoteIp?: string; login?(user: string): void },
+    sasl: Omit<SaslServerOptions, "verifier">,
+    verifier?: CredentialVerifier,
+  ): SaslServerMechanism | null {
     const upper = name.toUpperCase();
     if (!this.mechanisms().includes(upper)) return null;
     const dovecot = this.passThrough;
-    if (dovecot) return new DovecotMechanism(upper, dovecot, context);
+    if (dovecot) {
+      return new DovecotMechanism(upper, dovecot, { ...context, fakeSaltKey: sasl.fakeSaltKey, scramHoldMs: this.fallback.scramHoldMs ?? 0 });
+    }
     return createServerMechanism(upper, { ...sasl, verifier: verifier ?? this.verifier });
   }
 

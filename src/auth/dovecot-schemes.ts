@@ -6,15 +6,17 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { argon2Verify, bcryptVerify } from "hash-wasm";
 import { verifyShaCrypt } from "./crypt-sha.js";
+import { verifyMd5Crypt } from "./crypt-md5.js";
 import { cramMd5SecretFromDovecotHex, deriveCramMd5Secret, deriveScramSha256, normalizePassword } from "../sasl/secrets.js";
 import type { CramMd5Secret, ScramCredentials } from "../sasl/types.js";
 
 export const SUPPORTED_SCHEMES = [
   "SHA512-CRYPT", "SHA256-CRYPT", "BLF-CRYPT", "ARGON2ID", "ARGON2I", "SSHA512", "SSHA256", "PLAIN", "CRAM-MD5", "SCRAM-SHA-256",
+  "MD5-CRYPT",
 ] as const;
 export type Scheme = (typeof SUPPORTED_SCHEMES)[number];
 
-const ALIASES: Record<string, Scheme> = { CLEAR: "PLAIN", CLEARTEXT: "PLAIN", "HMAC-MD5": "CRAM-MD5", BLOWFISH: "BLF-CRYPT" };
+const ALIASES: Record<string, Scheme> = { CLEAR: "PLAIN", CLEARTEXT: "PLAIN", "HMAC-MD5": "CRAM-MD5", BLOWFISH: "BLF-CRYPT", MD5: "MD5-CRYPT" };
 
 export interface StoredPassword {
   scheme: Scheme;
@@ -28,6 +30,7 @@ export function parseStoredPassword(text: string): StoredPassword | null {
     if (text.startsWith("$6$")) return { scheme: "SHA512-CRYPT", data: text };
     if (text.startsWith("$5$")) return { scheme: "SHA256-CRYPT", data: text };
     if (/^\$2[abxy]\$/.test(text)) return { scheme: "BLF-CRYPT", data: text };
+    if (text.startsWith("$1$")) return { scheme: "MD5-CRYPT", data: text };
     return null;
   }
   const name = m[1]!.toUpperCase();
@@ -49,12 +52,23 @@ function verifySalted(algo: "sha256" | "sha512", password: string, data: string)
   return safeEqual(computed, raw.subarray(0, size));
 }
 
+/** Why parseStoredPassword refused a password field, for the admin's log. */
+export function unsupportedReason(text: string): string {
+  if (text === "") return "empty password field";
+  const m = /^\{([^}]*)\}/.exec(text);
+  if (m) return `unsupported password scheme {${m[1]}} (supported: ${SUPPORTED_SCHEMES.join(", ")})`;
+  if (/^\$[0-9a-z]+\$/.test(text)) return `unsupported crypt prefix ${/^\$[0-9a-z]+\$/.exec(text)![0]} (no {SCHEME} given)`;
+  return "password field has no {SCHEME} prefix (Dovecot's default_pass_scheme is not assumed)";
+}
+
 /** Throws on a malformed stored value (the caller reports backend-error). */
 export async function verifyStoredPassword(password: string, stored: StoredPassword): Promise<boolean> {
   switch (stored.scheme) {
     case "SHA512-CRYPT":
     case "SHA256-CRYPT":
       return verifyShaCrypt(password, stored.data);
+    case "MD5-CRYPT":
+      return verifyMd5Crypt(password, stored.data);
     case "BLF-CRYPT":
       // $2y$ (PHP, Dovecot) and $2b$ are the same algorithm.
       return bcryptVerify({ password, hash: stored.data.replace(/^\$2[axy]\$/, "$2b$") });

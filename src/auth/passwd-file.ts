@@ -9,13 +9,21 @@
  */
 import { readFileSync, statSync, watch, type FSWatcher } from "node:fs";
 import { basename, dirname } from "node:path";
-import { cramMd5SecretOf, parseStoredPassword, scramSecretOf, verifyStoredPassword, type StoredPassword } from "./dovecot-schemes.js";
+import { cramMd5SecretOf, parseStoredPassword, scramSecretOf, unsupportedReason, verifyStoredPassword, type StoredPassword } from "./dovecot-schemes.js";
 import type { AuthLog, Authenticator, UserInfo } from "./types.js";
-import type { CramMd5Secret, ScramCredentials, VerifyResult } from "../sasl/types.js";
+import { SCRAM_DEFAULT_ITERATIONS, SCRAM_SALT_BYTES } from "../sasl/secrets.js";
+import type { CramMd5Secret, ScramCredentials, ScramShape, VerifyResult } from "../sasl/types.js";
 
 interface Entry {
   user: string;
   password: StoredPassword;
+  line: number;
+}
+
+/** A line that gave no user, and why (logged as a WARN with its number; never the hash itself). */
+export interface SkippedLine {
+  line: number;
+  reason: string;
 }
 
 export interface PasswdFileOptions {
@@ -26,20 +34,22 @@ export interface PasswdFileOptions {
 /** ASCII case folding, like the SQLite store's COLLATE NOCASE. */
 const keyOf = (user: string) => user.trim().replace(/[A-Z]/g, (c) => c.toLowerCase());
 
-export function parsePasswdFile(text: string): { entries: Map<string, Entry>; skipped: number[] } {
+export function parsePasswdFile(text: string): { entries: Map<string, Entry>; skipped: SkippedLine[] } {
   const entries = new Map<string, Entry>();
-  const skipped: number[] = [];
+  const skipped: SkippedLine[] = [];
   text.split("\n").forEach((raw, index) => {
     const line = raw.replace(/\r$/, "");
+    const number = index + 1;
     if (line.trim() === "" || line.trimStart().startsWith("#")) return;
     const fields = line.split(":");
     const user = fields[0] ?? "";
-    const password = fields[1] !== undefined ? parseStoredPassword(fields[1]) : null;
-    if (user === "" || password === null) {
-      skipped.push(index + 1);
-      return;
-    }
-    if (!entries.has(keyOf(user))) entries.set(keyOf(user), { user, password });
+    if (fields.length < 2) return void skipped.push({ line: number, reason: "malformed line: no ':' (expected user:{SCHEME}hash:uid:gid:gecos:home:shell:extra)" });
+    if (user === "") return void skipped.push({ line: number, reason: "malformed line: no user name before the first ':'" });
+    const password = parseStoredPassword(fields[1]!);
+    if (password === null) return void skipped.push({ line: number, reason: unsupportedReason(fields[1]!) });
+    const earlier = entries.get(keyOf(user));
+    if (earlier) return void skipped.push({ line: number, reason: `duplicate user ${user}: line ${earlier.line} is used` });
+    entries.set(keyOf(user), { user, password, line: number });
   });
   return { entries, skipped };
 }
@@ -89,7 +99,10 @@ export class PasswdFileStore implements Authenticator {
       const { entries, skipped } = parsePasswdFile(readFileSync(this.opts.path, "utf8"));
       this.entries = entries;
       this.signature = signature;
-      this.opts.log?.info({ event: "passwd-file-loaded", path: this.opts.path, users: entries.size, skippedLines: skipped }, "passwd-file loaded");
+      for (const s of skipped) {
+        this.opts.log?.warn({ event: "passwd-file-line-skipped", path: this.opts.path, line: s.line, reason: s.reason }, `passwd-file ${this.opts.path} line ${s.line} skipped: ${s.reason}`);
+      }
+      this.opts.log?.info({ event: "passwd-file-loaded", path: this.opts.path, users: entries.size, skippedLines: skipped.map((s) => s.line) }, "passwd-file loaded");
     } catch (err) {
       if (initial) throw new Error(`cannot read passwd-file ${this.opts.path}: ${String(err)}`);
       this.signature = signature;
@@ -118,16 +131,51 @@ export class PasswdFileStore implements Authenticator {
 
   async scramSha256(user: string): Promise<ScramCredentials | null> {
     const entry = this.find(user);
-    return entry ? scramSecretOf(entry.password) : null;
+    return entry ? this.usable(entry, "SCRAM-SHA-256", scramSecretOf(entry.password)) : null;
   }
 
   async cramMd5(user: string): Promise<CramMd5Secret | null> {
     const entry = this.find(user);
-    return entry ? cramMd5SecretOf(entry.password) : null;
+    return entry ? this.usable(entry, "CRAM-MD5", cramMd5SecretOf(entry.password)) : null;
+  }
+
+  /**
+   * A known user whose stored scheme cannot serve this mechanism fails like an unknown one (the
+   * client learns nothing); the admin's log says what really happened and what to do.
+   */
+  private usable<T>(entry: Entry, mechanism: string, secret: T | null): T | null {
+    if (secret === null) {
+      const needs = mechanism === "CRAM-MD5" ? "{CRAM-MD5} or {PLAIN}" : "{SCRAM-SHA-256}";
+      this.opts.log?.warn(
+        { event: "auth-no-usable-secret", user: entry.user, mechanism, scheme: entry.password.scheme, path: this.opts.path, line: entry.line },
+        `${entry.user} has a ${entry.password.scheme} password, which ${mechanism} cannot use (it needs ${needs}); the login fails as if the user were unknown: PLAIN/LOGIN work`,
+      );
+    }
+    return secret;
   }
 
   async digestMd5(): Promise<Buffer | null> {
     return null;
+  }
+
+  /** What lookups match on (trimmed, ASCII case folded). */
+  loginKey(user: string): string {
+    return keyOf(user);
+  }
+
+  /** The first SCRAM entry's iteration count and salt length, so an unknown login shows a real user's. */
+  scramShape(): ScramShape {
+    this.reloadIfChanged();
+    for (const entry of this.entries.values()) {
+      if (entry.password.scheme !== "SCRAM-SHA-256") continue;
+      try {
+        const scram = scramSecretOf(entry.password);
+        if (scram) return { iterations: scram.iterations, saltBytes: scram.salt.length };
+      } catch {
+        // a malformed entry: look at the next
+      }
+    }
+    return { iterations: SCRAM_DEFAULT_ITERATIONS, saltBytes: SCRAM_SALT_BYTES };
   }
 
   /** CRAM-MD5 / SCRAM-SHA-256 only when some user has a secret they can work from. */

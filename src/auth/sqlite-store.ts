@@ -13,7 +13,8 @@ import { CredentialCache } from "./cache.js";
 import { DUMMY_PASSWORD_HASH } from "./password-hash.js";
 import { generateSecretsFor, SCRYPT_HASHER, type PasswordHasher, type UserSecrets } from "./user-secrets.js";
 import type { Authenticator, UserInfo } from "./types.js";
-import type { CramMd5Secret, ScramCredentials, VerifyResult } from "../sasl/types.js";
+import { SCRAM_DEFAULT_ITERATIONS, SCRAM_SALT_BYTES } from "../sasl/secrets.js";
+import type { CramMd5Secret, ScramCredentials, ScramShape, VerifyResult } from "../sasl/types.js";
 
 export { generateSecretsFor, type PasswordHasher, type UserSecrets } from "./user-secrets.js";
 
@@ -43,6 +44,8 @@ const MIGRATIONS = [
      created_at TEXT NOT NULL,
      updated_at TEXT NOT NULL
    ) STRICT`,
+  // A mail server relaying for its domains (`postern user add … --relay-client`, src/policy/sender.ts).
+  `ALTER TABLE users ADD COLUMN relay_client INT NOT NULL DEFAULT 0`,
 ];
 
 const MECHANISMS = ["SCRAM-SHA-256", "CRAM-MD5", "PLAIN", "LOGIN", "DIGEST-MD5"];
@@ -68,28 +71,29 @@ function normalizeSender(entry: string): string {
 function prepareStatements(db: Database.Database) {
   return {
     auth: db.prepare<[string], AuthRow>("SELECT address, password_hash, disabled FROM users WHERE address = ?"),
-    info: db.prepare<[string], InfoRow>("SELECT address, senders, disabled FROM users WHERE address = ?"),
-    all: db.prepare<[], InfoRow>("SELECT address, senders, disabled FROM users ORDER BY address"),
+    info: db.prepare<[string], InfoRow>("SELECT address, senders, disabled, relay_client FROM users WHERE address = ?"),
+    all: db.prepare<[], InfoRow>("SELECT address, senders, disabled, relay_client FROM users ORDER BY address"),
     scram: db.prepare<[string], { scram_salt: Buffer | null; scram_iterations: number | null; scram_stored_key: Buffer | null; scram_server_key: Buffer | null }>(
       "SELECT scram_salt, scram_iterations, scram_stored_key, scram_server_key FROM users WHERE address = ? AND disabled = 0"),
     cram: db.prepare<[string], { cram_md5: Buffer | null }>("SELECT cram_md5 FROM users WHERE address = ? AND disabled = 0"),
     digest: db.prepare<[string, string], { digest_ha1: Buffer | null }>(
       "SELECT digest_ha1 FROM users WHERE address = ? AND digest_realm = ? AND disabled = 0"),
     insert: db.prepare(`INSERT INTO users (address, password_hash, scram_salt, scram_iterations, scram_stored_key, scram_server_key,
-      cram_md5, digest_ha1, digest_realm, senders, disabled, created_at, updated_at)
+      cram_md5, digest_ha1, digest_realm, senders, disabled, relay_client, created_at, updated_at)
       VALUES (@address, @passwordHash, @scramSalt, @scramIterations, @scramStoredKey, @scramServerKey,
-      @cramMd5, @digestHa1, @digestRealm, @senders, 0, @now, @now)`),
+      @cramMd5, @digestHa1, @digestRealm, @senders, 0, @relayClient, @now, @now)`),
     updateSecrets: db.prepare(`UPDATE users SET password_hash = @passwordHash, scram_salt = @scramSalt,
       scram_iterations = @scramIterations, scram_stored_key = @scramStoredKey, scram_server_key = @scramServerKey,
       cram_md5 = @cramMd5, digest_ha1 = @digestHa1, digest_realm = @digestRealm, updated_at = @now WHERE address = @address`),
     updateSenders: db.prepare<[string, string, string]>("UPDATE users SET senders = ?, updated_at = ? WHERE address = ?"),
     updateDisabled: db.prepare<[number, string, string]>("UPDATE users SET disabled = ?, updated_at = ? WHERE address = ?"),
+    updateRelayClient: db.prepare<[number, string, string]>("UPDATE users SET relay_client = ?, updated_at = ? WHERE address = ?"),
     delete: db.prepare<[string]>("DELETE FROM users WHERE address = ?"),
   };
 }
 
 interface AuthRow { address: string; password_hash: string; disabled: number }
-interface InfoRow { address: string; senders: string; disabled: number }
+interface InfoRow { address: string; senders: string; disabled: number; relay_client: number }
 
 export class SqliteUserStore implements Authenticator {
   private readonly db: Database.Database;
@@ -138,8 +142,10 @@ export class SqliteUserStore implements Authenticator {
       if (!row || row.disabled) {
         // Shared like a known user's check below, so concurrent identical guesses cost the same
         // for an unknown user as for a known one (SECURITY.md rule 14: no oracle).
+        // Keyed by the login as lookups fold it, as a known user's check is by its row: spellings
+        // of one unknown login share a hash exactly when those of a known login would.
         const dummy = () => this.hasher.verify(password, DUMMY_PASSWORD_HASH);
-        await (this.cache ? this.cache.verifyShared(address ?? user, password, DUMMY_PASSWORD_HASH, dummy) : dummy());
+        await (this.cache ? this.cache.verifyShared(this.loginKey(user), password, DUMMY_PASSWORD_HASH, dummy) : dummy());
         return { ok: false, reason: "unknown-user" };
       }
       if (this.cache?.has(row.address, password, row.password_hash)) return { ok: true, user: row.address };
@@ -175,6 +181,16 @@ export class SqliteUserStore implements Authenticator {
     return [...MECHANISMS];
   }
 
+  /** What lookups match on: normalizeAddress (trim, domain lower-cased), then NOCASE's ASCII folding. */
+  loginKey(user: string): string {
+    return asciiLower(normalizeAddress(user) ?? user.trim());
+  }
+
+  /** New secrets get these (an unknown login shows the same; docs/SECURITY.md 11.4). */
+  scramShape(): ScramShape {
+    return { iterations: this.scramIterations ?? SCRAM_DEFAULT_ITERATIONS, saltBytes: SCRAM_SALT_BYTES };
+  }
+
   // ---- Authenticator ------------------------------------------------------------------------
 
   /** Disabled users are returned (with `disabled: true`): they still exist as recipients. */
@@ -190,13 +206,13 @@ export class SqliteUserStore implements Authenticator {
 
   // ---- administration (the `postern user` CLI) ----------------------------------------------
 
-  async addUser(address: string, password: string, opts: { senders?: string[] } = {}): Promise<void> {
+  async addUser(address: string, password: string, opts: { senders?: string[]; relayClient?: boolean } = {}): Promise<void> {
     const normalized = this.requireAddress(address);
     const senders = JSON.stringify((opts.senders ?? []).map(normalizeSender));
     if (this.sql.auth.get(normalized)) throw new Error(`user already exists: ${normalized}`);
     const secrets = await this.secretsFor(password, normalized);
     try {
-      this.sql.insert.run({ ...secretColumns(normalized, secrets), senders });
+      this.sql.insert.run({ ...secretColumns(normalized, secrets), senders, relayClient: opts.relayClient ? 1 : 0 });
     } catch (err) {
       // Another process may have added the same user while we were hashing.
       if ((err as { code?: string }).code === "SQLITE_CONSTRAINT_PRIMARYKEY") throw new Error(`user already exists: ${normalized}`);
@@ -225,6 +241,11 @@ export class SqliteUserStore implements Authenticator {
   setSenders(address: string, senders: string[]): void {
     const row = this.requireUser(address);
     this.sql.updateSenders.run(JSON.stringify(senders.map(normalizeSender)), new Date().toISOString(), row.address);
+  }
+
+  setRelayClient(address: string, relayClient: boolean): void {
+    const row = this.requireUser(address);
+    this.sql.updateRelayClient.run(relayClient ? 1 : 0, new Date().toISOString(), row.address);
   }
 
   setDisabled(address: string, disabled: boolean): void {
@@ -260,12 +281,16 @@ export class SqliteUserStore implements Authenticator {
   }
 }
 
+/** SQLite's NOCASE folds A-Z only. */
+const asciiLower = (text: string) => text.replace(/[A-Z]/g, (c) => c.toLowerCase());
+
 function toUserInfo(row: InfoRow): UserInfo {
   const senders: unknown = JSON.parse(row.senders);
   return {
     address: row.address,
     senders: Array.isArray(senders) ? senders.filter((s): s is string => typeof s === "string") : [],
     disabled: row.disabled !== 0,
+    ...(row.relay_client !== 0 ? { relayClient: true } : {}),
   };
 }
 

@@ -7,6 +7,8 @@ export interface UserInfo {
   /** Extra addresses or whole domains ("@example.net") this user may send as. */
   senders: string[];
   disabled: boolean;
+  /** A mail server relaying for its domains: "@domain" senders include their subdomains (src/policy/sender.ts). */
+  relayClient?: boolean;
 }
 
 /** A credential backend: verifies secrets and answers "does this local user exist?". */

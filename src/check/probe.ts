@@ -34,6 +34,11 @@ export class Probe {
     return new Probe(socket, timeoutMs);
   }
 
+  /** The server's address as connected (a relay trick uses it as an IP literal). */
+  get remoteAddress(): string | undefined {
+    return this.socket.remoteAddress?.replace(/^::ffff:(?=\d+\.)/, "");
+  }
+
   get tlsSocket(): TLSSocket {
     return this.socket as TLSSocket;
   }
@@ -109,7 +114,7 @@ export class Probe {
   }
 
   async quit(): Promise<void> {
-    if (!this.closed) {
+    if (!this.closed && !this.socket.destroyed) {
       this.write("QUIT\r\n");
       await this.reply().catch(() => undefined);
     }

@@ -6,8 +6,8 @@
 import { SmtpClient, SmtpClientError } from "../delivery/smtp-client.js";
 import { parseEhloReply, describeReply, type PeerCapabilities } from "../delivery/smtp-reply.js";
 import { Probe, sni } from "./probe.js";
-import { authBeforeTls, bareLf, extensionItems, mechanismItem, relayProbe, submissionNeedsAuth, vrfyExpn } from "./smtp-probes.js";
-import { checkImplicitTls, checkSessionAndCertificate, checkTlsVersions, tlsSession } from "./tls-probes.js";
+import { authBeforeTls, bareLf, extensionItems, mechanismItem, relayProbe, submissionNeedsAuth, vrfyExpn, type RelayPath } from "./smtp-probes.js";
+import { checkImplicitTls, checkSessionAndCertificate, checkSubmissionCiphers, checkTlsVersions, tlsSession } from "./tls-probes.js";
 import { item, type CheckItem, type CheckTarget } from "./types.js";
 
 /** Guess a mail domain from the server's name: mail.example.org → example.org. */
@@ -82,13 +82,29 @@ export async function runCheck(t: CheckTarget): Promise<CheckItem[]> {
       items.push(item("tls-handshake", "FAIL", `TLS handshake failed: ${(err as Error).message}`));
     }
     items.push(...(await checkTlsVersions(t, implicit)));
+    if (t.mode !== "mta") items.push(await checkSubmissionCiphers(t, implicit));
   }
+  let submissionsReached = false;
   if (implicit) items.push(item("implicit-tls", "PASS", `port ${t.port} speaks SMTP over implicit TLS`));
-  else if (t.submissionsPort !== undefined) items.push(await checkImplicitTls(t, t.submissionsPort));
-  else items.push(item("implicit-tls", "NOT TESTED", "give --submissions-port to check implicit TLS (RFC 8314)"));
+  else if (t.submissionsPort !== undefined) {
+    const implicitTls = await checkImplicitTls(t, t.submissionsPort);
+    items.push(implicitTls.item);
+    submissionsReached = implicitTls.reached;
+    if (submissionsReached) {
+      // The submissions port is a submission port too: the same protocol and cipher probes.
+      items.push(...(await checkTlsVersions(t, true, t.submissionsPort, "submissions-")));
+      items.push(await checkSubmissionCiphers(t, true, t.submissionsPort, "submissions-"));
+    }
+  } else items.push(item("implicit-tls", "NOT TESTED", "give --submissions-port to check implicit TLS (RFC 8314)"));
 
-  // 3. Open relay, without credentials and without DATA.
-  items.push(...(await relayProbe(async () => (await open()).p, t, domain)));
+  // 3. Open relay, without credentials and without DATA, by every way in an attacker has: in
+  // clear, after STARTTLS (a server may demand TLS before MAIL and then relay for anyone), and
+  // over implicit TLS on the submissions port.
+  const paths: RelayPath[] = implicit
+    ? [{ name: "implicit TLS", port: t.port }]
+    : [{ name: "clear", port: t.port }, { name: "STARTTLS", port: t.port }];
+  if (submissionsReached && t.submissionsPort !== undefined) paths.push({ name: "implicit TLS", port: t.submissionsPort });
+  for (const path of paths) items.push(...(await relayProbe(t, domain, path)));
 
   // 4. Bare LF, on its own connection: a strict server closes it.
   try {

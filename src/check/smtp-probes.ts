@@ -1,12 +1,13 @@
 /**
- * Protocol items: greeting, EHLO extensions, AUTH exposure before TLS, the open-relay probe, the
- * submission port's AUTH requirement, VRFY/EXPN and bare LF. No probe ever sends DATA, so
- * nothing is ever relayed, even through a server that is open.
+ * Protocol items: greeting, EHLO extensions, AUTH exposure before TLS, the open-relay probe (in
+ * clear, after STARTTLS, over implicit TLS), the submission port's AUTH requirement, VRFY/EXPN and
+ * bare LF. No probe ever sends DATA, so nothing is ever relayed, even through a server that is open.
  */
 import { randomBytes } from "node:crypto";
 import type { PeerCapabilities, SmtpReply } from "../delivery/smtp-reply.js";
 import { describeReply } from "../delivery/smtp-reply.js";
-import { Probe } from "./probe.js";
+import type { ConnectionOptions } from "node:tls";
+import { Probe, sni } from "./probe.js";
 import { item, type CheckItem, type CheckTarget } from "./types.js";
 
 const show = (r: SmtpReply) => describeReply(r).slice(0, 160);
@@ -73,49 +74,160 @@ export function mechanismItem(caps: PeerCapabilities, t: CheckTarget): CheckItem
   return item("auth-mechanisms", "PASS", `offered: ${mechs.join(" ")}`);
 }
 
-/** The classic relay tricks (SECURITY.md rule 7): a local-looking address that routes elsewhere. */
-export function relayCases(domain: string, foreign: string): { label: string; rcpt: string }[] {
+/**
+ * The ways in: an attacker tries the port in clear and again after STARTTLS (a server may refuse
+ * MAIL in clear with 530 and relay for anyone once TLS is up), and the implicit-TLS submissions
+ * port (RFC 8314). A relay found on any of them is a FAIL.
+ */
+export interface RelayPath {
+  name: "clear" | "STARTTLS" | "implicit TLS";
+  port: number;
+}
+
+const where = (path: RelayPath): string =>
+  path.name === "clear" ? "in clear" : path.name === "STARTTLS" ? "after STARTTLS" : `over implicit TLS on port ${path.port}`;
+
+export interface RelayCase {
+  label: string;
+  /** The MAIL FROM path, brackets included, and how the output names it. */
+  sender: string;
+  from: string;
+  rcpt: string;
+  /** The address ends in the local domain (or its IP literal): a catch-all could also say 250. */
+  localLooking: boolean;
+}
+
+const FOREIGN_SENDER = "<postern-check@example.net>";
+
+/** RFC 5321 §4.1.3: an IPv6 literal is tagged. */
+const ipLiteral = (ip: string): string => (ip.includes(":") ? `[IPv6:${ip}]` : `[${ip}]`);
+
+/**
+ * The classic relay tricks (SECURITY.md rule 7): a local-looking address that routes elsewhere,
+ * and the senders some servers trust (the null sender; a sender in their own domain, Sendmail's
+ * relay_local_from). `serverIp`: the address the probe reached, which a server may take as local
+ * (Postfix resolve_numeric_domain).
+ */
+export function relayCases(domain: string, foreign: string, serverIp?: string): RelayCase[] {
   const [local, far] = foreign.split("@") as [string, string];
-  return [
-    { label: "plain foreign recipient", rcpt: `<${foreign}>` },
-    { label: "percent hack", rcpt: `<${local}%${far}@${domain}>` },
-    { label: "bang path", rcpt: `<${far}!${local}@${domain}>` },
-    { label: "source route", rcpt: `<@${domain}:${foreign}>` },
-    { label: "quoted @", rcpt: `<"${foreign}"@${domain}>` },
-    { label: "quoted @ and percent", rcpt: `<"${local}%${far}"@${domain}>` },
-    { label: "foreign via IP literal", rcpt: `<${local}@[192.0.2.1]>` },
+  const foreignSender = (label: string, rcpt: string, localLooking: boolean): RelayCase => ({ label, sender: FOREIGN_SENDER, from: "a foreign sender", rcpt, localLooking });
+  const cases: RelayCase[] = [
+    foreignSender("plain foreign recipient", `<${foreign}>`, false),
+    foreignSender("percent hack", `<${local}%${far}@${domain}>`, true),
+    foreignSender("bang path", `<${far}!${local}@${domain}>`, true),
+    foreignSender("bang path without domain", `<${far}!${local}>`, true),
+    foreignSender("source route", `<@${domain}:${foreign}>`, false),
+    foreignSender("quoted @", `<"${foreign}"@${domain}>`, true),
+    foreignSender("quoted @ and percent", `<"${local}%${far}"@${domain}>`, true),
+    foreignSender("second @", `<${foreign}@${domain}>`, true),
+    foreignSender("foreign via IP literal", `<${local}@[192.0.2.1]>`, false),
   ];
+  if (serverIp) cases.push(foreignSender("percent hack via the server's IP literal", `<${local}%${far}@${ipLiteral(serverIp)}>`, true));
+  cases.push(
+    { label: "null sender to a foreign recipient", sender: "<>", from: "the null sender", rcpt: `<${foreign}>`, localLooking: false },
+    { label: "local sender to a foreign recipient", sender: `<postern-check@${domain}>`, from: "a local sender", rcpt: `<${foreign}>`, localLooking: false },
+  );
+  return cases;
 }
 
 const FIX_RELAY =
-  "Postern: keep mynetworks to your own hosts (never 0.0.0.0/0); Postfix: mynetworks and smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination; Sendmail: remove promiscuous_relay/relay_entire_domain, check access db";
+  "Postern: keep mynetworks to your own hosts (never 0.0.0.0/0); Postfix: mynetworks and smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination (in master.cf too: an -o override on the submission services must not drop reject_unauth_destination); Sendmail: remove promiscuous_relay/relay_entire_domain/relay_local_from, check access db";
 
-/** MAIL FROM a foreign address, RCPT TO each trick, RSET — never DATA. One item per trick. */
-export async function relayProbe(open: () => Promise<Probe>, t: CheckTarget, domain: string): Promise<CheckItem[]> {
+/** A new connection on the path, past greeting and EHLO (and STARTTLS and the second EHLO). */
+async function openPath(t: CheckTarget, path: RelayPath): Promise<Probe> {
+  const tls: ConnectionOptions = { rejectUnauthorized: false, servername: sni(t.servername), ...(t.ca ? { ca: t.ca } : {}) };
+  const p = await Probe.open(t.host, path.port, t.timeoutMs, path.name === "implicit TLS" ? tls : undefined);
+  try {
+    const greeting = await p.reply();
+    if (greeting.code !== 220) throw new Error(`greeting ${show(greeting)}`);
+    let ehlo = await p.ehlo(t.ehlo);
+    if (ehlo.code !== 250) throw new Error(`EHLO ${show(ehlo)}`);
+    if (path.name === "STARTTLS") {
+      // Tried even when EHLO does not offer it: a hidden STARTTLS is still a way in.
+      const refused = await p.starttls(t.host, tls);
+      if (refused) throw new NoPath(`STARTTLS refused: ${show(refused)}`);
+      ehlo = await p.ehlo(t.ehlo); // RFC 3207 §4.2: the session starts over
+      if (ehlo.code !== 250) throw new Error(`EHLO after STARTTLS ${show(ehlo)}`);
+    }
+    return p;
+  } catch (err) {
+    p.destroy();
+    throw err;
+  }
+}
+
+class NoPath extends Error {}
+
+/** RCPTs per connection: below the soft error limits (Postfix smtpd_soft_error_limit 10) that slow erring clients. */
+const RCPTS_PER_CONNECTION = 8;
+
+/**
+ * MAIL FROM, RCPT TO each trick, RSET — never DATA, so nothing is relayed even through an open
+ * server. One item per trick, and one per sender whose MAIL the server refused on this path.
+ * A 250 to RCPT is the failure, as Postfix (reject_unauth_destination acts at RCPT) and the
+ * classic relay testers judge it: a server that takes the recipient and would refuse only at the
+ * end of DATA has still agreed to relay, and may accept the next message.
+ */
+export async function relayProbe(t: CheckTarget, domain: string, path: RelayPath): Promise<CheckItem[]> {
+  const prefix = `open-relay (${path.name})`;
   const items: CheckItem[] = [];
-  let p: Probe | undefined;
-  for (const c of relayCases(domain, t.relayTo)) {
-    const id = `open-relay: ${c.label}`;
+  let p: Probe;
+  try {
+    p = await openPath(t, path);
+  } catch (err) {
+    const why = (err as Error).message;
+    if (err instanceof NoPath) return [item(prefix, "INFO", `no way in ${where(path)}: ${why}`)];
+    return [item(prefix, "NOT TESTED", `cannot reach the server ${where(path)}: ${why}`)];
+  }
+  let rcpts = 0;
+  let dead = false;
+  const refusedSenders = new Set<string>();
+  for (const c of relayCases(domain, t.relayTo, p.remoteAddress)) {
+    if (refusedSenders.has(c.sender)) continue;
+    const id = `${prefix}: ${c.label}`;
+    const from = c.from;
     try {
-      if (!p || p.closed) {
-        p = await open();
+      if (dead || p.closed || rcpts >= RCPTS_PER_CONNECTION) {
+        if (!dead) await p.quit();
+        dead = true; // until the new connection is up
+        p = await openPath(t, path);
+        dead = false;
+        rcpts = 0;
       }
-      const mail = await p.cmd(`MAIL FROM:<postern-check@example.net>`);
+    } catch (err) {
+      items.push(item(id, "NOT TESTED", `cannot reconnect ${where(path)}: ${(err as Error).message}`));
+      continue;
+    }
+    try {
+      const mail = await p.cmd(`MAIL FROM:${c.sender}`);
       if (mail.code >= 300) {
-        items.push(item(id, "PASS", `MAIL from a foreign sender refused: ${show(mail)}`));
+        refusedSenders.add(c.sender);
+        items.push(item(`${prefix}: MAIL from ${from}`, "PASS", `${where(path)}: MAIL FROM:${c.sender} refused (${show(mail)}); its recipients were not tried on this path`));
         continue;
       }
+      rcpts++;
       const rcpt = await p.cmd(`RCPT TO:${c.rcpt}`);
       await p.cmd("RSET").catch(() => undefined);
-      if (rcpt.code >= 200 && rcpt.code < 300) items.push(item(id, "FAIL", `RCPT TO:${c.rcpt} accepted without AUTH: ${show(rcpt)}`, FIX_RELAY));
-      else items.push(item(id, "PASS", `RCPT TO:${c.rcpt} refused: ${show(rcpt)}`));
+      if (rcpt.code >= 200 && rcpt.code < 300) {
+        const catchAll = c.localLooking ? " (if a catch-all delivers this literal address locally, it is not a relay; check where it goes)" : "";
+        items.push(
+          item(
+            id,
+            "FAIL",
+            `${where(path)}: RCPT TO:${c.rcpt} from ${from} accepted without AUTH (${show(rcpt)}) — an open relay even if the server would refuse the message after DATA: accepting the recipient is the relay decision${catchAll}`,
+            FIX_RELAY,
+          ),
+        );
+      } else if (rcpt.code >= 400 && rcpt.code < 500) {
+        items.push(item(id, "WARN", `${where(path)}: RCPT TO:${c.rcpt} refused only for now (${show(rcpt)}): not conclusive, run the check again (greylisting?)`));
+      } else items.push(item(id, "PASS", `${where(path)}: RCPT TO:${c.rcpt} refused (${show(rcpt)})`));
     } catch (err) {
-      items.push(item(id, "PASS", `connection ended on RCPT TO:${c.rcpt} (${(err as Error).message})`));
-      p?.destroy();
-      p = undefined;
+      items.push(item(id, "PASS", `${where(path)}: the server ended the connection on this probe, RCPT TO:${c.rcpt} (${(err as Error).message})`));
+      p.destroy();
+      dead = true;
     }
   }
-  await p?.quit();
+  if (!dead) await p.quit();
   return items;
 }
 

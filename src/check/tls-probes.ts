@@ -1,6 +1,7 @@
 /**
- * TLS items: protocol versions accepted (RFC 8996: TLS 1.0 and 1.1 must be refused), negotiated
- * cipher, certificate chain, host name match (RFC 6125) and days to expiry, implicit TLS (RFC 8314).
+ * TLS items: protocol versions accepted (RFC 8996: TLS 1.0 and 1.1 must be refused), CBC suites
+ * on submission ports, negotiated cipher, certificate chain, host name match (RFC 6125) and days
+ * to expiry, implicit TLS (RFC 8314).
  */
 import { checkServerIdentity, type ConnectionOptions, type TLSSocket } from "node:tls";
 import { Probe, sni } from "./probe.js";
@@ -34,36 +35,71 @@ export async function tlsSession(t: CheckTarget, implicit: boolean, port: number
   }
 }
 
-type Outcome = { kind: "accepted"; version: string } | { kind: "refused"; detail: string } | { kind: "untestable"; detail: string };
+type Outcome = { kind: "accepted"; version: string; cipher: string } | { kind: "refused"; detail: string } | { kind: "untestable"; detail: string };
 
-async function tryVersion(t: CheckTarget, implicit: boolean, version: "TLSv1" | "TLSv1.1"): Promise<Outcome> {
-  // Node's OpenSSL will not offer TLS 1.0/1.1 at its default security level; SECLEVEL=0 lets the
-  // probe ask for them so the *server's* answer is what gets reported.
+/** A handshake with the probe's own offer: what the server accepts, not what it prefers. */
+async function tryHandshake(t: CheckTarget, implicit: boolean, port: number, offer: ConnectionOptions, what: string): Promise<Outcome> {
   try {
-    const p = await tlsSession(t, implicit, t.port, { minVersion: version, maxVersion: version, ciphers: "DEFAULT@SECLEVEL=0" });
+    const p = await tlsSession(t, implicit, port, offer);
     if (!p) return { kind: "untestable", detail: "STARTTLS refused" };
-    const v = p.tlsSocket.getProtocol() ?? version;
+    const c = p.tlsSocket.getCipher();
+    const accepted = { kind: "accepted", version: p.tlsSocket.getProtocol() ?? "?", cipher: c.standardName ? `${c.name} (${c.standardName})` : c.name } as const;
     p.destroy();
-    return { kind: "accepted", version: v };
+    return accepted;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? "";
     if (code === "ERR_SSL_NO_PROTOCOLS_AVAILABLE" || code === "ERR_SSL_NO_CIPHERS_AVAILABLE") {
-      return { kind: "untestable", detail: `this machine's OpenSSL cannot offer ${version} (${code})` };
+      return { kind: "untestable", detail: `this machine's OpenSSL cannot offer ${what} (${code})` };
     }
     return { kind: "refused", detail: code || (err as Error).message };
   }
 }
 
-export async function checkTlsVersions(t: CheckTarget, implicit: boolean): Promise<CheckItem[]> {
+const onPort = (t: CheckTarget, port: number): string => (port === t.port ? "" : ` on port ${port}`);
+
+/**
+ * TLS 1.0 and 1.1 offered alone. Node's OpenSSL 3 will not offer them at its default security
+ * level; SECLEVEL=0 lets the probe ask, so the *server's* answer is what gets reported.
+ * `idPrefix` tells a second port's items apart (the submissions port checked beside port 25).
+ */
+export async function checkTlsVersions(t: CheckTarget, implicit: boolean, port = t.port, idPrefix = ""): Promise<CheckItem[]> {
   const items: CheckItem[] = [];
   for (const [version, label] of [["TLSv1", "1.0"], ["TLSv1.1", "1.1"]] as const) {
-    const id = `tls-${label}-refused`;
-    const o = await tryVersion(t, implicit, version);
-    if (o.kind === "accepted") items.push(item(id, "FAIL", `TLS ${label} accepted (RFC 8996 deprecates it)`, FIX_VERSIONS));
-    else if (o.kind === "refused") items.push(item(id, "PASS", `TLS ${label} refused (${o.detail})`));
+    const id = `${idPrefix}tls-${label}-refused`;
+    const o = await tryHandshake(t, implicit, port, { minVersion: version, maxVersion: version, ciphers: "DEFAULT:@SECLEVEL=0" }, version);
+    if (o.kind === "accepted") items.push(item(id, "FAIL", `TLS ${label} accepted${onPort(t, port)} (RFC 8996 deprecates it)`, FIX_VERSIONS));
+    else if (o.kind === "refused") items.push(item(id, "PASS", `TLS ${label} refused${onPort(t, port)} (${o.detail})`));
     else items.push(item(id, "NOT TESTED", o.detail));
   }
   return items;
+}
+
+/**
+ * Every TLS 1.2 suite that is not AEAD: CBC with HMAC (MAC-then-encrypt, the padding oracles of
+ * Lucky13 and POODLE's kin) and anything weaker that this OpenSSL still has (NULL, anonymous).
+ * A name list would miss suites: one for RSA certificates finds nothing on an ECDSA server.
+ * PSK and SRP need a shared secret, so a server cannot pick them here.
+ */
+const NON_AEAD_TLS12 = "ALL:COMPLEMENTOFALL:!AESGCM:!AESCCM:!CHACHA20:!ARIAGCM:!PSK:!SRP:@SECLEVEL=0";
+const WEAKER_THAN_CBC = /NULL|RC4|DES|EXPORT|anon|ADH|AECDH|MD5/i;
+
+const FIX_SUBMISSION_CIPHERS =
+  "Postern: tlsProfile: intermediate (the default on submission listeners) or modern; Postfix: for the submission/submissions services, -o smtpd_tls_mandatory_protocols=>=TLSv1.2 -o smtpd_tls_mandatory_ciphers=high with tls_high_cipherlist set to ECDHE+AEAD suites (Mozilla intermediate); Sendmail: CipherList";
+
+/**
+ * Submission carries passwords, and its clients are current mail programs: RFC 9325 §4.2 lists
+ * only AEAD suites for TLS 1.2 (and TLS 1.3 has nothing else). A CBC suite accepted is a WARN.
+ * Port 25 is left alone: there any encryption beats clear text (RFC 7435).
+ */
+export async function checkSubmissionCiphers(t: CheckTarget, implicit: boolean, port = t.port, idPrefix = ""): Promise<CheckItem> {
+  const id = `${idPrefix}tls-cbc-refused`;
+  const o = await tryHandshake(t, implicit, port, { maxVersion: "TLSv1.2", ciphers: NON_AEAD_TLS12 }, "non-AEAD TLS 1.2 suites");
+  if (o.kind === "accepted") {
+    const kind = WEAKER_THAN_CBC.test(o.cipher) ? "a weak (worse than CBC) suite" : "a CBC-mode suite";
+    return item(id, "WARN", `submission port${onPort(t, port)} accepts ${kind} when a client offers only those: ${o.cipher}, ${o.version}; only AEAD suites (GCM, ChaCha20-Poly1305) belong on a submission port (RFC 9325 §4.2)`, FIX_SUBMISSION_CIPHERS);
+  }
+  if (o.kind === "refused") return item(id, "PASS", `no CBC or weaker suite accepted${onPort(t, port)} (offered all non-AEAD TLS 1.2 suites: ${o.detail})`);
+  return item(id, "NOT TESTED", o.detail);
 }
 
 const WEAK_CIPHER = /RC4|3DES|DES-CBC|NULL|EXPORT|anon|MD5/i;
@@ -104,21 +140,25 @@ export function checkSessionAndCertificate(t: CheckTarget, socket: TLSSocket): C
   return items;
 }
 
-/** RFC 8314 §3.3: implicit TLS for submission on 465. */
-export async function checkImplicitTls(t: CheckTarget, port: number): Promise<CheckItem> {
+/** RFC 8314 §3.3: implicit TLS for submission on 465. `reached`: a TLS session came up there. */
+export async function checkImplicitTls(t: CheckTarget, port: number): Promise<{ item: CheckItem; reached: boolean }> {
   try {
     const p = await Probe.open(t.host, port, t.timeoutMs, { rejectUnauthorized: false, servername: sni(t.servername) });
-    const greeting = await p.reply();
+    const greeting = await p.reply().catch((err: Error) => err);
     const version = p.tlsSocket.getProtocol();
     await p.quit();
-    if (greeting.code === 220) return item("implicit-tls", "PASS", `port ${port} speaks SMTP over implicit TLS (${version})`);
-    return item("implicit-tls", "WARN", `port ${port}: TLS works but the greeting was ${greeting.code}`);
+    if (greeting instanceof Error) return { item: item("implicit-tls", "WARN", `port ${port}: TLS works but no greeting (${greeting.message})`), reached: true };
+    if (greeting.code === 220) return { item: item("implicit-tls", "PASS", `port ${port} speaks SMTP over implicit TLS (${version})`), reached: true };
+    return { item: item("implicit-tls", "WARN", `port ${port}: TLS works but the greeting was ${greeting.code}`), reached: true };
   } catch (err) {
-    return item(
-      "implicit-tls",
-      "WARN",
-      `no implicit TLS on port ${port}: ${(err as Error).message}`,
-      "RFC 8314 prefers implicit TLS for submission; Postern: a listener with mode: submissions on 465; Postfix: the submissions service in master.cf with smtpd_tls_wrappermode=yes",
-    );
+    return {
+      item: item(
+        "implicit-tls",
+        "WARN",
+        `no implicit TLS on port ${port}: ${(err as Error).message}`,
+        "RFC 8314 prefers implicit TLS for submission; Postern: a listener with mode: submissions on 465; Postfix: the submissions service in master.cf with smtpd_tls_wrappermode=yes",
+      ),
+      reached: false,
+    };
   }
 }

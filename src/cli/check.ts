@@ -30,6 +30,8 @@ export async function checkTarget(hostPort: string, o: CheckOptions): Promise<Ch
   if (o.user) {
     const env = process.env.POSTERN_PASSWORD;
     const password = env ? env : await readPassword({ fromStdin: o.passwordStdin === true, prompt: `Password for ${o.user}: ` });
+    // No terminal and empty stdin (cron, CI): never try a login with an empty password.
+    if (password === "") throw new Error(`--user ${o.user}: no password; set $POSTERN_PASSWORD or pipe it with --password-stdin`);
     login = { username: o.user, password };
   }
   const submissionsPort = o.submissionsPort ? Number(o.submissionsPort) : mode !== "submissions" && (port === 25 || port === 587) ? 465 : undefined;

@@ -2,7 +2,7 @@
 import { Command } from "commander";
 import { ConfigError } from "../config/load.js";
 import { serveCommand } from "./serve.js";
-import { userAdd, userDel, userList, userPasswd } from "./user.js";
+import { userAdd, userDel, userList, userPasswd, userRelayClient } from "./user.js";
 import { configCheck } from "./config-check.js";
 import { normalizeArgv, registerToolbox } from "./toolbox.js";
 import { queueDelete, queueFlush, queueHold, queueList, queueRelease, queueShow } from "./queue.js";
@@ -10,18 +10,30 @@ import { queueDelete, queueFlush, queueHold, queueList, queueRelease, queueShow 
 const program = new Command();
 program.name("postern").description("Authenticated SMTP submission server and MTA").version("0.1.0");
 
-const configOption = ["-c, --config <file>", "YAML configuration file (default: the embedded demo configuration)"] as const;
+const configOption = ["-c, --config <file>", "YAML configuration file (default: $POSTERN_CONFIG, else /etc/postern/postern.yaml)"] as const;
 
-program.command("serve").description("run the SMTP listeners and the queue").option(...configOption).action(serveCommand);
+program
+  .command("serve")
+  .description("run the SMTP listeners and the queue (with no configuration at all: the embedded demo)")
+  .option(...configOption)
+  .option("--demo-ports <base>", "the demo listens on BASE (mta), BASE+1 (submission), BASE+2 (submissions); 0: any free ports")
+  .action(serveCommand);
 
-const user = program.command("user").description("manage users in the SQLite store");
+const user = program.command("user").description("manage users in the SQLite store (auth.backend: sqlite)");
 user
   .command("add <address>")
   .description("add a user (password from a prompt, or stdin with --password-stdin)")
   .option(...configOption)
   .option("--password-stdin", "read the password from stdin")
   .option("--sender <address...>", "extra addresses or @domains this user may send as")
+  .option("--no-password", "a mailbox entry only (auth.backend dovecot or saslauthd checks the password)")
+  .option("--relay-client", "a mail server or app relaying for its @domains: hosts under them too, and its MAILER-DAEMON reports")
   .action(userAdd);
+user
+  .command("relay-client <address> <state>")
+  .description("mark a user as a relay client (on) or a normal user (off); see --relay-client")
+  .option(...configOption)
+  .action(userRelayClient);
 user.command("del <address>").description("delete a user").option(...configOption).action(userDel);
 user
   .command("passwd <address>")
@@ -52,7 +64,7 @@ registerToolbox(program);
 
 program.parseAsync(normalizeArgv(process.argv)).catch((err: unknown) => {
   if (err instanceof ConfigError) {
-    process.stderr.write(`postern: ${err.message}\n${err.problems.map((p) => `  ${p}`).join("\n")}\n`);
+    process.stderr.write(`postern: ${err.message}\n${err.problems.map((p) => `  ${p}\n`).join("")}`);
     process.exit(78); // EX_CONFIG
   }
   process.stderr.write(`postern: ${err instanceof Error ? err.message : String(err)}\n`);

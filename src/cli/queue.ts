@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { Spool } from "../queue/spool.js";
 import { QueueReader, type QueueEntry } from "../queue/admin.js";
 import { controlSocketPath, type ControlRequest, type ControlResponse } from "../server/control.js";
-import { resolveConfig } from "./config-source.js";
+import { announce, commandConfig } from "./config-source.js";
 
 interface CommonOptions {
   config?: string;
@@ -41,14 +41,24 @@ function ask(path: string, req: ControlRequest): Promise<unknown> {
   });
 }
 
-function context(opts: CommonOptions) {
-  const { config } = resolveConfig(opts.config);
+/** Operations that change the queue: they say which configuration and data directory they acted on. */
+const CHANGES = new Set<ControlRequest["op"]>(["flush", "hold", "release", "delete", "delete-deferred"]);
+
+function context(opts: CommonOptions, op: ControlRequest["op"]) {
+  const resolved = commandConfig(opts.config);
+  if (CHANGES.has(op)) announce(resolved);
+  const { config } = resolved;
   return { socketPath: controlSocketPath(config.dataDir), spoolDir: join(config.dataDir, "queue") };
 }
 
-/** Asks the server; for read-only operations falls back to reading the spool. */
+/**
+ * Asks the server; for read-only operations falls back to reading the spool. Changes always go
+ * through the server (its per-message locks). TODO(data-dir lock): should an offline, spool-writing
+ * command be added, it must first take the data-dir lock (src/queue/data-lock.ts, lockDataDir), so
+ * it can never run beside a server that owns the spool.
+ */
 async function request(opts: CommonOptions, req: ControlRequest, offline?: (reader: QueueReader) => Promise<unknown>): Promise<unknown> {
-  const ctx = context(opts);
+  const ctx = context(opts, req.op);
   try {
     return await ask(ctx.socketPath, req);
   } catch (err) {
@@ -96,8 +106,10 @@ export async function queueShow(id: string, opts: CommonOptions): Promise<void> 
 }
 
 export async function queueFlush(id: string | undefined, opts: CommonOptions): Promise<void> {
-  const result = (await request(opts, { op: "flush", id })) as { flushed: number };
-  print(opts, result, `flushed ${result.flushed} message${result.flushed === 1 ? "" : "s"}\n`);
+  const result = (await request(opts, { op: "flush", id })) as { flushed: number; held?: string[] };
+  const held = result.held ?? [];
+  const skipped = held.length === 0 ? "" : `; skipped ${held.length} held message${held.length === 1 ? "" : "s"} (postern queue release ID first): ${held.join(" ")}`;
+  print(opts, result, `flushed ${result.flushed} message${result.flushed === 1 ? "" : "s"}${skipped}\n`);
 }
 
 export async function queueDelete(id: string | undefined, opts: CommonOptions & { allDeferred?: boolean }): Promise<void> {

@@ -56,12 +56,38 @@ function tlsMode(tls: string): SmtpTlsMode {
 async function password(opts: SendOptions): Promise<string> {
   const env = process.env.POSTERN_PASSWORD;
   if (env !== undefined && env !== "") return env;
-  return readPassword({ fromStdin: opts.passwordStdin === true, prompt: `Password for ${opts.user}: ` });
+  // Without a terminal, stdin is read instead; empty (closed, /dev/null, cron) means no password
+  // was given: refuse rather than send an empty one.
+  const secret = await readPassword({ fromStdin: opts.passwordStdin === true, prompt: `Password for ${opts.user}: ` });
+  if (secret === "") {
+    const why = process.stdin.isTTY && opts.passwordStdin !== true ? "empty password" : "no password (no terminal to prompt on, and stdin was empty)";
+    throw new UsageError(`--user ${opts.user}: ${why}; set $POSTERN_PASSWORD or pipe it with --password-stdin`);
+  }
+  return secret;
+}
+
+/** OpenSSL's certificate verification results (X509_V_ERR_*), as Node reports them in err.code. */
+const CERT_CODES = /CERT|SELF_SIGNED|UNABLE_TO_(GET_ISSUER|VERIFY|DECRYPT|DECODE)|INVALID_CA|INVALID_PURPOSE|PATH_LENGTH|CHAIN_TOO_LONG|HOSTNAME|ALTNAME|IP_ADDRESS_MISMATCH/;
+
+/** A TLS failure: the handshake or the certificate check (Node's codes; some lack "CERT"). */
+export function tlsFailure(err: SmtpClientError): { certificate: boolean; code?: string } | null {
+  const code = (err.cause as NodeJS.ErrnoException | undefined)?.code;
+  const certificate = typeof code === "string" && CERT_CODES.test(code);
+  if (err.kind === "tls" || certificate || (typeof code === "string" && code.startsWith("ERR_SSL"))) return { certificate, code };
+  return null;
+}
+
+/** What to try when the server's certificate did not verify. */
+export function certificateHint(code: string | undefined): string {
+  if (code !== undefined && /HOSTNAME|ALTNAME|IP_ADDRESS_MISMATCH/.test(code)) {
+    return "*** the certificate does not name the host you connected to: give the name it carries with --servername NAME (or -k to skip the check, for tests only)";
+  }
+  return "*** the server's certificate did not verify: --ca FILE to trust its (private) CA, --servername NAME if it is issued to another name, or -k to skip the check (for tests only)";
 }
 
 /** Maps a failure during connect() to the stage it happened in. */
 function connectStage(err: SmtpClientError): number {
-  if (err.kind === "tls") return SEND_EXIT.tls;
+  if (tlsFailure(err)) return SEND_EXIT.tls;
   if (err.kind === "reply") return /^greeting/.test(err.message) ? SEND_EXIT.greeting : SEND_EXIT.ehlo;
   return SEND_EXIT.connect;
 }
@@ -76,6 +102,12 @@ export async function runSend(opts: SendOptions, out: (line: string) => void): P
     if (opts.body !== undefined && opts.bodyFile !== undefined) throw new UsageError("--body and --body-file exclude each other");
     if (opts.auth && !opts.user) throw new UsageError("--auth needs --user");
     const target = parseServer(opts.server, tls);
+    let ca: Buffer | undefined;
+    try {
+      ca = opts.ca ? readFileSync(opts.ca) : undefined;
+    } catch (err) {
+      throw new UsageError(`--ca: cannot read ${opts.ca}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    }
     const secret = opts.user ? await password(opts) : undefined;
     const body = opts.bodyFile !== undefined ? readFileSync(opts.bodyFile === "-" ? 0 : opts.bodyFile, "utf8") : (opts.body ?? "This is a test message sent by postern send.");
     const heloName = opts.ehlo ?? osHostname();
@@ -100,7 +132,7 @@ export async function runSend(opts: SendOptions, out: (line: string) => void): P
         heloName,
         servername: opts.servername,
         rejectUnauthorized: opts.insecure !== true,
-        ca: opts.ca ? readFileSync(opts.ca) : undefined,
+        ca: ca,
         timeoutMs: opts.timeout ? Number(opts.timeout) * 1000 : 30_000,
         // The user chose --tls none: AUTH then crosses in clear, which they asked for.
         allowPlaintextAuth: mode === "none",
@@ -112,7 +144,9 @@ export async function runSend(opts: SendOptions, out: (line: string) => void): P
       });
     } catch (err) {
       if (err instanceof SmtpClientError) {
-        out(`*** ${err.message}`);
+        const failure = tlsFailure(err);
+        out(`*** ${failure ? `TLS failed: ` : ""}${err.message}${failure?.code ? ` (${failure.code})` : ""}`);
+        if (failure?.certificate) out(certificateHint(failure.code));
         return connectStage(err);
       }
       throw err;

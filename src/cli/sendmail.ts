@@ -4,12 +4,74 @@
  * submission socket (src/server/local-submit.ts) — no network, no credentials, and no
  * unauthenticated relay opened for local programs. Exit codes follow sysexits(3), as sendmail's do.
  */
+import { execFileSync } from "node:child_process";
+import { statSync } from "node:fs";
 import { connect } from "node:net";
 import { userInfo } from "node:os";
-import { loadConfigFile } from "../config/load.js";
-import { LOCAL_SUBMIT_DEFAULT_CONFIG, localSubmitSocketPath, type LocalSubmitRequest, type LocalSubmitResponse } from "../server/local-submit-protocol.js";
+import { dirname, isAbsolute, join, resolve } from "node:path";
+import { parseDocument } from "yaml";
+import { ConfigError, readConfigText } from "../config/load.js";
+import type { LocalSubmitRequest, LocalSubmitResponse } from "../server/local-submit-protocol.js";
+import { configPathOf } from "./config-source.js";
 
-const EX = { ok: 0, usage: 64, dataErr: 65, noUser: 67, unavailable: 69, software: 70, tempFail: 75 } as const;
+const EX = { ok: 0, usage: 64, dataErr: 65, noUser: 67, unavailable: 69, software: 70, tempFail: 75, noPerm: 77, config: 78 } as const;
+
+/** Environment variables naming the socket (the second is the older name). */
+const SOCKET_ENV = ["POSTERN_SOCKET", "POSTERN_SENDMAIL_SOCKET"] as const;
+
+class SendmailFailure extends Error {
+  constructor(
+    readonly code: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * The socket path, from --socket, $POSTERN_SOCKET, or the config's `localSubmit.socket` — and
+ * nothing else from that file: the rest is neither validated nor kept (it can hold the smarthost
+ * password, and the config may rightly be unreadable to the users who send mail).
+ */
+export function resolveSocket(o: { socket?: string; config?: string }, env: NodeJS.ProcessEnv = process.env): string {
+  if (o.socket) return o.socket;
+  for (const name of SOCKET_ENV) if (env[name]) return env[name]!;
+  const { path } = configPathOf(o.config, env);
+  const hint = "give the socket with --socket PATH or $POSTERN_SOCKET";
+  let text: string;
+  try {
+    text = readConfigText(path);
+  } catch (err) {
+    const code = err instanceof ConfigError ? err.code : undefined;
+    if (code === "ENOENT") throw new SendmailFailure(EX.unavailable, `local submission is not configured: ${path} does not exist; ${hint}`);
+    throw new SendmailFailure(EX.config, `cannot read ${path}${code === "EACCES" ? " (it may hold secrets and be private to the server)" : ""}; ${hint}`);
+  }
+  const doc = parseDocument(text, { prettyErrors: false });
+  if (doc.errors.length > 0) throw new SendmailFailure(EX.config, `${path} is not valid YAML; ${hint}`);
+  const socket = doc.getIn(["localSubmit", "socket"]);
+  const dataDir = doc.getIn(["dataDir"]) ?? "./data";
+  if (socket === undefined || socket === null) throw new SendmailFailure(EX.unavailable, `local submission is not configured (no localSubmit.socket in ${path})`);
+  if (typeof socket !== "string" || typeof dataDir !== "string") throw new SendmailFailure(EX.config, `${path}: localSubmit.socket and dataDir must be strings`);
+  // As the server resolves it: dataDir against the config's folder, a relative socket inside dataDir.
+  return isAbsolute(socket) ? socket : join(resolve(dirname(resolve(path)), dataDir), socket);
+}
+
+/** "permission denied" on the socket: name the group that may use it. */
+function permissionHint(socketPath: string): string {
+  try {
+    const st = statSync(socketPath);
+    let group = String(st.gid);
+    try {
+      group = execFileSync("getent", ["group", String(st.gid)], { encoding: "utf8" }).split(":")[0] || group;
+    } catch {
+      // no name for that gid: show the number
+    }
+    const mode = (st.mode & 0o777).toString(8).padStart(4, "0");
+    return `permission denied on ${socketPath} (group ${group}, mode ${mode}): add the user ${userInfo().username} to group ${group}`;
+  } catch {
+    return `permission denied on ${socketPath} or a folder above it: the user ${userInfo().username} may not reach it (add it to the socket's group, usually postdrop)`;
+  }
+}
 
 export interface SendmailOptions {
   t?: boolean;
@@ -100,8 +162,13 @@ export async function sendmailCommand(args: string[], o: SendmailOptions): Promi
     process.stderr.write(`sendmail: ${text}\n`);
     process.exitCode = code;
   };
-  const socketPath = o.socket ?? process.env.POSTERN_SENDMAIL_SOCKET ?? localSubmitSocketPath(loadConfigFile(o.config ?? LOCAL_SUBMIT_DEFAULT_CONFIG));
-  if (!socketPath) return fail(EX.unavailable, "local submission is not configured (localSubmit.socket)");
+  let socketPath: string;
+  try {
+    socketPath = resolveSocket(o);
+  } catch (err) {
+    if (err instanceof SendmailFailure) return fail(err.code, err.message);
+    throw err;
+  }
   let message = prepareMessage(await readStdin(), o.i === true);
   let recipients = [...args];
   if (o.t) {
@@ -117,6 +184,7 @@ export async function sendmailCommand(args: string[], o: SendmailOptions): Promi
   try {
     answer = await submit(socketPath, request, message);
   } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "EACCES") return fail(EX.noPerm, permissionHint(socketPath));
     return fail(EX.tempFail, `cannot reach the mail server: ${(err as Error).message}`);
   }
   if (!answer.ok) return fail(answer.temporary ? EX.tempFail : answer.badAddress ? EX.noUser : EX.dataErr, answer.error);

@@ -1,13 +1,16 @@
 /**
  * What `postern serve` does around the server in production: the admin listener (/metrics,
- * /healthz), the privilege drop after binding, SIGHUP reload and the SIGTERM drain.
+ * /healthz), SIGHUP reload and the SIGTERM drain. (Root is dropped inside startServer, before
+ * anything is served: src/server/server.ts.)
  */
 import type { Config } from "../config/schema.js";
+import { ConfigError } from "../config/load.js";
 import type { Logger } from "../server/log.js";
 import type { Metrics } from "../server/metrics.js";
 import type { RunningServer } from "../server/server.js";
 import { startAdminServer, type AdminServer } from "../server/admin-http.js";
-import { dropPrivileges, lookupIdentity } from "../server/privileges.js";
+import { describeReload } from "../server/operate.js";
+import { StartupError, listenError, type ConfigSource } from "../server/startup-errors.js";
 
 export interface ProductionHandles {
   config: Config;
@@ -16,6 +19,8 @@ export interface ProductionHandles {
   log: Logger;
   /** Reads the configuration again (SIGHUP). */
   reloadConfig(): Config;
+  /** Where the configuration came from (error messages name it). */
+  source?: ConfigSource;
 }
 
 export async function operate(h: ProductionHandles): Promise<void> {
@@ -33,24 +38,27 @@ export async function operate(h: ProductionHandles): Promise<void> {
   });
   let admin: AdminServer | undefined;
   if (config.admin.port !== undefined) {
-    admin = await startAdminServer({ address: config.admin.address, port: config.admin.port }, metrics, () => ({ ok: true, detail: { listeners: server.listeners.length, sessions: server.ops.connectionCounts() } }), log);
-  }
-
-  // Every socket is bound: root is no longer needed.
-  if (config.process.user !== undefined) {
-    const id = lookupIdentity(config.process.user, config.process.group);
-    dropPrivileges(id, [config.dataDir]);
-    log.info({ event: "privileges-dropped", user: id.user, uid: id.uid, gid: id.gid }, `running as ${id.user}`);
+    try {
+      admin = await startAdminServer({ address: config.admin.address, port: config.admin.port }, metrics, () => ({ ok: true, detail: { listeners: server.listeners.length, sessions: server.ops.connectionCounts() } }), log);
+    } catch (err) {
+      // The server is up (lock, in-use marker): take it down cleanly before reporting.
+      await server.close();
+      throw listenError(err, { key: "admin.port", what: "the admin listener (admin)", address: config.admin.address, port: config.admin.port }, h.source ?? {}, {
+        privilegesDropped: config.process.user !== undefined,
+      });
+    }
   }
 
   process.on("SIGHUP", () => {
     void (async () => {
       try {
-        const changed = await server.ops.reload(h.reloadConfig());
-        log.info({ event: "reload", ok: true, changed }, "configuration reloaded");
+        const report = await server.ops.reload(h.reloadConfig());
+        log.info({ event: "reload", ok: true, ...report }, describeReload(report));
       } catch (err) {
         // The old certificate and limits stay in force: a broken file must not take mail down.
-        log.error({ event: "reload", ok: false, err: err instanceof Error ? err.message : String(err) }, "reload failed; keeping the running configuration");
+        const detail =
+          err instanceof StartupError ? err.brief : err instanceof ConfigError ? [err.message, ...err.problems].join("; ") : err instanceof Error ? err.message : String(err);
+        log.error({ event: "reload", ok: false, err: detail }, "reload failed; keeping the running configuration");
       }
     })();
   });

@@ -65,8 +65,8 @@ export function registerToolbox(program: Command): void {
     .option("-f <sender>", "envelope sender")
     .option("-F <name>", "full name for a From: header the message lacks")
     .option("-i", "a line with a single dot does not end the message (also -oi)")
-    .option("-c, --config <file>", "configuration file (finds localSubmit.socket)")
-    .option("--socket <path>", "local submission socket (overrides the configuration)")
+    .option("-c, --config <file>", "read localSubmit.socket (only that) from this file (default: $POSTERN_CONFIG, else /etc/postern/postern.yaml)")
+    .option("--socket <path>", "local submission socket (or $POSTERN_SOCKET); then no configuration is read")
     .action(sendmailCommand);
 }
 

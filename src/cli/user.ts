@@ -1,14 +1,52 @@
 /** `postern user add|del|passwd|list`: manage the SQLite user store. */
 import { join } from "node:path";
 import { mkdirSync } from "node:fs";
+import { randomBytes } from "node:crypto";
 import { SqliteUserStore } from "../auth/sqlite-store.js";
-import { resolveConfig } from "./config-source.js";
+import type { Config } from "../config/schema.js";
+import { announce, commandConfig } from "./config-source.js";
 import { readPassword } from "./secret-input.js";
 
-function openStore(configPath: string | undefined): SqliteUserStore {
-  const { config } = resolveConfig(configPath);
+function openStore(config: Config): SqliteUserStore {
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   return new SqliteUserStore({ path: join(config.dataDir, "users.sqlite"), hostname: config.hostname });
+}
+
+/** The backend that checks this address's logins: auth.domains for its domain, else auth.backend. */
+function backendOf(config: Config, address: string): { backend: string; path?: string; socket?: string; key: string } {
+  const domain = address.slice(address.lastIndexOf("@") + 1).toLowerCase();
+  const entry = Object.entries(config.auth.domains).find(([d]) => d.toLowerCase() === domain);
+  if (entry && address.includes("@")) return { ...entry[1], key: `auth.domains.${entry[0]}.backend` };
+  return { ...config.auth, key: "auth.backend" };
+}
+
+/**
+ * A password written here would never be checked when another backend answers the logins: say
+ * where the user belongs instead. Dovecot and saslauthd keep no mailbox directory for Postern, so
+ * there the SQLite store still lists mailboxes and their extra sender addresses (--no-password).
+ */
+function refuseUnusedPassword(config: Config, address: string, action: "add" | "passwd"): void {
+  const b = backendOf(config, address);
+  const where = `${b.key}: ${b.backend}`;
+  if (b.backend === "passwd-file") {
+    throw new Error(
+      `${address} logs in through the passwd-file ${b.path} (${where}); Postern's own user store is not used for it.\n` +
+        `  ${action === "add" ? "add the user to" : "change the password in"} that file, e.g.:\n` +
+        `  echo "${address}:$(doveadm pw -s SHA512-CRYPT)::::::" >> ${b.path}` +
+        (action === "passwd" ? `   (after removing the old ${address} line)` : ""),
+    );
+  }
+  if (b.backend === "dovecot" || b.backend === "saslauthd") {
+    const tool =
+      b.backend === "dovecot"
+        ? "set the password in Dovecot's passdb (doveadm pw -s SHA512-CRYPT writes a hash for a passwd-file passdb)"
+        : "set the password where saslauthd checks it (for saslauthd -a pam: the system account, e.g. passwd or chpasswd)";
+    throw new Error(
+      `${address} logs in through ${b.backend} (${where}, socket ${b.socket}); a password stored here would never be checked.\n` +
+        `  ${tool}.` +
+        (action === "add" ? `\n  To list ${address} only as a mailbox (and its --sender addresses) here, use --no-password.` : ""),
+    );
+  }
 }
 
 async function newPassword(fromStdin: boolean): Promise<string> {
@@ -17,20 +55,33 @@ async function newPassword(fromStdin: boolean): Promise<string> {
   return password;
 }
 
-export async function userAdd(address: string, opts: { config?: string; passwordStdin?: boolean; sender?: string[] }): Promise<void> {
-  const password = await newPassword(opts.passwordStdin === true);
-  const store = openStore(opts.config);
+export async function userAdd(
+  address: string,
+  opts: { config?: string; passwordStdin?: boolean; sender?: string[]; password?: boolean; relayClient?: boolean },
+): Promise<void> {
+  const resolved = commandConfig(opts.config);
+  const noPassword = opts.password === false;
+  if (noPassword) {
+    if (backendOf(resolved.config, address).backend === "passwd-file") refuseUnusedPassword(resolved.config, address, "add");
+  } else refuseUnusedPassword(resolved.config, address, "add");
+  // --no-password: a random secret nobody knows, so the entry can never be logged into here.
+  const password = noPassword ? randomBytes(32).toString("base64url") : await newPassword(opts.passwordStdin === true);
+  announce(resolved);
+  const store = openStore(resolved.config);
   try {
-    await store.addUser(address, password, { senders: opts.sender ?? [] });
-    process.stdout.write(`added ${address}\n`);
+    await store.addUser(address, password, { senders: opts.sender ?? [], relayClient: opts.relayClient === true });
+    process.stdout.write(`added ${address}${noPassword ? " (mailbox only, no password)" : ""}${opts.relayClient ? " (relay client)" : ""}\n`);
   } finally {
     store.close();
   }
 }
 
 export async function userPasswd(address: string, opts: { config?: string; passwordStdin?: boolean }): Promise<void> {
+  const resolved = commandConfig(opts.config);
+  refuseUnusedPassword(resolved.config, address, "passwd");
   const password = await newPassword(opts.passwordStdin === true);
-  const store = openStore(opts.config);
+  announce(resolved);
+  const store = openStore(resolved.config);
   try {
     await store.setPassword(address, password);
     process.stdout.write(`password changed for ${address}\n`);
@@ -40,7 +91,9 @@ export async function userPasswd(address: string, opts: { config?: string; passw
 }
 
 export async function userDel(address: string, opts: { config?: string }): Promise<void> {
-  const store = openStore(opts.config);
+  const resolved = commandConfig(opts.config);
+  announce(resolved);
+  const store = openStore(resolved.config);
   try {
     if (!store.deleteUser(address)) throw new Error(`no such user: ${address}`);
     process.stdout.write(`deleted ${address}\n`);
@@ -50,13 +103,35 @@ export async function userDel(address: string, opts: { config?: string }): Promi
 }
 
 export async function userList(opts: { config?: string; json?: boolean }): Promise<void> {
-  const store = openStore(opts.config);
+  const { config } = commandConfig(opts.config);
+  const b = config.auth.backend;
+  if (b === "passwd-file") process.stderr.write(`postern: auth.backend is passwd-file: the users are in ${config.auth.path}, not in this store\n`);
+  else if (b !== "sqlite") process.stderr.write(`postern: auth.backend is ${b}: these entries are mailboxes and sender addresses; ${b} checks the passwords\n`);
+  const store = openStore(config);
   try {
     const users = store.listUsers();
     if (opts.json) process.stdout.write(JSON.stringify(users, null, 2) + "\n");
     else
       for (const u of users)
-        process.stdout.write(`${u.address}${u.disabled ? " (disabled)" : ""}${u.senders.length ? `  senders: ${u.senders.join(", ")}` : ""}\n`);
+        process.stdout.write(`${u.address}${u.disabled ? " (disabled)" : ""}${u.relayClient ? " (relay client)" : ""}${u.senders.length ? `  senders: ${u.senders.join(", ")}` : ""}\n`);
+  } finally {
+    store.close();
+  }
+}
+
+/**
+ * `postern user relay-client ADDRESS on|off`: a mail server or application relaying for its
+ * domains — its "@domain" senders then cover the hosts under them, and it may pass on the
+ * null-sender reports its own MTA writes (From: MAILER-DAEMON@host; src/policy/sender.ts).
+ */
+export async function userRelayClient(address: string, state: string, opts: { config?: string }): Promise<void> {
+  if (state !== "on" && state !== "off") throw new Error(`expected on or off, not ${JSON.stringify(state)}`);
+  const resolved = commandConfig(opts.config);
+  announce(resolved);
+  const store = openStore(resolved.config);
+  try {
+    store.setRelayClient(address, state === "on");
+    process.stdout.write(`${address}: relay client ${state}\n`);
   } finally {
     store.close();
   }

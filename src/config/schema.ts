@@ -5,6 +5,7 @@
 import { z } from "zod";
 import { isIP } from "node:net";
 import { parseTransport } from "../delivery/transport.js";
+import { defaultTlsProfile, TLS_PROFILES } from "../server/tls.js";
 
 const listenerMode = z.enum(["mta", "submission", "submissions"]);
 
@@ -30,7 +31,13 @@ const listener = z.strictObject({
   proxyProtocol: z.boolean().default(false),
   /** Proxies allowed to send that header here; defaults to the top-level trustedProxies. */
   trustedProxies: z.array(cidr).optional(),
-});
+  /**
+   * Protocols and ciphers (src/server/tls.ts): modern (TLS 1.3), intermediate (TLS 1.3, TLS 1.2
+   * ECDHE+AEAD), compatible (Node's default list, CBC included). Default: compatible on mta,
+   * intermediate on submission ports.
+   */
+  tlsProfile: z.enum(TLS_PROFILES).optional(),
+}).transform((l) => ({ ...l, tlsProfile: l.tlsProfile ?? defaultTlsProfile(l.mode) }));
 
 /** Concurrent connections and connection rate (Postfix smtpd_client_connection_count_limit, anvil). */
 const connectionLimits = z
@@ -124,19 +131,32 @@ const tlsConfig = z
   .refine((t) => (t.cert === undefined) === (t.key === undefined), "tls.cert and tls.key go together")
   .prefault({});
 
-const smarthost = z.strictObject({
-  host: z.string().min(1),
-  port: z.number().int().min(1).max(65535).default(25),
-  tls: z.enum(["none", "starttls-opportunistic", "starttls-required", "implicit"]).default("starttls-opportunistic"),
-  rejectUnauthorized: z.boolean().default(false),
-  auth: z
-    .strictObject({
-      username: z.string().min(1),
-      password: z.string().min(1),
-      mechanism: z.string().default("auto"),
-    })
-    .optional(),
-});
+const smarthost = z
+  .strictObject({
+    host: z.string().min(1),
+    port: z.number().int().min(1).max(65535).default(25),
+    tls: z.enum(["none", "starttls-opportunistic", "starttls-required", "implicit"]).default("starttls-opportunistic"),
+    /**
+     * Check the relay's certificate chain and that it names `servername`. Default: on when `auth`
+     * is set (a man in the middle would otherwise get the password), off otherwise (RFC 7435).
+     */
+    verify: z.boolean().optional(),
+    /** The old name of `verify`. */
+    rejectUnauthorized: z.boolean().optional(),
+    /** The name the certificate must carry (and SNI); default `host`. */
+    servername: z.string().min(1).optional(),
+    /** CA bundle (PEM) for a relay with a private CA; default outbound.caFile, else the system's. */
+    caFile: z.string().min(1).optional(),
+    auth: z
+      .strictObject({
+        username: z.string().min(1),
+        password: z.string().min(1),
+        mechanism: z.string().default("auto"),
+      })
+      .optional(),
+  })
+  .refine((s) => s.verify === undefined || s.rejectUnauthorized === undefined || s.verify === s.rejectUnauthorized, "verify and rejectUnauthorized disagree")
+  .transform(({ rejectUnauthorized, ...s }) => ({ ...s, verify: s.verify ?? rejectUnauthorized ?? s.auth !== undefined }));
 
 const relay = z
   .strictObject({
@@ -191,6 +211,12 @@ const authBackendFields = {
   realm: z.string().optional(),
   /** Per request to Dovecot/saslauthd. */
   timeoutMs: z.number().int().min(100).default(10_000),
+  /**
+   * dovecot: a SCRAM server-first (Dovecot's, or a fake one for a login Dovecot refuses) leaves no
+   * sooner than this after the client-first; must exceed Dovecot's time to answer a failure
+   * (auth_failure_delay + 0.5 s). docs/SECURITY.md 11.4.
+   */
+  scramHoldMs: z.number().int().min(0).default(1000),
 };
 function requireBackendTarget(b: { backend: string; path?: string; socket?: string }, ctx: z.RefinementCtx): void {
   if (b.backend === "passwd-file" && !b.path) ctx.addIssue({ code: "custom", path: ["path"], message: "passwd-file needs path" });

@@ -14,7 +14,7 @@ import { createClientMechanism } from "../sasl/index.js";
 import type { SaslClientCredentials } from "../sasl/types.js";
 import { decodeBase64Strict } from "../smtp/base64.js";
 import { encodeXtext } from "../smtp/xtext.js";
-import { SmtpClientError, SmtpConnection, sniName, type TlsParams } from "./smtp-connection.js";
+import { clientTlsOptions, SmtpClientError, SmtpConnection, type TlsParams } from "./smtp-connection.js";
 import { describeReply, noCapabilities, parseEhloReply, type PeerCapabilities, type SmtpReply } from "./smtp-reply.js";
 
 export { SmtpClientError } from "./smtp-connection.js";
@@ -108,13 +108,7 @@ export class SmtpClient {
     const timeoutMs = opts.timeoutMs ?? 300_000;
     const implicit = opts.tls === "implicit";
     const socket = implicit
-      ? tlsConnect({
-          host: opts.host,
-          port: opts.port,
-          servername: sniName(opts.host, opts.servername),
-          rejectUnauthorized: opts.rejectUnauthorized ?? true,
-          ca: opts.ca,
-        })
+      ? tlsConnect({ ...clientTlsOptions(opts, opts.host), port: opts.port })
       : netConnect({ host: opts.host, port: opts.port });
     const conn = new SmtpConnection(socket, implicit, opts.onTranscript);
     try {

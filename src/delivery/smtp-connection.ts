@@ -3,9 +3,10 @@
  * a queue of replies read so far, per-wait deadlines, and an in-place TLS upgrade. The SMTP
  * dialogue itself lives in smtp-client.ts.
  */
+import { constants as cryptoConstants } from "node:crypto";
 import { once } from "node:events";
 import { isIP, type Socket } from "node:net";
-import { connect as tlsConnect, type TLSSocket } from "node:tls";
+import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from "node:tls";
 import { DataEncoder } from "./data-encoder.js";
 import { ReplyParser, SmtpProtocolError, type SmtpReply } from "./smtp-reply.js";
 
@@ -44,6 +45,23 @@ export interface TlsParams {
 export function sniName(host: string, servername?: string): string | undefined {
   const name = servername ?? host;
   return isIP(name) ? undefined : name;
+}
+
+/**
+ * The client side of every outbound TLS session, implicit or after STARTTLS. With verification
+ * on, Node checks the chain and that the certificate names `servername` (else `host`, an IP
+ * literal then matching an IP SAN: RFC 6125 §6). `host` is passed even over an existing socket
+ * so the identity checked is never a default. A server asking to renegotiate is refused.
+ */
+export function clientTlsOptions(params: TlsParams, host: string): ConnectionOptions {
+  return {
+    host,
+    servername: sniName(host, params.servername),
+    rejectUnauthorized: params.rejectUnauthorized ?? true,
+    ca: params.ca,
+    minVersion: "TLSv1.2",
+    secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION,
+  };
 }
 
 /**
@@ -190,12 +208,7 @@ export class SmtpConnection {
     this.upgradeStarted = true;
     this.detach(plain);
     // Synchronously hand the socket to TLS: no plaintext byte can be read after this point.
-    const secure: TLSSocket = tlsConnect({
-      socket: plain,
-      servername: sniName(host, params.servername),
-      rejectUnauthorized: params.rejectUnauthorized ?? true,
-      ca: params.ca,
-    });
+    const secure: TLSSocket = tlsConnect({ ...clientTlsOptions(params, host), socket: plain });
     this.socket = secure;
     this.parser = new ReplyParser();
     this.attach(secure);

@@ -8,6 +8,9 @@
  * - each further failure from an IP costs a growing penalty delay (to `maxPenaltyMs`, ~15 s).
  * Exempt networks skip all of this (never the per-failure delay or the per-connection cap, which
  * the SMTP layer applies). No I/O; the clock is injected.
+ *
+ * "Per IP" means per client as `clientKey` names it: an IPv4 address, or an IPv6 /64 — one
+ * subscriber's usual allocation (RFC 6177), inside which a client picks any address it likes.
  */
 import { isIP } from "node:net";
 import { NetworkList, unmapIPv4 } from "./networks.js";
@@ -64,7 +67,7 @@ export class AuthThrottle {
 
   /** Before an AUTH starts: is this IP locked out? */
   checkIp(ip: string): ThrottleVerdict {
-    return this.verdict(`ip ${unmapIPv4(ip)}`, "ip", ip);
+    return this.verdict(`ip ${clientKey(ip)}`, "ip", ip);
   }
 
   /** Once the login name is known: is this account locked out from this IP's block? */
@@ -79,7 +82,7 @@ export class AuthThrottle {
   failed(ip: string, user?: string): { penaltyMs: number; locked: ("ip" | "account")[] } {
     if (this.isExempt(ip)) return { penaltyMs: 0, locked: [] };
     const locked: ("ip" | "account")[] = [];
-    const ipCount = this.count(`ip ${unmapIPv4(ip)}`, this.config.ipFailures);
+    const ipCount = this.count(`ip ${clientKey(ip)}`, this.config.ipFailures);
     if (ipCount.locked) locked.push("ip");
     if (user) {
       const acc = this.count(this.accountKey(ip, user), this.config.accountFailures);
@@ -120,8 +123,26 @@ export class AuthThrottle {
   }
 
   private accountKey(ip: string, user: string): string {
-    return `acct ${user.trim().toLowerCase()} ${networkBlock(unmapIPv4(ip), this.config.ipv4Prefix, this.config.ipv6Prefix)}`;
+    // Folding more than any store does (all case, outer space) only merges spellings: never evades.
+    const client = clientKey(ip);
+    const block = networkBlock(isIP(client) === 4 ? client : ip, this.config.ipv4Prefix, this.config.ipv6Prefix);
+    return `acct ${user.trim().toLowerCase()} ${block}`;
   }
+}
+
+/**
+ * The client as per-client counters see it (AUTH failures here, connections and connection rate in
+ * client-limits.ts): an IPv4 address as it is (an IPv4-mapped IPv6 address counts as its IPv4
+ * address), an IPv6 address as its /64, since one site or subscriber gets at least a /64 and can
+ * rotate through its 2^64 addresses at will (RFC 6177, RFC 4941). Anything else stays as given.
+ */
+export function clientKey(ip: string): string {
+  const groups = ipv6Groups(ip);
+  if (groups === null) return unmapIPv4(ip);
+  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
+    return [groups[6]! >> 8, groups[6]! & 255, groups[7]! >> 8, groups[7]! & 255].join("."); // ::ffff:a.b.c.d
+  }
+  return networkBlock(ip, 32, 64);
 }
 
 /** "192.0.2.77" → "192.0.2.0/24"; IPv6 to its /64 (expanded, zeroed). */
@@ -132,16 +153,30 @@ export function networkBlock(ip: string, v4Prefix: number, v6Prefix: number): st
     const masked = (n & mask) >>> 0;
     return `${[24, 16, 8, 0].map((s) => (masked >>> s) & 255).join(".")}/${v4Prefix}`;
   }
-  if (isIP(ip) === 6) {
-    const [head, tail = ""] = ip.split("::");
-    const h = head ? head.split(":") : [];
-    const t = tail ? tail.split(":") : [];
-    const groups = ip.includes("::") ? [...h, ...Array(8 - h.length - t.length).fill("0"), ...t] : h;
-    let bits = groups.map((g) => parseInt(g || "0", 16).toString(2).padStart(16, "0")).join("");
-    bits = bits.slice(0, v6Prefix).padEnd(128, "0");
-    const out = [];
-    for (let i = 0; i < 128; i += 16) out.push(parseInt(bits.slice(i, i + 16), 2).toString(16));
+  const groups = ipv6Groups(ip);
+  if (groups !== null) {
+    const out = groups.map((g, i) => {
+      const keep = Math.max(0, Math.min(16, v6Prefix - 16 * i)); // bits of this group inside the prefix
+      return (keep === 0 ? 0 : g & ((0xffff << (16 - keep)) & 0xffff)).toString(16);
+    });
     return `${out.join(":")}/${v6Prefix}`;
   }
   return ip;
+}
+
+/** The eight 16-bit groups of an IPv6 address ("::" expanded, a dotted IPv4 tail and a zone id allowed), or null. */
+function ipv6Groups(address: string): number[] | null {
+  const ip = address.replace(/%.*$/, "");
+  if (isIP(ip) !== 6) return null;
+  let text = ip;
+  const v4 = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
+  if (v4) {
+    const [a, b, c, d] = v4.slice(1).map(Number) as [number, number, number, number];
+    text = `${text.slice(0, v4.index)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const [head, tail] = text.split("::") as [string, string | undefined];
+  const h = head ? head.split(":") : [];
+  const t = tail ? tail.split(":") : [];
+  const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill("0"), ...t];
+  return groups.length === 8 ? groups.map((g) => parseInt(g, 16)) : null;
 }

@@ -3,9 +3,13 @@
  * connections in total and per client IP, the connection rate per IP (Postfix anvil), and the
  * tarpit delay for clients that keep making errors. No I/O: the clock is injected, the listener
  * layer asks and carries out the answer.
+ *
+ * "Per IP" is per `clientKey`: an IPv4 address, or an IPv6 /64 (a client rotating through the
+ * addresses of its /64 is still one client); IPv4-mapped IPv6 counts as the IPv4 address.
  */
 import { reply, type Reply } from "../smtp/reply.js";
 import { NetworkList } from "./networks.js";
+import { clientKey } from "./auth-throttle.js";
 
 export interface ClientLimitsConfig {
   /** All concurrent connections (exempt clients included). */
@@ -39,7 +43,7 @@ export type Admission =
 /** Counters for logs and metrics (issue 7 reads these through RunningServer.limits()). */
 export interface LimitsSnapshot {
   connections: number;
-  /** Distinct client IPs with at least one open connection. */
+  /** Distinct clients (IPv4 addresses, IPv6 /64s) with at least one open connection. */
   clients: number;
   admitted: number;
   refused: Record<RefusalReason, number>;
@@ -86,15 +90,16 @@ export class ClientLimits {
   /** Asks for a connection slot. An admitted connection must call release() exactly once (extra calls are ignored). */
   admit(ip: string): Admission {
     const exempt = this.isExempt(ip);
+    const client = clientKey(ip);
     if (this.open >= this.config.total) return this.refuse("total", `${this.hostname} Error: too many connections`);
-    if (!exempt && this.config.ratePerIp > 0 && this.rateExceeded(ip)) {
+    if (!exempt && this.config.ratePerIp > 0 && this.rateExceeded(client)) {
       return this.refuse("rate", `${this.hostname} Error: too many connections from your IP address; try again later`);
     }
-    const mine = this.perIp.get(ip) ?? 0;
+    const mine = this.perIp.get(client) ?? 0;
     if (!exempt && mine >= this.config.perIp) {
       return this.refuse("per-ip", `${this.hostname} Error: too many connections from your IP address`);
     }
-    this.perIp.set(ip, mine + 1);
+    this.perIp.set(client, mine + 1);
     this.open++;
     this.admitted++;
     this.version++;
@@ -106,9 +111,9 @@ export class ClientLimits {
         if (released) return;
         released = true;
         this.open--;
-        const left = (this.perIp.get(ip) ?? 1) - 1;
-        if (left > 0) this.perIp.set(ip, left);
-        else this.perIp.delete(ip);
+        const left = (this.perIp.get(client) ?? 1) - 1;
+        if (left > 0) this.perIp.set(client, left);
+        else this.perIp.delete(client);
         this.version++;
       },
     };
@@ -135,7 +140,7 @@ export class ClientLimits {
     };
   }
 
-  /** Fixed windows per IP, like Postfix's anvil: every attempt counts, refused ones too. */
+  /** Fixed windows per client, like Postfix's anvil: every attempt counts, refused ones too. */
   private rateExceeded(ip: string): boolean {
     const now = this.now();
     const windowMs = this.config.rateWindowSec * 1000;

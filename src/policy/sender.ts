@@ -1,6 +1,15 @@
 /**
  * Sender ownership for authenticated users (Postfix reject_sender_login_mismatch): a user may send
  * as its own address, its "+detail" forms, and the extra addresses or "@domain"s listed for it.
+ *
+ * A relay client (`postern user add … --relay-client`: an organisation's own Postfix, a printer,
+ * an application server) is a mail system sending for its domains: its "@domain" entries cover
+ * the hosts under them too ("@example.org" owns root@host.example.org — Postfix's myorigin is its
+ * host name by default — and MAILER-DAEMON@host.example.org, the From: of the reports it writes).
+ *
+ * The null sender (`MAIL FROM:<>`, RFC 5321 §4.5.5: delivery reports, RFC 8098 §2.1 read
+ * receipts, RFC 5230 §5.4 vacation replies) names nobody, so for it the From: header is the
+ * only address that says who sent the message: it must be present and owned, by any account.
  */
 import { reply } from "../smtp/reply.js";
 import { ALLOW, deny, type Decision } from "./decision.js";
@@ -8,6 +17,8 @@ import { ALLOW, deny, type Decision } from "./decision.js";
 export interface SenderOwner {
   address: string;
   senders: readonly string[];
+  /** Its "@domain" entries include their subdomains (see above). */
+  relayClient?: boolean;
 }
 
 export function ownsAddress(user: SenderOwner, address: string): boolean {
@@ -17,7 +28,10 @@ export function ownsAddress(user: SenderOwner, address: string): boolean {
   if (own !== null && sameMailbox(own, candidate)) return true;
   for (const entry of user.senders) {
     if (entry.startsWith("@")) {
-      if (candidate.domain === entry.slice(1).toLowerCase()) return true;
+      const domain = entry.slice(1).toLowerCase().replace(/\.$/, "");
+      if (candidate.domain === domain) return true;
+      // A label boundary: "@example.org" never covers "evilexample.org".
+      if (user.relayClient === true && candidate.domain.endsWith("." + domain)) return true;
       continue;
     }
     const allowed = canonical(entry);
@@ -26,7 +40,7 @@ export function ownsAddress(user: SenderOwner, address: string): boolean {
   return false;
 }
 
-/** MAIL FROM check for an authenticated session. The null sender is allowed (bounces, receipts). */
+/** MAIL FROM check for an authenticated session. The null sender passes here; its From: is checked at the end of DATA. */
 export function checkEnvelopeSender(user: SenderOwner, sender: string): Decision {
   if (sender === "" || ownsAddress(user, sender)) return ALLOW;
   return deny(
@@ -35,18 +49,31 @@ export function checkEnvelopeSender(user: SenderOwner, sender: string): Decision
   );
 }
 
-/** From: header check for submitted mail (every address in it must be the user's). */
-export function checkFromHeader(user: SenderOwner, fromHeader: string | undefined): Decision {
-  if (fromHeader === undefined) return ALLOW; // RFC 6409 §8.1 lets the MSA add it; we do not guess
+/**
+ * From: header check for submitted mail (every address in it must be the user's). `sender` is the
+ * transaction's MAIL FROM: a null-sender message must carry a From: (see above).
+ */
+export function checkFromHeader(user: SenderOwner, fromHeader: string | undefined, sender: string): Decision {
+  if (fromHeader === undefined) {
+    if (sender === "") {
+      return deny(
+        reply(553, "5.7.1", "From: header required: a message from the null sender must say who sent it"),
+        `null-sender message without a From: header from ${user.address}`,
+      );
+    }
+    return ALLOW; // RFC 6409 §8.1 lets the MSA add it; we do not guess
+  }
   const addresses = extractAddresses(fromHeader);
   if (addresses.length === 0) {
     return deny(reply(550, "5.6.0", "Malformed From: header"), "From: header without an address");
   }
   const foreign = addresses.find((a) => !ownsAddress(user, a));
   if (foreign === undefined) return ALLOW;
+  // A mail server's own reports (From: MAILER-DAEMON@its-host) need a relay-client account: say so.
+  const hint = sender === "" && !user.relayClient ? " (reports from a mail server need a relay-client account)" : "";
   return deny(
-    reply(553, "5.7.1", `<${foreign}>: From: header address rejected: not owned by user ${user.address}`),
-    `From: header ${foreign} not owned by ${user.address}`,
+    reply(553, "5.7.1", `<${foreign}>: From: header address rejected: not owned by user ${user.address}${hint}`),
+    `From: header ${foreign} not owned by ${user.address}${sender === "" ? " (null sender)" : ""}`,
   );
 }
 

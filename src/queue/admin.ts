@@ -133,19 +133,24 @@ export class QueueAdmin extends QueueReader {
     return this.runner.isActive(id);
   }
 
-  /** Attempts now, ignoring back-off: one message, or all of them (held ones stay put). */
-  async flush(id?: string): Promise<{ flushed: number }> {
+  /**
+   * Attempts now, ignoring back-off: one message, or all of them. Held messages stay put and are
+   * not counted as flushed: they come back in `held`, so the admin is told why they did not move.
+   */
+  async flush(id?: string): Promise<{ flushed: number; held: string[] }> {
     if (id === undefined) {
-      const count = (await this.spool.list()).length;
-      this.logger.info({ event: "queue-flush", messages: count }, "queue: flush requested");
+      const entries = await this.list();
+      const held = entries.filter((e) => e.status === "held").map((e) => e.id);
+      const count = entries.length - held.length;
+      this.logger.info({ event: "queue-flush", messages: count, held: held.length }, "queue: flush requested");
       await this.runner.flush();
-      return { flushed: count };
+      return { flushed: count, held };
     }
     const env = await this.read(id);
     if (env.held) throw new Error(`message ${id} is on hold; release it first`);
     this.logger.info({ event: "queue-flush", id }, "queue: flush requested");
     await this.runner.flushOne(id);
-    return { flushed: 1 };
+    return { flushed: 1, held: [] };
   }
 
   async hold(id: string): Promise<void> {

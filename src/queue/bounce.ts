@@ -8,6 +8,13 @@
  * message. A message from the null sender is never reported on (RFC 3461 §6.2, RFC 5321 §4.5.5): no
  * bounce loops.
  *
+ * Backscatter (docs/SECURITY.md 11.3): a stranger on port 25 can write anyone's address in MAIL
+ * FROM. Only a sender vouched for at intake (Envelope.senderVouched: authenticated, mynetworks,
+ * local sendmail) gets what it asks for. Anyone else's NOTIFY=SUCCESS and DELAY are accepted and
+ * ignored (RFC 3461 §4.1 makes them requests, not duties), and a failure report — which RFC 5321
+ * §6.1 still requires — returns the header section only, whatever RET says: never a stranger's
+ * body to a third party.
+ *
  * Idempotent across crashes: the report's queue id is recorded in the original envelope before
  * the report is committed, and marked injected after. A rerun finds the record and either
  * completes it (the report is in the spool) or writes the report again under a new id.
@@ -40,6 +47,11 @@ const wantsFailure = (r: EnvelopeRecipient) => !r.notify || r.notify.includes("F
 const wantsDelay = (r: EnvelopeRecipient) => !r.notify || r.notify.includes("DELAY");
 const wantsSuccess = (r: EnvelopeRecipient) => r.notify?.includes("SUCCESS") === true;
 
+/** Envelope.senderVouched as recorded at intake; an envelope from before the field: authenticated only. */
+export function senderVouched(env: Pick<Envelope, "senderVouched" | "client">): boolean {
+  return env.senderVouched ?? env.client.authUser !== undefined;
+}
+
 export class DsnNotifier {
   private readonly now: () => number;
 
@@ -49,13 +61,25 @@ export class DsnNotifier {
 
   /** QueueRunner onFinal. */
   readonly onFinal = async (env: Envelope): Promise<void> => {
+    const vouched = senderVouched(env);
     const recipients: DsnRecipient[] = [];
+    const ignored: string[] = [];
     for (const rcpt of env.recipients) {
       if (rcpt.status === "failed" && wantsFailure(rcpt)) recipients.push({ rcpt, action: "failed" });
       if (rcpt.status === "delivered" && wantsSuccess(rcpt) && !rcpt.dsnPassedOn) {
+        if (!vouched) {
+          ignored.push(rcpt.address);
+          continue;
+        }
         const action: DsnAction = this.opts.isLocalAddress(rcpt.address) ? "delivered" : "relayed";
         recipients.push({ rcpt, action });
       }
+    }
+    if (ignored.length > 0 && env.mailFrom !== "") {
+      this.opts.logger.info(
+        { event: "dsn-suppressed", id: env.id, reason: "success report for a sender not vouched for", recipients: ignored },
+        "bounce: NOTIFY=SUCCESS ignored (sender neither authenticated nor in mynetworks)",
+      );
     }
     await this.notify(env, "final", recipients);
   };
@@ -64,6 +88,8 @@ export class DsnNotifier {
   readonly onDeferred = async (env: Envelope): Promise<void> => {
     if (this.opts.delayWarningSec <= 0) return;
     if (env.notices?.delay?.injected) return;
+    // A delay warning is a courtesy; to a possibly forged sender it is backscatter.
+    if (!senderVouched(env)) return;
     const age = this.now() - Date.parse(env.receivedAt);
     if (age < this.opts.delayWarningSec * 1000) return;
     const recipients = env.recipients
@@ -99,7 +125,8 @@ export class DsnNotifier {
     try {
       notices[kind] = { id: writer.id, injected: false };
       await this.opts.spool.updateEnvelope(env);
-      const returnFull = env.ret === "FULL" && kind === "final";
+      // The body goes back only to a sender vouched for; anyone else gets the header section.
+      const returnFull = env.ret === "FULL" && kind === "final" && senderVouched(env);
       const now = new Date(this.now());
       const retryUntil = new Date(Date.parse(env.receivedAt) + this.opts.maxLifetimeSec * 1000);
       const text = buildDsn({ reportingMta: this.opts.hostname, reportId: writer.id, env, recipients, returnFull, now, retryUntil });

@@ -7,9 +7,14 @@
  *   <dir>/tmp/                      envelope replacements being written; emptied on start
  *   <dir>/quarantine/               envelopes found without a message, kept for the admin
  *   <dir>/in-use                    present while a server has the spool open: found at start, it
- *                                   means the last stop was unclean and recovery checks every hash
+ *                                   means the last stop was unclean and recovery checks every hash.
+ *                                   Written by init(), so only once the data directory is locked;
+ *                                   a start that fails after init() removes it again (close()).
  *
- * One process owns a spool directory at a time (init() empties tmp/).
+ * One process owns a spool directory at a time, and init() assumes it is that process: recovery
+ * removes messages without an envelope, which in another running server are messages still being
+ * received. The caller holds the data directory's lock (data-lock.ts) before init() and for as
+ * long as it writes to the spool; the server from start to exit.
  */
 import { createReadStream, openSync, readFileSync, renameSync, statSync, type ReadStream } from "node:fs";
 import { mkdir, open, readdir, rename, stat, unlink } from "node:fs/promises";
@@ -107,7 +112,10 @@ export class Spool {
     return join(this.dir, "env", id + ENV_SUFFIX);
   }
 
-  /** Creates the layout and repairs whatever a crash left behind. */
+  /**
+   * Creates the layout and repairs whatever a crash left behind. Only under the data directory's
+   * lock (lockDataDir): run beside a live server, recovery would delete what it is receiving.
+   */
   async init(): Promise<RecoveryReport> {
     for (const sub of ["", "tmp", "msg", "env", "quarantine"]) {
       await mkdir(join(this.dir, sub), { recursive: true, mode: 0o700 });

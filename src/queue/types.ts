@@ -54,6 +54,14 @@ export interface Envelope {
    */
   sha256?: string;
   client: ClientInfo;
+  /**
+   * The reverse path is vouched for: at intake the client had authenticated, was in `mynetworks`
+   * (port 25) or was the local sendmail. Decided by the policy of that moment and read by the
+   * bounce generator: only such senders get success and delay reports and their message back
+   * whole (RET=FULL); anyone else's MAIL FROM may be forged, and a report to it is backscatter
+   * (docs/SECURITY.md 11.3). Absent (spooled by an older version): vouched only if authUser is set.
+   */
+  senderVouched?: boolean;
   recipients: EnvelopeRecipient[];
   /** Set by `postern queue hold`; the runner skips the message until released (survives restarts). */
   held?: boolean;

@@ -12,7 +12,7 @@ import { randomBytes } from "node:crypto";
 import { hmacSha256, scramSaltedPassword, sha256, SCRAM_DEFAULT_ITERATIONS, SCRAM_SALT_BYTES } from "./secrets.js";
 import { askStore, missingSecretReason, resolveIdentity } from "./server-support.js";
 import { ALREADY_FINISHED, challenge, decodeBase64Strict, decodeUtf8, failure, hasControlChars, randomNonce, safeEqual, xorBuffers } from "./text.js";
-import type { SaslClientCredentials, SaslClientMechanism, SaslServerMechanism, SaslServerOptions, SaslServerStep, ScramCredentials } from "./types.js";
+import type { CredentialVerifier, SaslClientCredentials, SaslClientMechanism, SaslServerMechanism, SaslServerOptions, SaslServerStep, ScramCredentials } from "./types.js";
 
 const NAME = "SCRAM-SHA-256";
 /** RFC 5802 §7 "printable": %x21-2B / %x2D-7E (no comma). */
@@ -88,6 +88,23 @@ export function parseClientFinal(text: string): ClientFinalMessage | string {
   return { channelBinding, nonce: attrs[1]!.slice(2), proof, withoutProof: text.slice(0, text.length - last.length - 1) };
 }
 
+/**
+ * Salt and iteration count for a login the store does not know: the salt an HMAC of the login as
+ * the store folds it (`alice@x` and ` ALICE@X` share one, as a real user's do), the count and
+ * salt length those of the store's real users (docs/SECURITY.md 11.4).
+ */
+export function fakeScramParameters(key: Buffer, verifier: CredentialVerifier, login: string): { salt: Buffer; iterations: number } {
+  const shape = verifier.scramShape?.(login) ?? { iterations: SCRAM_DEFAULT_ITERATIONS, saltBytes: SCRAM_SALT_BYTES };
+  return { salt: fakeSalt(key, verifier.loginKey?.(login) ?? login, shape.saltBytes), iterations: shape.iterations };
+}
+
+/** HMAC-SHA-256(key, login), stretched with a counter when more than 32 bytes are wanted. */
+export function fakeSalt(key: Buffer, login: string, bytes: number): Buffer {
+  const blocks: Buffer[] = [];
+  for (let i = 0; blocks.length * 32 < bytes; i++) blocks.push(hmacSha256(key, i === 0 ? login : `${i}\0${login}`));
+  return Buffer.concat(blocks).subarray(0, bytes);
+}
+
 /** Dummy keys for unknown users: the proof check runs and fails exactly like a wrong password. */
 const DUMMY_KEYS = { storedKey: randomBytes(32), serverKey: randomBytes(32) };
 
@@ -146,12 +163,9 @@ export class ScramSha256Server implements SaslServerMechanism {
       return failure("mechanism-unavailable");
     }
     this.userKnown = stored.value !== null;
-    // RFC 5802 §9 / SECURITY rule 14: an unknown user gets a stable fake salt, not an error.
-    this.credentials = stored.value ?? {
-      salt: hmacSha256(this.opts.fakeSaltKey, first.username).subarray(0, SCRAM_SALT_BYTES),
-      iterations: SCRAM_DEFAULT_ITERATIONS,
-      ...DUMMY_KEYS,
-    };
+    // RFC 5802 §9 / SECURITY rule 14: an unknown user gets a stable fake salt, not an error, with
+    // the store's iteration count and salt length, from the login as the store folds it.
+    this.credentials = stored.value ?? { ...fakeScramParameters(this.opts.fakeSaltKey, this.opts.verifier, first.username), ...DUMMY_KEYS };
     this.first = first;
     this.nonce = first.clientNonce + (this.hooks.serverNonce ?? randomNonce());
     this.serverFirst = `r=${this.nonce},s=${this.credentials.salt.toString("base64")},i=${this.credentials.iterations}`;

@@ -65,6 +65,19 @@ export interface CredentialVerifier {
   digestMd5(user: string, realm: string): Promise<Buffer | null>;
   /** Mechanisms this store can verify, e.g. ["PLAIN","LOGIN","CRAM-MD5","SCRAM-SHA-256"]. */
   supportedMechanisms(): string[];
+  /**
+   * The login as this store finds it: trimmed and case-folded exactly as its lookups fold. Values
+   * faked for an unknown login (a SCRAM salt) derive from it, so they change with the spelling
+   * exactly when a real user's would (SECURITY rule 14). Absent: the name as sent.
+   */
+  loginKey?(user: string): string;
+  /** The SCRAM iteration count and salt length a real user of this store has; faked for unknown ones. */
+  scramShape?(user: string): ScramShape;
+}
+
+export interface ScramShape {
+  iterations: number;
+  saltBytes: number;
 }
 
 export interface SaslServerOptions {

@@ -5,13 +5,14 @@
  * The limiter slot is released exactly once, whichever way the connection ends.
  */
 import type { Socket } from "node:net";
-import { TLSSocket, type SecureContext } from "node:tls";
+import type { SecureContext, TLSSocket } from "node:tls";
 import { formatReply } from "../smtp/reply.js";
 import type { ClientLimits } from "../policy/client-limits.js";
 import { NetworkList, unmapIPv4 } from "../policy/networks.js";
 import type { ListenerConfig } from "../config/schema.js";
 import { readProxyHeader } from "./proxy-protocol.js";
 import { tlsInfo } from "./connection.js";
+import { serverTlsSocket } from "./tls.js";
 import type { Logger } from "./log.js";
 
 export interface ClientInfo {
@@ -128,7 +129,8 @@ async function accept(raw: Socket, o: AcceptOptions): Promise<void> {
 function handshake(raw: Socket, o: AcceptOptions, ip: string): Promise<TLSSocket | null> {
   return new Promise((resolve) => {
     let settled = false;
-    const secure = new TLSSocket(raw, { isServer: true, secureContext: o.secureContext });
+    // tls.ts: the listener's profile and no renegotiation, after a PROXY header as without one.
+    const secure = serverTlsSocket(raw, o.secureContext);
     const settle = (result: TLSSocket | null) => {
       if (settled) return;
       settled = true;

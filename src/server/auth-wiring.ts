@@ -23,7 +23,7 @@ export interface AuthWiring {
 }
 
 function backendConfig(b: Omit<BackendConfig, "backend"> & { backend: BackendConfig["backend"] }): BackendConfig {
-  return { backend: b.backend, path: b.path, socket: b.socket, service: b.service, realm: b.realm, timeoutMs: b.timeoutMs };
+  return { backend: b.backend, path: b.path, socket: b.socket, service: b.service, realm: b.realm, timeoutMs: b.timeoutMs, scramHoldMs: b.scramHoldMs };
 }
 
 export function createAuthWiring(config: Config, sqlite: Authenticator, log: Logger): AuthWiring {
@@ -45,7 +45,11 @@ export function createAuthWiring(config: Config, sqlite: Authenticator, log: Log
     throttle,
     sendLimits,
     sessionPorts(connLog, remoteIp) {
-      /** The login the current exchange tried: counted per account on failure. */
+      /**
+       * The login the current exchange tried: counted per account on failure. Our mechanisms name
+       * it when they ask the store; a Dovecot pass-through when the client's message (or Dovecot's
+       * `user=`) names it (docs/SECURITY.md 11.8).
+       */
       let tried: string | undefined;
       const lockedOut = (scope: string, user?: string) =>
         connLog.warn({ event: "auth-throttled", ip: remoteIp, scope, user, lockoutSec: config.auth.throttle.lockoutSec }, "AUTH throttled: too many failures");
@@ -69,6 +73,9 @@ export function createAuthWiring(config: Config, sqlite: Authenticator, log: Log
         cramMd5: async (user) => (guarded(user), v.cramMd5(user)),
         digestMd5: async (user, realm) => (guarded(user), v.digestMd5(user, realm)),
         supportedMechanisms: () => v.supportedMechanisms(),
+        // SCRAM fakes an unknown login's salt and iteration count from these (docs/SECURITY.md 11.4).
+        loginKey: (user) => v.loginKey?.(user) ?? user,
+        ...(v.scramShape ? { scramShape: (user: string) => v.scramShape!(user) } : {}),
       };
       const authGuard: AuthGuard = {
         refusal() {
@@ -90,7 +97,7 @@ export function createAuthWiring(config: Config, sqlite: Authenticator, log: Log
         createMechanism: (name) =>
           backends.createMechanism(
             name,
-            { remoteIp },
+            { remoteIp, login: guarded },
             {
               hostname: config.hostname,
               authzidAllowed: (authcid, authzid) => authcid.toLowerCase() === authzid.toLowerCase() || authzidAdmins.has(authcid.toLowerCase()),

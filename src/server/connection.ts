@@ -3,12 +3,13 @@
  * All protocol decisions are the Session's; this file only moves bytes and keeps time.
  */
 import type { Socket } from "node:net";
-import { TLSSocket, type SecureContext } from "node:tls";
+import type { SecureContext, TLSSocket } from "node:tls";
 import { InputBuffer } from "../smtp/input-buffer.js";
 import { formatReply, reply, type Reply } from "../smtp/reply.js";
 import { Session, type Expecting, type SessionOutput } from "../smtp/session.js";
 import type { Logger } from "./log.js";
 import type { ConnectionGuard } from "./connection-guard.js";
+import { serverTlsSocket } from "./tls.js";
 
 export interface ConnectionOptions {
   hostname: string;
@@ -178,6 +179,13 @@ export class SmtpConnection {
       if (refused) return refused;
     }
     const output = await this.session.handleLine(line.line);
+    const hello = this.session.groupEnd;
+    if (hello !== null && this.input.pendingLength > 0 && output.action !== "close") {
+      // RFC 2920 §3.1: EHLO ends a group, and an RFC 821 client sending HELO does not pipeline at
+      // all; bytes already behind it were sent without waiting for our reply (SECURITY.md rule 4,
+      // as Postfix 3.9's smtpd_forbid_unauth_pipelining). Its reply is not sent: 554 and close.
+      return this.session.outOfSync(hello);
+    }
     if (this.session.expecting === ("data" as Expecting)) {
       // RFC 2920 §3.1: DATA ends a pipelined group; the body may only follow our 354.
       if (this.input.pendingLength > 0) {
@@ -234,7 +242,7 @@ export class SmtpConnection {
     raw.removeAllListeners("close");
     raw.removeAllListeners("error");
     this.input.clear();
-    const secure = new TLSSocket(raw, { isServer: true, secureContext: this.opts.secureContext });
+    const secure = serverTlsSocket(raw, this.opts.secureContext);
     this.socket = secure;
     this.armDeadline(this.opts.tlsHandshakeTimeoutMs);
     secure.once("secure", () => {

@@ -5,6 +5,7 @@
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import type { LogObserver } from "./log.js";
+import { SERVER_MECHANISMS } from "../sasl/index.js";
 
 export interface MetricsSources {
   /** Open SMTP connections per listener mode. */
@@ -15,7 +16,65 @@ export interface MetricsSources {
   limits?(): { connections: number; clients: number; refused: Record<string, number> };
 }
 
-const text = (v: unknown, fallback = "unknown") => (typeof v === "string" && v !== "" ? v.slice(0, 80) : fallback);
+/**
+ * Label values come only from closed sets (docs/SECURITY.md 11.6): every distinct value is a new
+ * time series kept for the life of the process, so a value taken from client input (a made-up
+ * AUTH mechanism, a refusal text naming an address) would let any client grow memory without
+ * bound and put users' addresses on /metrics. Anything outside a set counts as `other`.
+ */
+const oneOf = (allowed: ReadonlySet<string>, fallback = "other") => (v: unknown): string =>
+  typeof v === "string" && allowed.has(v) ? v : fallback;
+
+const LISTENERS = new Set(["mta", "submission", "submissions", "local"]);
+const TLS_VERSIONS = new Set(["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]);
+/** Ours, and the other SASL mechanisms Dovecot can pass through (IANA SASL registry names). */
+const MECHANISMS = new Set([
+  ...SERVER_MECHANISMS, "SCRAM-SHA-1", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256-PLUS", "OAUTHBEARER", "XOAUTH2",
+  "GSSAPI", "GSS-SPNEGO", "NTLM", "OTP", "ANONYMOUS", "EXTERNAL",
+]);
+/** SaslFailureReason, and the exchange's own reasons (auth-exchange.ts, session.ts). */
+const AUTH_REASONS = new Set([
+  "malformed", "unknown-user", "bad-password", "authzid-not-permitted", "mechanism-unavailable", "backend-error",
+  "mechanism-not-allowed", "throttled", "no-tls", "cancelled", "abandoned",
+]);
+const LIMITS = new Set([
+  "errors", "junkCommands", "authFailures", "unauthCommands", "session-lifetime", "data-rate", "unauth-commands",
+]);
+
+/**
+ * Refusal reasons are log texts (they name addresses: "sender x@y not owned by …"); the metric
+ * gets a fixed code for each kind. An event may carry its own `code` when it is one of these.
+ */
+const REFUSAL_CODES: readonly [RegExp, string][] = [
+  [/^relay denied/, "relay-denied"],
+  [/^unknown local user/, "unknown-recipient"],
+  [/^user lookup failed/, "lookup-failed"],
+  [/^sender .* not owned by /, "sender-not-owned"],
+  [/^From: header without an address/, "from-malformed"],
+  [/^From: header .* not owned by /, "from-not-owned"],
+  [/^login has no account/, "no-account"],
+  [/^send limit: .*messages/, "send-limit-messages"],
+  [/^send limit: .*recipients/, "send-limit-recipients"],
+  [/^bare CR\/LF/, "bare-line-end"],
+  [/^message too big/, "too-big"],
+  [/^line too long/, "line-too-long"],
+  [/^spool write failed/, "spool-error"],
+  [/^Must issue a STARTTLS/, "tls-required"],
+  [/^Authentication required/, "auth-required"],
+];
+const REFUSAL_CODE_SET = new Set(REFUSAL_CODES.map(([, code]) => code));
+
+export function refusalCode(f: Record<string, unknown>): string {
+  if (typeof f.code === "string" && REFUSAL_CODE_SET.has(f.code)) return f.code;
+  const reason = typeof f.reason === "string" ? f.reason : "";
+  return REFUSAL_CODES.find(([re]) => re.test(reason))?.[1] ?? "other";
+}
+
+const listenerOf = oneOf(LISTENERS);
+const tlsVersion = oneOf(TLS_VERSIONS);
+const limitOf = oneOf(LIMITS);
+const authReason = oneOf(AUTH_REASONS);
+const mechanismOf = (v: unknown): string => (typeof v === "string" ? oneOf(MECHANISMS)(v.toUpperCase()) : "none");
 
 export class Metrics {
   readonly registry = new Registry();
@@ -75,37 +134,37 @@ export class Metrics {
 
   /** The log observer: one switch over the event names the README lists. */
   readonly observe: LogObserver = (f, bindings) => {
-    const listener = text(f.listener ?? bindings.listener, "local");
+    const listener = f.listener === undefined && bindings.listener === undefined ? "local" : listenerOf(f.listener ?? bindings.listener);
     switch (f.event) {
       case "connect":
         this.connections.inc({ listener });
-        if (typeof f.tls === "string") this.tls.inc({ listener, version: f.tls });
+        if (typeof f.tls === "string") this.tls.inc({ listener, version: tlsVersion(f.tls) });
         return;
       case "tls":
-        return void this.tls.inc({ listener, version: text(f.version) });
+        return void this.tls.inc({ listener, version: tlsVersion(f.version) });
       case "tls-failed":
         return void this.tlsFailures.inc();
       case "auth-success":
-        return void this.auth.inc({ mechanism: text(f.mechanism), result: "success", reason: "" });
+        return void this.auth.inc({ mechanism: mechanismOf(f.mechanism), result: "success", reason: "" });
       case "auth-failure":
-        return void this.auth.inc({ mechanism: text(f.mechanism), result: "failure", reason: text(f.reason) });
+        return void this.auth.inc({ mechanism: mechanismOf(f.mechanism), result: "failure", reason: authReason(f.reason) });
       case "auth-refused":
-        return void this.auth.inc({ mechanism: text(f.mechanism, "none"), result: "refused", reason: text(f.reason) });
+        return void this.auth.inc({ mechanism: mechanismOf(f.mechanism), result: "refused", reason: authReason(f.reason) });
       case "queued":
         return void this.accepted.inc({ listener: f.via === "local" ? "local" : listener });
       case "mail-refused":
-        return void this.refused.inc({ stage: "mail", reason: text(f.reason) });
+        return void this.refused.inc({ stage: "mail", reason: refusalCode(f) });
       case "rcpt-refused":
-        return void this.refused.inc({ stage: "rcpt", reason: text(f.reason) });
+        return void this.refused.inc({ stage: "rcpt", reason: refusalCode(f) });
       case "data-refused":
-        return void this.refused.inc({ stage: "data", reason: text(f.reason) });
+        return void this.refused.inc({ stage: "data", reason: refusalCode(f) });
       case "delivered":
       case "deferred":
       case "failed":
       case "expired":
         return void this.deliveries.inc({ outcome: f.event });
       case "limit":
-        return void this.limitHits.inc({ limit: text(f.limit) });
+        return void this.limitHits.inc({ limit: limitOf(f.limit) });
       case "reload":
         return void this.reloads.inc({ result: f.ok === false ? "failed" : "ok" });
     }

@@ -4,7 +4,6 @@
  */
 import { createServer as createTcpServer, type Server as NetServer, type Socket, type AddressInfo } from "node:net";
 import { join } from "node:path";
-import { mkdirSync } from "node:fs";
 import type { Config, ListenerConfig } from "../config/schema.js";
 import { SqliteUserStore } from "../auth/sqlite-store.js";
 import { createAuthWiring } from "./auth-wiring.js";
@@ -19,13 +18,17 @@ import { DsnNotifier } from "../queue/bounce.js";
 import { QueueAdmin } from "../queue/admin.js";
 import { startControlServer } from "./control.js";
 import { createDeliverer } from "../delivery/router.js";
+import { smarthostFromConfig } from "../delivery/smarthost.js";
 import { createRouting } from "./routing-wiring.js";
 import { Session, newSessionId, type SessionPorts, type SessionSettings } from "../smtp/session.js";
 import { SmtpConnection } from "./connection.js";
 import { acceptConnection, connectionEnded, type AcceptOptions, type ClientInfo } from "./accept.js";
 import { connectionGuard, createClientLimits } from "./limits-wiring.js";
 import type { LimitsSnapshot } from "../policy/client-limits.js";
-import { ensureCertificate, loadTlsMaterial, secureContextOf } from "./tls.js";
+import { ensureCertificate, loadTlsMaterial, secureContextOf, type TlsMaterial } from "./tls.js";
+import { lockDataDir, DataDirBusyError, type DataDirLock } from "../queue/data-lock.js";
+import { dropPrivileges, lookupIdentity, UnknownIdentityError, type Identity } from "./privileges.js";
+import { StartupError, checkTlsPair, listenError, type ConfigSource } from "./startup-errors.js";
 import { operations, type Operations } from "./operate.js";
 import { startLocalSubmitFromConfig } from "./local-submit.js";
 import type { Logger } from "./log.js";
@@ -41,24 +44,171 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
-  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+export interface StartOptions {
+  /** Where the configuration came from: error messages name the file (or the demo). */
+  source?: ConfigSource;
+}
+
+/**
+ * Starts in an order that matters (issue 12, docs/SECURITY.md 11.9):
+ *   1. lock the data directory: a second server stops here, having changed nothing;
+ *   2. check process.user and a configured certificate, still as root (the key may be root's);
+ *   3. bind the listeners (below 1024 needs root) without serving anything accepted yet;
+ *   4. hand the data directory to process.user and drop root, in one synchronous step;
+ *   5. as that user: user store, spool recovery (and its in-use marker), queue, control socket;
+ *   6. start the queue and serve the connections, held until now.
+ * A start that fails undoes what it did, in reverse: the lock and the in-use marker go with it.
+ */
+export async function startServer(config: Config, log: Logger, opts: StartOptions = {}): Promise<RunningServer> {
+  const source = opts.source ?? {};
+  let lock: DataDirLock;
+  try {
+    lock = lockDataDir(config.dataDir);
+  } catch (err) {
+    if (!(err instanceof DataDirBusyError)) {
+      throw new StartupError(
+        `cannot lock the data directory ${config.dataDir}: ${err instanceof Error ? err.message : String(err)}`,
+        "dataDir",
+        "dataDir must be a directory that the user postern starts as may create and write",
+        source,
+      );
+    }
+    const pid = err.holderPid;
+    const fix = source.demo
+      ? `stop the demo that runs there${pid !== undefined ? ` (kill -TERM ${pid})` : ""}, or start this one from another folder (the demo keeps its data in ./data)`
+      : `stop that server first${pid !== undefined ? ` (kill -TERM ${pid})` : ""}, or give this one a dataDir of its own`;
+    throw new StartupError(err.message, "dataDir", fix, source);
+  }
+  const undo: (() => unknown)[] = [() => lock.release()];
+  try {
+    return await startLocked(config, log, source, lock, undo);
+  } catch (err) {
+    for (const step of undo.reverse()) await Promise.resolve().then(step).catch(() => undefined);
+    throw err;
+  }
+}
+
+/** A TCP listener that is bound but serves nothing until `open` (connections are held). */
+interface BoundListener {
+  lc: ListenerConfig;
+  server: NetServer;
+  held: Socket[];
+  accept?: (s: Socket) => void;
+}
+
+async function bindListener(lc: ListenerConfig, index: number, source: ConfigSource): Promise<BoundListener> {
+  const b: BoundListener = { lc, server: undefined!, held: [] };
+  // Plain TCP on every port: on 465 the PROXY header comes before the TLS handshake (accept.ts).
+  // noDelay: replies are written once per pipelined group (connection.ts), so Nagle's algorithm
+  // would only hold a reply back until the client's delayed ACK (up to 40 ms on Linux).
+  b.server = createTcpServer({ noDelay: true }, (s) => {
+    if (b.accept) return b.accept(s);
+    // Accepted by the kernel while we were still root or still starting: not read, not answered.
+    s.on("error", () => undefined);
+    b.held.push(s);
+  });
+  await new Promise<void>((resolve, reject) => {
+    b.server.once("error", (err) => reject(listenError(err, { key: `listeners[${index}].port`, what: `listener listeners[${index}] (${lc.mode})`, address: lc.address, port: lc.port }, source)));
+    b.server.listen(lc.port, lc.address, () => resolve());
+  });
+  return b;
+}
+
+function identityOf(config: Config, source: ConfigSource): Identity | undefined {
+  const user = config.process.user;
+  if (user === undefined) return undefined;
+  if (process.getuid?.() !== 0) {
+    throw new StartupError(
+      `process.user is set to ${user}, but postern was not started as root, so it cannot become that user`,
+      "process.user",
+      `start postern as root (it binds the ports, then runs as ${user}), or remove process.user and start it as ${user} itself (with CAP_NET_BIND_SERVICE for ports below 1024)`,
+      source,
+    );
+  }
+  try {
+    return lookupIdentity(user, config.process.group);
+  } catch (err) {
+    if (!(err instanceof UnknownIdentityError)) throw err;
+    const group = err.message.startsWith("no such group");
+    throw new StartupError(
+      `${err.message} (looked up with getent)`,
+      group ? "process.group" : "process.user",
+      group ? `create the group (groupadd --system ${config.process.group}) or correct process.group` : `create the user (useradd --system --no-create-home --shell /usr/sbin/nologin ${user}) or correct process.user`,
+      source,
+    );
+  }
+}
+
+async function startLocked(config: Config, log: Logger, source: ConfigSource, lock: DataDirLock, undo: (() => unknown)[]): Promise<RunningServer> {
+  const identity = identityOf(config, source);
+  // A configured certificate is read now, as root if started so (the key may be readable by root
+  // alone), and checked so that a wrong file fails the start in words. A generated one is made
+  // later, by process.user, in its data directory.
+  let tlsMaterial: TlsMaterial | undefined;
+  if (config.tls.cert && config.tls.key) {
+    checkTlsPair({ cert: config.tls.cert, key: config.tls.key }, source);
+    tlsMaterial = loadTlsMaterial({ cert: config.tls.cert, key: config.tls.key }, config.tls.minVersion);
+  }
+
+  const bound: BoundListener[] = [];
+  undo.push(() => {
+    for (const b of bound) {
+      b.server.close();
+      for (const s of b.held) s.destroy();
+    }
+  });
+  for (const [index, lc] of config.listeners.entries()) bound.push(await bindListener(lc, index, source));
+
+  // `postern sendmail` talks to this; off unless localSubmit.socket is set. Bound as root (its
+  // folder, e.g. /run/postern, may be root's) and last: root is dropped in the same turn of the
+  // event loop, so no connection to it is handled before. Its messages wait for the spool.
+  let coreReady!: (c: { spool: Spool; queue: QueueRunner }) => void;
+  const core = new Promise<{ spool: Spool; queue: QueueRunner }>((resolve) => (coreReady = resolve));
+  let localSubmit: Awaited<ReturnType<typeof startLocalSubmitFromConfig>>;
+  try {
+    localSubmit = await startLocalSubmitFromConfig(
+      config,
+      { openSpool: async () => (await core).spool.openWriter(), queued: (id) => void core.then((c) => c.queue.enqueued(id)) },
+      log,
+    );
+  } catch (err) {
+    throw listenError(err, { key: "localSubmit.socket", what: "the sendmail socket", address: "", port: 0, path: config.localSubmit.socket }, source);
+  }
+  undo.push(() => localSubmit?.close());
+
+  if (identity) {
+    const chown = dropPrivileges(identity, [config.dataDir]);
+    log.info({ event: "privileges-dropped", user: identity.user, uid: identity.uid, gid: identity.gid, chowned: chown.changed }, `running as ${identity.user}`);
+    if (chown.skipped.some((s) => s.reason !== "socket")) {
+      log.warn({ event: "chown-skipped", skipped: chown.skipped.slice(0, 20), count: chown.skipped.length }, `left ${chown.skipped.length} entries of ${config.dataDir} alone (links, special files)`);
+    }
+  }
+
+  // ---- From here on, as process.user when one is set. ----
   const store = new SqliteUserStore({ path: join(config.dataDir, "users.sqlite"), hostname: config.hostname, cacheTtlSec: config.auth.cacheTtlSec });
+  undo.push(() => store.close());
   // Credential backends, AUTH throttle and send limits (auth-wiring.ts).
   const auth = createAuthWiring(config, store, log);
-  const certs = await ensureCertificate(config.tls, config.dataDir, config.hostname);
-  if (certs.generated) log.info({ event: "tls-cert-generated", cert: certs.cert }, "generated a self-signed certificate");
-  const tlsMaterial = loadTlsMaterial(certs, config.tls.minVersion);
-  // `let`: a SIGHUP reload swaps it; every new handshake reads the current one.
-  let secureContext = secureContextOf(tlsMaterial);
+  undo.push(() => auth.close());
+  if (!tlsMaterial) {
+    const certs = await ensureCertificate(config.tls, config.dataDir, config.hostname);
+    if (certs.generated) log.info({ event: "tls-cert-generated", cert: certs.cert }, "generated a self-signed certificate");
+    tlsMaterial = loadTlsMaterial(certs, config.tls.minVersion);
+  }
+  // `let`: a SIGHUP reload swaps it; every new handshake reads the current one. One context per
+  // TLS profile (tls.ts: ciphers, versions, no renegotiation); each listener takes its own.
+  let tlsContexts = secureContextOf(tlsMaterial);
 
   const spool = new Spool(join(config.dataDir, "queue"), { fsync: config.queue.fsync, logger: log });
   const recovered = await spool.init();
+  // Recovery is done: a start that fails from here on was no unclean stop (the marker goes).
+  undo.push(() => spool.close());
   if (recovered.uncleanStop) {
     log.warn({ event: "spool-recovered", queued: recovered.queued, removedIncomplete: recovered.removedIncomplete.length }, "the last stop was unclean: spool checked");
   }
   // Aliases, +detail and catch-alls count as existing recipients at RCPT (README "Routing").
   const routing = createRouting(config, (d) => relay.isLocalDomain(d), (a) => auth.backends.lookupUser(a), log);
+  undo.push(() => routing.close());
   const relay = new RelayPolicy({
     localDomains: config.domains,
     localAddressLiterals: config.localAddressLiterals,
@@ -68,7 +218,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const deliver = createDeliverer({
     isLocalDomain: (d) => relay.isLocalDomain(d),
     maildirTemplate: config.delivery.maildir,
-    smarthost: smarthostOf(config),
+    smarthost: smarthostFromConfig(config.relay),
     heloName: config.hostname,
     fsync: config.queue.fsync,
     logger: log,
@@ -96,11 +246,9 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     concurrency: config.queue.concurrency,
     logger: log,
   });
-  await queue.start();
   // `postern queue …` talks to this (src/cli/queue.ts).
   const control = await startControlServer(config.dataDir, new QueueAdmin(spool, queue, log), log);
-  // `postern sendmail` talks to this; off unless localSubmit.socket is set.
-  const localSubmit = await startLocalSubmitFromConfig(config, { openSpool: () => spool.openWriter(), queued: (id) => queue.enqueued(id) }, log);
+  undo.push(() => control.close());
 
   const makePorts = (connLog: Logger, remoteIp: string): SessionPorts => ({
     // mechanisms, createMechanism, account, authGuard, sendLimits
@@ -112,7 +260,9 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       return checkEnvelopeSender(account, sender.address);
     },
     checkRecipient: (ctx, rcpt) => relay.checkRecipient(ctx, rcpt),
-    checkFromHeader: (account, from) => checkFromHeader(account, from),
+    checkFromHeader: (account, from, sender) => checkFromHeader(account, from, sender),
+    // Authenticated, or mynetworks on port 25: the same test as relaying (docs/SECURITY.md 11.3).
+    senderVouched: (ctx) => relay.mayRelay(ctx).allowed,
     openSpool: () => spool.openWriter(),
     queued: (id) => queue.enqueued(id),
     delay: (ms) => new Promise((resolve) => setTimeout(resolve, ms).unref()),
@@ -120,13 +270,19 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     now: () => new Date(),
   });
 
-  const servers: NetServer[] = [];
+  const servers = bound.map((b) => b.server);
   const sockets = new Set<Socket>();
   const clientLimits = createClientLimits(config, log);
+  undo.push(() => clientLimits.stop());
   const listeners: RunningServer["listeners"] = [];
   const registries: { mode: string; connections: Set<SmtpConnection> }[] = [];
-  for (const lc of config.listeners) {
-    const settings = sessionSettings(config, lc);
+
+  await queue.start();
+  undo.push(() => queue.stop());
+  coreReady({ spool, queue });
+
+  for (const b of bound) {
+    const lc = b.lc;
     const registry = new Set<SmtpConnection>();
     registries.push({ mode: lc.mode, connections: registry });
     // accept.ts does the PROXY header, the connection limits and implicit TLS; then this starts SMTP.
@@ -135,10 +291,11 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       const connLog = log.child({ conn: newSessionId(), client: client.ip, listener: lc.mode });
       const facts = { remoteIp: client.ip, tls: client.tls };
       connLog.info({ event: "connect", port: client.port, proxy: client.proxiedBy, tls: facts.tls?.version, cipher: facts.tls?.cipher }, "connect");
-      const session = new Session({ ...settings, tlsAvailable: !tls }, makePorts(connLog, client.ip), facts);
+      // Settings per session, not per listener: a SIGHUP reload of `limits` reaches new sessions.
+      const session = new Session({ ...sessionSettings(config, lc), tlsAvailable: !tls }, makePorts(connLog, client.ip), facts);
       new SmtpConnection(socket, session, {
         hostname: config.hostname,
-        secureContext,
+        secureContext: tlsContexts.forListener(lc),
         idleTimeoutMs: config.limits.idleTimeoutMs,
         dataTimeoutMs: config.limits.dataTimeoutMs,
         tlsHandshakeTimeoutMs: config.limits.tlsHandshakeTimeoutMs,
@@ -154,27 +311,25 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       listener: lc,
       limits: clientLimits.limits,
       trustedProxies: new NetworkList(lc.trustedProxies ?? config.trustedProxies),
-      proxyHeaderTimeoutMs: config.limits.proxyHeaderTimeoutMs,
-      tlsHandshakeTimeoutMs: config.limits.tlsHandshakeTimeoutMs,
+      get proxyHeaderTimeoutMs() {
+        return config.limits.proxyHeaderTimeoutMs;
+      },
+      get tlsHandshakeTimeoutMs() {
+        return config.limits.tlsHandshakeTimeoutMs;
+      },
       get secureContext() {
-        return secureContext;
+        return tlsContexts.forListener(lc);
       },
       log,
       sockets,
       serve,
     };
-    // Plain TCP on every port: on 465 the PROXY header comes before the TLS handshake (accept.ts).
-    // noDelay: replies are written once per pipelined group (connection.ts), so Nagle's algorithm
-    // would only hold a reply back until the client's delayed ACK (up to 40 ms on Linux).
-    const server = createTcpServer({ noDelay: true }, (s) => void acceptConnection(s, acceptOptions));
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(lc.port, lc.address, () => resolve());
-    });
-    const addr = server.address() as AddressInfo;
+    // Serving starts now; the connections that arrived while starting are taken first.
+    b.accept = (s) => void acceptConnection(s, acceptOptions);
+    for (const s of b.held.splice(0)) if (!s.destroyed) b.accept(s);
+    const addr = b.server.address() as AddressInfo;
     listeners.push({ mode: lc.mode, address: addr.address, port: addr.port });
     log.info({ event: "listening", mode: lc.mode, address: addr.address, port: addr.port }, `listening (${lc.mode})`);
-    servers.push(server);
   }
 
   return {
@@ -182,7 +337,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     store,
     queue,
     limits: () => clientLimits.limits.snapshot(),
-    ops: operations({ config, log, servers, sockets, registries, setSecureContext: (ctx) => (secureContext = ctx) }),
+    ops: operations({ config, log, servers, sockets, registries, source, tlsMaterial, setSecureContext: (ctx) => (tlsContexts = ctx) }),
     async close() {
       // Stop accepting, end the open connections (which releases their limiter slots), then wait.
       const closed = servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
@@ -197,6 +352,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       await routing.close();
       auth.close();
       store.close();
+      lock.release();
     },
   };
 }
@@ -214,14 +370,4 @@ export function sessionSettings(config: Config, lc: ListenerConfig): SessionSett
     bareLineEnds: config.smtp.bareLineEnds,
     postmaster: `postmaster@${config.domains[0]!.toLowerCase()}`,
   };
-}
-
-function smarthostOf(config: Config) {
-  const s = config.relay.smarthost;
-  if (s === undefined) return undefined;
-  if (typeof s === "string") {
-    const i = s.lastIndexOf(":");
-    return { host: s.slice(0, i).replace(/^\[|\]$/g, ""), port: Number(s.slice(i + 1)), tls: "starttls-opportunistic" as const, rejectUnauthorized: false };
-  }
-  return s;
 }

@@ -14,8 +14,14 @@ export interface AuthResult {
   user?: string;
 }
 
+/** One exchange in progress: its mechanism, and whether it has already been counted and ended. */
+interface Exchange {
+  mechanism: SaslServerMechanism;
+  ended: boolean;
+}
+
 export class AuthExchange {
-  private mechanism: SaslServerMechanism | null = null;
+  private exchange: Exchange | null = null;
   private failures = 0;
 
   constructor(
@@ -26,15 +32,22 @@ export class AuthExchange {
 
   /** An exchange is waiting for the client's next response. */
   get active(): boolean {
-    return this.mechanism !== null;
+    return this.exchange !== null;
   }
 
-  /** Forget an exchange in progress (TLS started, line error, connection gone). */
+  /**
+   * Forget an exchange in progress (TLS started, line error, connection gone). One cut off after
+   * the server answered a login (a SCRAM salt) counts as a failure for the guessing counters, or
+   * walking away after the salt would enumerate logins for free (docs/SECURITY.md 11.4).
+   */
   cancel(): void {
-    this.mechanism = null;
+    const exchange = this.exchange;
+    this.exchange = null;
+    if (exchange && !exchange.ended) this.unfinished(exchange, "abandoned");
   }
 
   async begin(mechanismName: string, initial: string | undefined): Promise<AuthResult> {
+    const started = this.clock();
     const name = mechanismName.toUpperCase();
     // SECURITY.md rule 12: a fresh mechanism object per attempt, only among those offered.
     const mechanism = this.ports.mechanisms().includes(name) ? this.ports.createMechanism(name) : null;
@@ -53,36 +66,41 @@ export class AuthExchange {
       }
       return { output: { replies: [refused] } };
     }
+    const exchange: Exchange = { mechanism, ended: false };
     let decoded: Buffer | null = null;
     if (initial !== undefined) {
-      if (initial === "*") return { output: { replies: [reply(501, "5.7.0", "Authentication cancelled")] } };
+      if (initial === "*") return { output: this.unfinished(exchange, "cancelled") };
       // RFC 4954 §4: "=" is an empty initial response.
       decoded = initial === "=" ? Buffer.alloc(0) : decodeBase64Strict(initial);
-      if (decoded === null) return { output: { replies: [reply(501, "5.5.2", "Error: invalid base64 data")] } };
+      if (decoded === null) return { output: this.unfinished(exchange, "malformed", reply(501, "5.5.2", "Error: invalid base64 data")) };
     }
-    this.mechanism = mechanism;
-    return this.step(mechanism, await safeStep(() => mechanism.start(decoded)));
+    this.exchange = exchange;
+    return this.step(exchange, started, await safeStep(() => mechanism.start(decoded)));
   }
 
   async respond(line: Buffer): Promise<AuthResult> {
-    const mechanism = this.mechanism!;
+    const started = this.clock();
+    const exchange = this.exchange!;
     const text = line.toString("latin1");
     if (text === "*") {
-      this.mechanism = null;
-      this.ports.log.info({ event: "auth-cancelled", mechanism: mechanism.name }, "AUTH cancelled by client");
-      return { output: { replies: [reply(501, "5.7.0", "Authentication cancelled")] } };
+      this.exchange = null;
+      return { output: this.unfinished(exchange, "cancelled") };
     }
     const decoded = decodeBase64Strict(text);
     if (decoded === null) {
-      this.mechanism = null;
-      return { output: { replies: [reply(501, "5.5.2", "Error: invalid base64 data")] } };
+      this.exchange = null;
+      return { output: this.unfinished(exchange, "malformed", reply(501, "5.5.2", "Error: invalid base64 data")) };
     }
-    return this.step(mechanism, await safeStep(() => mechanism.step(decoded)));
+    return this.step(exchange, started, await safeStep(() => exchange.mechanism.step(decoded)));
   }
 
-  private async step(mechanism: SaslServerMechanism, step: SaslServerStep): Promise<AuthResult> {
+  private async step(exchange: Exchange, started: number, step: SaslServerStep): Promise<AuthResult> {
+    // Cut off while the mechanism worked (the connection went away): already counted by cancel().
+    if (exchange.ended) return { output: { replies: [] } };
     if (step.kind === "challenge") return { output: { replies: [reply(334, undefined, step.data.toString("base64"))] } };
-    this.mechanism = null;
+    exchange.ended = true;
+    if (this.exchange === exchange) this.exchange = null;
+    const mechanism = exchange.mechanism;
     if (step.kind === "success") {
       this.ports.log.info(
         { event: "auth-success", mechanism: mechanism.name, user: step.identity.authzid, authcid: step.identity.authcid },
@@ -91,28 +109,66 @@ export class AuthExchange {
       this.ports.authGuard?.succeeded(step.identity.authcid);
       return { output: { replies: [reply(235, "2.7.0", "Authentication successful")] }, user: step.identity.authzid };
     }
-    return { output: await this.failed(mechanism.name, step.reason, step.detail) };
+    if (step.reason === "malformed") {
+      return { output: this.unfinished(exchange, "malformed", reply(501, "5.5.2", "Error: malformed authentication response"), step.detail) };
+    }
+    return { output: await this.failed(mechanism.name, started, step.reason, step.detail) };
   }
 
-  private async failed(mechanism: string, reason: SaslFailureReason, detail?: string): Promise<SessionOutput> {
+  /**
+   * A failed exchange is answered at one deadline: `authFailureDelayMs` (plus the guard's penalty)
+   * after the client's last message arrived, whatever the server spent meanwhile — a password hash,
+   * a dummy hash, none at all (an unknown user of a backend without a decoy), or a hash shared with
+   * a concurrent identical attempt. Only a check slower than the deadline answers later, at once.
+   * Measured from the last message, not the AUTH command: a client pausing between LOGIN's steps
+   * cannot spend the delay itself and then watch the hash (docs/SECURITY.md 11.5; Dovecot's
+   * auth_failure_delay).
+   */
+  private async failed(mechanism: string, started: number, reason: SaslFailureReason, detail?: string): Promise<SessionOutput> {
     this.failures++;
-    // The log says why; the client only learns that it failed (SECURITY.md rule 14).
-    this.ports.log.warn({ event: "auth-failure", mechanism, reason, detail, failures: this.failures }, "AUTH failed");
-    if (reason === "malformed") return { replies: [reply(501, "5.5.2", "Error: malformed authentication response")] };
-    // Answer failures late (Dovecot's auth_failure_delay), later still for an IP that keeps
-    // failing (the guard's growing penalty): guessing gets slow. Unknown users wait the same.
+    const checkMs = this.clock() - started;
+    // Answer failures late, later still for an IP that keeps failing (the guard's growing penalty).
     const penaltyMs = this.ports.authGuard?.failed() ?? 0;
-    await this.ports.delay(this.settings.limits.authFailureDelayMs + penaltyMs);
+    const waitMs = Math.max(0, started + this.settings.limits.authFailureDelayMs + penaltyMs - this.clock());
+    // The log says why (and what the check cost, what was left to wait); the client only learns
+    // that it failed (SECURITY.md rule 14).
+    this.ports.log.warn({ event: "auth-failure", mechanism, reason, detail, failures: this.failures, checkMs, waitMs }, "AUTH failed");
+    await this.ports.delay(waitMs);
     const r =
       reason === "backend-error"
         ? reply(454, "4.7.0", "Temporary authentication failure")
         : reply(535, "5.7.8", "Authentication credentials invalid");
+    return this.afterFailure(r);
+  }
+
+  /**
+   * Cancelled with "*", malformed, or cut off: no credentials were judged, so no delay and no
+   * 535. It still counts for the guessing counters (per IP, per account), or a client could ask
+   * for a login's SCRAM salt and walk away, login after login (docs/SECURITY.md 11.4). Only a
+   * malformed message counts towards the per-connection close (a cancel is the client's right,
+   * RFC 4954 §4).
+   */
+  private unfinished(exchange: Exchange, reason: "cancelled" | "malformed" | "abandoned", r?: Reply, detail?: string): SessionOutput {
+    exchange.ended = true;
+    if (reason === "malformed") this.failures++;
+    const fields = { event: "auth-failure", mechanism: exchange.mechanism.name, reason, detail, failures: this.failures };
+    if (reason === "cancelled") this.ports.log.info(fields, "AUTH cancelled by client");
+    else this.ports.log.warn(fields, "AUTH failed");
+    this.ports.authGuard?.failed();
+    return { replies: reason === "abandoned" ? [] : [r ?? reply(501, "5.7.0", "Authentication cancelled")] };
+  }
+
+  private afterFailure(r: Reply): SessionOutput {
     // RFC 4954 §4: a server may close after repeated failures (not before 3).
     if (this.failures >= this.settings.limits.authFailures) {
       this.ports.log.warn({ event: "limit", limit: "authFailures", count: this.failures }, "too many AUTH failures");
       return { replies: [r, this.closing("Error: too many authentication failures")], action: "close" };
     }
     return { replies: [r] };
+  }
+
+  private clock(): number {
+    return this.ports.now().getTime();
   }
 }
 

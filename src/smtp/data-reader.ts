@@ -24,7 +24,11 @@ export interface DataPush {
 }
 
 export interface DataReaderOptions {
-  /** Longest text line including CRLF, counted as sent (before unstuffing); RFC 5321 §4.5.3.1.6. */
+  /**
+   * Longest text line including CRLF (RFC 5321 §4.5.3.1.6), counted after unstuffing: the dot
+   * §4.5.2 adds in front of a line is transport, not text, so ".". + 998 octets on the wire is a
+   * line of 998.
+   */
   maxLineLength?: number;
   /** Largest message in stored bytes. */
   maxMessageSize: number;
@@ -58,7 +62,7 @@ const DOT = 0x2e;
 
 export class DataReader {
   private state = State.RealLineStart;
-  /** Bytes of the current line as sent, excluding its CRLF. */
+  /** Bytes of the current line after unstuffing, excluding its CRLF. */
   private lineLength = 0;
   private stored = 0;
   private error: DataError | undefined;
@@ -137,7 +141,7 @@ export class DataReader {
       case State.SoftLineStart:
         this.lineLength = 0;
         if (b === DOT) {
-          this.countLineByte();
+          // Not counted: either it is the stuffed dot (dropped below) or the line is "." alone.
           this.state = this.state === State.RealLineStart ? State.RealDot : State.SoftDot;
           return undefined;
         }

@@ -4,8 +4,10 @@
  * a hook for a prefix (trace fields such as Received:, Message-ID:, Date:) that
  * goes on top, and from then on passes chunks straight through.
  *
- * Input is DATA-reader output, so lines end in CRLF; a bare LF is tolerated as
- * a line end here, since this module only reads and never decides framing.
+ * Input from SMTP has CRLF line ends only (the DATA reader and the BDAT text reader refuse or
+ * normalise bare CR/LF before the bytes get here, SECURITY.md rule 1); a bare LF is tolerated as a
+ * line end for local submission (sendmail), where this module only reads and never decides
+ * framing. A last line without any line end is still a line: every next hop reads it as one.
  */
 
 export interface HeaderField {
@@ -22,6 +24,16 @@ export interface HeaderInfo {
   truncated: boolean;
   /** Some line in the header section was neither a field nor a continuation. */
   malformed: boolean;
+  /** The header section holds a NUL byte (a parser that drops NULs reads other names than ours). */
+  nul: boolean;
+  /**
+   * Lower-cased names a lenient parser could read in a line (with its continuation lines) that is
+   * no field to us: the text before the first colon without white space, line ends, controls and
+   * 8-bit bytes. "From\v:", "From\xa0:" and "From\r\n :" are From: fields to mailparser (it
+   * trims names with JavaScript's trim() and takes a missing colon from a continuation line),
+   * "Fr\0om:" to a parser that drops NULs. A check on a field refuses a message that disguises it.
+   */
+  disguised: string[];
   /** Value of the first field with this name (case-insensitive). */
   get(name: string): string | undefined;
   /** Values of all fields with this name (case-insensitive). */
@@ -50,10 +62,14 @@ export class HeaderCollector {
   private heldLength = 0;
   /** The current line, not yet ended by LF. */
   private partialLine: Buffer[] = [];
-  /** Lines of the field being read (it may still get continuation lines). */
-  private currentField: Buffer[] = [];
+  /** Lines of the logical line being read: a first line and the continuation lines after it. */
+  private current: Buffer[] = [];
+  /** Its first line starts a field (a name, optional white space, a colon); else it is malformed. */
+  private currentIsField = false;
   private fields: HeaderField[] = [];
   private malformed = false;
+  private nul = false;
+  private disguised: string[] = [];
   private released = false;
 
   constructor(options: HeaderCollectorOptions) {
@@ -85,6 +101,11 @@ export class HeaderCollector {
   /** End of message: releases whatever is held (a message may be all header, or empty). */
   finish(): Buffer[] {
     if (this.released) return [];
+    // A last line without a line end is a line all the same (a relay adds the CRLF, a Maildir
+    // reader takes it as it is): a "From:" there must not go unread.
+    const last = Buffer.concat(this.partialLine);
+    this.partialLine = [];
+    if (last.length > 0 && !(last.length === 1 && last[0] === CR)) this.onLine(last);
     return this.release(false, Buffer.alloc(0), Buffer.alloc(0));
   }
 
@@ -110,28 +131,37 @@ export class HeaderCollector {
 
   /** Handles one complete line (with its line end); true when it is the empty line ending the section. */
   private onLine(line: Buffer): boolean {
-    const isEmpty = line.length === 1 || (line.length === 2 && line[0] === CR);
+    const isEmpty = (line.length === 1 && line[0] === LF) || (line.length === 2 && line[0] === CR && line[1] === LF);
     if (isEmpty) {
-      this.endField();
+      this.endLine();
       return true;
     }
+    if (line.includes(0)) this.nul = true;
     const first = line[0];
     if (first === SP || first === HTAB) {
-      // Continuation of a folded field (RFC 5322 §2.2.3); without a field it is malformed.
-      if (this.currentField.length > 0) this.currentField.push(line);
+      // Continuation of a folded field (RFC 5322 §2.2.3); before any line it is malformed.
+      if (this.current.length > 0) this.current.push(line);
       else this.malformed = true;
       return false;
     }
-    this.endField();
-    if (fieldNameEnd(line) > 0) this.currentField.push(line);
-    else this.malformed = true;
+    this.endLine();
+    this.current = [line];
+    this.currentIsField = fieldNameEnd(line) > 0;
+    if (!this.currentIsField) this.malformed = true;
     return false;
   }
 
-  private endField(): void {
-    if (this.currentField.length === 0) return;
-    const raw = Buffer.concat(this.currentField);
-    this.currentField = [];
+  private endLine(): void {
+    if (this.current.length === 0) return;
+    const raw = Buffer.concat(this.current);
+    this.current = [];
+    if (!this.currentIsField) {
+      // Not a field to us, but a parser that trims names or takes the colon from a continuation
+      // line ("From\r\n : x" is a From: to mailparser) may read one: remember which.
+      const lenient = lenientName(raw);
+      if (lenient !== null) this.disguised.push(lenient);
+      return;
+    }
     const nameEnd = fieldNameEnd(raw);
     const colon = raw.indexOf(COLON, nameEnd);
     const name = raw.toString("latin1", 0, nameEnd);
@@ -153,10 +183,10 @@ export class HeaderCollector {
     // whitespace, or if the message ended right after it; otherwise (cut at the
     // limit) it might still get continuation lines, so it is dropped.
     const next = this.partialLine[0]?.[0];
-    if (next === undefined ? !truncated : next !== SP && next !== HTAB) this.endField();
-    this.currentField = [];
+    if (next === undefined ? !truncated : next !== SP && next !== HTAB) this.endLine();
+    this.current = [];
     this.partialLine = [];
-    const prefix = this.hook ? this.hook(makeInfo(this.fields, truncated, this.malformed)) : undefined;
+    const prefix = this.hook ? this.hook(makeInfo(this.fields, truncated, this.malformed, this.nul, this.disguised)) : undefined;
     const out = [prefix, ...this.held, rest].filter((b): b is Buffer => b !== undefined && b.length > 0);
     this.held = [];
     return out;
@@ -177,7 +207,23 @@ function fieldNameEnd(line: Buffer): number {
   return line[i] === COLON ? nameEnd : 0;
 }
 
-function makeInfo(fields: HeaderField[], truncated: boolean, malformed: boolean): HeaderInfo {
+/**
+ * The name a lenient parser might read in a logical line (a line and its continuation lines):
+ * the bytes before the first colon, minus white space, line ends, controls, DEL and 8-bit bytes,
+ * lower-cased. null when there is no colon or nothing is left.
+ */
+function lenientName(line: Buffer): string | null {
+  const colon = line.indexOf(COLON);
+  if (colon < 0) return null;
+  let name = "";
+  for (let i = 0; i < colon; i++) {
+    const b = line[i]!;
+    if (b > 0x20 && b < 0x7f) name += String.fromCharCode(b);
+  }
+  return name === "" ? null : name.toLowerCase();
+}
+
+function makeInfo(fields: HeaderField[], truncated: boolean, malformed: boolean, nul: boolean, disguised: string[]): HeaderInfo {
   const matching = (name: string) => {
     const wanted = name.toLowerCase();
     return fields.filter((f) => f.name.toLowerCase() === wanted).map((f) => f.value);
@@ -186,6 +232,8 @@ function makeInfo(fields: HeaderField[], truncated: boolean, malformed: boolean)
     fields,
     truncated,
     malformed,
+    nul,
+    disguised,
     get: (name) => matching(name)[0],
     getAll: matching,
     count: (name) => matching(name).length,

@@ -7,6 +7,7 @@
 import { randomBytes } from "node:crypto";
 import { reply, type Reply } from "./reply.js";
 import type { DataError } from "./data-reader.js";
+import type { Decision } from "../policy/decision.js";
 import { HeaderCollector, type HeaderInfo } from "./headers.js";
 import { buildReceivedHeader, rfc5322Date } from "./trace.js";
 import type { MailPath, MailParams } from "./address.js";
@@ -20,6 +21,8 @@ export interface Transaction {
   refusedRecipients: number;
   /** The login's account as looked up at MAIL, reused for the From: check at the end of DATA. */
   account: SenderAccount | null;
+  /** Envelope.senderVouched, decided at MAIL (docs/SECURITY.md 11.3). */
+  senderVouched: boolean;
 }
 
 /** What the session knows about the client when the message starts. */
@@ -39,14 +42,33 @@ interface Refusal {
   close?: boolean;
 }
 
+/** How DATA and BDAT answer a message their text rules stopped; the same words for both. */
+export function dataErrorRefusal(error: DataError): Refusal {
+  switch (error) {
+    case "bare-line-end":
+      // SECURITY.md rule 1 (CVE-2023-51764 and kin): never a line end, never a message end.
+      return { reply: reply(521, "5.5.2", "Error: bare CR or LF received in message data"), reason: "bare CR/LF in DATA", close: true };
+    case "too-big":
+      return { reply: reply(552, "5.3.4", "Message size exceeds fixed maximum message size"), reason: "message too big" };
+    case "line-too-long":
+      return { reply: reply(500, "5.5.2", "Error: message line too long (RFC 5321 §4.5.3.1.6)"), reason: "line too long" };
+  }
+}
+
+/** A From: or Sender: field of a message from an authenticated client. */
+interface SenderField {
+  name: "From" | "Sender";
+  value: string;
+}
+
 export class MessageIntake {
   private readonly headers: HeaderCollector;
   /** Writes in flight are chained so the spool sees bytes in order. */
   private pending: Promise<void> = Promise.resolve();
   private writeError: unknown;
   private refusal?: Refusal;
-  /** The From: fields of submitted mail, checked against the login at the end. */
-  private fromHeader?: string;
+  /** The From: and Sender: fields of mail from a login, checked against it at the end. */
+  private senderFields: SenderField[] = [];
   /** The message's first byte: white space there would fold into our Received: field. */
   private firstByte?: number;
   private queued = 0;
@@ -122,20 +144,38 @@ export class MessageIntake {
       recipient: tx.recipients.length === 1 ? tx.recipients[0]!.address : undefined,
       date: ports.now(),
     });
-    if (settings.mode !== "mta" && authUser !== null) {
-      // RFC 6409 §8.2, §8.3: the MSA adds Date and Message-ID when the client left them out.
-      if (info.get("date") === undefined) top += `Date: ${rfc5322Date(ports.now())}\r\n`;
-      if (info.get("message-id") === undefined)
-        top += `Message-ID: <${ports.now().getTime().toString(36)}.${randomBytes(8).toString("hex")}@${settings.hostname}>\r\n`;
-      // Every From: field is checked (a second one must not slip past), and a header section too
-      // large to inspect whole could hide one after the limit: refuse it rather than guess.
-      const froms = info.getAll("from");
-      this.fromHeader = froms.length > 0 ? froms.join(", ") : undefined;
-      if (info.truncated) this.refuse(reply(552, "5.3.4", "Error: message header section too large"), "header section over the headerBytes limit");
-    }
     // Content starting with white space would continue our last field (client text in our trace
-    // header, SECURITY.md rule 19): end our header section first, as Postfix's smtpd does.
-    if (this.firstByte === 0x20 || this.firstByte === 0x09) top += "\r\n";
+    // header, SECURITY.md rule 19): our header section ends before it (below), so every next hop
+    // reads the client's lines as body, and so do the checks: they read what the next hop reads.
+    const startsWithSpace = this.firstByte === 0x20 || this.firstByte === 0x09;
+    const own = startsWithSpace ? NO_FIELDS : info;
+    if (settings.mode !== "mta" && authUser !== null) {
+      // RFC 6409 §8.2, §8.3: the MSA adds Date and Message-ID when the client left them out. Not
+      // on port 25, even after AUTH: there we are an MTA, and an MTA leaves the header section
+      // as it came (RFC 5321 §6.4), trace fields aside.
+      if (own.get("date") === undefined) top += `Date: ${rfc5322Date(ports.now())}\r\n`;
+      if (own.get("message-id") === undefined)
+        top += `Message-ID: <${ports.now().getTime().toString(36)}.${randomBytes(8).toString("hex")}@${settings.hostname}>\r\n`;
+    }
+    if (authUser !== null) {
+      // The sender checks bind a login on every listener (README: "an authenticated user may only
+      // use its own addresses"); issue 11.2 found port 25 skipping them. Every From: and Sender:
+      // field is checked (a second one must not slip past); a header section too large to read
+      // whole could hide one after the limit, a NUL or a disguised name could show one to another
+      // parser that we do not see: refuse those rather than guess.
+      for (const f of own.fields) {
+        const lower = f.name.toLowerCase();
+        if (lower === "from") this.senderFields.push({ name: "From", value: f.value });
+        else if (lower === "sender") this.senderFields.push({ name: "Sender", value: f.value });
+      }
+      if (info.truncated) this.refuse(reply(552, "5.3.4", "Error: message header section too large"), "header section over the headerBytes limit");
+      if (!startsWithSpace && own.nul) this.refuse(reply(550, "5.6.0", "Error: NUL byte in the message header section"), "NUL in the header section");
+      const disguised = startsWithSpace ? undefined : own.disguised.find((n) => n === "from" || n === "sender");
+      if (disguised !== undefined)
+        this.refuse(reply(550, "5.6.0", `Error: malformed ${disguised === "from" ? "From:" : "Sender:"} header field`), `malformed ${disguised} field name`);
+    }
+    // End our header section before such content, as Postfix's smtpd does.
+    if (startsWithSpace) top += "\r\n";
     return Buffer.from(top, "utf8");
   }
 
@@ -150,28 +190,13 @@ export class MessageIntake {
    * it and answer 250 only once it is durable. `queued` tells the session a message was taken.
    */
   async finish(error?: DataError): Promise<{ output: SessionOutput; queued: boolean }> {
-    const { settings, ports, tx, authUser } = this.ctx;
+    const { ports, tx, authUser } = this.ctx;
     if (!error) this.write(this.headers.finish());
     await this.pending;
     let refusal = this.refusal;
-    if (error === "bare-line-end") {
-      // SECURITY.md rule 1 (CVE-2023-51764 and kin): never a line end, never a message end.
-      refusal = { reply: reply(521, "5.5.2", "Error: bare CR or LF received in message data"), reason: "bare CR/LF in DATA", close: true };
-    } else if (error === "too-big") {
-      refusal = { reply: reply(552, "5.3.4", "Message size exceeds fixed maximum message size"), reason: "message too big" };
-    } else if (error === "line-too-long") {
-      refusal = { reply: reply(500, "5.5.2", "Error: message line too long (RFC 5321 §4.5.3.1.6)"), reason: "line too long" };
-    } else if (this.writeError !== undefined) {
-      refusal = { reply: storageErrorReply(this.writeError), reason: `spool write failed: ${String(this.writeError)}` };
-    }
-    if (!refusal && settings.mode !== "mta" && authUser) {
-      const account = tx.account;
-      // Fail closed: a login without an account owns no address.
-      const check = account
-        ? ports.checkFromHeader(account, this.fromHeader)
-        : { allow: false as const, reply: reply(553, "5.7.1", "From: header address rejected: login has no mailbox"), reason: "login has no account" };
-      if (!check.allow) refusal = check;
-    }
+    if (error !== undefined) refusal = dataErrorRefusal(error);
+    else if (this.writeError !== undefined) refusal = { reply: storageErrorReply(this.writeError), reason: `spool write failed: ${String(this.writeError)}` };
+    if (!refusal && authUser) refusal = this.checkSenderFields(tx.account);
     if (refusal) {
       await this.abort();
       ports.log.info({ event: "data-refused", from: tx.sender.address, reason: refusal.reason }, "message refused");
@@ -196,6 +221,26 @@ export class MessageIntake {
     return { output: { replies: [reply(250, "2.0.0", `Ok: queued as ${id}`)] }, queued: true };
   }
 
+  /**
+   * The login must own every address in From: and Sender: (RFC 5322 §3.6.2: Sender: names who
+   * sent it, so it is as much a claim as From:). Fails closed: a login without an account owns no
+   * address. Each field goes to the policy on its own, exactly as a next hop will read it.
+   */
+  private checkSenderFields(account: SenderAccount | null): Refusal | undefined {
+    const { ports, tx } = this.ctx;
+    const sender = tx.sender.address;
+    if (!account) return { reply: reply(553, "5.7.1", "From: header address rejected: login has no mailbox"), reason: "login has no account" };
+    if (!this.senderFields.some((f) => f.name === "From")) {
+      const none = ports.checkFromHeader(account, undefined, sender);
+      if (!none.allow) return none;
+    }
+    for (const f of this.senderFields) {
+      const check = ports.checkFromHeader(account, f.value, sender);
+      if (!check.allow) return f.name === "From" ? check : asSenderRefusal(check);
+    }
+    return undefined;
+  }
+
   private envelope(): NewEnvelope {
     const { settings, facts, tx, helo, authUser } = this.ctx;
     return {
@@ -205,6 +250,7 @@ export class MessageIntake {
       ret: tx.params.ret,
       envid: tx.params.envid,
       client: { ip: facts.remoteIp, helo: helo ?? "", listener: settings.mode, authUser: authUser ?? undefined, tls: facts.tls },
+      senderVouched: tx.senderVouched,
       recipients: tx.recipients,
     };
   }
@@ -215,6 +261,24 @@ export class MessageIntake {
     await this.writer.abort().catch(() => undefined);
   }
 }
+
+/** The policy words its From: refusals; the same refusal for a Sender: field names that field. */
+function asSenderRefusal(check: Extract<Decision, { allow: false }>): Refusal {
+  const relabel = (text: string) => text.replace(/From: header/g, "Sender: header");
+  return { reply: { ...check.reply, lines: check.reply.lines.map(relabel) }, reason: relabel(check.reason) };
+}
+
+/** What the checks read when the client's lines are body to every next hop. */
+const NO_FIELDS: HeaderInfo = {
+  fields: [],
+  truncated: false,
+  malformed: false,
+  nul: false,
+  disguised: [],
+  get: () => undefined,
+  getAll: () => [],
+  count: () => 0,
+};
 
 /** RFC 3463: a full disk is 4.3.1 "mail system full" (452, RFC 5321 §4.2.2); any other failure 4.3.0. */
 export function storageErrorReply(err: unknown): Reply {

@@ -52,6 +52,8 @@ export interface SessionLog {
 export interface SenderAccount {
   address: string;
   senders: readonly string[];
+  /** A mail server or application relaying for its domains (src/policy/sender.ts). */
+  relayClient?: boolean;
 }
 
 /** Everything the session asks of the world. */
@@ -64,7 +66,13 @@ export interface SessionPorts {
   checkSender(ctx: PolicyContext, sender: MailPath, account: SenderAccount | null): Promise<Decision>;
   /** May include `address`: the mailbox's own spelling, used in the envelope from then on. */
   checkRecipient(ctx: PolicyContext, rcpt: MailPath): Promise<Decision & { address?: string }>;
-  checkFromHeader(account: SenderAccount, from: string | undefined): Decision;
+  /** `sender`: the transaction's MAIL FROM ("" for the null sender), which the rules depend on. */
+  checkFromHeader(account: SenderAccount, from: string | undefined, sender: string): Decision;
+  /**
+   * Is this client's MAIL FROM vouched for (authenticated, or mynetworks on port 25)? Recorded in
+   * the envelope for the bounce generator (docs/SECURITY.md 11.3). Absent: authenticated only.
+   */
+  senderVouched?(ctx: PolicyContext): boolean;
   openSpool(): Promise<SpoolWriter>;
   /** Called after a successful commit, before 250 is sent. */
   queued(id: string, envelope: NewEnvelope): void;

@@ -8,9 +8,9 @@ import { reply, type Reply } from "./reply.js";
 import { parseCommand, type ParsedCommand } from "./command.js";
 import { parseMailParams, parseRcptParams, parsePath } from "./address.js";
 import { DataReader, type DataError } from "./data-reader.js";
-import type { ChunkState } from "./bdat.js";
+import { ChunkTextReader, type ChunkState } from "./bdat.js";
 import { AuthExchange, type AuthResult } from "./auth-exchange.js";
-import { MessageIntake, type Transaction } from "./message-intake.js";
+import { MessageIntake, dataErrorRefusal, type Transaction } from "./message-intake.js";
 import type {
   ConnectionFacts,
   Expecting,
@@ -28,6 +28,14 @@ interface DataPhase {
   reader: DataReader;
 }
 
+/** BDAT: chunks go through the same text rules as DATA (line ends, line length) to the intake. */
+interface ChunkPhase {
+  intake: MessageIntake;
+  reader: ChunkTextReader;
+  /** Too big or a line too long: the rest is read and dropped, the chunk answered with this. */
+  failed?: { reply: Reply; reason: string };
+}
+
 export class Session {
   private helo: string | null = null;
   private esmtp = false;
@@ -35,11 +43,13 @@ export class Session {
   private transaction: Transaction | null = null;
   private dataPhase: DataPhase | null = null;
   /** CHUNKING (RFC 3030): the message being received in BDAT chunks, and the chunk being read. */
-  private chunkIntake: MessageIntake | null = null;
+  private chunked: ChunkPhase | null = null;
   private chunk: ChunkState | null = null;
   private errors = 0;
   private junk = 0;
   private closed = false;
+  /** The command just handled must end its pipelined group (see groupEnd). */
+  private endsGroup: "EHLO" | "HELO" | null = null;
 
   private readonly authExchange: AuthExchange;
 
@@ -69,6 +79,15 @@ export class Session {
   /** A MAIL transaction or DATA is under way: a shutdown waits for it (src/server/connection.ts). */
   get inTransaction(): boolean {
     return this.transaction !== null || this.dataPhase !== null;
+  }
+
+  /**
+   * RFC 2920 §3.1: EHLO (and HELO) end a group: a client may send nothing more before their reply.
+   * Set after such a command; the connection refuses bytes already buffered behind it (SECURITY.md
+   * rule 4, Postfix's smtpd_forbid_unauth_pipelining; issue 11.11).
+   */
+  get groupEnd(): "EHLO" | "HELO" | null {
+    return this.endsGroup;
   }
 
   /** Errors and junk commands counted so far (the connection layer's tarpit reads them). */
@@ -107,7 +126,9 @@ export class Session {
   }
 
   async handleLine(line: Buffer): Promise<SessionOutput> {
+    this.endsGroup = null;
     if (this.closed) return { replies: [] };
+    if (!this.authExchange.active) this.endsGroup = helloVerb(line);
     const out = this.authExchange.active
       ? await this.authResult(await this.authExchange.respond(line))
       : await this.command(parseCommand(line));
@@ -160,7 +181,7 @@ export class Session {
         return { replies: [await this.rcpt(cmd.path, cmd.params)] };
       case "DATA":
         // RFC 3030 §3: BDAT and DATA do not mix in one transaction.
-        if (this.chunkIntake) return { replies: [reply(503, "5.5.1", "Error: DATA not allowed after BDAT")] };
+        if (this.chunked) return { replies: [reply(503, "5.5.1", "Error: DATA not allowed after BDAT")] };
         return this.data();
       case "BDAT":
         return this.bdat(cmd.size, cmd.last);
@@ -302,7 +323,10 @@ export class Session {
       this.ports.log.info({ event: "mail-refused", from: path.path.address, reason: decision.reason }, "MAIL refused");
       return decision.reply;
     }
-    this.transaction = { sender: path.path, params, recipients: [], refusedRecipients: 0, account };
+    // Decided now, with the other sender checks, and kept in the envelope for the bounce generator.
+    const ctx = this.policyContext();
+    const senderVouched = this.ports.senderVouched ? this.ports.senderVouched(ctx) : ctx.authUser !== undefined;
+    this.transaction = { sender: path.path, params, recipients: [], refusedRecipients: 0, account, senderVouched };
     this.ports.log.info({ event: "mail", from: path.path.address, size: params.size }, "MAIL accepted");
     return reply(250, "2.1.0", "Ok");
   }
@@ -408,12 +432,16 @@ export class Session {
   }
 
   private async bdat(size: number, last: boolean): Promise<SessionOutput> {
-    let refusal = this.chunkIntake ? null : this.messageGate();
-    if (!refusal && !this.chunkIntake) {
-      // The same spool, header checks and limits as DATA.
+    let refusal = this.chunked ? null : this.messageGate();
+    if (!refusal && !this.chunked) {
+      // The same spool, header checks, line rules and limits as DATA (SECURITY.md rule 1).
       const intake = await this.openIntake();
-      if (intake instanceof MessageIntake) this.chunkIntake = intake;
-      else refusal = intake;
+      if (intake instanceof MessageIntake) {
+        const reader = new ChunkTextReader({ maxLineLength: this.settings.limits.textLineLength, bareLineEnds: this.settings.bareLineEnds });
+        this.chunked = { intake, reader };
+      } else {
+        refusal = intake;
+      }
     }
     // RFC 3030 §2: even a refused BDAT is followed by its octets; they are read and dropped.
     this.chunk = { remaining: size, last, refusal: refusal ?? undefined };
@@ -424,42 +452,72 @@ export class Session {
   async receiveChunk(bytes: Buffer): Promise<SessionOutput | null> {
     const chunk = this.chunk!;
     chunk.remaining -= bytes.length;
-    const intake = this.chunkIntake;
-    if (intake && !chunk.refusal && !intake.refused) {
-      if (intake.size + bytes.length > this.settings.limits.messageSize) {
-        intake.refuse(reply(552, "5.3.4", "Message size exceeds fixed maximum message size"), "message too big");
-      } else {
-        intake.add(bytes);
-      }
+    const phase = this.chunked;
+    if (phase && !chunk.refusal && !phase.failed && !phase.intake.refused) {
+      const text = phase.reader.push(bytes);
+      if (text.error === "bare-line-end") return this.countErrors(await this.bareLineEndInChunk(phase));
+      this.takeChunkText(phase, text.data, text.error);
     }
     if (chunk.remaining > 0) {
-      if (intake) await intake.written(); // back-pressure, as in DATA
+      if (phase) await phase.intake.written(); // back-pressure, as in DATA
       return null;
     }
     return this.countErrors(await this.chunkDone());
+  }
+
+  /** Stores normalised chunk text unless the message already failed, or fails it now. */
+  private takeChunkText(phase: ChunkPhase, data: Buffer[], error?: "line-too-long"): void {
+    if (phase.failed) return;
+    if (error) {
+      phase.failed = dataErrorRefusal(error);
+      return;
+    }
+    const size = data.reduce((n, b) => n + b.length, 0);
+    if (phase.intake.size + size > this.settings.limits.messageSize) {
+      phase.failed = dataErrorRefusal("too-big");
+      return;
+    }
+    for (const piece of data) phase.intake.add(piece);
+  }
+
+  /**
+   * SECURITY.md rule 1, as in DATA: 521 5.5.2 and close at once; the rest of the chunk is never
+   * read (the connection ends), so nothing after the bare line end can be taken as a command.
+   */
+  private async bareLineEndInChunk(phase: ChunkPhase): Promise<SessionOutput> {
+    this.chunk = null;
+    this.chunked = null;
+    return this.finishMessage(phase.intake, "bare-line-end");
   }
 
   private async chunkDone(): Promise<SessionOutput> {
     const chunk = this.chunk!;
     this.chunk = null;
     if (chunk.refusal) return { replies: [chunk.refusal] };
-    const intake = this.chunkIntake!;
-    if (intake.refused?.code === 552) {
-      // Too big: the transaction is over; the client sends RSET or starts again (RFC 3030 §4.2).
-      const refused = intake.refused;
+    const phase = this.chunked!;
+    if (chunk.last && !phase.failed && !phase.intake.refused) {
+      const tail = phase.reader.end();
+      if (tail.error === "bare-line-end") return this.bareLineEndInChunk(phase);
+      this.takeChunkText(phase, tail.data, tail.error);
+    }
+    if (phase.failed) {
+      // Too big or a line too long: the transaction is over; the client sends RSET or starts
+      // again (RFC 3030 §4.2). DATA answers the same after its dot.
+      const failed = phase.failed;
+      this.ports.log.info({ event: "data-refused", from: this.transaction?.sender.address, reason: failed.reason }, "message refused");
       this.dropChunks();
       this.transaction = null;
-      return { replies: [refused] };
+      return { replies: [failed.reply] };
     }
     if (!chunk.last) return { replies: [reply(250, "2.0.0", "Ok: chunk received")] };
-    this.chunkIntake = null;
-    return this.finishMessage(intake);
+    this.chunked = null;
+    return this.finishMessage(phase.intake);
   }
 
   /** Forgets a half-received chunked message and removes its spool file. */
   private dropChunks(): void {
-    const intake = this.chunkIntake;
-    this.chunkIntake = null;
+    const intake = this.chunked?.intake;
+    this.chunked = null;
     this.chunk = null;
     if (intake) void intake.abort();
   }
@@ -473,6 +531,13 @@ export class Session {
     this.authExchange.cancel();
     if (phase) await phase.intake.abort();
   }
+}
+
+/** "EHLO" or "HELO" when the command line is one (a malformed one too: it ends its group all the same). */
+function helloVerb(line: Buffer): "EHLO" | "HELO" | null {
+  if (line.length < 4 || (line.length > 4 && line[4] !== 0x20)) return null;
+  const verb = line.toString("latin1", 0, 4).toUpperCase();
+  return verb === "EHLO" || verb === "HELO" ? verb : null;
 }
 
 export function newSessionId(): string {

@@ -4,11 +4,13 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { mkdtemp, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PasswdFileStore } from "../../src/auth/passwd-file.js";
 import { SUPPORTED_SCHEMES } from "../../src/auth/dovecot-schemes.js";
+import { md5Crypt } from "../../src/auth/crypt-md5.js";
 import { CramMd5Client, CramMd5Server } from "../../src/sasl/cram-md5.js";
 import { doveadmPw } from "./helpers/daemons.js";
 import type { LogLine } from "../e2e/helpers/postern.js";
@@ -92,6 +94,117 @@ test("reloads when the file is replaced (fs.watch), keeps the old users when the
     await writeFile(path, `new@example.org:{PLAIN}${PASSWORD}\nthird@example.org:{PLAIN}${PASSWORD}\n`);
     assert.equal((await store.verifyPassword("third@example.org", PASSWORD)).ok, true);
     assert.ok(logs.filter((l) => l.event === "passwd-file-loaded").length >= 3);
+  } finally {
+    store.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+/** A log that keeps every line, for the assertions below. */
+function recordingLog(): { lines: LogLine[]; log: { info(f: Record<string, unknown>, msg: string): void; warn(f: Record<string, unknown>, msg: string): void } } {
+  const lines: LogLine[] = [];
+  return {
+    lines,
+    log: {
+      info: (f, msg) => void lines.push({ ...f, level: "info", msg }),
+      warn: (f, msg) => void lines.push({ ...f, level: "warn", msg }),
+    },
+  };
+}
+
+test("every skipped line is a WARN with its line number and the reason (never the hash)", async () => {
+  const { dir, path } = await tempFile([
+    "# users", // 1
+    `good@example.org:{PLAIN}${PASSWORD}`, // 2
+    `old@example.org:${doveadmPw("PLAIN-MD5", PASSWORD)}:1000:1000::/home/old::`, // 3
+    "no-colon-here", // 4
+    `:{PLAIN}${PASSWORD}`, // 5
+    `Good@example.org:{PLAIN}other`, // 6: the same user again
+    "yes@example.org:$y$j9T$abcdefgh$0123456789abcdef", // 7
+    "bare@example.org:c2VjcmV0", // 8
+  ]);
+  const { lines, log } = recordingLog();
+  const store = new PasswdFileStore({ path, log });
+  try {
+    const skipped = lines.filter((l) => l.event === "passwd-file-line-skipped");
+    assert.deepEqual(
+      skipped.map((l) => [l.line, l.reason]),
+      [
+        [3, `unsupported password scheme {PLAIN-MD5} (supported: ${SUPPORTED_SCHEMES.join(", ")})`],
+        [4, "malformed line: no ':' (expected user:{SCHEME}hash:uid:gid:gecos:home:shell:extra)"],
+        [5, "malformed line: no user name before the first ':'"],
+        [6, "duplicate user Good@example.org: line 2 is used"],
+        [7, "unsupported crypt prefix $y$ (no {SCHEME} given)"],
+        [8, "password field has no {SCHEME} prefix (Dovecot's default_pass_scheme is not assumed)"],
+      ],
+    );
+    for (const l of skipped) {
+      assert.equal(l.level, "warn");
+      assert.equal(l.msg, `passwd-file ${path} line ${l.line} skipped: ${l.reason}`);
+    }
+    assert.doesNotMatch(JSON.stringify(lines), /c2VjcmV0|0123456789abcdef|j9T/, "no password data in the log");
+    assert.deepEqual(lines.find((l) => l.event === "passwd-file-loaded")?.skippedLines, [3, 4, 5, 6, 7, 8]);
+    assert.equal((await store.verifyPassword("good@example.org", PASSWORD)).ok, true);
+  } finally {
+    store.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("MD5-CRYPT ($1$, older Dovecot setups) verifies: doveadm's {MD5-CRYPT} and {MD5}, and a bare $1$ from openssl", async () => {
+  const opensslMd5 = execFileSync("openssl", ["passwd", "-1", "-salt", "abcdefgh", PASSWORD], { encoding: "utf8" }).trim();
+  assert.equal(md5Crypt(PASSWORD, opensslMd5), opensslMd5, "the same string as openssl passwd -1");
+  assert.equal(md5Crypt("secret", "$1$abcdefgh$"), "$1$abcdefgh$cHJi5PXp/ki/ktXzqlk6I1");
+  assert.equal(md5Crypt("", "$1$$"), "$1$$qRPK7m23GJusamGpoGLby/", "empty password and salt (glibc crypt)");
+  const { dir, path } = await tempFile([
+    `a@example.org:${doveadmPw("MD5-CRYPT", PASSWORD)}`,
+    `b@example.org:${doveadmPw("MD5", PASSWORD)}`,
+    `c@example.org:${opensslMd5}`,
+    `d@example.org:{MD5-CRYPT}$1$short$`,
+  ]);
+  const { lines, log } = recordingLog();
+  const store = new PasswdFileStore({ path, log });
+  try {
+    assert.deepEqual(lines.filter((l) => l.event === "passwd-file-line-skipped"), []);
+    for (const user of ["a@example.org", "b@example.org", "c@example.org"]) {
+      assert.deepEqual(await store.verifyPassword(user, PASSWORD), { ok: true, user }, user);
+      assert.deepEqual(await store.verifyPassword(user, PASSWORD.toUpperCase()), { ok: false, reason: "bad-password" }, user);
+    }
+    const truncated = await store.verifyPassword("d@example.org", PASSWORD);
+    assert.ok(!truncated.ok && truncated.reason === "backend-error", "a truncated hash is reported, never accepted");
+  } finally {
+    store.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("a login that fails because the stored hash cannot serve the mechanism is logged as such, not as an unknown user", async () => {
+  const { dir, path } = await tempFile([
+    `crypt@example.org:${doveadmPw("SHA512-CRYPT", PASSWORD)}`,
+    `scram@example.org:${doveadmPw("SCRAM-SHA-256", PASSWORD)}`,
+    `cram@example.org:${doveadmPw("CRAM-MD5", PASSWORD)}`,
+  ]);
+  const { lines, log } = recordingLog();
+  const store = new PasswdFileStore({ path, log });
+  const opts = { verifier: store, hostname: "mail.example.org", authzidAllowed: () => false, fakeSaltKey: Buffer.alloc(32) };
+  try {
+    const server = new CramMd5Server(opts);
+    const challenge = (await server.start(null)) as { data: Buffer };
+    const result = await server.step(new CramMd5Client({ username: "crypt@example.org", password: PASSWORD }).respond(challenge.data));
+    assert.equal(result.kind, "failure");
+    const noSecret = lines.filter((l) => l.event === "auth-no-usable-secret");
+    assert.deepEqual(noSecret.map((l) => [l.level, l.user, l.mechanism, l.scheme, l.line]), [["warn", "crypt@example.org", "CRAM-MD5", "SHA512-CRYPT", 1]]);
+    assert.equal(
+      noSecret[0]!.msg,
+      "crypt@example.org has a SHA512-CRYPT password, which CRAM-MD5 cannot use (it needs {CRAM-MD5} or {PLAIN}); the login fails as if the user were unknown: PLAIN/LOGIN work",
+    );
+
+    assert.equal(await store.scramSha256("cram@example.org"), null);
+    assert.deepEqual(lines.filter((l) => l.event === "auth-no-usable-secret").map((l) => [l.user, l.mechanism, l.scheme]).at(-1), ["cram@example.org", "SCRAM-SHA-256", "CRAM-MD5"]);
+    // An unknown user is just unknown: nothing to tell the admin about its scheme.
+    const before = lines.length;
+    assert.equal(await store.cramMd5("nobody@example.org"), null);
+    assert.equal(lines.length, before);
   } finally {
     store.close();
     await rm(dir, { recursive: true, force: true });

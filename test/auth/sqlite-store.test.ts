@@ -163,13 +163,39 @@ test("database errors: verifyPassword returns backend-error, secret lookups thro
     await assert.rejects(store.scramSha256("tim@example.org"));
   }));
 
-test("schema: user_version 1 on create; a newer schema is refused", () =>
+test("schema: user_version 2 on create; a newer schema is refused", () =>
   withStore(async (store, { path }) => {
     store.close();
     const db = new Database(path);
-    assert.equal(db.pragma("user_version", { simple: true }), 1);
+    assert.equal(db.pragma("user_version", { simple: true }), 2);
     assert.equal(db.pragma("journal_mode", { simple: true }), "wal");
     db.pragma("user_version = 99");
     db.close();
     assert.throws(() => new SqliteUserStore({ path, hostname: HOSTNAME }), /newer than this Postern/);
+  }));
+
+test("relay-client flag (issue 12): set at add or later; a version-1 database is upgraded in place, its users keep everything and are not relay clients", () =>
+  withStore(async (store, { path }) => {
+    await store.addUser("relay@example.org", PW, { senders: ["@example.org"], relayClient: true });
+    await store.addUser("tim@example.org", PW);
+    assert.deepEqual(await store.lookupUser("relay@example.org"), { address: "relay@example.org", senders: ["@example.org"], disabled: false, relayClient: true });
+    store.setRelayClient("tim@example.org", true);
+    assert.equal((await store.lookupUser("tim@example.org"))?.relayClient, true);
+    store.setRelayClient("tim@example.org", false);
+    assert.equal((await store.lookupUser("tim@example.org"))?.relayClient, undefined);
+    assert.throws(() => store.setRelayClient("ghost@example.org", true), /no such user/);
+    store.close();
+
+    // Back to the version-1 schema (the column dropped), as a database written before the flag.
+    const db = new Database(path);
+    db.exec("ALTER TABLE users DROP COLUMN relay_client");
+    db.pragma("user_version = 1");
+    db.close();
+    const upgraded = new SqliteUserStore({ path, hostname: HOSTNAME });
+    try {
+      assert.deepEqual(await upgraded.lookupUser("relay@example.org"), { address: "relay@example.org", senders: ["@example.org"], disabled: false });
+      assert.deepEqual(await upgraded.verifyPassword("tim@example.org", PW), { ok: true, user: "tim@example.org" });
+    } finally {
+      upgraded.close();
+    }
   }));

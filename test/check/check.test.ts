@@ -39,9 +39,15 @@ describe("postern check on the default configuration", () => {
     }
     // TLS 1.0/1.1: refused by Postern, or reported as untestable by this machine's OpenSSL — never accepted.
     for (const id of ["tls-1.0-refused", "tls-1.1-refused"]) assert.match(verdict(report, id)!, /^(PASS|NOT TESTED)$/);
-    const relay = report.items.filter((i) => i.id.startsWith("open-relay"));
-    assert.equal(relay.length, 7);
-    for (const i of relay) assert.equal(i.verdict, "PASS", i.reason);
+    // Every relay trick, in clear and after STARTTLS; on 465 MAIL without AUTH is refused outright.
+    const relay = (path: string) => report.items.filter((i) => i.id.startsWith(`open-relay (${path}): `));
+    assert.ok(relay("clear").length >= 12, JSON.stringify(relay("clear")));
+    assert.deepEqual(relay("STARTTLS").map((i) => i.id.replace("(STARTTLS)", "")), relay("clear").map((i) => i.id.replace("(clear)", "")));
+    assert.ok(relay("implicit TLS").length >= 1);
+    for (const i of [...relay("clear"), ...relay("STARTTLS"), ...relay("implicit TLS")]) assert.equal(i.verdict, "PASS", `${i.id}: ${i.reason}`);
+    for (const id of ["submissions-tls-1.0-refused", "submissions-tls-1.1-refused"]) assert.match(verdict(report, id)!, /^(PASS|NOT TESTED)$/);
+    assert.equal(verdict(report, "submissions-tls-cbc-refused"), "PASS");
+    assert.equal(verdict(report, "tls-cbc-refused"), undefined, "port 25 is not asked about CBC");
   });
 
   it("submission (STARTTLS) and submissions (implicit TLS) refuse MAIL without AUTH", async () => {
@@ -51,6 +57,8 @@ describe("postern check on the default configuration", () => {
       assert.equal(code, 0);
       assert.equal(verdict(report, "submission-requires-auth"), "PASS", mode);
       assert.equal(verdict(report, "auth-mechanisms"), "PASS", mode);
+      // Submission listeners default to AEAD suites only (SECURITY.md 11.13).
+      assert.equal(verdict(report, "tls-cbc-refused"), "PASS", `${mode}: ${JSON.stringify(report.items.find((i) => i.id === "tls-cbc-refused"))}`);
     }
   });
 
@@ -88,9 +96,11 @@ describe("postern check finds deliberately opened holes", () => {
 
   it("mynetworks 0.0.0.0/0 makes an open relay; the routing tricks still do not pass", async () => {
     const { code, report } = await check(pg, pg.ports.mta, "mta");
-    assert.equal(verdict(report, "open-relay: plain foreign recipient"), "FAIL");
-    assert.match(report.items.find((i) => i.id === "open-relay: plain foreign recipient")!.fix!, /mynetworks/);
-    for (const trick of ["percent hack", "bang path", "quoted @"]) assert.equal(verdict(report, `open-relay: ${trick}`), "PASS", trick);
+    for (const path of ["clear", "STARTTLS"]) {
+      assert.equal(verdict(report, `open-relay (${path}): plain foreign recipient`), "FAIL", path);
+      assert.match(report.items.find((i) => i.id === `open-relay (${path}): plain foreign recipient`)!.fix!, /mynetworks/);
+      for (const trick of ["percent hack", "bang path", "quoted @", "source route"]) assert.equal(verdict(report, `open-relay (${path}): ${trick}`), trick === "source route" ? "FAIL" : "PASS", `${path}: ${trick}`);
+    }
     assert.equal(code, 2);
     // Nothing was relayed: no probe ever sends DATA.
     assert.equal(pg.logs.filter((l) => l.event === "queued").length, 0);

@@ -5,7 +5,8 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { readdir, readFile, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BIN, ROOT, runCli, startPostern, type Postern } from "../e2e/helpers/postern.js";
 import { RawSmtp } from "../e2e/helpers/raw-smtp.js";
@@ -140,5 +141,62 @@ describe("postern auth-string", () => {
     const bad = await runCli(["auth-string", "--decode", "AGpv!"]);
     assert.notEqual(bad.code, 0);
     assert.match(bad.stderr, /not valid base64/);
+  });
+});
+
+/** A private CA and a certificate it signed for mail.example.org (chain not in any trust store). */
+async function privateCa(dir: string): Promise<{ ca: string; cert: string; key: string }> {
+  const sh = (args: string[]) => new Promise<void>((ok, fail) => execFile("openssl", args, { cwd: dir }, (err) => (err ? fail(err) : ok())));
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+  await sh(["req", "-x509", ...ec, "-subj", "/CN=Test Private CA", "-days", "2", "-keyout", "ca.key", "-out", "ca.pem"]);
+  await sh(["req", ...ec, "-subj", "/CN=mail.example.org", "-keyout", "mail.key", "-out", "mail.csr"]);
+  await writeFile(join(dir, "ext.cnf"), "subjectAltName=DNS:mail.example.org\n");
+  await sh(["x509", "-req", "-in", "mail.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "mail.pem"]);
+  return { ca: join(dir, "ca.pem"), cert: join(dir, "mail.pem"), key: join(dir, "mail.key") };
+}
+
+describe("postern send: certificate failures and missing passwords", () => {
+  let pg: Postern;
+  let ca: string;
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "postern-send-ca-"));
+    const pki = await privateCa(dir);
+    ca = pki.ca;
+    pg = await startPostern({ config: { tls: { cert: pki.cert, key: pki.key } }, users: [USER, { address: "jane@example.org", password: "x" }] });
+  });
+  after(async () => {
+    await pg?.cleanup();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const send = (port: number, extra: string[], env: Record<string, string> = { POSTERN_PASSWORD: USER.password }) =>
+    run(["send", "--server", `127.0.0.1:${port}`, "--from", USER.address, "--to", "jane@example.org", "--user", USER.address, ...extra], env);
+
+  it("a certificate from an untrusted CA exits 29 (STARTTLS and implicit) and suggests --ca, --servername or -k", async () => {
+    for (const [port, tls] of [[pg.ports.submission, "starttls"], [pg.ports.submissions, "implicit"]] as const) {
+      const r = await send(port, ["--tls", tls]);
+      assert.equal(r.code, 29, r.stdout);
+      assert.match(r.stdout, /\*\*\* TLS failed: unable to verify the first certificate \(UNABLE_TO_VERIFY_LEAF_SIGNATURE\)/);
+      assert.match(r.stdout, /--ca FILE to trust its \(private\) CA, --servername NAME if it is issued to another name, or -k to skip the check/);
+    }
+  });
+
+  it("a certificate for another name exits 29 and suggests --servername; with it (and --ca) the message goes", async () => {
+    const r = await send(pg.ports.submission, ["--ca", ca]);
+    assert.equal(r.code, 29, r.stdout);
+    assert.match(r.stdout, /ERR_TLS_CERT_ALTNAME_INVALID/);
+    assert.match(r.stdout, /the certificate does not name the host you connected to: give the name it carries with --servername NAME/);
+    const ok = await send(pg.ports.submission, ["--ca", ca, "--servername", "mail.example.org"]);
+    assert.equal(ok.code, 0, ok.stdout);
+  });
+
+  it("with no terminal and no password it refuses instead of sending an empty one", async () => {
+    const failuresBefore = pg.logs.filter((l) => l.event === "auth-failure").length;
+    const r = await send(pg.ports.submission, ["--ca", ca, "--servername", "mail.example.org"], {});
+    assert.equal(r.code, 1, r.stdout);
+    assert.match(r.stdout, /\*\*\* --user john@example\.org: no password \(no terminal to prompt on, and stdin was empty\); set \$POSTERN_PASSWORD or pipe it with --password-stdin/);
+    assert.doesNotMatch(r.stdout, /AUTH/, "nothing was sent");
+    assert.equal(pg.logs.filter((l) => l.event === "auth-failure").length, failuresBefore);
   });
 });

@@ -5,7 +5,8 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { readdir, readFile, stat } from "node:fs/promises";
+import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BIN, ROOT, startPostern, type Postern } from "../e2e/helpers/postern.js";
 import { startSink, type Sink } from "../delivery/helpers/sink.js";
@@ -86,4 +87,71 @@ describe("postern sendmail", () => {
     assert.equal(r.code, 67, r.stderr);
     assert.match(r.stderr, /bad recipient address/);
   });
+});
+
+/** `postern sendmail` as another local user (root runs the test; cron and PHP run as anyone). */
+function asUser(uid: number, gid: number, args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = execFile(process.execPath, [BIN, "sendmail", ...args], { cwd: ROOT, uid, gid, env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...env } }, (err, stdout, stderr) => {
+      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+    child.stdin?.end("Subject: test\n\nhello\n");
+  });
+}
+
+const NOBODY = { uid: 65534, gid: 65534 };
+
+describe("postern sendmail: configuration and permissions", () => {
+  let pg: Postern;
+  let pub: string;
+  before(async () => {
+    pub = await mkdtemp(join(tmpdir(), "postern-sendmail-pub-"));
+    await chmod(pub, 0o755);
+    pg = await startPostern({
+      config: { localSubmit: { socket: join(pub, "sendmail.sock"), mode: "0660", group: "postdrop" } },
+      users: [{ address: "jane@example.org", password: "x" }],
+    });
+  });
+  after(async () => {
+    await pg?.cleanup();
+    await rm(pub, { recursive: true, force: true });
+  });
+
+  const me = { uid: process.getuid!(), gid: process.getgid!() };
+
+  it("reads only localSubmit.socket from the config: the rest (a password, even an invalid key) is neither needed nor checked", async () => {
+    const path = join(pub, "only-socket.yaml");
+    await writeFile(path, `localSubmit: { socket: ${join(pub, "sendmail.sock")} }\nrelay: { smarthost: { host: x, auth: { username: u, password: pw } } }\nnotAKey: 1\n`);
+    const r = await asUser(me.uid, me.gid, ["-c", path, "jane@example.org"]);
+    assert.equal(r.code, 0, r.stderr);
+    const viaEnv = await asUser(me.uid, me.gid, ["jane@example.org"], { POSTERN_SOCKET: join(pub, "sendmail.sock"), POSTERN_CONFIG: join(pub, "missing.yaml") });
+    assert.equal(viaEnv.code, 0, viaEnv.stderr);
+  });
+
+  it("a missing configuration exits 69 (not configured), one without localSubmit.socket too", async () => {
+    const missing = await asUser(me.uid, me.gid, ["jane@example.org"], { POSTERN_CONFIG: join(pub, "missing.yaml") });
+    assert.equal(missing.code, 69, missing.stderr);
+    assert.equal(missing.stderr, `sendmail: local submission is not configured: ${join(pub, "missing.yaml")} does not exist; give the socket with --socket PATH or $POSTERN_SOCKET\n`);
+    const path = join(pub, "no-socket.yaml");
+    await writeFile(path, "hostname: mail.example.org\n");
+    const off = await asUser(me.uid, me.gid, ["-c", path, "jane@example.org"]);
+    assert.equal(off.code, 69);
+    assert.match(off.stderr, /local submission is not configured \(no localSubmit\.socket in /);
+  });
+
+  if (process.getuid?.() === 0) {
+    it("a configuration the user may not read exits 78 and names the way around it", async () => {
+      const path = join(pub, "private.yaml");
+      await writeFile(path, `localSubmit: { socket: ${join(pub, "sendmail.sock")} }\n`, { mode: 0o600 });
+      const r = await asUser(NOBODY.uid, NOBODY.gid, ["-c", path, "jane@example.org"]);
+      assert.equal(r.code, 78, r.stderr);
+      assert.equal(r.stderr, `sendmail: cannot read ${path} (it may hold secrets and be private to the server); give the socket with --socket PATH or $POSTERN_SOCKET\n`);
+    });
+
+    it("a user outside the socket's group exits 77 and is told to join postdrop", async () => {
+      const r = await asUser(NOBODY.uid, NOBODY.gid, ["--socket", join(pub, "sendmail.sock"), "jane@example.org"]);
+      assert.equal(r.code, 77, r.stderr);
+      assert.equal(r.stderr, `sendmail: permission denied on ${join(pub, "sendmail.sock")} (group postdrop, mode 0660): add the user nobody to group postdrop\n`);
+    });
+  }
 });

@@ -9,6 +9,8 @@ test("expand: escapes are exact octets; $(N*x) repeats; $(b64:x) encodes the exp
   assert.equal(expand("$(2*x (y)\\r\\n)").toString(), "x (y)\r\nx (y)\r\n");
   assert.equal(expand("$(b64:\\0u\\0p)").toString(), Buffer.from("\0u\0p").toString("base64"));
   assert.equal(expand("é").length, 2, "non-ASCII text is UTF-8");
+  assert.equal(expand("$(bdat:ab\\r\\n)").toString(), "BDAT 4\r\nab\r\n", "a chunk with its size");
+  assert.equal(expand("$(bdat-last:$(3*x)\\xff)").toString("latin1"), "BDAT 4 LAST\r\nxxx\xff");
   assert.throws(() => expand("\\q"), /unknown escape/);
   assert.throws(() => expand("$(3*a"), /unbalanced/);
 });

@@ -175,6 +175,8 @@ function regex(source: string, n: number, fail: (n: number, m: string) => never,
  *   \r \n \t \0 \\ \$ and \xHH — exact octets (\x80-\xff are single bytes, not UTF-8)
  *   $(N*text)  — text (itself expanded) N times, e.g. $(600*a) or $(101*Received: x\r\n)
  *   $(b64:text) — base64 of the expanded text, e.g. $(b64:\0user\0password)
+ *   $(bdat:text), $(bdat-last:text) — "BDAT <octets>[ LAST]\r\n" and then the expanded text, so a
+ *               chunk's size is always right: $(bdat-last:Subject: x\r\n\r\nbody\r\n)
  * Everything else is taken as UTF-8.
  */
 export function expand(text: string): Buffer {
@@ -206,6 +208,11 @@ export function expand(text: string): Buffer {
       const rep = /^(\d+)\*/.exec(inner);
       if (rep) out.push(Buffer.concat(Array<Buffer>(Number(rep[1])).fill(expand(inner.slice(rep[0].length)))));
       else if (inner.startsWith("b64:")) out.push(Buffer.from(expand(inner.slice(4)).toString("base64")));
+      else if (/^bdat(-last)?:/.test(inner)) {
+        const last = inner.startsWith("bdat-last:");
+        const chunk = expand(inner.slice(last ? 10 : 5));
+        out.push(Buffer.from(`BDAT ${chunk.length}${last ? " LAST" : ""}\r\n`), chunk);
+      }
       else throw new Error(`unknown generator $(${inner})`);
       i = close;
     } else {

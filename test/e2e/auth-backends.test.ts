@@ -139,3 +139,132 @@ test("saslauthd: swaks AUTH LOGIN and PLAIN over STARTTLS for a system user; onl
     user.remove();
   }
 });
+
+/** A client-first for `login` on a fresh STARTTLS session; the server-first, and how long it took. */
+async function scramFirst(port: number, login: string, cnonce = "clientnonce"): Promise<{ c: RawSmtp; serverFirst: string; ms: number; code: number }> {
+  const c = await RawSmtp.open(port);
+  await c.reply();
+  await c.expect("EHLO client.test", 250);
+  await c.expect("STARTTLS", 220);
+  await c.upgradeTls();
+  await c.expect("EHLO client.test", 250);
+  const started = performance.now();
+  const r = await c.cmd(`AUTH SCRAM-SHA-256 ${Buffer.from(`n,,n=${login},r=${cnonce}`).toString("base64")}`);
+  return { c, serverFirst: r.code === 334 ? Buffer.from(r.text.slice(4), "base64").toString() : r.text, ms: performance.now() - started, code: r.code };
+}
+
+test("dovecot: a SCRAM client-first is answered alike for known and unknown logins — salt stable per spelling Dovecot folds, Dovecot's shape, one hold time (11.4)", async () => {
+  const alice = { address: "alice@example.org", password: "alice in wonderland" };
+  const HOLD_MS = 2000;
+  let dovecot: Daemon | undefined;
+  let server: Postern | undefined;
+  try {
+    dovecot = await startDovecot([`${alice.address}:${doveadmPw("SCRAM-SHA-256", alice.password)}`]);
+    server = await startPostern({
+      config: {
+        ...relay(),
+        limits: { authFailureDelayMs: HOLD_MS },
+        auth: { backend: "dovecot", socket: `unix:${dovecot.socket}`, scramHoldMs: HOLD_MS, throttle: { ipFailures: 1000, penaltyBaseMs: 0 } },
+      },
+    });
+    await server.waitForLog((l) => l.event === "auth-backend-ready");
+    const shape = (serverFirst: string) => {
+      const m = /^r=clientnonce([^,]+),s=([^,]+),i=(\d+)$/.exec(serverFirst);
+      assert.ok(m, serverFirst);
+      return { nonceChars: m[1]!.length, salt: m[2]!, saltBytes: Buffer.from(m[2]!, "base64").length, i: m[3]! };
+    };
+    // Side by side (load hits all alike): two spellings of a known login, two of an unknown one.
+    const logins = ["alice@example.org", "ALICE@Example.ORG", "nobody@example.org", "NOBODY@EXAMPLE.ORG"];
+    const firsts = await Promise.all(logins.map((login) => scramFirst(server!.ports.submission, login)));
+    const seen = await Promise.all(
+      firsts.map(async ({ c, serverFirst, ms, code }, i) => {
+        assert.equal(code, 334, `${logins[i]}: ${serverFirst}`);
+        assert.equal((await c.cmd("*")).code, 501);
+        c.close();
+        const { salt, ...rest } = shape(serverFirst);
+        assert.deepEqual(rest, { nonceChars: 64, saltBytes: 16, i: "4096" }, `${logins[i]}: Dovecot's shape`);
+        assert.ok(ms >= HOLD_MS - 5, `${logins[i]}: the server-first waits for the hold (${ms.toFixed(0)} ms)`);
+        return { salt, ms };
+      }),
+    );
+    // Dovecot folds case (auth_username_format %Lu): alice and ALICE share a salt, and so must the
+    // two spellings of the unknown login; the two logins do not.
+    assert.equal(seen[0]!.salt, seen[1]!.salt);
+    assert.equal(seen[2]!.salt, seen[3]!.salt, "an unknown login's fake salt folds like a real one");
+    assert.notEqual(seen[0]!.salt, seen[2]!.salt);
+    assert.equal(shape((await scramFirst(server.ports.submission, "nobody@example.org")).serverFirst).salt, seen[2]!.salt, "and stays the same");
+    // A known login's real server-first and an unknown one's fake come at the same hold time.
+    const spread = Math.max(...seen.map((x) => x.ms)) - Math.min(...seen.map((x) => x.ms));
+    assert.ok(spread < HOLD_MS * 0.25, `server-firsts ${seen.map((x) => x.ms.toFixed(0)).join(", ")} ms`);
+
+    // The whole exchange fails alike: a wrong password for alice, any password for nobody.
+    await Promise.all(
+      [alice.address, "nobody@example.org"].map(async (login) => {
+        const { c, serverFirst } = await scramFirst(server!.ports.submission, login, "fixed");
+        const final = `c=biws,r=${/^r=([^,]+)/.exec(serverFirst)![1]},p=${Buffer.alloc(32).toString("base64")}`;
+        const r = await c.cmd(Buffer.from(final).toString("base64"));
+        assert.equal(r.text, "535 5.7.8 Authentication credentials invalid", login);
+        c.close();
+      }),
+    );
+  } finally {
+    await server?.cleanup();
+    await dovecot?.stop();
+  }
+});
+
+test("dovecot: failures count per account — PLAIN, LOGIN and SCRAM logins learned from the exchange; a locked-out account gets 454 from that network, another account does not (11.8)", async () => {
+  const alice = { address: "alice@example.org", password: "alice in wonderland" };
+  const bob = { address: "bob@example.org", password: "bob the builder" };
+  let dovecot: Daemon | undefined;
+  let server: Postern | undefined;
+  try {
+    dovecot = await startDovecot([
+      `${alice.address}:${doveadmPw("SCRAM-SHA-256", alice.password)}`,
+      `${bob.address}:${doveadmPw("SHA512-CRYPT", bob.password)}`,
+    ]);
+    server = await startPostern({
+      config: {
+        ...relay(),
+        auth: { backend: "dovecot", socket: `unix:${dovecot.socket}`, scramHoldMs: 0, throttle: { ipFailures: 100, accountFailures: 3, penaltyBaseMs: 0 } },
+      },
+    });
+    await server.waitForLog((l) => l.event === "auth-backend-ready");
+    const session = async () => {
+      const c = await RawSmtp.open(server!.ports.submission);
+      await c.reply();
+      await c.expect("EHLO client.test", 250);
+      await c.expect("STARTTLS", 220);
+      await c.upgradeTls();
+      await c.expect("EHLO client.test", 250);
+      return c;
+    };
+    const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64");
+    // Three wrong guesses for alice, one per mechanism, spelled differently each time.
+    const c = await session();
+    assert.equal((await c.cmd(`AUTH PLAIN ${b64(`\0${alice.address}\0guess 1`)}`)).code, 535);
+    assert.equal((await c.cmd("AUTH LOGIN")).code, 334);
+    assert.equal((await c.cmd(b64("Alice@Example.org"))).code, 334);
+    assert.equal((await c.cmd(b64("guess 2"))).code, 535);
+    const scram = new ScramSha256Client({ username: "ALICE@example.org", password: "guess 3" });
+    let r = await c.cmd(`AUTH SCRAM-SHA-256 ${scram.initial().toString("base64")}`);
+    assert.equal(r.code, 334);
+    r = await c.cmd(scram.respond(Buffer.from(r.text.slice(4), "base64")).toString("base64"));
+    assert.equal(r.code, 535);
+    c.close();
+    const locked = await server.waitForLog((l) => l.event === "auth-throttled" && l.scope === "account");
+    assert.equal(String(locked.user).toLowerCase(), alice.address);
+
+    // Now even alice's right password is refused from this network, without asking Dovecot...
+    const again = await session();
+    assert.equal((await again.cmd(`AUTH PLAIN ${b64(`\0${alice.address}\0${alice.password}`)}`)).text, "454 4.7.0 Temporary authentication failure");
+    assert.equal((await again.cmd("AUTH LOGIN")).code, 334);
+    assert.equal((await again.cmd(b64(alice.address))).text, "454 4.7.0 Temporary authentication failure", "LOGIN: refused at the user name");
+    // ...while another account from the same address logs in.
+    assert.equal((await again.cmd(`AUTH PLAIN ${b64(`\0${bob.address}\0${bob.password}`)}`)).code, 235);
+    again.close();
+  } finally {
+    await server?.cleanup();
+    await dovecot?.stop();
+  }
+});

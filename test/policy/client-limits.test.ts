@@ -68,3 +68,36 @@ test("tarpit: no delay under the soft limit, then a delay that grows per error u
   assert.equal(tarpitDelayMs(51, t.softJunk, t), 2000);
   assert.equal(tarpitDelayMs(30, t.softErrors, t), 4000);
 });
+
+test("IPv6 clients are limited per /64 (connections and rate); IPv4 per address; IPv4-mapped as IPv4 (docs/SECURITY.md 11.8)", () => {
+  let now = 0;
+  const limits = new ClientLimits({ ...base, perIp: 2 }, "mx.test", () => now);
+  assert.ok(limits.admit("2001:db8:1:2::1").ok);
+  assert.ok(limits.admit("2001:db8:1:2:aaaa::2").ok);
+  const third = limits.admit("2001:db8:1:2:ffff:ffff:ffff:ffff");
+  assert.ok(!third.ok && third.reason === "per-ip", "a third address of the same /64 is the same client");
+  assert.ok(limits.admit("2001:db8:1:3::1").ok, "the next /64 is another client");
+  assert.equal(limits.snapshot().clients, 2);
+
+  assert.ok(limits.admit("192.0.2.1").ok);
+  assert.ok(limits.admit("192.0.2.1").ok);
+  assert.ok(limits.admit("192.0.2.2").ok, "IPv4: each address is its own client");
+  assert.equal(limits.admit("::ffff:192.0.2.1").ok, false, "an IPv4-mapped address is the IPv4 client");
+
+  const rate = new ClientLimits({ ...base, perIp: 1000, ratePerIp: 3 }, "mx.test", () => now);
+  for (let i = 1; i <= 3; i++) assert.ok(rate.admit(`2001:db8:9:9::${i}`).ok);
+  const r = rate.admit("2001:db8:9:9::4");
+  assert.ok(!r.ok && r.reason === "rate", "rotating addresses does not reset the rate");
+  now += 60_000;
+  assert.ok(rate.admit("2001:db8:9:9::5").ok);
+});
+
+test("a connection released from one address of a /64 frees the /64's slot", () => {
+  const limits = new ClientLimits({ ...base, perIp: 1 }, "mx.test");
+  const a = limits.admit("2001:db8::1");
+  assert.ok(a.ok);
+  assert.equal(limits.admit("2001:db8::2").ok, false);
+  a.release();
+  assert.ok(limits.admit("2001:db8::2").ok);
+  assert.equal(limits.snapshot().clients, 1);
+});

@@ -34,12 +34,48 @@ test("MAIL FROM: the null sender is allowed, a foreign sender gets 553 5.7.1", (
 });
 
 test("From: every address in the header must be owned; quoted display names cannot hide one", () => {
-  assert.equal(checkFromHeader(john, "John <john@example.org>").allow, true);
-  assert.equal(checkFromHeader(john, '"ceo@example.org" <john@example.org>').allow, true);
-  assert.equal(checkFromHeader(john, "john@example.org, ceo@example.org").allow, false);
-  assert.equal(checkFromHeader(john, "CEO <ceo@example.org> (john@example.org)").allow, false);
-  assert.equal(checkFromHeader(john, "undisclosed").allow, false);
-  assert.equal(checkFromHeader(john, undefined).allow, true);
+  assert.equal(checkFromHeader(john, "John <john@example.org>", "john@example.org").allow, true);
+  assert.equal(checkFromHeader(john, '"ceo@example.org" <john@example.org>', "john@example.org").allow, true);
+  assert.equal(checkFromHeader(john, "john@example.org, ceo@example.org", "john@example.org").allow, false);
+  assert.equal(checkFromHeader(john, "CEO <ceo@example.org> (john@example.org)", "john@example.org").allow, false);
+  assert.equal(checkFromHeader(john, "undisclosed", "john@example.org").allow, false);
+  assert.equal(checkFromHeader(john, undefined, "john@example.org").allow, true);
+});
+
+test("null sender (MAIL FROM:<>) from a normal account: allowed only with a From: the account owns — never without one", () => {
+  assert.equal(checkEnvelopeSender(john, "").allow, true, "MAIL FROM:<> itself passes: the From: decides at the end of DATA");
+  assert.equal(checkFromHeader(john, "John <john@example.org>", "").allow, true, "a read receipt or vacation reply of its own");
+  const missing = checkFromHeader(john, undefined, "");
+  assert.equal(missing.allow, false, "a null-sender message must say who sent it");
+  if (!missing.allow) assert.equal(`${missing.reply.code} ${missing.reply.enhanced}`, "553 5.7.1");
+  const report = checkFromHeader(john, "MAILER-DAEMON@example.net (Mail Delivery System)", "");
+  assert.equal(report.allow, true, "@example.net is john's, so that domain's MAILER-DAEMON is too");
+  const foreign = checkFromHeader(john, "MAILER-DAEMON@host.example.net (Mail Delivery System)", "");
+  assert.equal(foreign.allow, false, "a host under a listed domain is not a normal account's");
+  if (!foreign.allow) assert.match(foreign.reply.lines[0]!, /relay-client account/, "the refusal tells the admin what to do");
+});
+
+test("relay client (issue 12): its @domain entries cover the hosts under them, in MAIL FROM and From:, and its null-sender reports pass", () => {
+  const relay = { address: "relay@example.org", senders: ["@example.org"], relayClient: true };
+  const normal = { ...relay, relayClient: false };
+  const table: [string, boolean][] = [
+    ["anyone@example.org", true],
+    ["root@host.example.org", true], // cron mail: Postfix's myorigin is its host name by default
+    ["MAILER-DAEMON@host.example.org", true],
+    ["postmaster@a.b.example.org", true],
+    ["x@evilexample.org", false], // a label boundary, not a string suffix
+    ["x@example.org.evil.test", false],
+    ["x@example.net", false],
+  ];
+  for (const [address, owned] of table) {
+    assert.equal(ownsAddress(relay, address), owned, address);
+    assert.equal(checkEnvelopeSender(relay, address).allow, owned, `MAIL FROM ${address}`);
+  }
+  const postfixBounce = "MAILER-DAEMON@host.example.org (Mail Delivery System)";
+  assert.equal(checkFromHeader(relay, postfixBounce, "").allow, true, "Postfix's DSN through the relay client");
+  assert.equal(checkFromHeader(normal, postfixBounce, "").allow, false, "the same report through a normal account");
+  assert.equal(ownsAddress(normal, "root@host.example.org"), false);
+  assert.equal(checkFromHeader(relay, undefined, "").allow, false, "a relay client's null-sender mail still needs a From:");
 });
 
 test("extractAddresses reads RFC 5322 address lists", () => {

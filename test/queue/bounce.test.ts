@@ -194,3 +194,62 @@ test("onFinal run twice (as after a crash) produces one report; a report recorde
   assert.notEqual(after?.id, "0000000000zzzzzzzzzz");
   assert.equal((await r.spool.list()).filter((x) => x !== id).length, 2, "written again under a new id");
 });
+
+// docs/SECURITY.md 11.3: a port-25 stranger writes anyone's address in MAIL FROM; reports to it are backscatter.
+const STRANGER = { ip: "203.0.113.9", helo: "bulk.example", listener: "mta" as const };
+
+test("backscatter (11.3): a sender not vouched for gets no success report, and a failure report carries the headers only even with RET=FULL", async () => {
+  const r = await rig();
+  const id = await r.submit({
+    mailFrom: "victim@remote.example",
+    client: STRANGER,
+    senderVouched: false,
+    ret: "FULL",
+    recipients: [{ address: "me@example.org", notify: ["SUCCESS"] }, { address: "bad@example.org" }],
+  });
+  assert.equal(r.reports.length, 1, "only the failure is reported");
+  const dsn = await readDsn(r.reports[0]!.data);
+  assert.deepEqual(dsn.recipients.map((g) => [g.get("final-recipient"), g.get("action")]), [["rfc822; bad@example.org", "failed"]]);
+  assert.equal(dsn.returned.contentType, "text/rfc822-headers", "RET=FULL is not honoured for a stranger");
+  assert.doesNotMatch(r.reports[0]!.data.toString(), /The body line/, "not a byte of the stranger's body goes to the third party");
+  const suppressed = r.logger.entries.find((e) => (e.obj as { event?: string; id?: string }).event === "dsn-suppressed" && (e.obj as { id?: string }).id === id);
+  assert.deepEqual((suppressed?.obj as { recipients?: string[] } | undefined)?.recipients, ["me@example.org"]);
+
+  // Success only: nothing at all goes out.
+  const before = r.reports.length;
+  await r.submit({ mailFrom: "victim@remote.example", client: STRANGER, senderVouched: false, ret: "FULL", recipients: [{ address: "me@example.org", notify: ["SUCCESS"] }] });
+  assert.equal(r.reports.length, before);
+  await r.runner.stop();
+});
+
+test("backscatter (11.3): no delay warning to a sender not vouched for, even with NOTIFY=DELAY", async () => {
+  const r = await rig({ delayWarningSec: 3600 });
+  await r.submit({ mailFrom: "victim@remote.example", client: STRANGER, senderVouched: false, recipients: [{ address: "slow@example.org", notify: ["DELAY"] }] });
+  for (let i = 0; i < 3; i++) {
+    r.advance(4000 * 1000);
+    await r.runner.flush();
+  }
+  assert.equal(r.reports.length, 0);
+  await r.runner.stop();
+});
+
+test("backscatter (11.3): a sender vouched for at intake (mynetworks on port 25) gets success reports and RET=FULL; an old envelope without the record counts as vouched only when authenticated", async () => {
+  const r = await rig();
+  await r.submit({
+    client: { ip: "192.0.2.10", helo: "app.example.org", listener: "mta" },
+    senderVouched: true,
+    ret: "FULL",
+    recipients: [{ address: "me@example.org", notify: ["SUCCESS"] }, { address: "bad@example.org" }],
+  });
+  assert.equal(r.reports.length, 1);
+  const dsn = await readDsn(r.reports[0]!.data);
+  assert.deepEqual(dsn.recipients.map((g) => g.get("action")), ["delivered", "failed"]);
+  assert.equal(dsn.returned.contentType, "message/rfc822");
+
+  // Spooled before the record existed: the envelope's authUser decides.
+  await r.submit({ recipients: [{ address: "me@example.org", notify: ["SUCCESS"] }] }); // authUser set by the rig
+  assert.equal(r.reports.length, 2);
+  await r.submit({ client: STRANGER, recipients: [{ address: "me@example.org", notify: ["SUCCESS"] }] });
+  assert.equal(r.reports.length, 2, "no record and no authUser: not vouched for");
+  await r.runner.stop();
+});

@@ -5,12 +5,13 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect as netConnect } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import { promisify } from "node:util";
+import { parse, stringify } from "yaml";
 import { runCli, startPostern, type Postern } from "../e2e/helpers/postern.js";
 import { RawSmtp } from "../e2e/helpers/raw-smtp.js";
 
@@ -99,10 +100,47 @@ describe("operating a running server", () => {
     pg.kill("SIGHUP");
     const reload = await pg.waitForLog((l) => l.event === "reload");
     assert.equal(reload.ok, true);
+    // Only what changed is reported: the certificate, not the limits nobody touched (issue 12).
+    assert.deepEqual(reload.changed, ["tls"]);
+    assert.deepEqual(reload.restartNeeded, []);
     assert.equal(await starttlsCn(pg.ports.mta), "second.example.org");
     await live.expect("DATA", 354);
     await live.expect("Subject: across a reload\r\n\r\nbody\r\n.", 250);
     await live.expect("QUIT", 221);
+  });
+
+  it("SIGHUP reports what it applied and names what needs a restart (issue 12)", async () => {
+    const reloadAfter = (n: number) => pg.waitForLog((l) => l.event === "reload" && pg.logs.indexOf(l) >= n);
+    const original = await readFile(pg.configPath, "utf8");
+    const edited = parse(original) as { domains: string[]; limits: Record<string, unknown> };
+    edited.domains = [...edited.domains, "example.net"];
+    edited.limits = { ...edited.limits, recipients: 2 };
+    await writeFile(pg.configPath, stringify(edited));
+    try {
+      let mark = pg.logs.length;
+      pg.kill("SIGHUP");
+      const first = await reloadAfter(mark);
+      assert.equal(first.ok, true);
+      assert.deepEqual(first.changed, ["limits.recipients"]);
+      assert.deepEqual(first.restartNeeded, ["domains"]);
+      assert.match(String(first.msg), /applied limits\.recipients; restart needed for domains \(not applied\)/);
+      // "Applied" is true: a new session gets the new recipient limit.
+      const c = await openTransaction(pg.ports.mta);
+      await c.expect("RCPT TO:<jane+two@example.org>", 250);
+      const third = await c.cmd("RCPT TO:<jane+three@example.org>");
+      assert.equal(third.code, 452, third.text);
+      await c.expect("QUIT", 221);
+
+      // Nothing new: nothing applied, and the domain still waits for a restart.
+      mark = pg.logs.length;
+      pg.kill("SIGHUP");
+      const second = await reloadAfter(mark);
+      assert.deepEqual(second.changed, []);
+      assert.deepEqual(second.restartNeeded, ["domains"]);
+      assert.match(String(second.msg), /nothing to apply; restart needed for domains/);
+    } finally {
+      await writeFile(pg.configPath, original);
+    }
   });
 
   it("SIGTERM: new connections refused, idle sessions get 421, a transaction in flight finishes", async () => {

@@ -5,12 +5,14 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { chmod, mkdtemp, readFile, readdir, rm, stat } from "node:fs/promises";
+import { chmod, chown, link, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { startPostern, type Postern } from "../e2e/helpers/postern.js";
+import { startPostern, type LogLine, type Postern } from "../e2e/helpers/postern.js";
 import { RawSmtp } from "../e2e/helpers/raw-smtp.js";
+import { Spool } from "../../src/queue/spool.js";
+import { commitMessage } from "../queue/helpers.js";
 
 const run = promisify(execFile);
 
@@ -56,6 +58,73 @@ if (process.getuid?.() === 0) {
       const dir = join(base, "data/mail/example.org/jane/new");
       const [file] = await readdir(dir);
       assert.equal((await stat(join(dir, file!))).uid, uid);
+    });
+  });
+
+  // docs/SECURITY.md 11.9: root walks a tree the unprivileged user owns (and may have filled with
+  // links), and nothing may run as root that does not have to.
+  describe("the privilege drop walks the data directory safely, and nothing is served before it", () => {
+    const user = `psd${process.pid}`;
+    let pg: Postern;
+    let base: string;
+    let uid: number;
+    before(async () => {
+      await run("useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user]);
+      uid = Number((await run("id", ["-u", user])).stdout.trim());
+      const gid = Number((await run("id", ["-g", user])).stdout.trim());
+      base = await mkdtemp(join(tmpdir(), "postern-priv-"));
+      await chmod(base, 0o755);
+      const data = join(base, "data");
+      // Root's files outside the data directory, and the traps a previous (compromised) run
+      // could have left inside it: links to them. Same filesystem, so the hard link is real.
+      await mkdir(join(base, "outside"), { mode: 0o700 });
+      await writeFile(join(base, "outside/secret"), "root's\n", { mode: 0o600 });
+      await writeFile(join(base, "outside/linked"), "root's too\n", { mode: 0o600 });
+      await mkdir(join(data, "queue"), { recursive: true, mode: 0o700 });
+      await symlink(join(base, "outside/secret"), join(data, "file-link"));
+      await symlink(join(base, "outside"), join(data, "dir-link"));
+      await link(join(base, "outside/linked"), join(data, "queue/hard-link"));
+      // A message already queued when the server starts: its delivery must run as the user.
+      const spool = new Spool(join(data, "queue"));
+      await spool.init();
+      await commitMessage(spool, "Subject: queued before the start\r\n\r\nhello\r\n", ["jane@example.org"]);
+      await spool.close();
+      // Mail outside the data directory, so the start's chown cannot hide who wrote it.
+      await mkdir(join(base, "mail"), { mode: 0o755 });
+      await chown(join(base, "mail"), uid, gid);
+      pg = await startPostern({
+        config: { dataDir: data, delivery: { maildir: join(base, "mail/{domain}/{localpart}") }, process: { user } },
+        users: [{ address: "jane@example.org", password: "x" }],
+      });
+    });
+    after(async () => {
+      await pg?.cleanup();
+      await rm(base, { recursive: true, force: true });
+      await run("userdel", [user]).catch(() => undefined);
+    });
+
+    it("links in the data directory are not followed: root's files outside keep their owner (11.9)", async () => {
+      await pg.waitForLog((l) => l.event === "privileges-dropped");
+      for (const f of ["outside", "outside/secret", "outside/linked"]) assert.equal((await stat(join(base, f))).uid, 0, `${f} must still be root's`);
+      assert.equal((await stat(join(base, "data/queue"))).uid, uid, "the data directory itself is handed over");
+      const skipped = (await pg.waitForLog((l) => l.event === "chown-skipped")).skipped as { path: string; reason: string }[];
+      assert.deepEqual(skipped.map((s) => s.path.slice(join(base, "data").length + 1)).sort(), ["dir-link", "file-link", "queue/hard-link"]);
+    });
+
+    it("root is dropped before the queue starts or any listener serves, and queued mail is delivered as the user (11.9)", async () => {
+      const at = (pred: (l: LogLine) => boolean) => pg.logs.findIndex(pred);
+      const dropped = at((l) => l.event === "privileges-dropped");
+      assert.ok(dropped >= 0);
+      const after = (what: string, i: number) => assert.ok(i > dropped, `${what} (log line ${i}) must come after the privilege drop (log line ${dropped})`);
+      after("control socket", at((l) => l.event === "control-listening"));
+      after("queue start", at((l) => l.event === "queue-started"));
+      after("first listener", at((l) => l.event === "listening"));
+      const stored = await pg.waitForLog((l) => l.event === "maildir-stored");
+      after("first delivery", pg.logs.indexOf(stored));
+      const dir = join(base, "mail/example.org/jane/new");
+      const [file] = await readdir(dir);
+      assert.equal((await stat(join(dir, file!))).uid, uid, "delivered by the unprivileged user");
+      assert.equal((await stat(join(base, "data/users.sqlite"))).uid, uid);
     });
   });
 }

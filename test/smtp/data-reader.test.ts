@@ -160,8 +160,13 @@ test("line-too-long (§4.5.3.1.6): 998 octets plus CRLF pass, 999 fail; the term
   assert.equal(custom.error, "line-too-long");
 });
 
-test("line-too-long counts the line as sent, stuffed dot included", () => {
-  assert.equal(feed(["." + "x".repeat(998) + "\r\n.\r\n"]).error, "line-too-long");
+test("line-too-long counts the line after unstuffing (§4.5.3.1.6): the stuffed dot is not text", () => {
+  // 998 octets starting with a dot go out stuffed as 999; they are still a line of 998.
+  const stuffed = feed([".." + "x".repeat(997) + "\r\n.\r\n"]);
+  assert.deepEqual([stuffed.error, stuffed.stored.length], [undefined, 1000]);
+  assert.equal(feed(["." + "x".repeat(998) + "\r\n.\r\n"]).error, undefined, "a dropped dot in front of 998 octets");
+  assert.equal(feed([".." + "x".repeat(998) + "\r\n.\r\n"]).error, "line-too-long", "999 octets after unstuffing");
+  assert.equal(feed(["a\r\n." + "x".repeat(999) + "\r\n.\r\n"]).error, "line-too-long");
 });
 
 test("bytesStored counts stored bytes; done is reported once and a further push throws", () => {

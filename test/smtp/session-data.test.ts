@@ -151,6 +151,18 @@ test("a line of 998 octets is fine; 999 → 500 5.5.2 and the message is aborted
   assert.equal([spool.commits, spool.aborts].join(), "0,1");
 });
 
+test("issue 12: the line limit counts the line after unstuffing: 998 octets starting with a dot pass", async () => {
+  const ok = await ready(MTA);
+  const spool = await ok.toData();
+  // 998 octets of text, the first a dot: 999 on the wire once stuffed (RFC 5321 §4.5.2).
+  const { output } = await ok.data(`Subject: x\r\n\r\n..${"a".repeat(997)}\r\n.\r\n`);
+  assert.deepEqual(codes(output), ["250 2.0.0"]);
+  assert.ok(spool.text.endsWith(`\r\n\r\n.${"a".repeat(997)}\r\n`), "stored unstuffed, 998 octets");
+  const over = await ready(MTA);
+  await over.toData();
+  assert.deepEqual(codes((await over.data(`Subject: x\r\n\r\n..${"a".repeat(998)}\r\n.\r\n`)).output), ["500 5.5.2"], "999 after unstuffing");
+});
+
 // ---- DATA refused before 354 ------------------------------------------------------------------------
 
 test("DATA after MAIL without RCPT → 503 5.5.1; after only refused RCPTs → 554 5.5.1", async () => {

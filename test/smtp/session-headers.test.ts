@@ -1,7 +1,7 @@
 /**
  * What the session reads in and adds to the header section: the Received: trace field with the
  * RFC 3848 protocol name, Date/Message-ID for submitted mail (RFC 6409 §8), the mail-loop check
- * (RFC 5321 §6.3) and the From: ownership check for authenticated submission.
+ * (RFC 5321 §6.3) and the From:/Sender: ownership check for authenticated clients on every listener.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -194,17 +194,35 @@ const FROM_CASES: [string, string][] = [
   ["from: bob@example.org\r\n", "553 5.7.1"],
   ["From: undisclosed\r\n", "550 5.6.0"],
   ["From: alice@example.org\r\nFrom: bob@example.org\r\n", "553 5.7.1"],
+  // Sender: names who sent it (RFC 5322 §3.6.2): as much a claim as From:.
+  ["From: alice@example.org\r\nSender: alice.smith@example.org\r\n", "250 2.0.0"],
+  ["From: alice@example.org\r\nSender: bob@example.org\r\n", "553 5.7.1"],
+  ["SENDER : Boss <bob@example.org>\r\n", "553 5.7.1"],
+  // Names that are no field to a strict reader but a From: to a lenient one (mailparser trims
+  // names with trim(), takes a missing colon from the continuation line; others drop NULs).
+  ["From\x0b: bob@example.org\r\n", "550 5.6.0"],
+  ["From\f: bob@example.org\r\n", "550 5.6.0"],
+  ["From\xa0: bob@example.org\r\n", "550 5.6.0"],
+  ["Fr\x00om: bob@example.org\r\n", "550 5.6.0"],
+  ["From\r\n : bob@example.org\r\n", "550 5.6.0"],
+  ["Sender\x0b: bob@example.org\r\n", "550 5.6.0"],
+  ["Subject: a NUL \x00 in a value\r\n", "550 5.6.0"],
+  // Folding and obsolete syntax a strict parser reads the same way we do.
+  ["From:\r\n bob@example.org\r\n", "553 5.7.1"],
+  ["From\t: bob@example.org\r\n", "553 5.7.1"],
+  ["X-Junk line without a colon\r\nFrom: bob@example.org\r\n", "553 5.7.1"],
+  ["X-From: bob@example.org\r\nReply-To: bob@example.org\r\n", "250 2.0.0"],
 ];
 
 for (const [headers, expected] of FROM_CASES) {
   test(`submission as alice, ${JSON.stringify(headers)} → ${expected}`, async () => {
     const h = await ready({ mode: "submission" });
     const spool = await h.toData({ to: ["friend@remote.example"] });
-    const { output } = await h.data(`${headers}Subject: hi\r\n\r\nbody\r\n.\r\n`);
+    const { output } = await h.data(Buffer.from(`${headers}Subject: hi\r\n\r\nbody\r\n.\r\n`, "latin1"));
     assert.deepEqual(codes(output), [expected]);
     assert.equal(spool.commits, expected === "250 2.0.0" ? 1 : 0);
     assert.equal(spool.aborts, expected === "250 2.0.0" ? 0 : 1);
-    if (expected.startsWith("553")) assert.match(output.replies[0]!.lines[0]!, /From: header address rejected: not owned by user alice@example\.org$/);
+    if (expected.startsWith("553")) assert.match(output.replies[0]!.lines[0]!, /(From|Sender): header address rejected: not owned by user alice@example\.org$/);
   });
 }
 
@@ -233,11 +251,46 @@ test("mta: a header section longer than headerBytes is still accepted (nothing t
   assert.deepEqual(codes(output), ["250 2.0.0"]);
 });
 
-test("the mta listener does not check From: even for an authenticated client", async () => {
+test("issue 11.2: an authenticated client on the mta listener is held to its From: and Sender: too", async () => {
   const h = await ready({ mode: "mta", tls: true }, "alice@example.org");
   await h.toData({ to: ["friend@remote.example"] });
   const { output } = await h.data("From: bob@example.org\r\n\r\nbody\r\n.\r\n");
+  assert.deepEqual(codes(output), ["553 5.7.1"]);
+  await h.toData({ to: ["friend@remote.example"] });
+  assert.deepEqual(codes((await h.data("From: alice@example.org\r\nSender: bob@example.org\r\n\r\nbody\r\n.\r\n")).output), ["553 5.7.1"]);
+  await h.toData({ to: ["friend@remote.example"] });
+  assert.deepEqual(codes((await h.data("From: alice@example.org\r\n\r\nbody\r\n.\r\n")).output), ["250 2.0.0"]);
+});
+
+test("issue 11.2: on the mta listener an authenticated client's oversized header section is refused too", async () => {
+  const h = await ready({ mode: "mta", tls: true, limits: { headerBytes: 4096 } }, "alice@example.org");
+  await h.toData({ to: ["friend@remote.example"] });
+  const padding = `X-Padding: ${"p".repeat(70)}\r\n`.repeat(80);
+  const { output } = await h.data(`From: alice@example.org\r\n${padding}From: bob@example.org\r\n\r\nbody\r\n.\r\n`);
+  assert.deepEqual(codes(output), ["552 5.3.4"]);
+});
+
+test("the mta listener checks nothing for an unauthenticated client (no login to hold to an address)", async () => {
+  const h = await ready({ mode: "mta" });
+  await h.toData({ from: "someone@remote.example" });
+  const { output } = await h.data(Buffer.from("From\x0b: bob@example.org\r\nSender: x@y.example\r\nX-Nul: \x00\r\n\r\nbody\r\n.\r\n", "latin1"));
   assert.deepEqual(codes(output), ["250 2.0.0"]);
+});
+
+test("content starting with white space is body to every next hop: the checks read it as body too", async () => {
+  const h = await ready({ mode: "submission" });
+  const spool = await h.toData({ to: ["friend@remote.example"] });
+  const { output } = await h.data(" folded\r\nFrom: bob@example.org\r\n\r\nbody\r\n.\r\n");
+  assert.deepEqual(codes(output), ["250 2.0.0"]);
+  // Our header section (with the Date: and Message-ID: it lacked) ends before the client's bytes.
+  assert.match(spool.text, /\r\nDate: [^\r]+\r\nMessage-ID: <[^\r]+>\r\n\r\n folded\r\nFrom: bob@example\.org\r\n/);
+});
+
+test("a Sender: refusal names the Sender: field", async () => {
+  const h = await ready({ mode: "submission" });
+  await h.toData({ to: ["friend@remote.example"] });
+  const { output } = await h.data("From: alice@example.org\r\nSender: bob@example.org\r\n\r\nbody\r\n.\r\n");
+  assert.equal(output.replies[0]!.lines[0], "<bob@example.org>: Sender: header address rejected: not owned by user alice@example.org");
 });
 
 test("a refused From: is logged with the reason", async () => {

@@ -157,6 +157,8 @@ export interface HarnessOptions {
   bareLineEnds?: "reject" | "normalize";
   spool?: SpoolFaults;
   mechanisms?: string[];
+  /** Replaces the policy's From:/Sender: check (the header property test records what it is asked). */
+  fromHeaderCheck?: SessionPorts["checkFromHeader"];
 }
 
 export interface LogEntry {
@@ -249,7 +251,8 @@ export class Harness {
       },
       checkSender: async (_ctx, sender, account) => (account ? checkEnvelopeSender(account, sender.address) : ALLOW),
       checkRecipient: (ctx, rcpt) => relay.checkRecipient(ctx, rcpt),
-      checkFromHeader: (account, from) => checkFromHeader(account, from),
+      checkFromHeader: opts.fromHeaderCheck ?? ((account, from, sender) => checkFromHeader(account, from, sender)),
+      senderVouched: (ctx) => relay.mayRelay(ctx).allowed,
       openSpool: async () => {
         if (opts.spool?.open) throw new Error("spool directory missing");
         const w = new MemorySpoolWriter(`Q${this.spools.length + 1}`, opts.spool ?? {}, this.events);

@@ -23,6 +23,8 @@ export interface TestUser {
   address: string;
   password: string;
   senders?: string[];
+  /** `postern user add --relay-client` */
+  relayClient?: boolean;
 }
 
 export interface Postern {
@@ -67,6 +69,7 @@ export async function startPostern(opts: { config?: Record<string, unknown>; use
   for (const u of opts.users ?? []) {
     const args = ["user", "add", u.address, "--password-stdin", "--config", configPath];
     for (const s of u.senders ?? []) args.push("--sender", s);
+    if (u.relayClient) args.push("--relay-client");
     const r = await runCli(args, u.password + "\n");
     if (r.code !== 0) throw new Error(`user add failed: ${r.stderr}`);
   }

@@ -1,0 +1,101 @@
+/**
+ * One process owns a data directory at a time (like Postfix's master.lock): `postern serve` for
+ * its whole life, and any command that changes the spool without the server. Taken before the
+ * spool is recovered, the queue runs or a socket is bound, so a refused second start has changed
+ * nothing (issue 12: a second `serve` used to run recovery first and delete a message that the
+ * running server was still receiving).
+ *
+ * The lock is flock(2) on `<dataDir>/postern.lock` (Node has no flock; `fs-ext` provides it):
+ * the kernel drops it when the holder dies, even by SIGKILL, so there is no stale lock to detect,
+ * no PID that could have been reused and no take-over race, unlike an O_EXCL PID file; and it is
+ * not given up after a timeout like an mtime-refreshed lock (proper-lockfile), which a stalled
+ * server would lose while still running. The file is never removed: unlinking a lock file lets
+ * two processes lock two different inodes. The PID written into it only serves the message.
+ */
+import { closeSync, constants, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync, writeSync } from "node:fs";
+import { createRequire } from "node:module";
+import { join, resolve } from "node:path";
+
+const { flockSync } = createRequire(import.meta.url)("fs-ext") as { flockSync(fd: number, flags: "exnb" | "un"): void };
+
+export const DATA_LOCK_NAME = "postern.lock";
+
+/** Another process holds the data directory. */
+export class DataDirBusyError extends Error {
+  constructor(
+    readonly dataDir: string,
+    readonly lockPath: string,
+    /** The holder's PID as it wrote it (informational: it is read, not trusted). */
+    readonly holderPid: number | undefined,
+  ) {
+    super(
+      `another postern${holderPid !== undefined ? ` (pid ${holderPid})` : ""} is already serving the data directory ${dataDir} ` +
+        `(it holds ${lockPath})`,
+    );
+    this.name = "DataDirBusyError";
+  }
+}
+
+export interface DataDirLock {
+  readonly dataDir: string;
+  readonly path: string;
+  /** Gives the directory up (also happens when the process exits). Safe to call twice. */
+  release(): void;
+}
+
+/**
+ * Takes the data directory's lock without waiting, creating the directory (0700) if needed.
+ * Throws DataDirBusyError when another process holds it.
+ */
+export function lockDataDir(dataDir: string): DataDirLock {
+  const dir = resolve(dataDir);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const path = join(dir, DATA_LOCK_NAME);
+  // O_NOFOLLOW: root opens this file in a directory that the unprivileged user owns; a symlink
+  // planted there must not make root truncate and write some other file. O_CLOEXEC is Node's
+  // default, so child processes (openssl, getent) never inherit, and so never keep, the lock.
+  const fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o600);
+  try {
+    const st = fstatSync(fd);
+    // A hard link to another file would be truncated below: only our own plain file will do.
+    if (!st.isFile() || st.nlink !== 1) throw new Error(`${path} is not a plain file (a link?); remove it and start again`);
+    try {
+      flockSync(fd, "exnb");
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== "EAGAIN" && code !== "EWOULDBLOCK") throw err;
+      throw new DataDirBusyError(dir, path, holderPid(path));
+    }
+    ftruncateSync(fd, 0);
+    writeSync(fd, `${process.pid}\n`, 0);
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
+  let held = true;
+  return {
+    dataDir: dir,
+    path,
+    release() {
+      if (!held) return;
+      held = false;
+      ftruncateSync(fd, 0); // no stale PID for the next reader; the lock itself goes with the fd
+      closeSync(fd);
+    },
+  };
+}
+
+function holderPid(path: string): number | undefined {
+  try {
+    const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    let text: string;
+    try {
+      text = readFileSync(fd, "utf8").trim();
+    } finally {
+      closeSync(fd);
+    }
+    return /^\d{1,10}$/.test(text) ? Number(text) : undefined;
+  } catch {
+    return undefined;
+  }
+}
