@@ -7,6 +7,7 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import { argon2Verify, bcryptVerify } from "hash-wasm";
 import { verifyShaCrypt } from "./crypt-sha.js";
 import { verifyMd5Crypt } from "./crypt-md5.js";
+import { verifyOnPool } from "./hash-pool.js";
 import { cramMd5SecretFromDovecotHex, deriveCramMd5Secret, deriveScramSha256, normalizePassword } from "../sasl/secrets.js";
 import type { CramMd5Secret, ScramCredentials } from "../sasl/types.js";
 
@@ -61,8 +62,16 @@ export function unsupportedReason(text: string): string {
   return "password field has no {SCHEME} prefix (Dovecot's default_pass_scheme is not assumed)";
 }
 
-/** Throws on a malformed stored value (the caller reports backend-error). */
-export async function verifyStoredPassword(password: string, stored: StoredPassword): Promise<boolean> {
+/** Schemes that cost milliseconds to seconds of CPU: verified on the hash pool, off the event loop. */
+const SLOW_SCHEMES: ReadonlySet<Scheme> = new Set(["SHA512-CRYPT", "SHA256-CRYPT", "MD5-CRYPT", "BLF-CRYPT", "ARGON2ID", "ARGON2I", "SCRAM-SHA-256"]);
+
+/** Rejects on a malformed stored value (the caller reports backend-error). */
+export function verifyStoredPassword(password: string, stored: StoredPassword): Promise<boolean> {
+  return SLOW_SCHEMES.has(stored.scheme) ? verifyOnPool(password, stored) : verifyStoredPasswordHere(password, stored);
+}
+
+/** verifyStoredPassword on this thread (the hash pool's workers call it). */
+export async function verifyStoredPasswordHere(password: string, stored: StoredPassword): Promise<boolean> {
   switch (stored.scheme) {
     case "SHA512-CRYPT":
     case "SHA256-CRYPT":

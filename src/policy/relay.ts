@@ -32,6 +32,8 @@ export interface RelayPolicyOptions {
   mynetworks: NetworkList;
   /** The mailbox's own spelling of this local address (from the user record), or null if none. */
   localMailbox(address: string): Promise<string | null>;
+  /** The transport table sends this domain to `reject`: refuse at RCPT rather than bounce later. */
+  refusedDomain?(domain: string): boolean;
 }
 
 /** An allowed recipient may be rewritten to the user record's spelling (SECURITY.md rule 6). */
@@ -59,14 +61,25 @@ export class RelayPolicy {
     return { allowed: false, why: "not authenticated and not in mynetworks" };
   }
 
+  private refused(rcpt: PathParts): boolean {
+    return !rcpt.domainIsLiteral && this.opts.refusedDomain?.(normaliseDomain(rcpt.domainAscii || rcpt.domain)) === true;
+  }
+
+  private refusedByTransport(rcpt: PathParts): RecipientDecision {
+    return deny(reply(550, "5.7.1", `<${rcpt.address}>: Recipient address rejected: mail for this domain is refused`), "transport table: reject");
+  }
+
   async checkRecipient(ctx: ClientContext, rcpt: PathParts): Promise<RecipientDecision> {
     if (rcpt.barePostmaster) return { allow: true, note: "postmaster (RFC 5321 §4.1.1.3)", local: true };
     const local = this.isLocalDomain(rcpt.domainAscii || rcpt.domain, rcpt.domainIsLiteral);
     if (!local) {
       const relay = this.mayRelay(ctx);
-      if (relay.allowed) return { allow: true, note: relay.why, local: false };
-      return deny(reply(554, "5.7.1", `<${rcpt.address}>: Relay access denied`), `relay denied: ${relay.why}`);
+      if (!relay.allowed) return deny(reply(554, "5.7.1", `<${rcpt.address}>: Relay access denied`), `relay denied: ${relay.why}`);
+      if (this.refused(rcpt)) return this.refusedByTransport(rcpt);
+      return { allow: true, note: relay.why, local: false };
     }
+    // Accepted now, failed at delivery, it would be a bounce to a sender who may be forged (backscatter).
+    if (this.refused(rcpt)) return this.refusedByTransport(rcpt);
     // Local domain. The %-hack and bang paths are never routing: the local part is just data,
     // so "user%elsewhere@our.domain" is looked up as a mailbox of ours and does not exist.
     if (isPostmaster(rcpt.localPart)) return { allow: true, note: "postmaster (RFC 5321 §4.5.1)", local: true };

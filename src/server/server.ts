@@ -88,7 +88,7 @@ export async function startServer(config: Config, log: Logger, opts: StartOption
   }
 }
 
-/** A TCP listener that is bound but serves nothing until `open` (connections are held). */
+/** A TCP listener that is bound but serves nothing until `accept` is set (connections are held). */
 interface BoundListener {
   lc: ListenerConfig;
   server: NetServer;
@@ -185,13 +185,24 @@ async function startLocked(config: Config, log: Logger, source: ConfigSource, lo
   }
 
   // ---- From here on, as process.user when one is set. ----
-  const store = new SqliteUserStore({ path: join(config.dataDir, "users.sqlite"), hostname: config.hostname, cacheTtlSec: config.auth.cacheTtlSec });
+  // Whatever fails below is reported with the setting it comes from.
+  const step = async <T>(key: string, what: string, fix: string, run: () => T | Promise<T>): Promise<T> => {
+    try {
+      return await run();
+    } catch (err) {
+      if (err instanceof StartupError) throw err;
+      throw new StartupError(`${what}: ${err instanceof Error ? err.message : String(err)}`, key, fix, source);
+    }
+  };
+  const asUser = identity ? ` (as ${identity.user}, process.user)` : "";
+  const dataFix = `dataDir must be a directory that postern${asUser} can read and write`;
+  const store = await step("dataDir", `cannot open the user store ${join(config.dataDir, "users.sqlite")}${asUser}`, dataFix, () => new SqliteUserStore({ path: join(config.dataDir, "users.sqlite"), hostname: config.hostname, cacheTtlSec: config.auth.cacheTtlSec }));
   undo.push(() => store.close());
   // Credential backends, AUTH throttle and send limits (auth-wiring.ts).
-  const auth = createAuthWiring(config, store, log);
+  const auth = await step("auth", "cannot set up the authentication backend", "check the auth section (backend, path, socket)", () => createAuthWiring(config, store, log));
   undo.push(() => auth.close());
   if (!tlsMaterial) {
-    const certs = await ensureCertificate(config.tls, config.dataDir, config.hostname);
+    const certs = await step("tls.cert, tls.key", "no certificate", "set tls.cert and tls.key, or install openssl so a self-signed pair can be generated", () => ensureCertificate(config.tls, config.dataDir, config.hostname));
     if (certs.generated) log.info({ event: "tls-cert-generated", cert: certs.cert }, "generated a self-signed certificate");
     tlsMaterial = loadTlsMaterial(certs, config.tls.minVersion);
   }
@@ -200,20 +211,24 @@ async function startLocked(config: Config, log: Logger, source: ConfigSource, lo
   let tlsContexts = secureContextOf(tlsMaterial);
 
   const spool = new Spool(join(config.dataDir, "queue"), { fsync: config.queue.fsync, logger: log });
-  const recovered = await spool.init();
+  const recovered = await step("dataDir", `cannot open the queue ${join(config.dataDir, "queue")}${asUser}`, dataFix, () => spool.init());
   // Recovery is done: a start that fails from here on was no unclean stop (the marker goes).
   undo.push(() => spool.close());
   if (recovered.uncleanStop) {
     log.warn({ event: "spool-recovered", queued: recovered.queued, removedIncomplete: recovered.removedIncomplete.length }, "the last stop was unclean: spool checked");
   }
   // Aliases, +detail and catch-alls count as existing recipients at RCPT (README "Routing").
-  const routing = createRouting(config, (d) => relay.isLocalDomain(d), (a) => auth.backends.lookupUser(a), log);
+  const routing = await step("aliases, transport", "cannot set up routing", "check aliases.file and the transport table", () =>
+    createRouting(config, (d) => relay.isLocalDomain(d), (a) => auth.backends.lookupUser(a), log),
+  );
   undo.push(() => routing.close());
   const relay = new RelayPolicy({
     localDomains: config.domains,
     localAddressLiterals: config.localAddressLiterals,
     mynetworks: new NetworkList(config.mynetworks),
     localMailbox: (address) => routing.aliases.exists(address),
+    // Refused at RCPT, not bounced after acceptance (docs/SECURITY.md 11.3).
+    refusedDomain: (domain) => routing.delivererOptions.transport?.lookup(domain).kind === "reject",
   });
   const deliver = createDeliverer({
     isLocalDomain: (d) => relay.isLocalDomain(d),
@@ -247,7 +262,7 @@ async function startLocked(config: Config, log: Logger, source: ConfigSource, lo
     logger: log,
   });
   // `postern queue …` talks to this (src/cli/queue.ts).
-  const control = await startControlServer(config.dataDir, new QueueAdmin(spool, queue, log), log);
+  const control = await step("dataDir", "cannot open the control socket for `postern queue`", dataFix, () => startControlServer(config.dataDir, new QueueAdmin(spool, queue, log), log));
   undo.push(() => control.close());
 
   const makePorts = (connLog: Logger, remoteIp: string): SessionPorts => ({

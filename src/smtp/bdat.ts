@@ -45,7 +45,7 @@ export interface ChunkTextOptions {
 export interface ChunkText {
   /** Bytes to store, every line ending in CRLF. */
   data: Buffer[];
-  /** "bare-line-end" (reject mode) stops the reader; "line-too-long" is reported once. */
+  /** The first fault in byte order, whatever the chunk boundaries; it stops the reader. */
   error?: ChunkTextError;
 }
 
@@ -57,7 +57,6 @@ export class ChunkTextReader {
   private pendingCr = false;
   /** Octets of the current line, without its line end. */
   private lineLength = 0;
-  private tooLong = false;
   private stopped = false;
   private readonly maxLineContent: number;
   private readonly normalize: boolean;
@@ -74,7 +73,7 @@ export class ChunkTextReader {
     if (this.pendingCr && chunk.length > 0) {
       this.pendingCr = false;
       if (chunk[0] === LF) i = 1;
-      else if (!this.normalize) return this.bare(data);
+      else if (!this.normalize) return this.fault(data, "bare-line-end");
       data.push(CRLF);
       this.lineLength = 0;
     }
@@ -86,6 +85,8 @@ export class ChunkTextReader {
       if (nextLf < i) nextLf = indexOrEnd(chunk, LF, i);
       const stop = Math.min(nextCr, nextLf);
       this.lineLength += stop - i;
+      // A line may also stay open to the end of the message: refused as soon as it is too long.
+      if (this.lineLength > this.maxLineContent) return this.fault(data, "line-too-long");
       if (stop === chunk.length) break;
       if (chunk[stop] === CR && stop + 1 === chunk.length) {
         // Its LF may come with the next chunk.
@@ -95,19 +96,19 @@ export class ChunkTextReader {
         break;
       }
       if (chunk[stop] === CR && chunk[stop + 1] === LF) {
-        this.lineEnded();
+        this.lineLength = 0;
         i = stop + 2;
         continue;
       }
       // A bare CR or a bare LF.
-      if (!this.normalize) return this.bare(data);
+      if (!this.normalize) return this.fault(data, "bare-line-end");
       if (stop > runStart) data.push(chunk.subarray(runStart, stop));
       data.push(CRLF);
-      this.lineEnded();
+      this.lineLength = 0;
       i = runStart = stop + 1;
     }
     if (chunk.length > runStart) data.push(chunk.subarray(runStart));
-    return this.result(data);
+    return { data };
   }
 
   /**
@@ -120,31 +121,19 @@ export class ChunkTextReader {
     const data: Buffer[] = [];
     if (this.pendingCr) {
       this.pendingCr = false;
-      if (!this.normalize) return this.bare(data);
+      if (!this.normalize) return this.fault(data, "bare-line-end");
       data.push(CRLF);
     } else if (this.lineLength > 0) {
       data.push(CRLF);
     }
     this.lineLength = 0;
-    return this.result(data);
-  }
-
-  private lineEnded(): void {
-    if (this.lineLength > this.maxLineContent) this.tooLong = true;
-    this.lineLength = 0;
-  }
-
-  private result(data: Buffer[]): ChunkText {
-    // A line still open counts too: a client sending one endless line is refused at this chunk.
-    if (this.lineLength > this.maxLineContent) this.tooLong = true;
-    if (!this.tooLong) return { data };
     this.stopped = true;
-    return { data, error: "line-too-long" };
+    return { data };
   }
 
-  private bare(data: Buffer[]): ChunkText {
+  private fault(data: Buffer[], error: ChunkTextError): ChunkText {
     this.stopped = true;
-    return { data, error: "bare-line-end" };
+    return { data, error };
   }
 }
 

@@ -1,8 +1,9 @@
 /**
  * One message on its way into the spool, whether it arrives by DATA or by BDAT chunks: the header
- * section is inspected on the fly (trace fields on top, loop and From: checks), bytes are written
- * in order with back-pressure, and at the end the message is either refused and removed or
- * committed durably before the 250 (SECURITY.md rule 16).
+ * section is inspected on the fly (trace fields on top, loop and From:/Sender: checks), bytes are
+ * written in order with back-pressure, and at the end the message is either refused and removed
+ * or committed durably before the 250 (SECURITY.md rule 16). Both readers hand it text with CRLF
+ * line ends only, so the header checks read the lines every next hop reads (docs/SECURITY.md 11.1).
  */
 import { randomBytes } from "node:crypto";
 import { reply, type Reply } from "./reply.js";
@@ -47,7 +48,7 @@ export function dataErrorRefusal(error: DataError): Refusal {
   switch (error) {
     case "bare-line-end":
       // SECURITY.md rule 1 (CVE-2023-51764 and kin): never a line end, never a message end.
-      return { reply: reply(521, "5.5.2", "Error: bare CR or LF received in message data"), reason: "bare CR/LF in DATA", close: true };
+      return { reply: reply(521, "5.5.2", "Error: bare CR or LF received in message data"), reason: "bare CR/LF in message data", close: true };
     case "too-big":
       return { reply: reply(552, "5.3.4", "Message size exceeds fixed maximum message size"), reason: "message too big" };
     case "line-too-long":

@@ -1,7 +1,8 @@
 /**
  * Acceptance (issue 5, SECURITY.md rules 13–14): 20 wrong passwords from one IP end in 454/421
  * refusals, the right password from a second address still works, and the time to answer a
- * failed AUTH does not tell whether the user exists.
+ * failed AUTH does not tell whether the user exists (docs/SECURITY.md 11.5), nor does a SCRAM salt
+ * (11.4); IPv6 clients are counted per /64 (11.8).
  *
  * 127.0.0.1 and 127.0.0.2 are both loopback; `ipv4Prefix: 32` makes each its own "network block"
  * here, standing in for an attacker and the real user on different networks.

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import nodemailer from "nodemailer";
 import { startPostern } from "./helpers/postern.js";
 import { sendViaMta } from "./helpers/mta-send.js";
+import { RawSmtp } from "./helpers/raw-smtp.js";
 import { startSink } from "../delivery/helpers/sink.js";
 import { readDsn } from "../queue/dsn-reader.js";
 
@@ -116,13 +117,32 @@ test("backscatter (11.3): a port-25 stranger's NOTIFY=SUCCESS RET=FULL sends no 
   }
 });
 
-test("backscatter (11.3): a stranger's message that fails after acceptance (alias forwarding refused) bounces with the headers only, RET=FULL or not", async () => {
+test("backscatter (11.3): what the transport table refuses is refused at RCPT; a stranger's message that fails after acceptance (alias forwarding refused) bounces with the headers only, RET=FULL or not", async () => {
   const sink = await startSink({ rcptReply: (a) => (a.startsWith("gone") ? "550 5.1.1 <gone@elsewhere.test>: no such user" : undefined) });
   const aliasDir = await mkdtemp(join(tmpdir(), "postern-aliases-"));
   const aliasesFile = join(aliasDir, "aliases");
-  await writeFile(aliasesFile, "fwd@example.org: gone@elsewhere.test\n");
-  const server = await startPostern({ config: { relay: { smarthost: `127.0.0.1:${sink.port}` }, aliases: { file: aliasesFile } } });
+  await writeFile(aliasesFile, "fwd@example.org: gone@elsewhere.test\n@old.example.org: fwd@example.org\n");
+  const server = await startPostern({
+    config: {
+      domains: ["example.org", "old.example.org"],
+      relay: { smarthost: `127.0.0.1:${sink.port}` },
+      aliases: { file: aliasesFile },
+      transport: { "old.example.org": "reject" },
+    },
+  });
   try {
+    // What the transport table would refuse at delivery is refused at RCPT: no bounce at all.
+    const c = await RawSmtp.open(server.ports.mta);
+    try {
+      await c.reply();
+      await c.expect("EHLO bulk.example", 250);
+      await c.expect("MAIL FROM:<victim@remote.example>", 250);
+      const r = await c.cmd("RCPT TO:<anyone@old.example.org>");
+      assert.match(r.text, /^550 5\.7\.1 /, "refused at RCPT, not accepted and bounced");
+    } finally {
+      c.close();
+    }
+
     const id = await sendViaMta(server.ports.mta, { from: "victim@remote.example", to: ["fwd@example.org"], mailParams: "RET=FULL", data: SPAM });
     const queued = await server.waitForLog((l) => l.event === "dsn-queued" && l.id === id);
     await server.waitForLog((l) => l.event === "removed" && l.id === queued.dsn);

@@ -11,7 +11,9 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { startPostern, type LogLine, type Postern } from "../e2e/helpers/postern.js";
 import { RawSmtp } from "../e2e/helpers/raw-smtp.js";
+import { createServer } from "node:net";
 import { Spool } from "../../src/queue/spool.js";
+import { chownTree } from "../../src/server/privileges.js";
 import { commitMessage } from "../queue/helpers.js";
 
 const run = promisify(execFile);
@@ -59,6 +61,29 @@ if (process.getuid?.() === 0) {
       const [file] = await readdir(dir);
       assert.equal((await stat(join(dir, file!))).uid, uid);
     });
+  });
+
+  it("chownTree: a FIFO does not hang it, sockets and links are skipped, plain entries change owner (11.9)", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "postern-chown-"));
+    try {
+      await mkdir(join(dir, "a/b"), { recursive: true });
+      await writeFile(join(dir, "a/b/file"), "x");
+      await run("mkfifo", [join(dir, "a/fifo")]);
+      const unix = createServer();
+      await new Promise<void>((ok) => unix.listen(join(dir, "a/sock"), () => ok()));
+      await symlink("/etc", join(dir, "a/etc-link"));
+      const report = chownTree(dir, 65534, 65534);
+      unix.close();
+      for (const p of ["", "a", "a/b", "a/b/file"]) assert.equal((await stat(join(dir, p))).uid, 65534, p);
+      assert.equal(report.changed, 4);
+      assert.deepEqual(
+        report.skipped.map((s) => `${s.path.slice(dir.length + 1)}: ${s.reason}`).sort(),
+        ["a/etc-link: symbolic link (not followed)", "a/fifo: not a regular file or directory", "a/sock: socket"],
+      );
+      assert.equal((await stat("/etc")).uid, 0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   // docs/SECURITY.md 11.9: root walks a tree the unprivileged user owns (and may have filled with

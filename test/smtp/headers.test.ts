@@ -151,3 +151,20 @@ test("without a hook the bytes pass unchanged", () => {
   assert.equal(Buffer.concat(out).toString(), "A: 1\r\n\r\nbody");
   assert.equal(hc.headerComplete, true);
 });
+
+test("a last line without a line end is a field all the same (every next hop reads it as one)", () => {
+  const r = collect(["Subject: hi\r\nFrom: boss@example.org"]);
+  assert.deepEqual(r.info!.getAll("from"), ["boss@example.org"]);
+  assert.equal(r.output, "Received: by us\r\nSubject: hi\r\nFrom: boss@example.org");
+  assert.deepEqual(collect(["Subject: hi\r\n\tmore"]).info!.getAll("subject"), ["hi\tmore"], "a last continuation line too");
+});
+
+test("names a lenient parser reads where we read no field are reported as disguised; NUL is flagged", () => {
+  const run = (text: string) => collect([text + "\r\n\r\nbody"]).info!;
+  assert.deepEqual(run("From\x0b: a@b").disguised, ["from"]);
+  assert.deepEqual(run("Subject: x\r\nFrom\r\n : a@b").disguised, ["from"], "the colon on a continuation line (mailparser)");
+  assert.deepEqual(run("Se\x00nder: a@b").disguised, ["sender"]);
+  assert.equal(run("Se\x00nder: a@b").nul, true);
+  assert.deepEqual(run("From : a@b\r\nX-Junk no colon\r\nSubject: s").disguised, [], "a proper field and a line without a colon disguise nothing");
+  assert.equal(run("Subject: s").nul, false);
+});

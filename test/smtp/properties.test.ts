@@ -8,6 +8,8 @@ import fc from "fast-check";
 import { InputBuffer } from "../../src/smtp/input-buffer.js";
 import { DataReader, type DataError } from "../../src/smtp/data-reader.js";
 import { HeaderCollector } from "../../src/smtp/headers.js";
+import { ChunkTextReader, type ChunkTextError } from "../../src/smtp/bdat.js";
+import { encodeData } from "../../src/delivery/data-encoder.js";
 import { parseCommand } from "../../src/smtp/command.js";
 import { runs } from "./fuzz-config.js";
 
@@ -203,6 +205,54 @@ test("property: HeaderCollector output is prefix + input for any split; holds at
       out.push(...hc.finish());
       assert.equal(calls, 1);
       assert.deepEqual(Buffer.concat(out), Buffer.concat([Buffer.from("P: 1\r\n"), buf]));
+    }),
+    { numRuns: runs(500) },
+  );
+});
+
+interface ChunkRun {
+  stored: Buffer;
+  error?: ChunkTextError;
+}
+function chunkText(chunks: Buffer[], mode: "reject" | "normalize", maxLineLength = 1000): ChunkRun {
+  const reader = new ChunkTextReader({ maxLineLength, bareLineEnds: mode });
+  const stored: Buffer[] = [];
+  for (const chunk of [...chunks, null]) {
+    const r = chunk === null ? reader.end() : reader.push(chunk);
+    stored.push(...r.data);
+    if (r.error) return { stored: Buffer.concat(stored), error: r.error };
+  }
+  return { stored: Buffer.concat(stored) };
+}
+
+for (const mode of ["reject", "normalize"] as const) {
+  test(`property (${mode}): the BDAT text reader gives the same result for any split; only CRLF line ends come out`, () => {
+    fc.assert(
+      fc.property(split, fc.integer({ min: 3, max: 40 }), ([buf, cuts], max) => {
+        const whole = chunkText([buf], mode, max);
+        const pieces = chunkText(chunksOf(buf, cuts), mode, max);
+        assert.equal(pieces.error, whole.error);
+        if (!whole.error) {
+          assert.deepEqual(pieces.stored, whole.stored);
+          assert.ok(!hasBareLineEnd(whole.stored), "stored text has CRLF line ends only");
+          assert.ok(whole.stored.length === 0 || whole.stored.subarray(-2).equals(Buffer.from("\r\n")), "the last line is ended");
+          for (const line of whole.stored.toString("latin1").split("\r\n")) assert.ok(line.length <= max - 2, "no line over the limit");
+        }
+        if (whole.error === undefined) assert.ok(mode === "normalize" || !hasBareLineEnd(buf), "a bare line end in reject mode is an error");
+      }),
+      { numRuns: runs(500) },
+    );
+  });
+}
+
+test("property: what BDAT stores is what our relay sends (the outbound encoder changes nothing but the dots)", () => {
+  fc.assert(
+    fc.property(split, ([buf, cuts]) => {
+      const r = chunkText(chunksOf(buf, cuts), "normalize", 1 << 20);
+      assert.equal(r.error, undefined);
+      const wire = encodeData(r.stored).toString("latin1");
+      const unstuffed = wire.slice(0, -3).split("\r\n").slice(0, -1).map((l) => (l.startsWith(".") ? l.slice(1) : l) + "\r\n").join("");
+      assert.equal(unstuffed, r.stored.toString("latin1"));
     }),
     { numRuns: runs(500) },
   );

@@ -215,7 +215,8 @@ const FROM_CASES: [string, string][] = [
 ];
 
 for (const [headers, expected] of FROM_CASES) {
-  test(`submission as alice, ${JSON.stringify(headers)} → ${expected}`, async () => {
+  const shown = JSON.stringify(headers).replace(/[^\x20-\x7e]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+  test(`submission as alice, ${shown} → ${expected}`, async () => {
     const h = await ready({ mode: "submission" });
     const spool = await h.toData({ to: ["friend@remote.example"] });
     const { output } = await h.data(Buffer.from(`${headers}Subject: hi\r\n\r\nbody\r\n.\r\n`, "latin1"));

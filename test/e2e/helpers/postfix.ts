@@ -104,6 +104,8 @@ inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
 mynetworks = 127.0.0.1/32
 smtpd_relay_restrictions = permit_mynetworks, reject
+# Accept what the transport table sends to error(8), so that it bounces after acceptance.
+smtpd_reject_unlisted_recipient = no
 relayhost = ${relayhost}
 transport_maps = texthash:${dir}/transport
 smtp_tls_security_level = encrypt
@@ -145,7 +147,9 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 
   const logs: string[] = [];
   const waiters: { pattern: RegExp; resolve: (l: string) => void }[] = [];
-  const child: ChildProcess = spawn(POSTFIX, ["-c", dir, "start-fg"], { stdio: ["ignore", "pipe", "pipe"] });
+  // Through a real pipe: Node's "pipe" is a socketpair, and Postfix cannot open /dev/stdout on a
+  // socket (ENXIO), so `| cat` gives it a FIFO to log to.
+  const child: ChildProcess = spawn("sh", ["-c", '"$0" -c "$1" start-fg 2>&1 | cat', POSTFIX, dir], { stdio: ["ignore", "pipe", "pipe"] });
   child.once("exit", (code, sig) => logs.push(`(postfix start-fg exited: ${code ?? sig})`));
   const exited = new Promise<void>((ok) => child.once("exit", () => ok()));
   for (const stream of [child.stdout!, child.stderr!]) {
@@ -164,6 +168,7 @@ postlog   unix-dgram n  -       n       -       1       postlogd
     if (found) return Promise.resolve(found);
     return new Promise((ok, fail) => {
       const timer = setTimeout(() => fail(new Error(`Postfix never logged ${pattern}; the last lines:\n${logs.slice(-10).join("\n")}`)), timeoutMs);
+      timer.unref();
       waiters.push({ pattern, resolve: (l) => (clearTimeout(timer), ok(l)) });
     });
   };
