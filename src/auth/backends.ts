@@ -83,6 +83,7 @@ export class AuthBackends {
       digestMd5: (user, realm) => route(user).digestMd5(user, realm),
       supportedMechanisms: () => this.commonMechanisms(),
       loginKey: (user) => route(user).loginKey?.(user) ?? user,
+      hasUser: (user) => route(user).hasUser?.(user) ?? false,
       scramShape: (user) => route(user).scramShape?.(user) ?? { iterations: SCRAM_DEFAULT_ITERATIONS, saltBytes: SCRAM_SALT_BYTES },
     };
   }

@@ -148,10 +148,14 @@ export class PasswdFileStore implements Authenticator {
       const needs = mechanism === "CRAM-MD5" ? "{CRAM-MD5} or {PLAIN}" : "{SCRAM-SHA-256}";
       this.opts.log?.warn(
         { event: "auth-no-usable-secret", user: entry.user, mechanism, scheme: entry.password.scheme, path: this.opts.path, line: entry.line },
-        `${entry.user} has a ${entry.password.scheme} password, which ${mechanism} cannot use (it needs ${needs}); the login fails as if the user were unknown: PLAIN/LOGIN work`,
+        `${entry.user} has a ${entry.password.scheme} password, which ${mechanism} cannot use (it needs ${needs}); the client gets 535 as for a wrong password: PLAIN/LOGIN work`,
       );
     }
     return secret;
+  }
+
+  hasUser(user: string): boolean {
+    return this.find(user) !== undefined;
   }
 
   async digestMd5(): Promise<Buffer | null> {

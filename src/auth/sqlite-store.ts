@@ -75,6 +75,7 @@ function prepareStatements(db: Database.Database) {
     all: db.prepare<[], InfoRow>("SELECT address, senders, disabled, relay_client FROM users ORDER BY address"),
     scram: db.prepare<[string], { scram_salt: Buffer | null; scram_iterations: number | null; scram_stored_key: Buffer | null; scram_server_key: Buffer | null }>(
       "SELECT scram_salt, scram_iterations, scram_stored_key, scram_server_key FROM users WHERE address = ? AND disabled = 0"),
+    exists: db.prepare<[string], { one: number }>("SELECT 1 AS one FROM users WHERE address = ? AND disabled = 0"),
     cram: db.prepare<[string], { cram_md5: Buffer | null }>("SELECT cram_md5 FROM users WHERE address = ? AND disabled = 0"),
     digest: db.prepare<[string, string], { digest_ha1: Buffer | null }>(
       "SELECT digest_ha1 FROM users WHERE address = ? AND digest_realm = ? AND disabled = 0"),
@@ -175,6 +176,11 @@ export class SqliteUserStore implements Authenticator {
   async digestMd5(user: string, realm: string): Promise<Buffer | null> {
     const ha1 = this.byAddress(user, (address) => this.sql.digest.get(address, realm))?.digest_ha1;
     return ha1?.length === 16 ? ha1 : null;
+  }
+
+  /** An enabled user of this store (a DIGEST-MD5 realm or a secret it lacks is then "no-usable-secret"). */
+  hasUser(user: string): boolean {
+    return this.byAddress(user, (address) => this.sql.exists.get(address)) !== undefined;
   }
 
   supportedMechanisms(): string[] {

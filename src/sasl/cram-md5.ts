@@ -55,7 +55,7 @@ export class CramMd5Server implements SaslServerMechanism {
     const secret = stored.value ?? DUMMY_SECRET;
     const expected = hmacMd5FromSecret(secret, Buffer.from(this.challengeText, "utf8"));
     const matches = safeEqual(expected, Buffer.from(digestHex, "hex"));
-    if (stored.value === null) return failure(missingSecretReason(this.opts.verifier, this.name));
+    if (stored.value === null) return failure(missingSecretReason(this.opts.verifier, this.name, user));
     if (!matches) return failure("bad-password");
     return resolveIdentity(this.opts, user, user, "");
   }

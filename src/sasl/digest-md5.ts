@@ -151,7 +151,7 @@ export class DigestMd5Server implements SaslServerMechanism {
     if (!stored.ok) return stored.step;
     const params: DigestResponseParams = { ha1: stored.value ?? DUMMY_HA1, nonce: this.nonce, cnonce: cnonce!, nc: "00000001", digestUri: digestUri!, ...(authzid ? { authzid } : {}) };
     const matches = safeEqual(Buffer.from(digestMd5ResponseValue(params, "AUTHENTICATE")), Buffer.from(responseHex));
-    if (stored.value === null) return failure(missingSecretReason(this.opts.verifier, NAME));
+    if (stored.value === null) return failure(missingSecretReason(this.opts.verifier, NAME, username!));
     if (!matches) return failure("bad-password");
 
     const outcome = resolveIdentity(this.opts, username!, username!, authzid ?? "");

@@ -118,7 +118,8 @@ export class ScramSha256Server implements SaslServerMechanism {
   private state: "new" | "awaiting-client-first" | "awaiting-store" | "awaiting-client-final" | "awaiting-ack" | "done" = "new";
   private first: ClientFirstMessage | null = null;
   private credentials: ScramCredentials | null = null;
-  private userKnown = false;
+  /** Why the store had no secret (the exchange is faked to its end, then fails with this). */
+  private missingReason: "no-usable-secret" | "unknown-user" | undefined;
   private serverFirst = "";
   private nonce = "";
   private success: SaslServerStep | null = null;
@@ -159,10 +160,10 @@ export class ScramSha256Server implements SaslServerMechanism {
     if (this.state !== "awaiting-store") return ALREADY_FINISHED; // a step() arrived meanwhile and ended us
     this.state = "done";
     if (!stored.ok) return stored.step;
-    if (stored.value === null && missingSecretReason(this.opts.verifier, NAME) === "mechanism-unavailable") {
-      return failure("mechanism-unavailable");
-    }
-    this.userKnown = stored.value !== null;
+    const missing = stored.value === null ? missingSecretReason(this.opts.verifier, NAME, first.username) : undefined;
+    if (missing === "mechanism-unavailable") return failure(missing);
+    // Known to the store but without a SCRAM secret, or unknown: faked alike, failed at the end.
+    this.missingReason = missing;
     // RFC 5802 §9 / SECURITY rule 14: an unknown user gets a stable fake salt, not an error, with
     // the store's iteration count and salt length, from the login as the store folds it.
     this.credentials = stored.value ?? { ...fakeScramParameters(this.opts.fakeSaltKey, this.opts.verifier, first.username), ...DUMMY_KEYS };
@@ -187,7 +188,7 @@ export class ScramSha256Server implements SaslServerMechanism {
     const authMessage = `${first.bare},${this.serverFirst},${final.withoutProof}`;
     const clientSignature = hmacSha256(credentials.storedKey, authMessage);
     const proofMatches = safeEqual(sha256(xorBuffers(final.proof, clientSignature)), credentials.storedKey);
-    if (!this.userKnown) return failure("unknown-user");
+    if (this.missingReason) return failure(this.missingReason);
     if (!proofMatches) return failure("bad-password");
 
     const outcome = resolveIdentity(this.opts, first.username, first.username, first.authzid);

@@ -24,11 +24,17 @@ export function resolveIdentity(opts: SaslServerOptions, sentName: string, canon
 
 /**
  * The store returned no secret: if it cannot serve this mechanism at all, say so (that reveals
- * nothing about the user); otherwise treat the user as unknown.
+ * nothing about the user); if it knows the user, its secret is the wrong kind (the log says so,
+ * the client gets the same 535); otherwise the user is unknown.
  */
-export function missingSecretReason(verifier: CredentialVerifier, mechanism: string): "mechanism-unavailable" | "unknown-user" {
+export function missingSecretReason(
+  verifier: CredentialVerifier,
+  mechanism: string,
+  user: string,
+): "mechanism-unavailable" | "no-usable-secret" | "unknown-user" {
   const offered = verifier.supportedMechanisms().map((name) => name.toUpperCase());
-  return offered.includes(mechanism) ? "unknown-user" : "mechanism-unavailable";
+  if (!offered.includes(mechanism)) return "mechanism-unavailable";
+  return verifier.hasUser?.(user) ? "no-usable-secret" : "unknown-user";
 }
 
 /** Run a store call; a thrown error becomes `backend-error` (→ 454 4.7.0), never an exception. */

@@ -16,6 +16,7 @@ export type SaslFailureReason =
   | "bad-password" // → 535 5.7.8
   | "authzid-not-permitted" // → 535 5.7.8
   | "mechanism-unavailable" // the store lacks the secret this mechanism needs → 535 5.7.8
+  | "no-usable-secret" // the user exists, but its stored secret cannot serve this mechanism → 535 5.7.8
   | "backend-error"; // → 454 4.7.0
 
 export type SaslServerStep =
@@ -63,6 +64,12 @@ export interface CredentialVerifier {
   cramMd5(user: string): Promise<CramMd5Secret | null>;
   /** HA1 = MD5(user ":" realm ":" password), 16 bytes; null when unknown. */
   digestMd5(user: string, realm: string): Promise<Buffer | null>;
+  /**
+   * True when the store knows the user: asked only after a secret lookup returned null, so the
+   * admin's log can tell "no such user" from "this user's secret cannot serve the mechanism". The
+   * client sees the same 535 either way. Absent: every missing secret is an unknown user.
+   */
+  hasUser?(user: string): boolean;
   /** Mechanisms this store can verify, e.g. ["PLAIN","LOGIN","CRAM-MD5","SCRAM-SHA-256"]. */
   supportedMechanisms(): string[];
   /**

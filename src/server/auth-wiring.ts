@@ -75,6 +75,7 @@ export function createAuthWiring(config: Config, sqlite: Authenticator, log: Log
         supportedMechanisms: () => v.supportedMechanisms(),
         // SCRAM fakes an unknown login's salt and iteration count from these (docs/SECURITY.md 11.4).
         loginKey: (user) => v.loginKey?.(user) ?? user,
+        ...(v.hasUser ? { hasUser: (user: string) => v.hasUser!(user) } : {}),
         ...(v.scramShape ? { scramShape: (user: string) => v.scramShape!(user) } : {}),
       };
       const authGuard: AuthGuard = {

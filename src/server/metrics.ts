@@ -34,7 +34,7 @@ const MECHANISMS = new Set([
 ]);
 /** SaslFailureReason, and the exchange's own reasons (auth-exchange.ts, session.ts). */
 const AUTH_REASONS = new Set([
-  "malformed", "unknown-user", "bad-password", "authzid-not-permitted", "mechanism-unavailable", "backend-error",
+  "malformed", "unknown-user", "bad-password", "authzid-not-permitted", "mechanism-unavailable", "no-usable-secret", "backend-error",
   "mechanism-not-allowed", "throttled", "no-tls", "cancelled", "abandoned",
 ]);
 const LIMITS = new Set([

@@ -12,6 +12,7 @@ import { PasswdFileStore } from "../../src/auth/passwd-file.js";
 import { SUPPORTED_SCHEMES } from "../../src/auth/dovecot-schemes.js";
 import { md5Crypt } from "../../src/auth/crypt-md5.js";
 import { CramMd5Client, CramMd5Server } from "../../src/sasl/cram-md5.js";
+import { ScramSha256Server } from "../../src/sasl/scram-sha-256.js";
 import { doveadmPw } from "./helpers/daemons.js";
 import type { LogLine } from "../e2e/helpers/postern.js";
 
@@ -191,12 +192,29 @@ test("a login that fails because the stored hash cannot serve the mechanism is l
     const server = new CramMd5Server(opts);
     const challenge = (await server.start(null)) as { data: Buffer };
     const result = await server.step(new CramMd5Client({ username: "crypt@example.org", password: PASSWORD }).respond(challenge.data));
-    assert.equal(result.kind, "failure");
+    assert.deepEqual(result, { kind: "failure", reason: "no-usable-secret" }, "the auth-failure log line's reason");
+    const unknown = new CramMd5Server(opts);
+    const unknownChallenge = (await unknown.start(null)) as { data: Buffer };
+    const unknownResult = await unknown.step(new CramMd5Client({ username: "nobody@example.org", password: PASSWORD }).respond(unknownChallenge.data));
+    assert.deepEqual(unknownResult, { kind: "failure", reason: "unknown-user" });
+    // SCRAM fakes the exchange to its end for both, then names the real reason.
+    for (const [user, reason] of [["cram@example.org", "no-usable-secret"], ["nobody@example.org", "unknown-user"]] as const) {
+      const scram = new ScramSha256Server(opts);
+      const first = await scram.start(Buffer.from(`n,,n=${user},r=clientnonce`));
+      assert.equal(first.kind, "challenge", user);
+      const serverFirst = (first as { data: Buffer }).data.toString();
+      const nonce = /r=([^,]+)/.exec(serverFirst)![1]!;
+      const final = await scram.step(Buffer.from(`c=biws,r=${nonce},p=${Buffer.alloc(32).toString("base64")}`));
+      assert.deepEqual(final, { kind: "failure", reason }, user);
+    }
     const noSecret = lines.filter((l) => l.event === "auth-no-usable-secret");
-    assert.deepEqual(noSecret.map((l) => [l.level, l.user, l.mechanism, l.scheme, l.line]), [["warn", "crypt@example.org", "CRAM-MD5", "SHA512-CRYPT", 1]]);
+    assert.deepEqual(noSecret.map((l) => [l.level, l.user, l.mechanism, l.scheme, l.line]), [
+      ["warn", "crypt@example.org", "CRAM-MD5", "SHA512-CRYPT", 1],
+      ["warn", "cram@example.org", "SCRAM-SHA-256", "CRAM-MD5", 3],
+    ]);
     assert.equal(
       noSecret[0]!.msg,
-      "crypt@example.org has a SHA512-CRYPT password, which CRAM-MD5 cannot use (it needs {CRAM-MD5} or {PLAIN}); the login fails as if the user were unknown: PLAIN/LOGIN work",
+      "crypt@example.org has a SHA512-CRYPT password, which CRAM-MD5 cannot use (it needs {CRAM-MD5} or {PLAIN}); the client gets 535 as for a wrong password: PLAIN/LOGIN work",
     );
 
     assert.equal(await store.scramSha256("cram@example.org"), null);
