@@ -9,9 +9,9 @@ import { DovecotMechanism } from "./dovecot-mechanism.js";
 import { PasswdFileStore } from "./passwd-file.js";
 import { SaslauthdAuthenticator } from "./saslauthd.js";
 import type { AuthLog, Authenticator, UserInfo } from "./types.js";
-import { createServerMechanism, SERVER_MECHANISMS } from "../sasl/index.js";
+import { createServerMechanism, findMechanism, mechanismRank, mechanismsFor } from "../sasl/index.js";
 import { SCRAM_DEFAULT_ITERATIONS, SCRAM_SALT_BYTES } from "../sasl/secrets.js";
-import type { CredentialVerifier, SaslServerMechanism, SaslServerOptions, VerifyResult } from "../sasl/types.js";
+import type { CredentialKind, CredentialVerifier, SaslServerMechanism, SaslServerOptions, VerifyResult } from "../sasl/types.js";
 
 export type BackendName = "sqlite" | "passwd-file" | "dovecot" | "saslauthd";
 
@@ -50,7 +50,7 @@ class DovecotVerifier implements Authenticator {
   async scramSha256(): Promise<null> { return null; }
   async cramMd5(): Promise<null> { return null; }
   async digestMd5(): Promise<null> { return null; }
-  supportedMechanisms(): string[] { return ["PLAIN", "LOGIN"]; }
+  credentials(): readonly CredentialKind[] { return ["password"]; }
   async lookupUser(): Promise<UserInfo | null> { return null; }
   close(): void { this.client.close(); }
 }
@@ -81,7 +81,7 @@ export class AuthBackends {
       scramSha256: (user) => route(user).scramSha256(user),
       cramMd5: (user) => route(user).cramMd5(user),
       digestMd5: (user, realm) => route(user).digestMd5(user, realm),
-      supportedMechanisms: () => this.commonMechanisms(),
+      credentials: () => this.commonCredentials(),
       loginKey: (user) => route(user).loginKey?.(user) ?? user,
       hasUser: (user) => route(user).hasUser?.(user) ?? false,
       scramShape: (user) => route(user).scramShape?.(user) ?? { iterations: SCRAM_DEFAULT_ITERATIONS, saltBytes: SCRAM_SALT_BYTES },
@@ -124,10 +124,20 @@ export class AuthBackends {
     return this.byDomain.size === 0 ? this.fallback.dovecot : undefined;
   }
 
-  /** Our mechanisms that every backend can verify (so any user's login can work). */
+  /** The credential kinds every backend can serve (so any user's login can work). */
+  private commonCredentials(): CredentialKind[] {
+    const [first, ...rest] = this.all().map((b) => new Set(b.auth.credentials()));
+    return [...first!].filter((kind) => rest.every((s) => s.has(kind)));
+  }
+
+  /** Opt-in mechanisms the configuration turned on (DIGEST-MD5: smtp.digestMd5). */
+  private get optIn(): string[] {
+    return this.opts.digestMd5 ? ["DIGEST-MD5"] : [];
+  }
+
+  /** Our mechanisms that every backend can verify, strongest first. */
   private commonMechanisms(): string[] {
-    const sets = this.all().map((b) => new Set(b.auth.supportedMechanisms().map((m) => m.toUpperCase())));
-    return SERVER_MECHANISMS.filter((m) => sets.every((s) => s.has(m)) && (m !== "DIGEST-MD5" || this.opts.digestMd5));
+    return mechanismsFor(this.commonCredentials(), this.optIn);
   }
 
   /** Offered right now, strongest first. */
@@ -135,11 +145,11 @@ export class AuthBackends {
     const dovecot = this.passThrough;
     if (dovecot) {
       // Our order (strongest first) for the mechanisms we know, then any others Dovecot offers.
-      const rank = (m: string) => ((SERVER_MECHANISMS as readonly string[]).indexOf(m) + 100) % 100;
+      const optIn = this.optIn;
       return dovecot
         .mechanisms()
-        .filter((m) => !NOT_PASSED_THROUGH.has(m) && (m !== "DIGEST-MD5" || this.opts.digestMd5))
-        .sort((a, b) => rank(a) - rank(b));
+        .filter((m) => !NOT_PASSED_THROUGH.has(m) && (!findMechanism(m)?.optIn || optIn.includes(m)))
+        .sort((a, b) => mechanismRank(a) - mechanismRank(b));
     }
     return this.commonMechanisms();
   }

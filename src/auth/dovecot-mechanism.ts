@@ -15,10 +15,9 @@
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { DovecotAuthClient, DovecotReply } from "./dovecot-client.js";
-import { parsePlainMessage } from "../sasl/plain.js";
-import { fakeSalt, parseClientFirst } from "../sasl/scram-sha-256.js";
-import { parseDigestDirectives } from "../sasl/digest-md5.js";
-import { challenge, decodeCredentialText, decodeUtf8, failure } from "../sasl/text.js";
+import { findMechanism } from "../sasl/registry.js";
+import { fakeSalt, parseClientFirst, scramLoginInFirstMessage } from "../sasl/scram-sha-256.js";
+import { challenge, decodeUtf8, failure } from "../sasl/text.js";
 import type { SaslServerMechanism, SaslServerStep } from "../sasl/types.js";
 
 export interface DovecotMechanismOptions {
@@ -57,29 +56,14 @@ const FALLBACK_FAKE_SALT_KEY = randomBytes(32);
 
 const isScram = (name: string) => /^SCRAM-SHA-[0-9]+$/.test(name);
 
-/** The login a mechanism's first client message names, when we can read it; undefined otherwise. */
+/**
+ * The login a mechanism's first client message names, when we can read it; undefined otherwise.
+ * Each of our mechanisms reads its own (registry.ts); Dovecot's other SCRAM variants share SCRAM's syntax.
+ */
 export function loginInFirstMessage(mechanism: string, message: Buffer): string | undefined {
-  switch (mechanism) {
-    case "PLAIN":
-      return parsePlainMessage(message)?.authcid;
-    case "LOGIN":
-      return decodeCredentialText(message) ?? undefined;
-    case "CRAM-MD5": {
-      const text = decodeCredentialText(message);
-      const space = text?.lastIndexOf(" ") ?? -1;
-      return text && space > 0 ? text.slice(0, space) : undefined;
-    }
-    case "DIGEST-MD5": {
-      const text = decodeUtf8(message);
-      return (text === null ? null : parseDigestDirectives(text))?.get("username")?.[0];
-    }
-    default: {
-      if (!isScram(mechanism)) return undefined;
-      const text = decodeUtf8(message);
-      const first = text === null ? null : parseClientFirst(text);
-      return first !== null && typeof first !== "string" ? first.username : undefined;
-    }
-  }
+  const known = findMechanism(mechanism);
+  if (known) return known.loginInFirstMessage?.(message);
+  return isScram(mechanism) ? scramLoginInFirstMessage(message) : undefined;
 }
 
 export class DovecotMechanism implements SaslServerMechanism {

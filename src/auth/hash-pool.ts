@@ -10,12 +10,20 @@
  */
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
-import type { StoredPassword } from "./dovecot-schemes.js";
+
+/**
+ * What the worker needs of a stored password: structural, so this pool does not import the scheme
+ * table (dovecot-schemes.ts calls verifyOnPool; importing it back would be a cycle).
+ */
+export interface PooledPassword {
+  scheme: string;
+  data: string;
+}
 
 interface Job {
   id: number;
   password: string;
-  stored: StoredPassword;
+  stored: PooledPassword;
 }
 type Reply = { id: number; ok: boolean } | { id: number; error: string };
 
@@ -67,7 +75,7 @@ function dispatch(): void {
 }
 
 /** The stored password's verdict, computed on a worker thread. Rejects on a malformed value. */
-export function verifyOnPool(password: string, stored: StoredPassword): Promise<boolean> {
+export function verifyOnPool(password: string, stored: PooledPassword): Promise<boolean> {
   return new Promise((resolve, reject) => {
     const id = nextId++;
     pending.set(id, { resolve, reject });

@@ -12,7 +12,7 @@ import { basename, dirname } from "node:path";
 import { cramMd5SecretOf, parseStoredPassword, scramSecretOf, unsupportedReason, verifyStoredPassword, type StoredPassword } from "./dovecot-schemes.js";
 import type { AuthLog, Authenticator, UserInfo } from "./types.js";
 import { SCRAM_DEFAULT_ITERATIONS, SCRAM_SALT_BYTES } from "../sasl/secrets.js";
-import type { CramMd5Secret, ScramCredentials, ScramShape, VerifyResult } from "../sasl/types.js";
+import type { CramMd5Secret, CredentialKind, ScramCredentials, ScramShape, VerifyResult } from "../sasl/types.js";
 
 interface Entry {
   user: string;
@@ -182,13 +182,13 @@ export class PasswdFileStore implements Authenticator {
     return { iterations: SCRAM_DEFAULT_ITERATIONS, saltBytes: SCRAM_SALT_BYTES };
   }
 
-  /** CRAM-MD5 / SCRAM-SHA-256 only when some user has a secret they can work from. */
-  supportedMechanisms(): string[] {
+  /** SCRAM / CRAM-MD5 secrets only when some user has a stored password they can come from. */
+  credentials(): readonly CredentialKind[] {
     const schemes = new Set([...this.entries.values()].map((e) => e.password.scheme));
-    const out: string[] = [];
-    if (schemes.has("SCRAM-SHA-256")) out.push("SCRAM-SHA-256");
-    if (schemes.has("CRAM-MD5") || schemes.has("PLAIN")) out.push("CRAM-MD5");
-    out.push("PLAIN", "LOGIN");
+    const out: CredentialKind[] = [];
+    if (schemes.has("SCRAM-SHA-256")) out.push("scram-sha-256");
+    if (schemes.has("CRAM-MD5") || schemes.has("PLAIN")) out.push("cram-md5");
+    out.push("password");
     return out;
   }
 

@@ -7,7 +7,7 @@
  */
 import { connect } from "node:net";
 import type { AuthLog, Authenticator, UserInfo } from "./types.js";
-import type { VerifyResult } from "../sasl/types.js";
+import type { CredentialKind, VerifyResult } from "../sasl/types.js";
 
 export interface SaslauthdOptions {
   /** The mux socket: /run/saslauthd/mux (Debian: /var/run/saslauthd/mux). */
@@ -80,8 +80,9 @@ export class SaslauthdAuthenticator implements Authenticator {
   async digestMd5(): Promise<null> {
     return null;
   }
-  supportedMechanisms(): string[] {
-    return ["PLAIN", "LOGIN"];
+  /** saslauthd checks passwords and hands out no secrets. */
+  credentials(): readonly CredentialKind[] {
+    return ["password"];
   }
   /** saslauthd has no directory: accounts come from the local user store (or the login itself). */
   async lookupUser(): Promise<UserInfo | null> {

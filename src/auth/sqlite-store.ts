@@ -14,7 +14,7 @@ import { DUMMY_PASSWORD_HASH } from "./password-hash.js";
 import { generateSecretsFor, SCRYPT_HASHER, type PasswordHasher, type UserSecrets } from "./user-secrets.js";
 import type { Authenticator, UserInfo } from "./types.js";
 import { SCRAM_DEFAULT_ITERATIONS, SCRAM_SALT_BYTES } from "../sasl/secrets.js";
-import type { CramMd5Secret, ScramCredentials, ScramShape, VerifyResult } from "../sasl/types.js";
+import type { CramMd5Secret, CredentialKind, ScramCredentials, ScramShape, VerifyResult } from "../sasl/types.js";
 
 export { generateSecretsFor, type PasswordHasher, type UserSecrets } from "./user-secrets.js";
 
@@ -48,7 +48,8 @@ const MIGRATIONS = [
   `ALTER TABLE users ADD COLUMN relay_client INT NOT NULL DEFAULT 0`,
 ];
 
-const MECHANISMS = ["SCRAM-SHA-256", "CRAM-MD5", "PLAIN", "LOGIN", "DIGEST-MD5"];
+/** Every user has a password hash and the SCRAM, CRAM-MD5 and DIGEST-MD5 secrets derived at set time. */
+const CREDENTIALS: readonly CredentialKind[] = ["password", "scram-sha-256", "cram-md5", "digest-md5"];
 const MAX_ADDRESS_LENGTH = 254;
 
 /** Trim, lower-case the domain, keep the local part; null when it is not a plain `local@domain`. */
@@ -183,8 +184,8 @@ export class SqliteUserStore implements Authenticator {
     return this.byAddress(user, (address) => this.sql.exists.get(address)) !== undefined;
   }
 
-  supportedMechanisms(): string[] {
-    return [...MECHANISMS];
+  credentials(): readonly CredentialKind[] {
+    return CREDENTIALS;
   }
 
   /** What lookups match on: normalizeAddress (trim, domain lower-cased), then NOCASE's ASCII folding. */

@@ -1,4 +1,5 @@
 import type { CredentialVerifier } from "../sasl/types.js";
+import type { InfoWarnLog } from "../base/log.js";
 
 /** A user as the policy and delivery layers see it. */
 export interface UserInfo {
@@ -17,8 +18,5 @@ export interface Authenticator extends CredentialVerifier {
   close(): void;
 }
 
-/** What backends log through (a pino logger fits). */
-export interface AuthLog {
-  info(fields: Record<string, unknown>, msg: string): void;
-  warn(fields: Record<string, unknown>, msg: string): void;
-}
+/** What backends log through (src/base/log.ts; a pino logger fits). */
+export type AuthLog = InfoWarnLog;

@@ -3,6 +3,7 @@
  * uses its own connection where an earlier one could have changed the server's state (errors
  * counted, connection closed on bare LF).
  */
+import { normaliseDomain } from "../base/domain.js";
 import { SmtpClient, SmtpClientError } from "../delivery/smtp-client.js";
 import { parseEhloReply, describeReply, type PeerCapabilities } from "../delivery/smtp-reply.js";
 import { Probe, sni } from "./probe.js";
@@ -12,7 +13,7 @@ import { item, type CheckItem, type CheckTarget } from "./types.js";
 
 /** Guess a mail domain from the server's name: mail.example.org → example.org. */
 export function domainFromHostname(name: string): string {
-  const labels = name.toLowerCase().replace(/\.$/, "").split(".");
+  const labels = normaliseDomain(name).split(".");
   return labels.length >= 3 ? labels.slice(1).join(".") : labels.join(".");
 }
 

@@ -1,4 +1,5 @@
 /** What `postern check` reports: one verdict per item, with the reason and the fix. */
+import type { ListenerMode } from "../base/listener-mode.js";
 
 export type Verdict = "PASS" | "WARN" | "FAIL" | "INFO" | "NOT TESTED";
 
@@ -12,12 +13,10 @@ export interface CheckItem {
   fix?: string;
 }
 
-export type CheckMode = "mta" | "submission" | "submissions";
-
 export interface CheckTarget {
   host: string;
   port: number;
-  mode: CheckMode;
+  mode: ListenerMode;
   /** A domain the server receives mail for (relay and VRFY probes). */
   domain?: string;
   relayTo: string;

@@ -1,7 +1,8 @@
 /** `postern check HOST[:PORT]`: audit an SMTP server; exit 2 when any item FAILs. */
 import { readFileSync } from "node:fs";
 import { runCheck } from "../check/run.js";
-import type { CheckItem, CheckMode, CheckTarget } from "../check/types.js";
+import type { CheckItem, CheckTarget } from "../check/types.js";
+import { isListenerMode, LISTENER_MODES } from "../base/listener-mode.js";
 import { readPassword } from "./secret-input.js";
 
 export interface CheckOptions {
@@ -23,8 +24,8 @@ export async function checkTarget(hostPort: string, o: CheckOptions): Promise<Ch
   if (!m) throw new Error(`expected HOST[:PORT], got ${JSON.stringify(hostPort)}`);
   const host = m[1] ?? m[2]!;
   const port = m[3] ? Number(m[3]) : 25;
-  const mode = (o.mode ?? (port === 465 ? "submissions" : port === 587 ? "submission" : "mta")) as CheckMode;
-  if (!["mta", "submission", "submissions"].includes(mode)) throw new Error(`--mode: expected mta, submission or submissions`);
+  const mode = o.mode ?? (port === 465 ? "submissions" : port === 587 ? "submission" : "mta");
+  if (!isListenerMode(mode)) throw new Error(`--mode: expected one of ${LISTENER_MODES.join(", ")}`);
   if (!/^[^@\s<>]+@[^@\s<>]+$/.test(o.relayTo)) throw new Error("--relay-to must be local@domain");
   let login: CheckTarget["login"];
   if (o.user) {

@@ -6,8 +6,10 @@ import { z } from "zod";
 import { isIP } from "node:net";
 import { parseTransport } from "../delivery/transport.js";
 import { defaultTlsProfile, TLS_PROFILES } from "../server/tls.js";
+import { LISTENER_MODES } from "../base/listener-mode.js";
+import { DEFAULT_RECIPIENT_DELIMITER } from "../base/mailbox.js";
 
-const listenerMode = z.enum(["mta", "submission", "submissions"]);
+const listenerMode = z.enum(LISTENER_MODES);
 
 const cidr = z.string().refine((s) => {
   const [ip, bits, ...rest] = s.split("/");
@@ -346,7 +348,7 @@ export const configSchema = z.strictObject({
       /** "alias: target, target" lines; "@domain: target" is a catch-all. Re-read when it changes. */
       file: z.string().optional(),
       /** RFC 5233 sub-addressing separator (john+lists → john); "" turns it off. */
-      recipientDelimiter: z.string().max(1).default("+"),
+      recipientDelimiter: z.string().max(1).default(DEFAULT_RECIPIENT_DELIMITER),
     })
     .prefault({}),
   log: z
@@ -359,6 +361,4 @@ export const configSchema = z.strictObject({
 
 export type Config = z.infer<typeof configSchema>;
 export type ListenerConfig = z.infer<typeof listener>;
-export type ListenerMode = z.infer<typeof listenerMode>;
-export type SmarthostConfig = z.infer<typeof smarthost>;
 export type LimitsConfig = Config["limits"];

@@ -15,6 +15,7 @@
  * so DSNs name the address the sender used and a changed alias file applies to queued mail.
  */
 import { readFileSync, statSync } from "node:fs";
+import { normaliseDomain } from "../base/domain.js";
 
 export interface AliasOptions {
   /** Path of the alias file; undefined: no aliases (detail and mailbox lookups still apply). */
@@ -57,9 +58,12 @@ export function parseAliasFile(text: string): Map<string, string[]> {
   return map;
 }
 
-/** Local parts are case-sensitive in principle (RFC 5321 §2.4); aliases match without case, as Postfix does. */
+/**
+ * Local parts are case-sensitive in principle (RFC 5321 §2.4); aliases match without case, as Postfix
+ * does. A key ends in its domain (or is a bare local part), so the domain's spelling rule fits it whole.
+ */
 function normaliseKey(key: string): string {
-  return key.toLowerCase().replace(/\.$/, "");
+  return normaliseDomain(key);
 }
 
 function split(address: string): { local: string; domain: string } {

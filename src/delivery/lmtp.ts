@@ -5,7 +5,7 @@
  */
 import { connect as netConnect } from "node:net";
 import type { Envelope, EnvelopeRecipient, RecipientResult } from "../queue/types.js";
-import { openMessage } from "./message-source.js";
+import type { MessageSource } from "../queue/types.js";
 import { isSafePath, outcomeOfCode } from "./smtp-client.js";
 import { SmtpClientError, SmtpConnection } from "./smtp-connection.js";
 import { describeReply, parseEhloReply, type SmtpReply } from "./smtp-reply.js";
@@ -31,7 +31,7 @@ export function describeTarget(t: LmtpTarget): string {
 export async function deliverLmtp(
   target: LmtpTarget,
   env: Envelope,
-  messagePath: string,
+  message: MessageSource,
   recipients: Pick<EnvelopeRecipient, "address">[],
   opts: LmtpOptions,
 ): Promise<RecipientResult[]> {
@@ -90,7 +90,7 @@ export async function deliverLmtp(
       for (const r of accepted) Object.assign(r, { outcome: outcomeOfCode(start.code), detail: describeReply(start) });
       return results;
     }
-    await conn.writeMessage(openMessage(messagePath, env.size), timeoutMs);
+    await conn.writeMessage(message.open(), timeoutMs);
     // RFC 2033 §4.2: one reply per recipient that RCPT accepted, in RCPT order.
     for (const r of accepted) {
       const reply = await conn.readReply(timeoutMs, "end of data");

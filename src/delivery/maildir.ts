@@ -5,20 +5,19 @@
  *
  * The message bytes are stored exactly as spooled (CRLF line ends); Dovecot reads those as-is.
  */
-import { closeSync, createReadStream, openSync, renameSync, unlinkSync } from "node:fs";
+import { closeSync, openSync, renameSync, unlinkSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { join } from "node:path";
+import { normaliseDomain } from "../base/domain.js";
 import { DirSyncer, fdatasync, writeFully } from "../queue/durable-io.js";
-import { openMessage } from "./message-source.js";
+import type { MessageSource } from "../queue/types.js";
 
 export interface MaildirDeliveryOptions {
   /** Bytes written before the message, e.g. "Return-Path: <a@b>\r\nDelivered-To: c@d\r\n". */
   prefix?: Buffer;
   fsync: boolean;
-  /** The message's size, when known: a small one is read in one go (message-source.ts). */
-  size?: number;
 }
 
 let deliveriesByThisProcess = 0;
@@ -76,13 +75,13 @@ async function createTmpFile(maildirPath: string, tmpFile: string): Promise<numb
 }
 
 /**
- * Delivers the spooled message file into the Maildir; returns the file name now in new/.
+ * Delivers the queued message into the Maildir; returns the file name now in new/.
  * Creating, closing and renaming are synchronous (page-cache metadata, a few µs each); the data
  * and the fsyncs go through the thread pool (see src/queue/spool-writer.ts).
  */
 export async function deliverToMaildir(
   maildirPath: string,
-  messagePath: string,
+  message: MessageSource,
   opts: MaildirDeliveryOptions,
 ): Promise<string> {
   const name = uniqueMaildirName();
@@ -93,7 +92,7 @@ export async function deliverToMaildir(
     // Streamed chunk by chunk for large messages: memory stays flat (DESIGN principle 4). The
     // prefix rides with the first chunk: a small message is one write.
     let prefix = opts.prefix && opts.prefix.length > 0 ? opts.prefix : null;
-    const source = opts.size === undefined ? createReadStream(messagePath) : openMessage(messagePath, opts.size);
+    const source = message.open();
     for await (const chunk of source) {
       await writeFully(fd, prefix ? Buffer.concat([prefix, chunk as Buffer]) : (chunk as Buffer));
       prefix = null;
@@ -133,7 +132,7 @@ function isSafeSegment(segment: string): boolean {
 export function maildirPathFor(template: string, address: { localPart: string; domain: string }): string {
   const values: Record<string, string> = {
     localpart: address.localPart.toLowerCase(),
-    domain: address.domain.toLowerCase().replace(/\.$/, ""),
+    domain: normaliseDomain(address.domain),
   };
   for (const [key, value] of Object.entries(values)) {
     if (!isSafeSegment(value)) throw new Error(`unsafe ${key} for a maildir path: ${JSON.stringify(value)}`);

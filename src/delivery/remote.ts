@@ -5,7 +5,7 @@
  * transaction; sessions come from the pool (reuse, concurrency limits).
  */
 import type { Envelope, EnvelopeRecipient, QueueLogger, RecipientResult } from "../queue/types.js";
-import { openMessage } from "./message-source.js";
+import type { MessageSource } from "../queue/types.js";
 import type { MxResolver } from "./mx.js";
 import { SmtpClient, SmtpClientError, type SmtpTlsMode } from "./smtp-client.js";
 import type { SmtpPool } from "./smtp-pool.js";
@@ -45,9 +45,9 @@ export function tlsModeOf(req: TlsRequirement | undefined, fallback: SmtpTlsMode
   return fallback;
 }
 
-/** True when the file holds a byte with the high bit set (needs 8BITMIME, RFC 6152). */
-async function hasEightBit(path: string, size: number): Promise<boolean> {
-  for await (const chunk of openMessage(path, size)) {
+/** True when the message holds a byte with the high bit set (needs 8BITMIME, RFC 6152). */
+async function hasEightBit(message: MessageSource): Promise<boolean> {
+  for await (const chunk of message.open()) {
     if ((chunk as Buffer).some((b) => b >= 0x80)) return true;
   }
   return false;
@@ -60,7 +60,7 @@ export async function deliverViaMx(
   resolver: MxResolver,
   endpointFor: (host: string, address: string) => SmtpEndpoint,
   env: Envelope,
-  messagePath: string,
+  message: MessageSource,
   recipients: EnvelopeRecipient[],
 ): Promise<RecipientResult[]> {
   const everyone = (outcome: Outcome, detail: string) => recipients.map((r) => ({ address: r.address, outcome, detail }));
@@ -72,7 +72,7 @@ export async function deliverViaMx(
   const candidates = route.hosts.flatMap((h) => h.addresses.map((a) => ({ name: h.name, address: a })));
   let lastError = "no MX host could be reached";
   for (const c of candidates.slice(0, ctx.maxHosts ?? 5)) {
-    const attempt = await deliverToEndpoint(ctx, domain, endpointFor(c.name, c.address), env, messagePath, recipients);
+    const attempt = await deliverToEndpoint(ctx, domain, endpointFor(c.name, c.address), env, message, recipients);
     if (attempt.kind === "done") return attempt.results;
     lastError = `${c.name}[${c.address}]: ${attempt.error}`;
     ctx.logger.warn({ event: "mx-host-failed", id: env.id, domain, host: c.name, address: c.address, err: attempt.error }, "delivery: MX host failed, trying the next");
@@ -92,7 +92,7 @@ export async function deliverToEndpoint(
   destination: string,
   ep: SmtpEndpoint,
   env: Envelope,
-  messagePath: string,
+  message: MessageSource,
   recipients: EnvelopeRecipient[],
 ): Promise<EndpointAttempt> {
   const sessionKey = [ep.host, ep.port, ep.tls, ep.rejectUnauthorized ?? "", ep.servername ?? "", ep.auth?.username ?? ""].join("|");
@@ -125,19 +125,19 @@ export async function deliverToEndpoint(
       });
       // RFC 6152: 8-bit content may not go to a peer without 8BITMIME. We do not downgrade
       // (rewriting MIME parts would break signatures); the sender learns why.
-      if (env.body === "8BITMIME" && !client.capabilities.eightBitMime && (await hasEightBit(messagePath, env.size))) {
+      if (env.body === "8BITMIME" && !client.capabilities.eightBitMime && (await hasEightBit(message))) {
         return { value: everyone("failed", "554 5.6.3 8-bit message and the peer does not support 8BITMIME"), reusable: true };
       }
       started = true;
       const sent = await client.sendMail({
         from: env.mailFrom,
         to: recipients.map((r) => ({ address: r.address, notify: r.notify, orcpt: r.orcpt })),
-        size: env.size,
+        size: message.size,
         body8bit: env.body === "8BITMIME",
         smtputf8: env.smtputf8,
         ret: env.ret,
         envid: env.envid,
-        message: openMessage(messagePath, env.size),
+        message: message.open(),
       });
       const remoteMta = ep.servername ?? ep.host;
       // RFC 3461 §6.2.2: a DSN-capable peer that took the recipient now owns its success notice.

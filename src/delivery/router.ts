@@ -4,26 +4,17 @@
  * discard, reject); recipients for the same destination share one session. Produces one
  * RecipientResult per recipient given: 2xx delivered, 4xx or a broken connection deferred, 5xx failed.
  */
-import type { DeliverFn, Envelope, EnvelopeRecipient, QueueLogger, RecipientResult } from "../queue/types.js";
+import type { DeliverFn, Envelope, EnvelopeRecipient, MessageSource, QueueLogger, RecipientResult } from "../queue/types.js";
+import { normaliseDomain } from "../base/domain.js";
 import type { AliasResolver } from "./aliases.js";
 import { deliverLmtp } from "./lmtp.js";
 import { deliverToMaildir, maildirPathFor } from "./maildir.js";
 import type { MxResolver } from "./mx.js";
 import { deliverToEndpoint, deliverViaMx, tlsModeOf, type RemoteContext, type SmtpEndpoint } from "./remote.js";
-import { isSafePath, type SmtpTlsMode } from "./smtp-client.js";
+import { isSafePath } from "./smtp-client.js";
+import type { SmarthostConfig } from "./smarthost.js";
 import { SmtpPool } from "./smtp-pool.js";
 import { transportKey, TransportTable, type Transport } from "./transport.js";
-
-export interface SmarthostConfig {
-  host: string;
-  port: number;
-  tls: SmtpTlsMode;
-  auth?: { username: string; password: string; mechanism?: string };
-  rejectUnauthorized?: boolean;
-  ca?: string | Buffer;
-  servername?: string;
-  timeoutMs?: number;
-}
 
 export interface DelivererOptions {
   /** Decides on the final domain, lower-cased without a trailing dot. */
@@ -58,7 +49,7 @@ export const NO_ROUTE_DETAIL = "no route: MX delivery not configured";
 export function splitAddress(address: string): { localPart: string; domain: string } {
   const at = address.lastIndexOf("@");
   if (at <= 0) return { localPart: address, domain: "" };
-  return { localPart: address.slice(0, at), domain: address.slice(at + 1).toLowerCase().replace(/\.$/, "") };
+  return { localPart: address.slice(0, at), domain: normaliseDomain(address.slice(at + 1)) };
 }
 
 function errorText(err: unknown): string {
@@ -70,7 +61,7 @@ export function createDeliverer(opts: DelivererOptions): DeliverFn {
     opts.transport ?? new TransportTable({ entries: {}, isLocalDomain: opts.isLocalDomain, hasSmarthost: opts.smarthost !== undefined });
   // Without a shared pool: no reuse, limits only per call (the old one-session-per-attempt behaviour).
   const pool = opts.pool ?? new SmtpPool({ maxTotal: 1000, maxPerDestination: 1000, idleTimeoutMs: 0, maxMessagesPerSession: 1 });
-  return async (env, messagePath, recipients) => {
+  return async (env, message, recipients) => {
     // 1. Expand local recipients into final targets; remember which recipient each came from.
     const targetsOf = new Map<string, string[]>();
     const early = new Map<string, RecipientResult>();
@@ -106,7 +97,7 @@ export function createDeliverer(opts: DelivererOptions): DeliverFn {
       }
     }
     const done = await Promise.all(
-      [...groups.values()].map((g) => deliverGroup(opts, pool, g.transport, g.domain, env, messagePath, g.targets)),
+      [...groups.values()].map((g) => deliverGroup(opts, pool, g.transport, g.domain, env, message, g.targets)),
     );
     const byTarget = new Map(done.flat().map((r) => [r.address, r]));
     // 3. One result per original recipient: deferred if any target is (all are retried: a
@@ -128,20 +119,20 @@ async function deliverGroup(
   transport: Transport,
   domain: string,
   env: Envelope,
-  messagePath: string,
+  message: MessageSource,
   recipients: EnvelopeRecipient[],
 ): Promise<RecipientResult[]> {
   const everyone = (outcome: RecipientResult["outcome"], detail: string) => sameResult(recipients, outcome, detail);
   switch (transport.kind) {
     case "maildir":
-      return deliverLocal(opts, env, messagePath, recipients);
+      return deliverLocal(opts, env, message, recipients);
     case "discard":
       opts.logger.info({ event: "discarded", id: env.id, to: recipients.map((r) => r.address) }, "delivery: discarded by the transport table");
       return everyone("delivered", "250 2.0.0 discarded by the transport table");
     case "reject":
       return everyone("failed", `554 5.7.1 mail for ${domain} is refused by the transport table`);
     case "lmtp":
-      return deliverLmtp(transport, env, messagePath, recipients, { heloName: opts.heloName, timeoutMs: opts.timeoutMs });
+      return deliverLmtp(transport, env, message, recipients, { heloName: opts.heloName, timeoutMs: opts.timeoutMs });
     case "smarthost":
     case "mx":
       break;
@@ -166,9 +157,9 @@ async function deliverGroup(
       ca: opts.ca,
       timeoutMs: opts.timeoutMs,
     });
-    return [...refused, ...(await deliverViaMx(ctx, domain, opts.mx, endpointFor, env, messagePath, sendable))];
+    return [...refused, ...(await deliverViaMx(ctx, domain, opts.mx, endpointFor, env, message, sendable))];
   }
-  return [...refused, ...(await relayToSmarthost(opts, ctx, transport, env, messagePath, sendable))];
+  return [...refused, ...(await relayToSmarthost(opts, ctx, transport, env, message, sendable))];
 }
 
 /** Trace headers added at final delivery (RFC 5321 §4.4: Return-Path is added by the final hop). */
@@ -181,7 +172,7 @@ function localPrefix(env: Envelope, rcpt: string): Buffer {
 async function deliverLocal(
   opts: DelivererOptions,
   env: Envelope,
-  messagePath: string,
+  message: MessageSource,
   recipients: EnvelopeRecipient[],
 ): Promise<RecipientResult[]> {
   const results: RecipientResult[] = [];
@@ -195,7 +186,7 @@ async function deliverLocal(
       continue;
     }
     try {
-      const file = await deliverToMaildir(path, messagePath, { prefix: localPrefix(env, rcpt.address), fsync: opts.fsync, size: env.size });
+      const file = await deliverToMaildir(path, message, { prefix: localPrefix(env, rcpt.address), fsync: opts.fsync });
       opts.logger.info({ event: "maildir-stored", id: env.id, to: rcpt.address, file }, "delivery: stored in maildir");
       results.push({ address: rcpt.address, outcome: "delivered", detail: "250 2.0.0 delivered to maildir" });
     } catch (err) {
@@ -212,7 +203,7 @@ async function relayToSmarthost(
   ctx: RemoteContext,
   route: Extract<Transport, { kind: "smarthost" }>,
   env: Envelope,
-  messagePath: string,
+  message: MessageSource,
   recipients: EnvelopeRecipient[],
 ): Promise<RecipientResult[]> {
   const everyone = (outcome: RecipientResult["outcome"], detail: string) => sameResult(recipients, outcome, detail);
@@ -232,7 +223,7 @@ async function relayToSmarthost(
     timeoutMs: ("timeoutMs" in base ? base.timeoutMs : undefined) ?? opts.timeoutMs,
   };
   const where = `${ep.host}:${ep.port}`;
-  const attempt = await deliverToEndpoint(ctx, `smarthost:${where}`, ep, env, messagePath, recipients);
+  const attempt = await deliverToEndpoint(ctx, `smarthost:${where}`, ep, env, message, recipients);
   if (attempt.kind === "done") return attempt.results;
   // Trouble before MAIL (refused connection, TLS, AUTH) is ours or the relay's, never the
   // recipient's: defer so the admin can fix it without bouncing mail.

@@ -5,7 +5,19 @@
  */
 import { readFileSync } from "node:fs";
 import type { Config } from "../config/schema.js";
-import type { SmarthostConfig } from "./router.js";
+import type { SmtpTlsMode } from "./smtp-client.js";
+
+/** The relay the router dials: the configuration resolved (CA file read, verify → rejectUnauthorized). */
+export interface SmarthostConfig {
+  host: string;
+  port: number;
+  tls: SmtpTlsMode;
+  auth?: { username: string; password: string; mechanism?: string };
+  rejectUnauthorized?: boolean;
+  ca?: string | Buffer;
+  servername?: string;
+  timeoutMs?: number;
+}
 
 export function smarthostFromConfig(relay: Config["relay"]): SmarthostConfig | undefined {
   const s = relay.smarthost;

@@ -11,6 +11,7 @@
  * mx and smarthost take options: tls=none|may|must (STARTTLS; "must" defers rather than send in
  * clear) and verify=yes|no (certificate check when TLS is used).
  */
+import { normaliseDomain } from "../base/domain.js";
 
 export type TlsRequirement = "none" | "may" | "must";
 
@@ -98,7 +99,7 @@ export class TransportTable {
   private readonly entries = new Map<string, Transport>();
 
   constructor(private readonly opts: TransportTableOptions) {
-    for (const [k, v] of Object.entries(opts.entries)) this.entries.set(k.toLowerCase().replace(/\.$/, ""), v);
+    for (const [k, v] of Object.entries(opts.entries)) this.entries.set(normaliseDomain(k), v);
   }
 
   /** Parses every value; the error names the key whose value is wrong. */
@@ -116,7 +117,7 @@ export class TransportTable {
 
   /** Exact domain, then ".parent" entries from the nearest up, then local/default rules. */
   lookup(domainIn: string): Transport {
-    const domain = domainIn.toLowerCase().replace(/\.$/, "");
+    const domain = normaliseDomain(domainIn);
     const exact = this.entries.get(domain);
     if (exact) return exact;
     const labels = domain.split(".");

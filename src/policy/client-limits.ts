@@ -7,7 +7,8 @@
  * "Per IP" is per `clientKey`: an IPv4 address, or an IPv6 /64 (a client rotating through the
  * addresses of its /64 is still one client); IPv4-mapped IPv6 counts as the IPv4 address.
  */
-import { reply, type Reply } from "../smtp/reply.js";
+import { closingReply, Se470Security } from "../base/reply-codes.js";
+import type { Reply } from "../base/reply.js";
 import { NetworkList } from "./networks.js";
 import { clientKey } from "./auth-throttle.js";
 
@@ -162,7 +163,7 @@ export class ClientLimits {
     this.refused[reason]++;
     this.version++;
     // RFC 5321 §3.1 / §4.2.2: 421 and close; RFC 3463 4.7.0 (security or policy status).
-    return { ok: false, reason, reply: reply(421, "4.7.0", text) };
+    return { ok: false, reason, reply: closingReply(Se470Security, text) };
   }
 }
 

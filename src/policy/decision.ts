@@ -1,10 +1,5 @@
-/** What a policy check answers: allow, or deny with the SMTP reply and the reason for the log. */
-import type { Reply } from "../smtp/reply.js";
-
-export type Decision = { allow: true; note?: string } | { allow: false; reply: Reply; reason: string };
-
-export const ALLOW: Decision = { allow: true };
-
-export function deny(reply: Reply, reason: string): Decision {
-  return { allow: false, reply, reason };
-}
+/**
+ * Policy decisions. The type lives in src/base/decision.ts, so the session (smtp/) and policy/
+ * share it without importing each other; this re-export keeps the policy-side import path.
+ */
+export { ALLOW, deny, type Decision } from "../base/decision.js";

@@ -2,7 +2,10 @@
  * The one place that decides relaying (DESIGN principle 2): may this client, in this session,
  * send to this recipient? Every denial carries its reason for the log.
  */
-import { reply } from "../smtp/reply.js";
+import type { ListenerMode } from "../base/listener-mode.js";
+import { normaliseDomain } from "../base/domain.js";
+import { C550MailboxUnavail, localError, policyRefusal, Se511BadDestMailbox } from "../base/reply-codes.js";
+import { reply } from "../base/reply.js";
 import { deny, type Decision } from "./decision.js";
 import type { NetworkList } from "./networks.js";
 
@@ -20,7 +23,7 @@ export interface PathParts {
 
 export interface ClientContext {
   ip: string;
-  mode: "mta" | "submission" | "submissions";
+  mode: ListenerMode;
   /** Authenticated login, if any. */
   authUser?: string;
 }
@@ -66,7 +69,7 @@ export class RelayPolicy {
   }
 
   private refusedByTransport(rcpt: PathParts): RecipientDecision {
-    return deny(reply(550, "5.7.1", `<${rcpt.address}>: Recipient address rejected: mail for this domain is refused`), "transport table: reject");
+    return deny(policyRefusal(550, `<${rcpt.address}>: Recipient address rejected: mail for this domain is refused`), "transport table: reject");
   }
 
   async checkRecipient(ctx: ClientContext, rcpt: PathParts): Promise<RecipientDecision> {
@@ -74,7 +77,7 @@ export class RelayPolicy {
     const local = this.isLocalDomain(rcpt.domainAscii || rcpt.domain, rcpt.domainIsLiteral);
     if (!local) {
       const relay = this.mayRelay(ctx);
-      if (!relay.allowed) return deny(reply(554, "5.7.1", `<${rcpt.address}>: Relay access denied`), `relay denied: ${relay.why}`);
+      if (!relay.allowed) return deny(policyRefusal(554, `<${rcpt.address}>: Relay access denied`), `relay denied: ${relay.why}`);
       if (this.refused(rcpt)) return this.refusedByTransport(rcpt);
       return { allow: true, note: relay.why, local: false };
     }
@@ -87,12 +90,12 @@ export class RelayPolicy {
     try {
       mailbox = await this.opts.localMailbox(rcpt.address);
     } catch (err) {
-      return deny(reply(451, "4.3.0", `<${rcpt.address}>: Temporary lookup failure`), `user lookup failed: ${String(err)}`);
+      return deny(localError(`<${rcpt.address}>: Temporary lookup failure`), `user lookup failed: ${String(err)}`);
     }
     if (mailbox === null) {
       // Refused now, at RCPT time: a bounce later would be backscatter.
       return deny(
-        reply(550, "5.1.1", `<${rcpt.address}>: Recipient address rejected: User unknown in local recipient table`),
+        reply(C550MailboxUnavail, Se511BadDestMailbox, `<${rcpt.address}>: Recipient address rejected: User unknown in local recipient table`),
         "unknown local user",
       );
     }
@@ -102,9 +105,4 @@ export class RelayPolicy {
 
 export function isPostmaster(localPart: string): boolean {
   return localPart.toLowerCase() === "postmaster";
-}
-
-export function normaliseDomain(domain: string): string {
-  const d = domain.toLowerCase();
-  return d.endsWith(".") ? d.slice(0, -1) : d;
 }

@@ -4,7 +4,7 @@
  * reached (at MAIL for messages, at RCPT for recipients), logged by the session with the reason.
  * Counted when a message is queued. 0 turns a limit off. No I/O; the clock is injected.
  */
-import { reply } from "../smtp/reply.js";
+import { policyDeferral } from "../base/reply-codes.js";
 import { ALLOW, deny, type Decision } from "./decision.js";
 
 export interface SendLimitsConfig {
@@ -41,14 +41,14 @@ export class SendLimits {
   checkMessage(user: string): Decision {
     const limit = this.config.messagesPerHour;
     if (limit === 0 || this.current(user).messages < limit) return ALLOW;
-    return deny(reply(450, "4.7.1", `Error: message limit reached (${limit} per hour); try again later`), `send limit: ${limit} messages per hour`);
+    return deny(policyDeferral(`Error: message limit reached (${limit} per hour); try again later`), `send limit: ${limit} messages per hour`);
   }
 
   /** At RCPT: may `user` add one more recipient, with `pending` already in this transaction? */
   checkRecipient(user: string, pending: number): Decision {
     const limit = this.config.recipientsPerHour;
     if (limit === 0 || this.current(user).recipients + pending < limit) return ALLOW;
-    return deny(reply(450, "4.7.1", `Error: recipient limit reached (${limit} per hour); try again later`), `send limit: ${limit} recipients per hour`);
+    return deny(policyDeferral(`Error: recipient limit reached (${limit} per hour); try again later`), `send limit: ${limit} recipients per hour`);
   }
 
   /** A message from `user` was queued for `recipients` recipients. */

@@ -1,6 +1,8 @@
 /**
  * Sender ownership for authenticated users (Postfix reject_sender_login_mismatch): a user may send
  * as its own address, its "+detail" forms, and the extra addresses or "@domain"s listed for it.
+ * The detail separator is the config's aliases.recipientDelimiter, the one the aliases honour, so
+ * an address that reaches john also counts as john's when he sends from it.
  *
  * A relay client (`postern user add … --relay-client`: an organisation's own Postfix, a printer,
  * an application server) is a mail system sending for its domains: its "@domain" entries cover
@@ -11,7 +13,9 @@
  * receipts, RFC 5230 §5.4 vacation replies) names nobody, so for it the From: header is the
  * only address that says who sent the message: it must be present and owned, by any account.
  */
-import { reply } from "../smtp/reply.js";
+import { normaliseDomain } from "../base/domain.js";
+import { DEFAULT_RECIPIENT_DELIMITER, isSubaddressOf } from "../base/mailbox.js";
+import { contentRefusal, policyRefusal } from "../base/reply-codes.js";
 import { ALLOW, deny, type Decision } from "./decision.js";
 
 export interface SenderOwner {
@@ -21,30 +25,31 @@ export interface SenderOwner {
   relayClient?: boolean;
 }
 
-export function ownsAddress(user: SenderOwner, address: string): boolean {
+/** `delimiter`: the sub-address separator (aliases.recipientDelimiter); "" turns sub-addressing off. */
+export function ownsAddress(user: SenderOwner, address: string, delimiter = DEFAULT_RECIPIENT_DELIMITER): boolean {
   const candidate = canonical(address);
   if (candidate === null) return false;
   const own = canonical(user.address);
-  if (own !== null && sameMailbox(own, candidate)) return true;
+  if (own !== null && sameMailbox(own, candidate, delimiter)) return true;
   for (const entry of user.senders) {
     if (entry.startsWith("@")) {
-      const domain = entry.slice(1).toLowerCase().replace(/\.$/, "");
+      const domain = normaliseDomain(entry.slice(1));
       if (candidate.domain === domain) return true;
       // A label boundary: "@example.org" never covers "evilexample.org".
       if (user.relayClient === true && candidate.domain.endsWith("." + domain)) return true;
       continue;
     }
     const allowed = canonical(entry);
-    if (allowed !== null && sameMailbox(allowed, candidate)) return true;
+    if (allowed !== null && sameMailbox(allowed, candidate, delimiter)) return true;
   }
   return false;
 }
 
 /** MAIL FROM check for an authenticated session. The null sender passes here; its From: is checked at the end of DATA. */
-export function checkEnvelopeSender(user: SenderOwner, sender: string): Decision {
-  if (sender === "" || ownsAddress(user, sender)) return ALLOW;
+export function checkEnvelopeSender(user: SenderOwner, sender: string, delimiter = DEFAULT_RECIPIENT_DELIMITER): Decision {
+  if (sender === "" || ownsAddress(user, sender, delimiter)) return ALLOW;
   return deny(
-    reply(553, "5.7.1", `<${sender}>: Sender address rejected: not owned by user ${user.address}`),
+    policyRefusal(553, `<${sender}>: Sender address rejected: not owned by user ${user.address}`),
     `sender ${sender} not owned by ${user.address}`,
   );
 }
@@ -53,11 +58,16 @@ export function checkEnvelopeSender(user: SenderOwner, sender: string): Decision
  * From: header check for submitted mail (every address in it must be the user's). `sender` is the
  * transaction's MAIL FROM: a null-sender message must carry a From: (see above).
  */
-export function checkFromHeader(user: SenderOwner, fromHeader: string | undefined, sender: string): Decision {
+export function checkFromHeader(
+  user: SenderOwner,
+  fromHeader: string | undefined,
+  sender: string,
+  delimiter = DEFAULT_RECIPIENT_DELIMITER,
+): Decision {
   if (fromHeader === undefined) {
     if (sender === "") {
       return deny(
-        reply(553, "5.7.1", "From: header required: a message from the null sender must say who sent it"),
+        policyRefusal(553, "From: header required: a message from the null sender must say who sent it"),
         `null-sender message without a From: header from ${user.address}`,
       );
     }
@@ -65,14 +75,14 @@ export function checkFromHeader(user: SenderOwner, fromHeader: string | undefine
   }
   const addresses = extractAddresses(fromHeader);
   if (addresses.length === 0) {
-    return deny(reply(550, "5.6.0", "Malformed From: header"), "From: header without an address");
+    return deny(contentRefusal("Malformed From: header"), "From: header without an address");
   }
-  const foreign = addresses.find((a) => !ownsAddress(user, a));
+  const foreign = addresses.find((a) => !ownsAddress(user, a, delimiter));
   if (foreign === undefined) return ALLOW;
   // A mail server's own reports (From: MAILER-DAEMON@its-host) need a relay-client account: say so.
   const hint = sender === "" && !user.relayClient ? " (reports from a mail server need a relay-client account)" : "";
   return deny(
-    reply(553, "5.7.1", `<${foreign}>: From: header address rejected: not owned by user ${user.address}${hint}`),
+    policyRefusal(553, `<${foreign}>: From: header address rejected: not owned by user ${user.address}${hint}`),
     `From: header ${foreign} not owned by ${user.address}${sender === "" ? " (null sender)" : ""}`,
   );
 }
@@ -123,12 +133,11 @@ interface Mailbox {
 function canonical(address: string): Mailbox | null {
   const at = address.lastIndexOf("@");
   if (at <= 0 || at === address.length - 1) return null;
-  return { local: address.slice(0, at).toLowerCase(), domain: address.slice(at + 1).toLowerCase().replace(/\.$/, "") };
+  return { local: address.slice(0, at).toLowerCase(), domain: normaliseDomain(address.slice(at + 1)) };
 }
 
-/** "john+lists@x" is john's; the detail separator is "+" as in Postfix's recipient_delimiter. */
-function sameMailbox(owner: Mailbox, candidate: Mailbox): boolean {
-  if (owner.domain !== candidate.domain) return false;
-  if (owner.local === candidate.local) return true;
-  return candidate.local.startsWith(owner.local + "+");
+/** "john+lists@x" is john's, with "+" the configured separator (Postfix's recipient_delimiter). */
+function sameMailbox(owner: Mailbox, candidate: Mailbox, delimiter: string): boolean {
+  // Local parts were lower-cased (canonical): the separator is compared the same way.
+  return owner.domain === candidate.domain && isSubaddressOf(candidate.local, owner.local, delimiter.toLowerCase());
 }

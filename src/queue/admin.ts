@@ -1,12 +1,12 @@
 /**
  * What the admin can see and do to the queue (Postfix's mailq, postqueue -f, postsuper -d/-h/-H).
- * Reading needs only the spool (works without a server); changes go through the running
- * QueueRunner's per-message lock so they never race a delivery attempt.
+ * Reading needs only the queue store (works without a server); changes go through the running
+ * QueueRunner, under the message's lease, so they never race a delivery attempt.
  */
-import { open } from "node:fs/promises";
+import type { Readable } from "node:stream";
 import type { QueueRunner } from "./scheduler.js";
-import type { Spool } from "./spool.js";
-import type { Envelope } from "./types.js";
+import type { QueueStore } from "./store.js";
+import type { Envelope, QueueLogger } from "./types.js";
 
 export type QueueStatus = "active" | "held" | "deferred" | "queued";
 
@@ -63,10 +63,29 @@ export function entryOf(env: Envelope, now: number, active = false): QueueEntry 
   };
 }
 
+/** `postern queue show` reads this much of the message at most. */
+const HEADER_VIEW_BYTES = 64 * 1024;
+
+/** The first `max` octets of a stream (fewer if it ends first); the stream is then closed. */
+async function readStart(stream: Readable, max: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      chunks.push(chunk);
+      length += chunk.length;
+      if (length >= max) break;
+    }
+  } finally {
+    stream.destroy();
+  }
+  return Buffer.concat(chunks).subarray(0, max);
+}
+
 /** Read-only view: safe on a spool another process owns (it only reads committed files). */
 export class QueueReader {
   constructor(
-    protected readonly spool: Spool,
+    protected readonly spool: QueueStore,
     protected readonly now: () => number = Date.now,
   ) {}
 
@@ -91,16 +110,9 @@ export class QueueReader {
     const envelope = await this.read(id);
     let headers = "";
     try {
-      const handle = await open(this.spool.messagePath(id), "r");
-      try {
-        const buf = Buffer.alloc(64 * 1024);
-        const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
-        const text = buf.subarray(0, bytesRead).toString("utf8");
-        const end = text.indexOf("\r\n\r\n");
-        headers = end >= 0 ? text.slice(0, end + 2) : text;
-      } finally {
-        await handle.close();
-      }
+      const text = (await readStart(this.spool.message(envelope).open(), HEADER_VIEW_BYTES)).toString("utf8");
+      const end = text.indexOf("\r\n\r\n");
+      headers = end >= 0 ? text.slice(0, end + 2) : text;
     } catch (err) {
       if (!isNotFound(err)) throw err;
       throw new QueueNotFoundError(id);
@@ -121,9 +133,9 @@ export class QueueReader {
 /** The running server's side: every change under the runner's per-message lock. */
 export class QueueAdmin extends QueueReader {
   constructor(
-    spool: Spool,
+    spool: QueueStore,
     private readonly runner: QueueRunner,
-    private readonly logger: { info(obj: object, msg: string): void },
+    private readonly logger: Pick<QueueLogger, "info">,
     now: () => number = Date.now,
   ) {
     super(spool, now);
@@ -154,21 +166,21 @@ export class QueueAdmin extends QueueReader {
   }
 
   async hold(id: string): Promise<void> {
-    await this.runner.exclusive(id, async () => {
+    await this.runner.exclusive(id, async (lease) => {
       const env = await this.read(id);
       if (env.held) return;
       env.held = true;
-      await this.spool.updateEnvelope(env);
+      await this.spool.updateEnvelope(env, lease);
     });
     this.logger.info({ event: "queue-hold", id }, "queue: message put on hold");
   }
 
   async release(id: string): Promise<void> {
-    const env = await this.runner.exclusive(id, async () => {
+    const env = await this.runner.exclusive(id, async (lease) => {
       const e = await this.read(id);
       if (e.held) {
         delete e.held;
-        await this.spool.updateEnvelope(e);
+        await this.spool.updateEnvelope(e, lease);
       }
       return e;
     });
@@ -178,9 +190,9 @@ export class QueueAdmin extends QueueReader {
 
   /** Removes the message without a bounce (postsuper -d). */
   async delete(id: string): Promise<void> {
-    await this.runner.exclusive(id, async () => {
+    await this.runner.exclusive(id, async (lease) => {
       await this.read(id);
-      await this.spool.remove(id);
+      await this.spool.remove(id, lease);
     });
     this.logger.info({ event: "queue-delete", id }, "queue: message deleted by the admin");
   }
@@ -190,7 +202,7 @@ export class QueueAdmin extends QueueReader {
     const deleted: string[] = [];
     for (const entry of await this.list()) {
       if (entry.status !== "deferred") continue;
-      const gone = await this.runner.exclusive(entry.id, async () => {
+      const gone = await this.runner.exclusive(entry.id, async (lease) => {
         let env: Envelope;
         try {
           env = await this.read(entry.id);
@@ -202,7 +214,7 @@ export class QueueAdmin extends QueueReader {
           this.runner.reschedule(env); // changed meanwhile (delivered, held): leave it
           return false;
         }
-        await this.spool.remove(entry.id);
+        await this.spool.remove(entry.id, lease);
         return true;
       });
       if (gone) deleted.push(entry.id);

@@ -19,13 +19,13 @@
  * the report is committed, and marked injected after. A rerun finds the record and either
  * completes it (the report is in the spool) or writes the report again under a new id.
  */
-import { access } from "node:fs/promises";
 import { buildDsn, type DsnAction, type DsnRecipient } from "./dsn-message.js";
-import type { Spool } from "./spool.js";
+import type { QueueLease, QueueStore } from "./store.js";
 import type { Envelope, EnvelopeRecipient, NewEnvelope, QueueLogger } from "./types.js";
 
 export interface DsnNotifierOptions {
-  spool: Spool;
+  /** Where the original is read and the report is queued. */
+  spool: QueueStore;
   /** Reporting-MTA and the From: of every report. */
   hostname: string;
   /** Delivered to a local mailbox ("delivered") or handed on to a peer ("relayed")? */
@@ -60,7 +60,7 @@ export class DsnNotifier {
   }
 
   /** QueueRunner onFinal. */
-  readonly onFinal = async (env: Envelope): Promise<void> => {
+  readonly onFinal = async (env: Envelope, _failed?: EnvelopeRecipient[], lease?: QueueLease): Promise<void> => {
     const vouched = senderVouched(env);
     const recipients: DsnRecipient[] = [];
     const ignored: string[] = [];
@@ -81,11 +81,11 @@ export class DsnNotifier {
         "bounce: NOTIFY=SUCCESS ignored (sender neither authenticated nor in mynetworks)",
       );
     }
-    await this.notify(env, "final", recipients);
+    await this.notify(env, "final", recipients, lease);
   };
 
   /** QueueRunner onDeferred. */
-  readonly onDeferred = async (env: Envelope): Promise<void> => {
+  readonly onDeferred = async (env: Envelope, lease?: QueueLease): Promise<void> => {
     if (this.opts.delayWarningSec <= 0) return;
     if (env.notices?.delay?.injected) return;
     // A delay warning is a courtesy; to a possibly forged sender it is backscatter.
@@ -95,10 +95,10 @@ export class DsnNotifier {
     const recipients = env.recipients
       .filter((r) => r.status === "pending" && r.attempts > 0 && wantsDelay(r))
       .map((rcpt): DsnRecipient => ({ rcpt, action: "delayed" }));
-    await this.notify(env, "delay", recipients);
+    await this.notify(env, "delay", recipients, lease);
   };
 
-  private async notify(env: Envelope, kind: NoticeKind, recipients: DsnRecipient[]): Promise<void> {
+  private async notify(env: Envelope, kind: NoticeKind, recipients: DsnRecipient[], lease?: QueueLease): Promise<void> {
     if (recipients.length === 0) return;
     if (env.mailFrom === "") {
       // Never answer a report (or any null-sender message) with another: that is how loops start.
@@ -113,10 +113,10 @@ export class DsnNotifier {
     const notices = (env.notices ??= {});
     const prior = notices[kind];
     if (prior?.injected) return;
-    if (prior && (await this.inSpool(prior.id))) {
+    if (prior && (await this.opts.spool.has(prior.id))) {
       // A crash came after the report's commit and before it was marked: finish the bookkeeping only.
       prior.injected = true;
-      await this.opts.spool.updateEnvelope(env);
+      await this.opts.spool.updateEnvelope(env, lease);
       this.opts.enqueue(prior.id);
       return;
     }
@@ -124,14 +124,14 @@ export class DsnNotifier {
     const writer = await this.opts.spool.openWriter();
     try {
       notices[kind] = { id: writer.id, injected: false };
-      await this.opts.spool.updateEnvelope(env);
+      await this.opts.spool.updateEnvelope(env, lease);
       // The body goes back only to a sender vouched for; anyone else gets the header section.
       const returnFull = env.ret === "FULL" && kind === "final" && senderVouched(env);
       const now = new Date(this.now());
       const retryUntil = new Date(Date.parse(env.receivedAt) + this.opts.maxLifetimeSec * 1000);
       const text = buildDsn({ reportingMta: this.opts.hostname, reportId: writer.id, env, recipients, returnFull, now, retryUntil });
       await writer.write(Buffer.from(text.head, "utf8"));
-      await this.writeReturned(writer, env.id, returnFull);
+      await this.writeReturned(writer, env, returnFull);
       await writer.write(Buffer.from(text.tail, "utf8"));
       const report: NewEnvelope = {
         mailFrom: "",
@@ -147,7 +147,7 @@ export class DsnNotifier {
       throw err;
     }
     notices[kind]!.injected = true;
-    await this.opts.spool.updateEnvelope(env);
+    await this.opts.spool.updateEnvelope(env, lease);
     this.opts.logger.info(
       {
         event: kind === "final" ? "dsn-queued" : "delay-warning-queued",
@@ -162,10 +162,10 @@ export class DsnNotifier {
   }
 
   /** The message (RET=FULL) or its header section (RET=HDRS, the default), streamed from the spool. */
-  private async writeReturned(writer: { write(b: Buffer): Promise<void> }, id: string, full: boolean): Promise<void> {
+  private async writeReturned(writer: { write(b: Buffer): Promise<void> }, env: Envelope, full: boolean): Promise<void> {
     const HEADER_CAP = 256 * 1024;
     let header = Buffer.alloc(0);
-    for await (const chunk of this.opts.spool.openMessageStream(id) as AsyncIterable<Buffer>) {
+    for await (const chunk of this.opts.spool.message(env).open() as AsyncIterable<Buffer>) {
       if (full) {
         await writer.write(chunk);
         continue;
@@ -179,14 +179,5 @@ export class DsnNotifier {
     }
     // A message without a body: all of it is header.
     if (!full) await writer.write(header);
-  }
-
-  private async inSpool(id: string): Promise<boolean> {
-    try {
-      await access(this.opts.spool.envelopePath(id));
-      return true;
-    } catch {
-      return false;
-    }
   }
 }

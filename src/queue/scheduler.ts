@@ -7,7 +7,7 @@
  * deferred maxLifetimeSec after receivedAt fails. The last retry is pulled in to the expiry time
  * so a message does not outlive its lifetime by a whole back-off step.
  */
-import type { Spool } from "./spool.js";
+import type { QueueLease, QueueStore } from "./store.js";
 import type { DeliverFn, Envelope, EnvelopeRecipient, QueueLogger, RecipientResult, RetrySchedule } from "./types.js";
 
 export const DEFAULT_RETRY_SCHEDULE: RetrySchedule = {
@@ -16,8 +16,15 @@ export const DEFAULT_RETRY_SCHEDULE: RetrySchedule = {
   maxLifetimeSec: 5 * 24 * 3600,
 };
 
+/**
+ * How long a lease on a message lasts: longer than any one attempt (SMTP timeouts are minutes), so
+ * it expires only when its holder died; a store shared between nodes then lets another take over.
+ */
+export const DEFAULT_LEASE_MS = 60 * 60 * 1000;
+
 export interface QueueRunnerOptions {
-  spool: Spool;
+  /** The queue store (the file spool, spool.ts); the runner never sees a path. */
+  spool: QueueStore;
   deliver: DeliverFn;
   retrySchedule?: Partial<RetrySchedule>;
   /** Messages attempted at the same time. */
@@ -28,9 +35,14 @@ export interface QueueRunnerOptions {
    * Called once no recipient is pending and at least one failed or asked for a success notice
    * (NOTIFY=SUCCESS); may run again after a crash, so it must be idempotent (src/queue/bounce.ts).
    */
-  onFinal?: (env: Envelope, failed: EnvelopeRecipient[]) => Promise<void>;
-  /** Called after an attempt that left recipients pending (delay warnings); same idempotence rule. */
-  onDeferred?: (env: Envelope) => Promise<void>;
+  onFinal?: (env: Envelope, failed: EnvelopeRecipient[], lease: QueueLease) => Promise<void>;
+  /**
+   * Called after an attempt that left recipients pending (delay warnings); same idempotence rule.
+   * Both run under the attempt's lease, which they pass with their changes to the envelope.
+   */
+  onDeferred?: (env: Envelope, lease: QueueLease) => Promise<void>;
+  /** Lease length for an attempt or an admin change (ms). */
+  leaseMs?: number;
 }
 
 /** Delay (seconds) before the next attempt after the `attempts`-th deferral (1-based). */
@@ -40,7 +52,8 @@ export function backoffSeconds(attempts: number, schedule: RetrySchedule): numbe
 }
 
 export class QueueRunner {
-  private readonly spool: Spool;
+  private readonly spool: QueueStore;
+  private readonly leaseMs: number;
   private readonly deliver: DeliverFn;
   private readonly schedule: RetrySchedule;
   private readonly concurrency: number;
@@ -70,6 +83,7 @@ export class QueueRunner {
     this.now = opts.now ?? Date.now;
     this.onFinal = opts.onFinal;
     this.onDeferred = opts.onDeferred;
+    this.leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS;
   }
 
   /** Loads every committed message from the spool (the queue survives restarts) and runs what is due. */
@@ -146,15 +160,24 @@ export class QueueRunner {
 
   /**
    * Runs `fn` while no attempt can touch the message (hold, release, delete): waits for an
-   * attempt in flight, then holds the per-message lock. The message is unscheduled; `fn` or the
-   * caller schedules it again if it should stay in the queue (reschedule()).
+   * attempt in flight, then holds the message's lease, which `fn` passes to the store with its
+   * change. The message is unscheduled; `fn` or the caller schedules it again if it should stay
+   * in the queue (reschedule()).
    */
-  async exclusive<T>(id: string, fn: () => Promise<T>): Promise<T> {
+  async exclusive<T>(id: string, fn: (lease: QueueLease) => Promise<T>): Promise<T> {
     while (this.running.has(id)) await this.running.get(id)!.catch(() => undefined);
     this.due.delete(id);
     const at = this.ready.indexOf(id);
     if (at >= 0) this.ready.splice(at, 1);
-    const work = fn();
+    const work = (async () => {
+      const lease = await this.spool.claim(id, this.leaseMs);
+      if (!lease) throw new Error(`message ${id} is being worked on elsewhere; try again later`);
+      try {
+        return await fn(lease);
+      } finally {
+        await lease.release();
+      }
+    })();
     const lock = work.then(() => undefined, () => undefined);
     this.running.set(id, lock);
     try {
@@ -220,7 +243,22 @@ export class QueueRunner {
     return times.length === 0 ? 0 : Math.min(...times);
   }
 
+  /** One attempt under the message's lease; without it (held elsewhere), a later try. */
   private async attempt(id: string): Promise<void> {
+    const lease = await this.spool.claim(id, this.leaseMs);
+    if (!lease) {
+      this.forced.delete(id);
+      this.due.set(id, this.now() + this.schedule.firstRetrySec * 1000);
+      return;
+    }
+    try {
+      await this.attemptLeased(id, lease);
+    } finally {
+      await lease.release();
+    }
+  }
+
+  private async attemptLeased(id: string, lease: QueueLease): Promise<void> {
     const forced = this.forced.delete(id);
     let env: Envelope;
     try {
@@ -248,24 +286,24 @@ export class QueueRunner {
       // Durable before anything else happens: a crash now must not repeat delivered recipients.
       // A message that is simply done (every recipient delivered, no notice to send) skips this:
       // its removal in finish() is the durable record, one fsync round instead of two.
-      if (!this.isSimplyDone(env)) await this.spool.updateEnvelope(env);
+      if (!this.isSimplyDone(env)) await this.spool.updateEnvelope(env, lease);
     }
     if (env.recipients.some((r) => r.status === "pending")) {
       if (batch.length > 0 && this.onDeferred) {
-        await this.onDeferred(env).catch((err: unknown) => {
+        await this.onDeferred(env, lease).catch((err: unknown) => {
           this.logger.error({ event: "deferred-hook-error", id, err: String(err) }, "queue: delay notice failed");
         });
       }
       this.due.set(id, this.nextDue(env));
       return;
     }
-    await this.finish(env);
+    await this.finish(env, lease);
   }
 
   private async deliverSafely(env: Envelope, batch: EnvelopeRecipient[]): Promise<Map<string, RecipientResult>> {
     const byAddress = new Map<string, RecipientResult>();
     try {
-      const results = await this.deliver(env, this.spool.messagePath(env.id), batch.map((r) => ({ ...r })));
+      const results = await this.deliver(env, this.spool.message(env), batch.map((r) => ({ ...r })));
       for (const r of results) byAddress.set(r.address, r);
     } catch (err) {
       const detail = err instanceof Error ? err.message : String(err);
@@ -306,19 +344,19 @@ export class QueueRunner {
   }
 
   /** No recipient pending: bounce what failed, then drop the message. */
-  private async finish(env: Envelope): Promise<void> {
+  private async finish(env: Envelope, lease: QueueLease): Promise<void> {
     const failed = env.recipients.filter((r) => r.status === "failed");
     const successNotice = env.recipients.some((r) => r.status === "delivered" && r.notify?.includes("SUCCESS"));
     if ((failed.length > 0 || successNotice) && this.onFinal) {
       try {
-        await this.onFinal(env, failed);
+        await this.onFinal(env, failed, lease);
       } catch (err) {
         this.logger.error({ event: "final-hook-error", id: env.id, err: String(err) }, "queue: final hook failed; will retry");
         this.due.set(env.id, this.now() + this.schedule.firstRetrySec * 1000);
         return;
       }
     }
-    await this.spool.remove(env.id);
+    await this.spool.remove(env.id, lease);
     this.due.delete(env.id); // an enqueued()/flush() that raced this attempt must not revive it
     this.logger.info({ event: "removed", id: env.id, failed: failed.length }, "queue: message done, removed");
   }

@@ -22,8 +22,36 @@ import { unlink } from "node:fs/promises";
 import { createHash, type Hash } from "node:crypto";
 import { fdatasync, writeFully, writeSmallFile } from "./durable-io.js";
 import { newQueueId } from "./queue-id.js";
-import type { Spool } from "./spool.js";
 import type { Envelope, NewEnvelope, SpoolWriter } from "./types.js";
+
+/**
+ * What the writer needs of the spool it writes into. spool.ts implements it and imports this
+ * file; this file does not import spool.ts, so the two can be read and tested apart.
+ */
+export interface SpoolFiles {
+  readonly fsync: boolean;
+  now(): number;
+  messagePath(id: string): string;
+  envelopePath(id: string): string;
+  syncMessageDir(): Promise<void>;
+  syncEnvelopeDir(): Promise<void>;
+  /** The envelope is in env/ but its commit has not resolved: not yet part of the queue. */
+  markCommitting(id: string): void;
+  unmarkCommitting(id: string): void;
+  /** A committed envelope, kept for its first reader. */
+  rememberFresh(env: Envelope): void;
+}
+
+/**
+ * TEST ONLY (docs/SECURITY.md, rule 16 tests), given as SpoolOptions.fault: { code: "ENOSPC",
+ * at: 4096 } makes a write that would take a message file past 4096 octets fail with ENOSPC (any
+ * errno name works); { code: "EIO", at: "commit" } makes the data fsync fail. Production never
+ * sets it.
+ */
+export interface SpoolFault {
+  code: string;
+  at: number | "commit";
+}
 
 /** Like Promise.all, but waits for every task to finish first, so cleanup never races one. */
 async function allOrFirstError(tasks: Promise<void>[]): Promise<void> {
@@ -33,18 +61,8 @@ async function allOrFirstError(tasks: Promise<void>[]): Promise<void> {
 
 type WriterState = "open" | "committing" | "committed" | "failed" | "aborted";
 
-/**
- * TEST ONLY (docs/SECURITY.md, rule 16 tests): POSTERN_TEST_SPOOL_FAULT="ENOSPC@4096" makes a write
- * that would take a message file past 4096 octets fail with ENOSPC (any errno name works);
- * "EIO@commit" makes the data fsync fail. Unset in production; read nowhere else.
- */
-const injectedFault = ((spec) => {
-  const m = /^([A-Z]+)@(\d+|commit)$/.exec(spec ?? "");
-  return m ? { code: m[1]!, at: m[2] === "commit" ? ("commit" as const) : Number(m[2]) } : null;
-})(process.env.POSTERN_TEST_SPOOL_FAULT);
-
 function injectedError(code: string): NodeJS.ErrnoException {
-  return Object.assign(new Error(`${code}: injected by POSTERN_TEST_SPOOL_FAULT`), { code });
+  return Object.assign(new Error(`${code}: injected by a test (SpoolOptions.fault)`), { code });
 }
 
 export class SpoolMessageWriter implements SpoolWriter {
@@ -58,19 +76,20 @@ export class SpoolMessageWriter implements SpoolWriter {
   private fdOpen = true;
 
   private constructor(
-    private readonly spool: Spool,
+    private readonly spool: SpoolFiles,
     readonly id: string,
     private readonly fd: number,
     /** The fsync of msg/ that makes the data file's name durable, started when it was created. */
     private readonly nameSynced: Promise<void>,
+    private readonly fault: SpoolFault | undefined,
   ) {}
 
-  static async open(spool: Spool): Promise<SpoolMessageWriter> {
+  static async open(spool: SpoolFiles, fault?: SpoolFault): Promise<SpoolMessageWriter> {
     const id = newQueueId(spool.now());
     const fd = openSync(spool.messagePath(id), "wx", 0o600);
     const nameSynced = spool.syncMessageDir();
     nameSynced.catch(() => undefined); // awaited (and reported) by commit()
-    return new SpoolMessageWriter(spool, id, fd, nameSynced);
+    return new SpoolMessageWriter(spool, id, fd, nameSynced, fault);
   }
 
   get bytesWritten(): number {
@@ -85,7 +104,7 @@ export class SpoolMessageWriter implements SpoolWriter {
     const next = this.tail.then(async () => {
       if (this.writeError !== undefined) throw this.writeError;
       try {
-        if (typeof injectedFault?.at === "number" && sizeAfter > injectedFault.at) throw injectedError(injectedFault.code);
+        if (typeof this.fault?.at === "number" && sizeAfter > this.fault.at) throw injectedError(this.fault.code);
         await writeFully(this.fd, chunk);
       } catch (err) {
         this.writeError ??= err;
@@ -142,7 +161,7 @@ export class SpoolMessageWriter implements SpoolWriter {
   private async closeData(): Promise<void> {
     await this.tail;
     if (this.writeError !== undefined) throw this.writeError;
-    if (injectedFault?.at === "commit") throw injectedError(injectedFault.code);
+    if (this.fault?.at === "commit") throw injectedError(this.fault.code);
     if (this.spool.fsync) await fdatasync(this.fd);
     this.closeFd();
   }

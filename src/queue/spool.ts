@@ -16,22 +16,26 @@
  * received. The caller holds the data directory's lock (data-lock.ts) before init() and for as
  * long as it writes to the spool; the server from start to exit.
  */
-import { createReadStream, openSync, readFileSync, renameSync, statSync, type ReadStream } from "node:fs";
+import { createReadStream, openSync, readFileSync, renameSync, statSync } from "node:fs";
 import { mkdir, open, readdir, rename, stat, unlink } from "node:fs/promises";
 import { createHash, randomBytes } from "node:crypto";
 import { pipeline } from "node:stream/promises";
 import { join } from "node:path";
 import { DirSyncer, writeSmallFile } from "./durable-io.js";
 import { assertQueueId, isQueueId } from "./queue-id.js";
-import { SpoolMessageWriter } from "./spool-writer.js";
-import type { Envelope, QueueLogger, SpoolWriter } from "./types.js";
+import { fileMessage } from "./message-file.js";
+import { SpoolMessageWriter, type SpoolFault, type SpoolFiles } from "./spool-writer.js";
+import { LeaseLostError, type QueueLease, type QueueStore } from "./store.js";
+import type { Envelope, MessageSource, QueueLogger, SpoolWriter } from "./types.js";
 
 export interface SpoolOptions {
   /** fsync files and directories before acknowledging (default true; only tests turn it off). */
   fsync?: boolean;
   logger?: QueueLogger;
-  /** Clock for receivedAt and ids (ms since epoch). */
+  /** Clock for receivedAt, ids and lease expiry (ms since epoch). */
   now?: () => number;
+  /** TEST ONLY: makes the spool writer fail as a full or broken disk would (spool-writer.ts). */
+  fault?: SpoolFault;
 }
 
 export interface RecoveryReport {
@@ -69,11 +73,31 @@ async function unlinkIfPresent(path: string): Promise<void> {
   });
 }
 
-export class Spool {
+/**
+ * A lease of the file spool. One process owns the spool (data-lock.ts), so leases live in its
+ * memory: the queue runner's per-message lock. Expiry only lets a later claim take over a lease
+ * its holder never gave back; a change under a lease checks that it is still the current one.
+ */
+class FileLease implements QueueLease {
+  constructor(
+    private readonly leases: Map<string, FileLease>,
+    readonly id: string,
+    readonly expiresAt: number,
+  ) {}
+
+  async release(): Promise<void> {
+    if (this.leases.get(this.id) === this) this.leases.delete(this.id);
+  }
+}
+
+/** The file spool: the QueueStore of a single node (store.ts). */
+export class Spool implements QueueStore, SpoolFiles {
   readonly dir: string;
   readonly fsync: boolean;
   readonly now: () => number;
   private readonly logger?: QueueLogger;
+  private readonly fault?: SpoolFault;
+  private readonly leases = new Map<string, FileLease>();
   private readonly msgSyncer: DirSyncer;
   private readonly envSyncer: DirSyncer;
   /** Ids renamed into place whose commit has not resolved yet: not yet part of the queue. */
@@ -89,6 +113,7 @@ export class Spool {
     this.fsync = opts.fsync ?? true;
     this.logger = opts.logger;
     this.now = opts.now ?? Date.now;
+    this.fault = opts.fault;
     this.msgSyncer = new DirSyncer(join(dir, "msg"), this.fsync);
     this.envSyncer = new DirSyncer(join(dir, "env"), this.fsync);
   }
@@ -210,7 +235,7 @@ export class Spool {
 
   /** Starts a new message. Nothing is visible to list() until the writer's commit() resolves. */
   openWriter(): Promise<SpoolWriter> {
-    return SpoolMessageWriter.open(this);
+    return SpoolMessageWriter.open(this, this.fault);
   }
 
   /** Ids of committed messages, oldest first. */
@@ -239,8 +264,36 @@ export class Spool {
     return env;
   }
 
+  async has(id: string): Promise<boolean> {
+    return stat(this.envelopePath(id)).then(
+      () => !this.committing.has(id),
+      () => false,
+    );
+  }
+
+  async claim(id: string, ttlMs: number): Promise<QueueLease | null> {
+    assertQueueId(id);
+    const t = this.now();
+    const held = this.leases.get(id);
+    if (held && held.expiresAt > t) return null;
+    const lease = new FileLease(this.leases, id, t + ttlMs);
+    this.leases.set(id, lease);
+    return lease;
+  }
+
+  private checkLease(id: string, lease: QueueLease | undefined): void {
+    if (lease !== undefined && this.leases.get(id) !== lease) throw new LeaseLostError(id);
+  }
+
+  /** The message file, with the envelope's headerPrefix on top (types.ts says why it is kept apart). */
+  message(env: Envelope): MessageSource {
+    const prefix = env.headerPrefix ? Buffer.from(env.headerPrefix, "utf8") : undefined;
+    return fileMessage(this.messagePath(env.id), env.size, prefix);
+  }
+
   /** Atomically replaces the envelope: tmp file, fsync, rename over the old one, fsync env/. */
-  async updateEnvelope(env: Envelope): Promise<void> {
+  async updateEnvelope(env: Envelope, lease?: QueueLease): Promise<void> {
+    this.checkLease(env.id, lease);
     const target = this.envelopePath(env.id);
     this.fresh.delete(env.id);
     // Refuse to resurrect a removed message as an envelope without bytes.
@@ -257,16 +310,13 @@ export class Spool {
   }
 
   /** Removes a message: envelope first (it leaves the queue), then the bytes. */
-  async remove(id: string): Promise<void> {
+  async remove(id: string, lease?: QueueLease): Promise<void> {
+    this.checkLease(id, lease);
     this.fresh.delete(id);
     await unlinkIfPresent(this.envelopePath(id));
     // Durable before the bytes go, so a crash never leaves an envelope pointing at nothing.
     await this.envSyncer.sync();
     await unlinkIfPresent(this.messagePath(id));
-  }
-
-  openMessageStream(id: string): ReadStream {
-    return createReadStream(this.messagePath(id));
   }
 
   // ---- used by SpoolMessageWriter ----

@@ -2,6 +2,9 @@
  * The envelope stored beside each spooled message. Written only by JSON.stringify
  * (SECURITY.md rule 17: no hand-built queue records).
  */
+import type { Readable } from "node:stream";
+import type { ListenerMode } from "../base/listener-mode.js";
+import type { Log } from "../base/log.js";
 
 export type DsnNotify = "NEVER" | "SUCCESS" | "FAILURE" | "DELAY";
 
@@ -30,7 +33,7 @@ export interface ClientInfo {
   ip: string;
   /** HELO/EHLO argument as validated by the parser. */
   helo: string;
-  listener: "mta" | "submission" | "submissions";
+  listener: ListenerMode;
   authUser?: string;
   tls?: { version: string; cipher: string };
 }
@@ -46,8 +49,16 @@ export interface Envelope {
   /** DSN RET and ENVID (RFC 3461 §4.3, §4.4). */
   ret?: "FULL" | "HDRS";
   envid?: string;
-  /** Size of the spooled message file in octets. */
+  /** Size of the spooled message file in octets (headerPrefix not counted). */
   size: number;
+  /**
+   * Header lines that go on top of the message, CRLF-terminated, e.g. a DKIM-Signature: field
+   * computed by a content step (src/smtp/content-steps.ts). They depend on the whole body, so they
+   * are known only after the last byte was streamed to the store; rather than buffer the message
+   * or rewrite its file, they are committed with the envelope (the same fsync round) and every
+   * reader gets them first: QueueStore.message() yields them before the stored bytes.
+   */
+  headerPrefix?: string;
   /**
    * SHA-256 (hex) of the message file as written. Recovery after an unclean stop compares it, so a
    * message whose commit was cut short is never mistaken for a queued one (spool.ts).
@@ -89,6 +100,14 @@ export interface SpoolWriter {
   abort(): Promise<void>;
 }
 
+/** A queued message's bytes, as delivery sees them: opened on demand, never a path. */
+export interface MessageSource {
+  /** Octets open() yields (header lines the content steps prepended included). */
+  readonly size: number;
+  /** A new stream of the whole message each call; errors (gone, I/O) surface on the stream. */
+  open(): Readable;
+}
+
 /** Result of one delivery attempt for one recipient. */
 export interface RecipientResult {
   address: string;
@@ -100,17 +119,13 @@ export interface RecipientResult {
   dsnPassedOn?: boolean;
 }
 
-/** The structured logger the queue needs (pino's signature: fields first, then the message). */
-export interface QueueLogger {
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-}
+/** The structured logger the queue needs (src/base/log.ts: pino's signature, fields first). */
+export type QueueLogger = Log;
 
 /** One delivery attempt for some of a message's recipients; one result per recipient given. */
 export type DeliverFn = (
   env: Envelope,
-  messagePath: string,
+  message: MessageSource,
   recipients: EnvelopeRecipient[],
 ) => Promise<RecipientResult[]>;
 

@@ -8,7 +8,7 @@ import { hmacMd5FromSecret } from "./md5-state.js";
 import { deriveCramMd5Secret, normalizePassword } from "./secrets.js";
 import { askStore, missingSecretReason, resolveIdentity } from "./server-support.js";
 import { ALREADY_FINISHED, challenge, decodeCredentialText, failure, safeEqual } from "./text.js";
-import type { SaslClientCredentials, SaslClientMechanism, SaslServerMechanism, SaslServerOptions, SaslServerStep } from "./types.js";
+import type { MechanismDescriptor, SaslClientCredentials, SaslClientMechanism, SaslServerMechanism, SaslServerOptions, SaslServerStep } from "./types.js";
 
 /** Unknown users are checked against this, so they cost the same work as known ones. */
 const DUMMY_SECRET = deriveCramMd5Secret(randomBytes(24).toString("base64"));
@@ -55,7 +55,7 @@ export class CramMd5Server implements SaslServerMechanism {
     const secret = stored.value ?? DUMMY_SECRET;
     const expected = hmacMd5FromSecret(secret, Buffer.from(this.challengeText, "utf8"));
     const matches = safeEqual(expected, Buffer.from(digestHex, "hex"));
-    if (stored.value === null) return failure(missingSecretReason(this.opts.verifier, this.name, user));
+    if (stored.value === null) return failure(missingSecretReason(this.opts.verifier, "cram-md5", user));
     if (!matches) return failure("bad-password");
     return resolveIdentity(this.opts, user, user, "");
   }
@@ -86,3 +86,18 @@ export class CramMd5Client implements SaslClientMechanism {
     return Buffer.from(`${this.creds.username} ${cramMd5Digest(this.creds.password, challengeData)}`, "utf8");
   }
 }
+
+/** RFC 2195: an HMAC-MD5 of the challenge, checked against the stored MD5 state. */
+export const CRAM_MD5: MechanismDescriptor = {
+  name: "CRAM-MD5",
+  needs: "cram-md5",
+  plaintext: false,
+  createServer: (opts) => new CramMd5Server(opts),
+  createClient: (creds) => new CramMd5Client(creds),
+  // "user digest": the user name is everything before the last space.
+  loginInFirstMessage: (message) => {
+    const text = decodeCredentialText(message);
+    const space = text?.lastIndexOf(" ") ?? -1;
+    return text && space > 0 ? text.slice(0, space) : undefined;
+  },
+};

@@ -11,7 +11,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { deriveDigestMd5Ha1 } from "./secrets.js";
 import { askStore, missingSecretReason, resolveIdentity } from "./server-support.js";
 import { ALREADY_FINISHED, challenge, decodeUtf8, failure, hasControlChars, randomNonce, safeEqual } from "./text.js";
-import type { SaslClientCredentials, SaslClientMechanism, SaslServerMechanism, SaslServerOptions, SaslServerStep } from "./types.js";
+import type { MechanismDescriptor, SaslClientCredentials, SaslClientMechanism, SaslServerMechanism, SaslServerOptions, SaslServerStep } from "./types.js";
 
 const NAME = "DIGEST-MD5";
 const MAX_RESPONSE_BYTES = 4096; // RFC 2831 §2.1.2: a digest-response is under 4096 bytes
@@ -151,7 +151,7 @@ export class DigestMd5Server implements SaslServerMechanism {
     if (!stored.ok) return stored.step;
     const params: DigestResponseParams = { ha1: stored.value ?? DUMMY_HA1, nonce: this.nonce, cnonce: cnonce!, nc: "00000001", digestUri: digestUri!, ...(authzid ? { authzid } : {}) };
     const matches = safeEqual(Buffer.from(digestMd5ResponseValue(params, "AUTHENTICATE")), Buffer.from(responseHex));
-    if (stored.value === null) return failure(missingSecretReason(this.opts.verifier, NAME, username!));
+    if (stored.value === null) return failure(missingSecretReason(this.opts.verifier, "digest-md5", username!));
     if (!matches) return failure("bad-password");
 
     const outcome = resolveIdentity(this.opts, username!, username!, authzid ?? "");
@@ -235,3 +235,17 @@ export class DigestMd5Client implements SaslClientMechanism {
     return Buffer.from(fields.join(","), "utf8");
   }
 }
+
+/** RFC 2831, historic (RFC 6331): offered only when smtp.digestMd5 turns it on. */
+export const DIGEST_MD5: MechanismDescriptor = {
+  name: NAME,
+  needs: "digest-md5",
+  plaintext: false,
+  optIn: true,
+  createServer: (opts) => new DigestMd5Server(opts),
+  createClient: (creds, options) => new DigestMd5Client(creds, options.serverHostname ? { serverHostname: options.serverHostname } : {}),
+  loginInFirstMessage: (message) => {
+    const text = decodeUtf8(message);
+    return (text === null ? null : parseDigestDirectives(text))?.get("username")?.[0];
+  },
+};

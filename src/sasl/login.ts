@@ -4,7 +4,7 @@
  */
 import { resolveIdentity } from "./server-support.js";
 import { ALREADY_FINISHED, challenge, decodeCredentialText, failure } from "./text.js";
-import type { SaslClientCredentials, SaslClientMechanism, SaslServerMechanism, SaslServerOptions, SaslServerStep } from "./types.js";
+import type { MechanismDescriptor, SaslClientCredentials, SaslClientMechanism, SaslServerMechanism, SaslServerOptions, SaslServerStep } from "./types.js";
 
 export const LOGIN_USERNAME_PROMPT = "Username:";
 export const LOGIN_PASSWORD_PROMPT = "Password:";
@@ -77,3 +77,13 @@ export class LoginClient implements SaslClientMechanism {
     throw new Error("LOGIN: unexpected third server challenge");
   }
 }
+
+/** The draft LOGIN mechanism (draft-murchison-sasl-login): user name, then password, in the clear. */
+export const LOGIN: MechanismDescriptor = {
+  name: "LOGIN",
+  needs: "password",
+  plaintext: true,
+  createServer: (opts) => new LoginServer(opts),
+  createClient: (creds) => new LoginClient(creds),
+  loginInFirstMessage: (message) => decodeCredentialText(message) ?? undefined,
+};

@@ -4,7 +4,7 @@
  */
 import { resolveIdentity } from "./server-support.js";
 import { ALREADY_FINISHED, challenge, decodeUtf8, failure, hasControlChars } from "./text.js";
-import type { SaslClientCredentials, SaslClientMechanism, SaslServerMechanism, SaslServerOptions, SaslServerStep } from "./types.js";
+import type { MechanismDescriptor, SaslClientCredentials, SaslClientMechanism, SaslServerMechanism, SaslServerOptions, SaslServerStep } from "./types.js";
 
 export interface PlainMessage {
   authzid: string;
@@ -90,3 +90,13 @@ export class PlainClient implements SaslClientMechanism {
     return encodePlainMessage({ authzid: this.creds.authzid ?? "", authcid: this.creds.username, password: this.creds.password });
   }
 }
+
+/** RFC 4616: the password in the clear, checked by the store. */
+export const PLAIN: MechanismDescriptor = {
+  name: "PLAIN",
+  needs: "password",
+  plaintext: true,
+  createServer: (opts) => new PlainServer(opts),
+  createClient: (creds) => new PlainClient(creds),
+  loginInFirstMessage: (message) => parsePlainMessage(message)?.authcid,
+};

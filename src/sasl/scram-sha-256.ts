@@ -12,7 +12,7 @@ import { randomBytes } from "node:crypto";
 import { hmacSha256, scramSaltedPassword, sha256, SCRAM_DEFAULT_ITERATIONS, SCRAM_SALT_BYTES } from "./secrets.js";
 import { askStore, missingSecretReason, resolveIdentity } from "./server-support.js";
 import { ALREADY_FINISHED, challenge, decodeBase64Strict, decodeUtf8, failure, hasControlChars, randomNonce, safeEqual, xorBuffers } from "./text.js";
-import type { CredentialVerifier, SaslClientCredentials, SaslClientMechanism, SaslServerMechanism, SaslServerOptions, SaslServerStep, ScramCredentials } from "./types.js";
+import type { CredentialVerifier, MechanismDescriptor, SaslClientCredentials, SaslClientMechanism, SaslServerMechanism, SaslServerOptions, SaslServerStep, ScramCredentials } from "./types.js";
 
 const NAME = "SCRAM-SHA-256";
 /** RFC 5802 §7 "printable": %x21-2B / %x2D-7E (no comma). */
@@ -160,7 +160,7 @@ export class ScramSha256Server implements SaslServerMechanism {
     if (this.state !== "awaiting-store") return ALREADY_FINISHED; // a step() arrived meanwhile and ended us
     this.state = "done";
     if (!stored.ok) return stored.step;
-    const missing = stored.value === null ? missingSecretReason(this.opts.verifier, NAME, first.username) : undefined;
+    const missing = stored.value === null ? missingSecretReason(this.opts.verifier, "scram-sha-256", first.username) : undefined;
     if (missing === "mechanism-unavailable") return failure(missing);
     // Known to the store but without a SCRAM secret, or unknown: faked alike, failed at the end.
     this.missingReason = missing;
@@ -272,4 +272,21 @@ export class ScramSha256Client implements SaslClientMechanism {
     if (!signature || !safeEqual(signature, this.expectedServerSignature!)) throw new Error("SCRAM-SHA-256: server signature mismatch");
     return Buffer.alloc(0);
   }
+}
+
+/** RFC 7677 (RFC 5802): a salted challenge-response; the store keeps StoredKey and ServerKey only. */
+export const SCRAM_SHA_256: MechanismDescriptor = {
+  name: NAME,
+  needs: "scram-sha-256",
+  plaintext: false,
+  createServer: (opts) => new ScramSha256Server(opts),
+  createClient: (creds) => new ScramSha256Client(creds),
+  loginInFirstMessage: scramLoginInFirstMessage,
+};
+
+/** The user name of a SCRAM client-first message (any SCRAM-SHA-* variant: the syntax is shared). */
+export function scramLoginInFirstMessage(message: Buffer): string | undefined {
+  const text = decodeUtf8(message);
+  const first = text === null ? null : parseClientFirst(text);
+  return first !== null && typeof first !== "string" ? first.username : undefined;
 }

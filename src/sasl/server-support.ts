@@ -1,6 +1,6 @@
 /** Steps every server mechanism shares: deciding the identity and asking the credential store. */
 import { failure } from "./text.js";
-import type { CredentialVerifier, SaslServerOptions, SaslServerStep } from "./types.js";
+import type { CredentialKind, CredentialVerifier, SaslServerOptions, SaslServerStep } from "./types.js";
 
 /**
  * The identity after the secret checked out. `canonical` is the name the store reported (or the
@@ -29,11 +29,10 @@ export function resolveIdentity(opts: SaslServerOptions, sentName: string, canon
  */
 export function missingSecretReason(
   verifier: CredentialVerifier,
-  mechanism: string,
+  needs: CredentialKind,
   user: string,
 ): "mechanism-unavailable" | "no-usable-secret" | "unknown-user" {
-  const offered = verifier.supportedMechanisms().map((name) => name.toUpperCase());
-  if (!offered.includes(mechanism)) return "mechanism-unavailable";
+  if (!verifier.credentials().includes(needs)) return "mechanism-unavailable";
   return verifier.hasUser?.(user) ? "no-usable-secret" : "unknown-user";
 }
 

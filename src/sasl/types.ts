@@ -56,6 +56,12 @@ export type VerifyResult =
   | { ok: true; user: string }
   | { ok: false; reason: "unknown-user" | "bad-password" | "backend-error"; detail?: string };
 
+/**
+ * What a mechanism needs from the credential store: the password checked by the store
+ * (PLAIN, LOGIN), or a secret derived from it that the mechanism checks itself.
+ */
+export type CredentialKind = "password" | "scram-sha-256" | "cram-md5" | "digest-md5";
+
 /** What a credential backend offers to the mechanisms. Unknown users cost the same as known ones. */
 export interface CredentialVerifier {
   verifyPassword(user: string, password: string): Promise<VerifyResult>;
@@ -70,8 +76,11 @@ export interface CredentialVerifier {
    * client sees the same 535 either way. Absent: every missing secret is an unknown user.
    */
   hasUser?(user: string): boolean;
-  /** Mechanisms this store can verify, e.g. ["PLAIN","LOGIN","CRAM-MD5","SCRAM-SHA-256"]. */
-  supportedMechanisms(): string[];
+  /**
+   * The kinds of credential this store can serve, e.g. ["password", "scram-sha-256"]: the
+   * mechanisms it can verify are derived from these (mechanismsFor in registry.ts).
+   */
+  credentials(): readonly CredentialKind[];
   /**
    * The login as this store finds it: trimmed and case-folded exactly as its lookups fold. Values
    * faked for an unknown login (a SCRAM salt) derive from it, so they change with the spelling
@@ -109,4 +118,32 @@ export interface SaslClientMechanism {
   initial(): Buffer | null;
   /** Answer a decoded server challenge. Throws when the server's proof (SCRAM) is wrong. */
   respond(challenge: Buffer): Buffer;
+}
+
+export interface ClientMechanismOptions {
+  /** The server's host name, for DIGEST-MD5's digest-uri (defaults to the realm it offers). */
+  serverHostname?: string;
+}
+
+/**
+ * One SASL mechanism as the registry (registry.ts) knows it: each mechanism file exports one.
+ * Adding a mechanism is that file plus one line in the registry.
+ */
+export interface MechanismDescriptor {
+  /** The IANA SASL name, upper case. */
+  readonly name: string;
+  /** The credential a store must serve for the server side to verify it. */
+  readonly needs: CredentialKind;
+  /** The client sends the password itself (base64 hides nothing): only safe under TLS. */
+  readonly plaintext: boolean;
+  /** Historic or risky: offered only when the configuration turns it on (DIGEST-MD5, RFC 6331). */
+  readonly optIn?: boolean;
+  /** A fresh server object per AUTH attempt (SECURITY rule 12). */
+  createServer(opts: SaslServerOptions): SaslServerMechanism;
+  createClient(creds: SaslClientCredentials, options: ClientMechanismOptions): SaslClientMechanism;
+  /**
+   * The login the client's first message names, when it can be read: a pass-through to Dovecot
+   * counts failures against it and refuses a locked-out account early (docs/SECURITY.md 11.8).
+   */
+  loginInFirstMessage?(message: Buffer): string | undefined;
 }

@@ -3,8 +3,10 @@
  * minimum DATA transfer rate, the number of commands before AUTH on submission ports, and the
  * tarpit delay. The session stays a pure state machine; this only watches time and counts.
  */
-import { reply, type Reply } from "../smtp/reply.js";
-import type { Expecting, ListenerMode, SessionOutput } from "../smtp/session-types.js";
+import type { ListenerMode } from "../base/listener-mode.js";
+import { closingReply, Se442BadConnection, Se470Security } from "../base/reply-codes.js";
+import type { Reply } from "../base/reply.js";
+import type { Expecting, SessionOutput } from "../smtp/session-types.js";
 import { tarpitDelayMs, type TarpitConfig } from "../policy/client-limits.js";
 import type { Logger } from "./log.js";
 
@@ -46,7 +48,7 @@ export class ConnectionGuard {
     if (this.config.sessionLifetimeMs > 0) {
       this.lifetimeTimer = setTimeout(() => {
         // A deadline for the whole session, however busy it looks (slow drip of valid commands).
-        this.end("session-lifetime", reply(421, "4.4.2", `${this.config.hostname} Error: session time limit exceeded`));
+        this.end("session-lifetime", closingReply(Se442BadConnection, `${this.config.hostname} Error: session time limit exceeded`));
       }, this.config.sessionLifetimeMs);
       this.lifetimeTimer.unref();
     }
@@ -59,7 +61,7 @@ export class ConnectionGuard {
     if (++this.commandsBeforeAuth <= limit) return null;
     this.config.log.warn({ event: "limit", limit: "unauthCommands", count: limit }, "too many commands before AUTH");
     this.config.ended("unauth-commands");
-    return { replies: [reply(421, "4.7.0", `${this.config.hostname} Error: too many commands without authentication`)], action: "close" };
+    return { replies: [closingReply(Se470Security, `${this.config.hostname} Error: too many commands without authentication`)], action: "close" };
   }
 
   /** How long to hold the replies that just came out of the session (0 unless it made a new error or junk command). */
@@ -87,7 +89,7 @@ export class ConnectionGuard {
       const rate = (this.dataBytes * 1000) / windowMs;
       this.dataBytes = 0;
       if (rate < bytesPerSec) {
-        this.end("data-rate", reply(421, "4.4.2", `${this.config.hostname} Error: data transfer too slow`), { rate: Math.floor(rate) });
+        this.end("data-rate", closingReply(Se442BadConnection, `${this.config.hostname} Error: data transfer too slow`), { rate: Math.floor(rate) });
       }
     }, windowMs);
     this.rateTimer.unref();

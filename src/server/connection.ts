@@ -5,7 +5,8 @@
 import type { Socket } from "node:net";
 import type { SecureContext, TLSSocket } from "node:tls";
 import { InputBuffer } from "../smtp/input-buffer.js";
-import { formatReply, reply, type Reply } from "../smtp/reply.js";
+import { closingReply, Se430MailSystem, Se432NotAccepting, Se442BadConnection } from "../base/reply-codes.js";
+import { formatReply, type Reply } from "../smtp/reply.js";
 import { Session, type Expecting, type SessionOutput } from "../smtp/session.js";
 import type { Logger } from "./log.js";
 import type { ConnectionGuard } from "./connection-guard.js";
@@ -125,7 +126,7 @@ export class SmtpConnection {
       }
     } catch (err) {
       this.opts.log.error({ event: "internal-error", err: String(err) }, "session failed");
-      this.send([reply(421, "4.3.0", `${this.opts.hostname} Error: internal server error`)]);
+      this.send([closingReply(Se430MailSystem, `${this.opts.hostname} Error: internal server error`)]);
       this.close();
     } finally {
       this.processing = false;
@@ -143,7 +144,7 @@ export class SmtpConnection {
 
   private closeIfIdle(): void {
     if (this.closed || this.upgrading || this.session.inTransaction || this.session.expecting !== "command") return;
-    this.send([reply(421, "4.3.2", `${this.opts.hostname} Service shutting down, try again later`)]);
+    this.send([closingReply(Se432NotAccepting, `${this.opts.hostname} Service shutting down, try again later`)]);
     this.close();
   }
 
@@ -273,7 +274,7 @@ export class SmtpConnection {
   private timedOut(): void {
     if (this.closed) return;
     this.opts.log.info({ event: "timeout", phase: this.session.expecting }, "client timed out");
-    if (!this.upgrading) this.send([reply(421, "4.4.2", `${this.opts.hostname} Error: timeout exceeded`)]);
+    if (!this.upgrading) this.send([closingReply(Se442BadConnection, `${this.opts.hostname} Error: timeout exceeded`)]);
     this.close(this.upgrading);
   }
 

@@ -6,6 +6,7 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import type { LogObserver } from "./log.js";
 import { SERVER_MECHANISMS } from "../sasl/index.js";
+import { LISTENER_MODES } from "../base/listener-mode.js";
 
 export interface MetricsSources {
   /** Open SMTP connections per listener mode. */
@@ -25,7 +26,8 @@ export interface MetricsSources {
 const oneOf = (allowed: ReadonlySet<string>, fallback = "other") => (v: unknown): string =>
   typeof v === "string" && allowed.has(v) ? v : fallback;
 
-const LISTENERS = new Set(["mta", "submission", "submissions", "local"]);
+/** The SMTP listeners, and "local": the sendmail socket (src/server/local-submit.ts). */
+const LISTENERS = new Set<string>([...LISTENER_MODES, "local"]);
 const TLS_VERSIONS = new Set(["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]);
 /** Ours, and the other SASL mechanisms Dovecot can pass through (IANA SASL registry names). */
 const MECHANISMS = new Set([

@@ -8,11 +8,11 @@ import type { Config, ListenerConfig } from "../config/schema.js";
 import { SqliteUserStore } from "../auth/sqlite-store.js";
 import { createAuthWiring } from "./auth-wiring.js";
 import { RelayPolicy } from "../policy/relay.js";
+import { domainOf } from "../base/domain.js";
 import { NetworkList } from "../policy/networks.js";
-import { checkEnvelopeSender, checkFromHeader } from "../policy/sender.js";
-import { ALLOW, deny } from "../policy/decision.js";
-import { reply } from "../smtp/reply.js";
+import { createPolicyPorts } from "../policy/session-ports.js";
 import { Spool } from "../queue/spool.js";
+import type { SpoolFault } from "../queue/spool-writer.js";
 import { QueueRunner } from "../queue/scheduler.js";
 import { DsnNotifier } from "../queue/bounce.js";
 import { QueueAdmin } from "../queue/admin.js";
@@ -47,6 +47,8 @@ export interface RunningServer {
 export interface StartOptions {
   /** Where the configuration came from: error messages name the file (or the demo). */
   source?: ConfigSource;
+  /** TEST ONLY: a disk fault for the spool writer (test/e2e/helpers/serve-with-fault.ts). */
+  spoolFault?: SpoolFault;
 }
 
 /**
@@ -81,7 +83,7 @@ export async function startServer(config: Config, log: Logger, opts: StartOption
   }
   const undo: (() => unknown)[] = [() => lock.release()];
   try {
-    return await startLocked(config, log, source, lock, undo);
+    return await startLocked(config, log, source, lock, undo, opts.spoolFault);
   } catch (err) {
     for (const step of undo.reverse()) await Promise.resolve().then(step).catch(() => undefined);
     throw err;
@@ -139,7 +141,7 @@ function identityOf(config: Config, source: ConfigSource): Identity | undefined 
   }
 }
 
-async function startLocked(config: Config, log: Logger, source: ConfigSource, lock: DataDirLock, undo: (() => unknown)[]): Promise<RunningServer> {
+async function startLocked(config: Config, log: Logger, source: ConfigSource, lock: DataDirLock, undo: (() => unknown)[], spoolFault?: SpoolFault): Promise<RunningServer> {
   const identity = identityOf(config, source);
   // A configured certificate is read now, as root if started so (the key may be readable by root
   // alone), and checked so that a wrong file fails the start in words. A generated one is made
@@ -210,7 +212,7 @@ async function startLocked(config: Config, log: Logger, source: ConfigSource, lo
   // TLS profile (tls.ts: ciphers, versions, no renegotiation); each listener takes its own.
   let tlsContexts = secureContextOf(tlsMaterial);
 
-  const spool = new Spool(join(config.dataDir, "queue"), { fsync: config.queue.fsync, logger: log });
+  const spool = new Spool(join(config.dataDir, "queue"), { fsync: config.queue.fsync, logger: log, fault: spoolFault });
   const recovered = await step("dataDir", `cannot open the queue ${join(config.dataDir, "queue")}${asUser}`, dataFix, () => spool.init());
   // Recovery is done: a start that fails from here on was no unclean stop (the marker goes).
   undo.push(() => spool.close());
@@ -242,7 +244,7 @@ async function startLocked(config: Config, log: Logger, source: ConfigSource, lo
   const dsn = new DsnNotifier({
     spool,
     hostname: config.hostname,
-    isLocalAddress: (address) => relay.isLocalDomain(address.slice(address.lastIndexOf("@") + 1).toLowerCase().replace(/\.$/, "")),
+    isLocalAddress: (address) => relay.isLocalDomain(domainOf(address)),
     delayWarningSec: config.bounces.delayWarningSec,
     maxLifetimeSec: config.queue.maxLifetimeSec,
     enqueue: (id) => queue.enqueued(id),
@@ -265,20 +267,22 @@ async function startLocked(config: Config, log: Logger, source: ConfigSource, lo
   const control = await step("dataDir", "cannot open the control socket for `postern queue`", dataFix, () => startControlServer(config.dataDir, new QueueAdmin(spool, queue, log), log));
   undo.push(() => control.close());
 
+  // AUTH offer and guard, sender/recipient/From: checks, send limits: the rules are in src/policy.
+  const policyPorts = createPolicyPorts({
+    relay,
+    auth: auth.backends,
+    hostname: config.hostname,
+    authzidAdmins: auth.authzidAdmins,
+    throttle: auth.throttle,
+    lockoutSec: auth.lockoutSec,
+    sendLimits: auth.sendLimits,
+    recipientDelimiter: config.aliases.recipientDelimiter,
+  });
   const makePorts = (connLog: Logger, remoteIp: string): SessionPorts => ({
-    // mechanisms, createMechanism, account, authGuard, sendLimits
-    ...auth.sessionPorts(connLog, remoteIp),
-    checkSender: async (ctx, sender, account) => {
-      if (ctx.authUser === undefined) return ALLOW;
-      // Fail closed: an authenticated login that has no account owns no address.
-      if (!account) return deny(reply(553, "5.7.1", "Sender address rejected: login has no mailbox"), "login has no account");
-      return checkEnvelopeSender(account, sender.address);
-    },
-    checkRecipient: (ctx, rcpt) => relay.checkRecipient(ctx, rcpt),
-    checkFromHeader: (account, from, sender) => checkFromHeader(account, from, sender),
-    // Authenticated, or mynetworks on port 25: the same test as relaying (docs/SECURITY.md 11.3).
-    senderVouched: (ctx) => relay.mayRelay(ctx).allowed,
+    ...policyPorts({ remoteIp, log: connLog }),
     openSpool: () => spool.openWriter(),
+    // Content steps before the commit (src/smtp/content-steps.ts); DKIM signing will be the first.
+    contentSteps: () => [],
     queued: (id) => queue.enqueued(id),
     delay: (ms) => new Promise((resolve) => setTimeout(resolve, ms).unref()),
     log: connLog,

@@ -5,6 +5,7 @@
  */
 import { X509Certificate, createPrivateKey, type KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { LISTENER_MODES } from "../base/listener-mode.js";
 
 /** Where the running configuration came from. */
 export interface ConfigSource {
@@ -38,7 +39,7 @@ export class StartupError extends Error {
 }
 
 /** The demo's ports are moved as a block: --demo-ports BASE gives BASE, BASE+1, BASE+2. */
-export const DEMO_PORT_ORDER = ["mta", "submission", "submissions"] as const;
+export const DEMO_PORT_ORDER = LISTENER_MODES;
 
 export interface ListenTarget {
   /** The setting, e.g. "listeners[1].port" or "admin.port". */

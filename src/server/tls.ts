@@ -12,7 +12,7 @@ import type { Socket } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { createSecureContext, DEFAULT_CIPHERS, TLSSocket, type SecureContext, type SecureContextOptions } from "node:tls";
-import type { ListenerMode } from "../config/schema.js";
+import type { ListenerMode } from "../base/listener-mode.js";
 
 const run = promisify(execFile);
 

@@ -8,6 +8,7 @@
  * Addresses stay data: the result is validated text, never a route, a file
  * name or a command. "%" and "!" are ordinary local-part characters here.
  */
+import { C501BadParamSyntax, C553BadMailbox, Se513BadDestSyntax, Se517BadSenderSyntax, Se567NonAsciiAddr } from "../base/reply-codes.js";
 import { reply, type Reply } from "./reply.js";
 import { parseDomain } from "./domain.js";
 
@@ -73,7 +74,7 @@ export function parsePath(text: string, opts: PathOptions): PathResult {
   if (!opts.allowUtf8 && NON_ASCII.test(text)) {
     // RFC 6531 §3.6: a non-ASCII address without SMTPUTF8 gets 553 5.6.7.
     const withUtf8 = parsePath(text, { ...opts, allowUtf8: true });
-    if (withUtf8.ok) return { ok: false, reply: reply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8") };
+    if (withUtf8.ok) return { ok: false, reply: reply(C553BadMailbox, Se567NonAsciiAddr, "Non-ASCII address requires SMTPUTF8") };
     return withUtf8;
   }
 
@@ -160,7 +161,7 @@ export function findPathEnd(text: string, start: number): number {
 }
 
 export function addressReply(role: PathRole, text: string): Reply {
-  return reply(501, role === "sender" ? "5.1.7" : "5.1.3", text);
+  return reply(C501BadParamSyntax, role === "sender" ? Se517BadSenderSyntax : Se513BadDestSyntax, text);
 }
 
 function syntaxText(role: PathRole): string {

@@ -1,11 +1,12 @@
 /**
  * One SMTP AUTH exchange at a time (RFC 4954): picks a fresh mechanism object per attempt, turns
- * its steps into 334/235/535 replies, slows failures down and counts them. The session decides
- * *whether* AUTH may start; this decides how it goes.
+ * its steps into 334/235/535 replies, slows failures down and counts them in the session's error
+ * budget. The session decides *whether* AUTH may start; this decides how it goes.
  */
 import { reply, type Reply } from "./reply.js";
 import { decodeBase64Strict } from "./base64.js";
 import type { SaslServerMechanism, SaslServerStep, SaslFailureReason } from "../sasl/types.js";
+import { ErrorBudget } from "./error-budget.js";
 import type { SessionOutput, SessionPorts, SessionSettings } from "./session-types.js";
 
 export interface AuthResult {
@@ -22,12 +23,13 @@ interface Exchange {
 
 export class AuthExchange {
   private exchange: Exchange | null = null;
-  private failures = 0;
 
   constructor(
     private readonly settings: SessionSettings,
     private readonly ports: SessionPorts,
     private readonly closing: (text: string) => Reply,
+    /** Where failures are counted (the session's, shared with its other limits). */
+    private readonly budget: ErrorBudget = new ErrorBudget(settings.limits),
   ) {}
 
   /** An exchange is waiting for the client's next response. */
@@ -58,10 +60,10 @@ export class AuthExchange {
     // SECURITY.md rule 13: an IP (or account) past its failure budget is refused before any work.
     const refusal = this.ports.authGuard?.refusal();
     if (refusal) {
-      this.failures++;
+      const spent = this.budget.chargeAuthFailure();
       this.ports.log.warn({ event: "auth-refused", mechanism: name, reason: "throttled", detail: refusal }, "AUTH refused");
       const refused = reply(454, "4.7.0", "Temporary authentication failure");
-      if (this.failures >= this.settings.limits.authFailures) {
+      if (spent) {
         return { output: { replies: [refused, this.closing("Error: too many authentication failures")], action: "close" } };
       }
       return { output: { replies: [refused] } };
@@ -125,14 +127,14 @@ export class AuthExchange {
    * auth_failure_delay).
    */
   private async failed(mechanism: string, started: number, reason: SaslFailureReason, detail?: string): Promise<SessionOutput> {
-    this.failures++;
+    this.budget.chargeAuthFailure();
     const checkMs = this.clock() - started;
     // Answer failures late, later still for an IP that keeps failing (the guard's growing penalty).
     const penaltyMs = this.ports.authGuard?.failed() ?? 0;
     const waitMs = Math.max(0, started + this.settings.limits.authFailureDelayMs + penaltyMs - this.clock());
     // The log says why (and what the check cost, what was left to wait); the client only learns
     // that it failed (SECURITY.md rule 14).
-    this.ports.log.warn({ event: "auth-failure", mechanism, reason, detail, failures: this.failures, checkMs, waitMs }, "AUTH failed");
+    this.ports.log.warn({ event: "auth-failure", mechanism, reason, detail, failures: this.budget.authFailures, checkMs, waitMs }, "AUTH failed");
     await this.ports.delay(waitMs);
     const r =
       reason === "backend-error"
@@ -150,8 +152,8 @@ export class AuthExchange {
    */
   private unfinished(exchange: Exchange, reason: "cancelled" | "malformed" | "abandoned", r?: Reply, detail?: string): SessionOutput {
     exchange.ended = true;
-    if (reason === "malformed") this.failures++;
-    const fields = { event: "auth-failure", mechanism: exchange.mechanism.name, reason, detail, failures: this.failures };
+    if (reason === "malformed") this.budget.chargeAuthFailure();
+    const fields = { event: "auth-failure", mechanism: exchange.mechanism.name, reason, detail, failures: this.budget.authFailures };
     if (reason === "cancelled") this.ports.log.info(fields, "AUTH cancelled by client");
     else this.ports.log.warn(fields, "AUTH failed");
     this.ports.authGuard?.failed();
@@ -160,8 +162,8 @@ export class AuthExchange {
 
   private afterFailure(r: Reply): SessionOutput {
     // RFC 4954 §4: a server may close after repeated failures (not before 3).
-    if (this.failures >= this.settings.limits.authFailures) {
-      this.ports.log.warn({ event: "limit", limit: "authFailures", count: this.failures }, "too many AUTH failures");
+    if (this.budget.authFailuresSpent) {
+      this.ports.log.warn({ event: "limit", limit: "authFailures", count: this.budget.authFailures }, "too many AUTH failures");
       return { replies: [r, this.closing("Error: too many authentication failures")], action: "close" };
     }
     return { replies: [r] };

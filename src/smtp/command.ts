@@ -4,6 +4,7 @@
  * Every refusal is a ready Reply; nothing the client sent is echoed in it
  * except already-validated tokens (SECURITY rule 19).
  */
+import { argumentError, C221Closing, C500SyntaxError, C501BadParamSyntax, Se270Security, Se551InvalidCmd, Se552SyntaxError, syntaxError as syntaxErrorReply } from "../base/reply-codes.js";
 import { reply, type Reply } from "./reply.js";
 import { parsePath, findPathEnd, addressReply, type PathRole } from "./address.js";
 import { parseDomain } from "./domain.js";
@@ -39,8 +40,10 @@ const utf8Fatal = new TextDecoder("utf-8", { fatal: true });
 const HTTP_METHODS = new Set(["GET", "POST", "PUT", "HEAD", "CONNECT", "OPTIONS", "DELETE", "PATCH", "TRACE"]);
 const HEADER_LIKE = /^[A-Za-z][A-Za-z0-9-]*:/;
 
-const syntaxError = (text = "Syntax error"): ParsedCommand => ({ kind: "error", reply: reply(500, "5.5.2", text) });
-const argError = (text: string): ParsedCommand => ({ kind: "error", reply: reply(501, "5.5.4", text) });
+const syntaxError = (text = "Syntax error"): ParsedCommand => ({ kind: "error", reply: syntaxErrorReply(text) });
+const argError = (text: string): ParsedCommand => ({ kind: "error", reply: argumentError(text) });
+/** MAIL/RCPT not in their "KEYWORD:<path>" shape: the arguments' syntax is wrong (501 5.5.2). */
+const usageError = (usage: string): ParsedCommand => ({ kind: "error", reply: reply(C501BadParamSyntax, Se552SyntaxError, usage) });
 
 export function parseCommand(line: Buffer): ParsedCommand {
   // Trailing spaces are harmless and common; drop them before anything else.
@@ -53,7 +56,7 @@ export function parseCommand(line: Buffer): ParsedCommand {
   const verb = bytes.toString("latin1", 0, firstSpace < 0 ? bytes.length : firstSpace).toUpperCase();
   if (HTTP_METHODS.has(verb) || HEADER_LIKE.test(bytes.toString("latin1", 0, Math.min(bytes.length, 80)))) {
     // SECURITY rule 5 (Postfix smtpd_forbidden_commands): answer and close.
-    return { kind: "HTTP", reply: reply(221, "2.7.0", "This is an SMTP server, closing connection") };
+    return { kind: "HTTP", reply: reply(C221Closing, Se270Security, "This is an SMTP server, closing connection") };
   }
   for (const b of bytes) {
     if (b < 0x20 || b === 0x7f) return syntaxError("Control characters not allowed");
@@ -109,7 +112,7 @@ export function parseCommand(line: Buffer): ParsedCommand {
       return parsed.ok ? { kind: "BDAT", size: parsed.size, last: parsed.last } : { kind: "error", reply: parsed.reply };
     }
     default:
-      return { kind: "UNKNOWN", verb, reply: reply(500, "5.5.1", "Command unrecognized") };
+      return { kind: "UNKNOWN", verb, reply: reply(C500SyntaxError, Se551InvalidCmd, "Command unrecognized") };
   }
 }
 
@@ -121,20 +124,20 @@ export function parseCommand(line: Buffer): ParsedCommand {
  */
 function parseMailOrRcpt(kind: "MAIL" | "RCPT", keyword: "FROM:" | "TO:", arg: string): ParsedCommand {
   const usage = `Syntax: ${kind} ${keyword}<address>`;
-  if (arg.slice(0, keyword.length).toUpperCase() !== keyword) return { kind: "error", reply: reply(501, "5.5.2", usage) };
+  if (arg.slice(0, keyword.length).toUpperCase() !== keyword) return usageError(usage);
   let rest = arg.slice(keyword.length);
   if (rest.startsWith(" ")) rest = rest.slice(1);
   const role: PathRole = kind === "MAIL" ? "sender" : "recipient";
-  if (!rest.startsWith("<")) return { kind: "error", reply: reply(501, "5.5.2", usage) };
+  if (!rest.startsWith("<")) return usageError(usage);
   const pathEnd = findPathEnd(rest, 0);
   if (pathEnd < 0) {
     // No ">" outside quotes: either an unbalanced quote in the address or no ">" at all.
     return rest.includes('"')
       ? { kind: "error", reply: addressReply(role, role === "sender" ? "Bad sender address syntax" : "Bad recipient address syntax") }
-      : { kind: "error", reply: reply(501, "5.5.2", usage) };
+      : usageError(usage);
   }
   const after = rest.slice(pathEnd + 1);
-  if (after !== "" && !after.startsWith(" ")) return { kind: "error", reply: reply(501, "5.5.2", usage) };
+  if (after !== "" && !after.startsWith(" ")) return usageError(usage);
   const pathText = rest.slice(0, pathEnd + 1);
   const path = parsePath(pathText, { allowNull: kind === "MAIL", allowUtf8: true, role });
   if (!path.ok) return { kind: "error", reply: path.reply };

@@ -4,6 +4,7 @@
  */
 import { isIP } from "node:net";
 import { domainToASCII, domainToUnicode } from "node:url";
+import { normaliseDomain } from "../base/domain.js";
 
 export interface ParsedDomain {
   /** Lower-cased, one trailing dot removed; U-labels kept as U-labels; literals as "[1.2.3.4]" / "[IPv6:...]". */
@@ -33,7 +34,7 @@ export function parseDomain(text: string, opts: DomainOptions): ParsedDomain | n
     return literal === null ? null : { domain: literal, ascii: literal, isLiteral: true };
   }
   // One trailing dot (the DNS root) is tolerated and removed (SECURITY rule 7).
-  const name = (text.endsWith(".") ? text.slice(0, -1) : text).toLowerCase();
+  const name = normaliseDomain(text);
   if (name.length === 0) return null;
   const hasNonAscii = NON_ASCII.test(name);
   if (hasNonAscii && !opts.allowUtf8) return null;

@@ -5,6 +5,7 @@
  * (RFC 3461), AUTH (RFC 4954 §5). Anything else, or anything not advertised,
  * is refused with 555 5.5.4 (§4.1.1.11).
  */
+import { argumentError, C555UnrecognisedParams, Se554InvalidArgs } from "../base/reply-codes.js";
 import { reply, type Reply } from "./reply.js";
 import { decodeXtext, hasControlChar } from "./xtext.js";
 
@@ -55,10 +56,10 @@ const ENVID_MAX = 100; // RFC 3461 §4.4
 const ORCPT_MAX = 500; // RFC 3461 §4.2
 const ADDR_TYPE = /^[A-Za-z0-9!#$%&'*+\-/?^_`{|}~]+$/; // an atom (RFC 3461 §4.2)
 
-const bad = (text: string): { ok: false; reply: Reply } => ({ ok: false, reply: reply(501, "5.5.4", text) });
+const bad = (text: string): { ok: false; reply: Reply } => ({ ok: false, reply: argumentError(text) });
 const unsupported = (keyword: string): { ok: false; reply: Reply } => ({
   ok: false,
-  reply: reply(555, "5.5.4", `Unsupported parameter: ${keyword}`),
+  reply: reply(C555UnrecognisedParams, Se554InvalidArgs, `Unsupported parameter: ${keyword}`),
 });
 
 /** Splits "KEY=value KEY2" into parameters; separated by spaces. */

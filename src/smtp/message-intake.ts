@@ -4,12 +4,15 @@
  * written in order with back-pressure, and at the end the message is either refused and removed
  * or committed durably before the 250 (SECURITY.md rule 16). Both readers hand it text with CRLF
  * line ends only, so the header checks read the lines every next hop reads (docs/SECURITY.md 11.1).
+ * The content steps (content-steps.ts) see the stored bytes as they stream and, once every other
+ * check has passed, may add header fields on top or refuse the message, just before the commit.
  */
 import { randomBytes } from "node:crypto";
 import { reply, type Reply } from "./reply.js";
 import type { DataError } from "./data-reader.js";
-import type { Decision } from "../policy/decision.js";
+import type { Decision } from "../base/decision.js";
 import { HeaderCollector, type HeaderInfo } from "./headers.js";
+import { ContentPipeline } from "./content-steps.js";
 import { buildReceivedHeader, rfc5322Date } from "./trace.js";
 import type { MailPath, MailParams } from "./address.js";
 import type { EnvelopeRecipient, NewEnvelope, SpoolWriter } from "../queue/types.js";
@@ -73,6 +76,10 @@ export class MessageIntake {
   /** The message's first byte: white space there would fold into our Received: field. */
   private firstByte?: number;
   private queued = 0;
+  /** The content steps' run over this message; undefined when there are none. */
+  private readonly content?: ContentPipeline;
+  /** The fields the checks read, for the content steps. */
+  private checkedHeaders: HeaderInfo = NO_FIELDS;
 
   private constructor(
     private readonly ctx: IntakeContext,
@@ -80,6 +87,12 @@ export class MessageIntake {
   ) {
     this.headers = new HeaderCollector({ maxHeaderBytes: ctx.settings.limits.headerBytes });
     this.headers.setHeaderEndHook((info) => this.headerSectionDone(info));
+    const steps = ctx.ports.contentSteps?.() ?? [];
+    if (steps.length > 0) {
+      // Our fields on top and the client's header section, with room to spare: the most it holds.
+      const held = ctx.settings.limits.headerBytes + 64 * 1024;
+      this.content = new ContentPipeline(steps, () => ({ envelope: this.envelope(), headers: this.checkedHeaders }), held);
+    }
   }
 
   /** Opens a spool file for the message, or answers why it cannot be taken now. */
@@ -122,6 +135,7 @@ export class MessageIntake {
   private write(pieces: Buffer[]): void {
     for (const piece of pieces) {
       if (piece.length === 0) continue;
+      this.content?.push(piece);
       this.pending = this.pending.then(() => this.writer.write(piece)).catch((err) => {
         this.writeError ??= err;
       });
@@ -150,6 +164,7 @@ export class MessageIntake {
     // reads the client's lines as body, and so do the checks: they read what the next hop reads.
     const startsWithSpace = this.firstByte === 0x20 || this.firstByte === 0x09;
     const own = startsWithSpace ? NO_FIELDS : info;
+    this.checkedHeaders = own;
     if (settings.mode !== "mta" && authUser !== null) {
       // RFC 6409 §8.2, §8.3: the MSA adds Date and Message-ID when the client left them out. Not
       // on port 25, even after AUTH: there we are an MTA, and an MTA leaves the header section
@@ -198,12 +213,23 @@ export class MessageIntake {
     if (error !== undefined) refusal = dataErrorRefusal(error);
     else if (this.writeError !== undefined) refusal = { reply: storageErrorReply(this.writeError), reason: `spool write failed: ${String(this.writeError)}` };
     if (!refusal && authUser) refusal = this.checkSenderFields(tx.account);
+    let headerPrefix: string | undefined;
+    if (!refusal && this.content) {
+      const outcome = await this.content.finish();
+      if (outcome.ok) headerPrefix = outcome.headerPrefix;
+      else if ("refusal" in outcome) refusal = outcome.refusal;
+      else {
+        ports.log.warn({ event: "content-step-error", step: outcome.step, err: String(outcome.error) }, "content step failed");
+        refusal = { reply: reply(451, "4.3.0", "Error: local error in processing the message"), reason: `content step ${outcome.step} failed` };
+      }
+    }
     if (refusal) {
       await this.abort();
       ports.log.info({ event: "data-refused", from: tx.sender.address, reason: refusal.reason }, "message refused");
       return { output: { replies: [refusal.reply], action: refusal.close ? "close" : undefined }, queued: false };
     }
     const envelope = this.envelope();
+    if (headerPrefix !== undefined) envelope.headerPrefix = headerPrefix;
     let id: string;
     try {
       // SECURITY.md rule 16: 250 only once data and envelope are durable.
@@ -258,6 +284,7 @@ export class MessageIntake {
 
   /** Removes everything written; waits for writes in flight first. Safe to call twice. */
   async abort(): Promise<void> {
+    this.content?.abort();
     await this.pending;
     await this.writer.abort().catch(() => undefined);
   }

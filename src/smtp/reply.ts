@@ -1,17 +1,10 @@
 /**
- * SMTP replies. Every reply carries an enhanced status code (RFC 2034 / RFC 3463),
- * printed on each line of a multi-line reply (RFC 2034 §4).
+ * SMTP replies on the wire. The Reply type, its builder and the named codes live in src/base
+ * (reply.ts, reply-codes.ts) so policy can build replies without importing smtp/.
  */
-export interface Reply {
-  code: number;
-  /** Enhanced status code such as "5.7.1"; omitted only for the greeting and EHLO's first line. */
-  enhanced?: string;
-  lines: string[];
-}
+import type { Reply } from "../base/reply.js";
 
-export function reply(code: number, enhanced: string | undefined, ...lines: string[]): Reply {
-  return { code, enhanced, lines: lines.length > 0 ? lines : [""] };
-}
+export { reply, type Reply } from "../base/reply.js";
 
 /** Serialises a reply to wire format (CRLF line ends, "-" continuation). */
 export function formatReply(r: Reply): string {

@@ -4,10 +4,13 @@
 import type { Reply } from "./reply.js";
 import type { MailPath } from "./address.js";
 import type { SaslServerMechanism } from "../sasl/types.js";
-import type { Decision } from "../policy/decision.js";
+import type { Decision } from "../base/decision.js";
+import type { ListenerMode } from "../base/listener-mode.js";
+import type { InfoWarnLog } from "../base/log.js";
 import type { NewEnvelope, SpoolWriter } from "../queue/types.js";
+import type { ContentStep } from "./content-steps.js";
 
-export type ListenerMode = "mta" | "submission" | "submissions";
+export type { ListenerMode } from "../base/listener-mode.js";
 
 export interface SessionSettings {
   hostname: string;
@@ -44,10 +47,7 @@ export interface ConnectionFacts {
 }
 
 /** A logged event; the connection layer adds the connection id and client address. */
-export interface SessionLog {
-  info(fields: Record<string, unknown>, msg: string): void;
-  warn(fields: Record<string, unknown>, msg: string): void;
-}
+export type SessionLog = InfoWarnLog;
 
 export interface SenderAccount {
   address: string;
@@ -74,6 +74,8 @@ export interface SessionPorts {
    */
   senderVouched?(ctx: PolicyContext): boolean;
   openSpool(): Promise<SpoolWriter>;
+  /** Steps each message passes before its commit (content-steps.ts); absent or empty: none. */
+  contentSteps?(): readonly ContentStep[];
   /** Called after a successful commit, before 250 is sent. */
   queued(id: string, envelope: NewEnvelope): void;
   delay(ms: number): Promise<void>;

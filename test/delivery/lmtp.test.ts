@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { deliverLmtp } from "../../src/delivery/lmtp.js";
 import { createDeliverer } from "../../src/delivery/router.js";
 import { TransportTable } from "../../src/delivery/transport.js";
+import { fileMessage } from "../../src/queue/message-file.js";
 import type { Envelope, EnvelopeRecipient } from "../../src/queue/types.js";
 import { startDovecot, type Dovecot } from "./helpers/dovecot.js";
 
@@ -43,7 +44,7 @@ async function inbox(user: string): Promise<string[]> {
 
 test("over a unix socket: one reply per recipient — at RCPT (unknown) and after DATA (over quota)", async () => {
   const env = envelope(["john@example.org", "nobody@example.org", "full@example.org", "mary@example.org"]);
-  const results = await deliverLmtp({ path: dovecot.socket }, env, messagePath, env.recipients, { heloName: "postern.test", timeoutMs: 10_000 });
+  const results = await deliverLmtp({ path: dovecot.socket }, env, fileMessage(messagePath), env.recipients, { heloName: "postern.test", timeoutMs: 10_000 });
   assert.deepEqual(
     results.map((r) => [r.address, r.outcome, r.detail.slice(0, 9)]),
     [
@@ -78,14 +79,14 @@ test("over TCP through the transport table (lmtp host:port), beside a discard ro
   });
   const before = (await inbox("john")).length;
   const env = envelope(["john@example.org"]);
-  const r = await deliver(env, messagePath, env.recipients);
+  const r = await deliver(env, fileMessage(messagePath), env.recipients);
   assert.equal(r[0]!.outcome, "delivered", r[0]!.detail);
   assert.equal((await inbox("john")).length, before + 1);
 });
 
 test("an LMTP server that is not there defers", async () => {
   const env = envelope(["john@example.org"]);
-  const r = await deliverLmtp({ path: join(dovecot.dir, "no-such.sock") }, env, messagePath, env.recipients, { heloName: "postern.test" });
+  const r = await deliverLmtp({ path: join(dovecot.dir, "no-such.sock") }, env, fileMessage(messagePath), env.recipients, { heloName: "postern.test" });
   assert.equal(r[0]!.outcome, "deferred");
   assert.match(r[0]!.detail, /ENOENT/);
 });

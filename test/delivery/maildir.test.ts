@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { traceScript } from "../helpers/strace.js";
 import { deliverToMaildir, maildirPathFor } from "../../src/delivery/maildir.js";
+import { fileMessage } from "../../src/queue/message-file.js";
 
 async function tempDir(): Promise<string> {
   return mkdtemp(join(tmpdir(), "postern-maildir-"));
@@ -19,7 +20,7 @@ test("delivery lands in new/ with the prefix and the exact bytes; tmp/ is left e
   await writeFile(source, body);
   const maildir = join(dir, "example.org", "john", "Maildir");
   const prefix = Buffer.from("Return-Path: <a@b.example>\r\nDelivered-To: john@example.org\r\n");
-  const name = await deliverToMaildir(maildir, source, { prefix, fsync: true });
+  const name = await deliverToMaildir(maildir, fileMessage(source), { prefix, fsync: true });
 
   assert.match(name, /^\d+\.M\d+P\d+Q\d+R[0-9a-f]{8}\.[^/:]+$/);
   assert.deepEqual(await readdir(join(maildir, "new")), [name]);
@@ -34,7 +35,7 @@ test("every delivery gets its own name", async () => {
   const dir = await tempDir();
   const source = join(dir, "m");
   await writeFile(source, "x\r\n");
-  const names = await Promise.all(Array.from({ length: 20 }, () => deliverToMaildir(join(dir, "md"), source, { fsync: false })));
+  const names = await Promise.all(Array.from({ length: 20 }, () => deliverToMaildir(join(dir, "md"), fileMessage(source), { fsync: false })));
   assert.equal(new Set(names).size, 20);
   assert.equal((await readdir(join(dir, "md", "new"))).length, 20);
 });
@@ -42,7 +43,7 @@ test("every delivery gets its own name", async () => {
 test("a missing source leaves nothing behind in tmp/ or new/ (streamed, or read whole when small)", async () => {
   const dir = await tempDir();
   for (const size of [undefined, 26]) {
-    await assert.rejects(deliverToMaildir(join(dir, "md"), join(dir, "nope"), { fsync: true, size }), { code: "ENOENT" });
+    await assert.rejects(deliverToMaildir(join(dir, "md"), fileMessage(join(dir, "nope"), size), { fsync: true }), { code: "ENOENT" });
     assert.deepEqual(await readdir(join(dir, "md", "tmp")), []);
     assert.deepEqual(await readdir(join(dir, "md", "new")), []);
   }
@@ -82,10 +83,12 @@ test("rule 18 under strace: data fdatasync'd, renamed into new/, new/ fsync'd, o
   const source = join(dir, "spooled");
   await writeFile(source, "Subject: traced\r\n\r\nhello\r\n");
   const maildirUrl = pathToFileURL(join(import.meta.dirname, "../../src/delivery/maildir.js")).href;
+  const messageFileUrl = pathToFileURL(join(import.meta.dirname, "../../src/queue/message-file.js")).href;
   const script = `
     import { deliverToMaildir } from ${JSON.stringify(maildirUrl)};
+    import { fileMessage } from ${JSON.stringify(messageFileUrl)};
     import { accessSync } from "node:fs";
-    const name = await deliverToMaildir(${JSON.stringify(join(dir, "md"))}, ${JSON.stringify(source)}, { fsync: true, size: 26 });
+    const name = await deliverToMaildir(${JSON.stringify(join(dir, "md"))}, fileMessage(${JSON.stringify(source)}, 26), { fsync: true });
     try { accessSync("/postern-delivered-marker-" + name); } catch {}
     process.stdout.write(name);
   `;

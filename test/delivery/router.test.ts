@@ -8,7 +8,8 @@ import { join } from "node:path";
 import { createDeliverer, NO_ROUTE_DETAIL, type DelivererOptions } from "../../src/delivery/router.js";
 import { QueueRunner } from "../../src/queue/scheduler.js";
 import { Spool } from "../../src/queue/spool.js";
-import type { Envelope, EnvelopeRecipient, QueueLogger } from "../../src/queue/types.js";
+import { fileMessage } from "../../src/queue/message-file.js";
+import type { Envelope, EnvelopeRecipient, MessageSource, QueueLogger } from "../../src/queue/types.js";
 import { startSink } from "./helpers/sink.js";
 import { testCert } from "./helpers/tls-cert.js";
 
@@ -30,10 +31,10 @@ function envelope(recipients: string[], extra: Partial<Envelope> = {}): Envelope
   };
 }
 
-async function messageFile(dir: string, text: string): Promise<string> {
+async function messageFile(dir: string, text: string): Promise<MessageSource> {
   const path = join(dir, "message");
   await writeFile(path, text);
-  return path;
+  return fileMessage(path);
 }
 
 function baseOptions(root: string, extra: Partial<DelivererOptions> = {}): DelivererOptions {
@@ -52,7 +53,7 @@ test("local recipients go to their Maildir with Return-Path and Delivered-To; re
   const sink = await startSink({ size: 10_000_000, rcptReply: (a) => (a.startsWith("unknown") ? "550 5.1.1 No such user" : undefined) });
   try {
     const deliver = createDeliverer(baseOptions(root, { smarthost: { host: "127.0.0.1", port: sink.port, tls: "none" } }));
-    const env = envelope(["Alice@LOCAL.test", "bob@far.test", "unknown@far.test", "carol@far.test"], { size: 16, body: "8BITMIME" });
+    const env = envelope(["Alice@LOCAL.test", "bob@far.test", "unknown@far.test", "carol@far.test"], { size: 15, body: "8BITMIME" });
     const results = await deliver(env, await messageFile(root, "Subject: hi\r\n\r\n"), env.recipients);
 
     assert.deepEqual(
@@ -72,7 +73,7 @@ test("local recipients go to their Maildir with Return-Path and Delivered-To; re
     );
     assert.equal(sink.messages.length, 1, "one session, one transaction for all remote recipients");
     assert.deepEqual(sink.messages[0].to, ["bob@far.test", "carol@far.test"]);
-    assert.deepEqual(sink.messages[0].mailParams, ["SIZE=16", "BODY=8BITMIME"]);
+    assert.deepEqual(sink.messages[0].mailParams, ["SIZE=15", "BODY=8BITMIME"]);
     assert.equal(sink.messages[0].data.toString(), "Subject: hi\r\n\r\n", "no local trace headers on relayed mail");
   } finally {
     await sink.close();
@@ -109,7 +110,7 @@ test("smarthost down or refusing AUTH → deferred, never failed", async () => {
         smarthost: { host: "127.0.0.1", port: sink.port, tls: "starttls-required", servername: "localhost", ca: cert.cert, auth: { username: "relay", password: "wrong" } },
       }),
     );
-    const [a] = await badAuth(env, join(root, "message"), env.recipients);
+    const [a] = await badAuth(env, fileMessage(join(root, "message")), env.recipients);
     assert.equal(a.outcome, "deferred");
     assert.match(a.detail, /535 5\.7\.8/);
   } finally {
@@ -121,7 +122,7 @@ test("an unusable local part fails; a local I/O error defers", async () => {
   const root = await tempDir();
   const deliver = createDeliverer(baseOptions(root));
   const env = envelope(["../../etc@local.test", "ok@local.test"]);
-  const results = await deliver(env, join(root, "does-not-exist"), env.recipients);
+  const results = await deliver(env, fileMessage(join(root, "does-not-exist")), env.recipients);
   assert.deepEqual(results.map((r) => r.outcome), ["failed", "deferred"]);
   assert.match(results[1].detail, /^451 4\.3\.0 /);
 });

@@ -14,7 +14,8 @@ import { MxResolver } from "../../src/delivery/mx.js";
 import { createDeliverer, type DelivererOptions } from "../../src/delivery/router.js";
 import { SmtpPool } from "../../src/delivery/smtp-pool.js";
 import { TransportTable } from "../../src/delivery/transport.js";
-import type { Envelope, EnvelopeRecipient, QueueLogger } from "../../src/queue/types.js";
+import { fileMessage } from "../../src/queue/message-file.js";
+import type { Envelope, EnvelopeRecipient, MessageSource, QueueLogger } from "../../src/queue/types.js";
 import { startDnsServer, type DnsServer } from "./helpers/dns-server.js";
 import { startSink, type Sink } from "./helpers/sink.js";
 import { testCert } from "./helpers/tls-cert.js";
@@ -60,10 +61,10 @@ function envelope(to: string[], extra: Partial<Envelope> = {}): Envelope {
 }
 
 let n = 0;
-async function message(text = "Subject: routed\r\n\r\nhello\r\n"): Promise<string> {
+async function message(text = "Subject: routed\r\n\r\nhello\r\n"): Promise<MessageSource> {
   const path = join(root, `msg-${n++}`);
   await writeFile(path, text);
-  return path;
+  return fileMessage(path);
 }
 
 function deliverer(extra: Partial<DelivererOptions>) {

@@ -7,15 +7,21 @@
  *     message from one DATA, never a message answered with an error);
  *   - nothing half-received is left in the spool once the connections are gone: no message file
  *     in msg/ without its envelope, nothing in tmp/.
+ * A `delivered` step checks what reached a local Maildir or the file's smarthost (a sink the runner
+ * starts; mail to other domains is relayed to it), as chasquid's .verify files do; a `logged` step
+ * waits for a line in the server's JSON log.
  */
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
-import { ROOT, startPostern, type Postern } from "../e2e/helpers/postern.js";
-import { DialogClient, type DialogReply } from "./client.js";
+import { isDeepStrictEqual } from "node:util";
+import { ROOT, startPostern, type LogLine, type Postern } from "../e2e/helpers/postern.js";
+import { RawSmtp, type SmtpReply } from "../e2e/helpers/raw-smtp.js";
+import { startSink, type Sink } from "../delivery/helpers/sink.js";
 import { parseDialogFile, type Dialog } from "./format.js";
+import { contentMismatch, deliveredMessage } from "./delivered.js";
 
 const DIALOG_DIR = join(ROOT, "test/dialogs");
 /** Generous: the machine may be loaded; a passing dialog never waits for it. */
@@ -35,7 +41,7 @@ function deepMerge(a: Json, b: Json): Json {
 }
 
 /** RFC 2034 §4 / RFC 3463: the enhanced code on every line, except where SMTP has none to give. */
-function assertEnhanced(r: DialogReply, first: boolean, where: string): void {
+function assertEnhanced(r: SmtpReply, first: boolean, where: string): void {
   const lines = r.text.split("\n");
   if (/^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}( |$)/.test(lines[0]!)) {
     for (const l of lines) assert.match(l, /^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}( |$)/, `${where}: every line needs the enhanced code`);
@@ -46,18 +52,20 @@ function assertEnhanced(r: DialogReply, first: boolean, where: string): void {
   assert.ok(exempt, `${where}: reply without an enhanced status code: ${JSON.stringify(r.text)}`);
 }
 
-async function runDialog(server: Postern, dialog: Dialog, file: string, queuedReplies: string[]): Promise<void> {
-  let client: DialogClient | null = null;
-  let last: DialogReply | null = null;
+async function runDialog(server: Postern, sink: Sink, dialog: Dialog, file: string, queuedReplies: string[]): Promise<void> {
+  let client: RawSmtp | null = null;
+  let last: SmtpReply | null = null;
   let replies = 0;
+  /** The queue id of the last "250 ... queued as <id>" in this dialog: what `delivered` looks for. */
+  let lastQueued: string | null = null;
   const at = (line: number) => `${file}:${line}`;
   try {
     for (const step of dialog.steps) {
       const where = at(step.line);
       switch (step.kind) {
         case "connect":
-          client?.destroy();
-          client = await DialogClient.open(server.ports[step.listener], step.listener === "submissions");
+          client?.close();
+          client = await RawSmtp.open(server.ports[step.listener], { tls: step.listener === "submissions", octets: true });
           replies = 0;
           break;
         case "send":
@@ -67,7 +75,7 @@ async function runDialog(server: Postern, dialog: Dialog, file: string, queuedRe
           last = await client!.reply(REPLY_TIMEOUT_MS).catch((err: Error) => assert.fail(`${where}: ${err.message}`));
           assertEnhanced(last, replies++ === 0, where);
           const queued = /^250 2\.0\.0 Ok: queued as (\S+)/.exec(last.text);
-          if (queued) queuedReplies.push(queued[1]!);
+          if (queued) queuedReplies.push((lastQueued = queued[1]!));
           assert.match(last.text, step.pattern, `${where}: unexpected reply`);
           break;
         }
@@ -82,7 +90,7 @@ async function runDialog(server: Postern, dialog: Dialog, file: string, queuedRe
           break;
         }
         case "closed":
-          await client!.waitClosed(REPLY_TIMEOUT_MS).catch((err: Error) => assert.fail(`${where}: ${err.message}`));
+          await client!.waitClosed(REPLY_TIMEOUT_MS, { nothingMore: true }).catch((err: Error) => assert.fail(`${where}: ${err.message}`));
           break;
         case "starttls":
           await client!.upgradeTls();
@@ -92,12 +100,27 @@ async function runDialog(server: Postern, dialog: Dialog, file: string, queuedRe
           await new Promise((r) => setTimeout(r, step.ms)); // part of the script: a client that waits
           break;
         case "close":
-          client!.destroy();
+          client!.close();
           break;
+        case "delivered": {
+          assert.ok(lastQueued, `${where}: no message was queued in this dialog yet`);
+          const message = await deliveredMessage(server.dir, sink, lastQueued, step.recipient, REPLY_TIMEOUT_MS).catch((err: Error) =>
+            assert.fail(`${where}: ${err.message}`),
+          );
+          const wrong = contentMismatch(message, step.content);
+          if (wrong) assert.fail(`${where}: ${wrong}`);
+          break;
+        }
+        case "logged": {
+          const matches = (l: LogLine) =>
+            step.fields.every((f) => ("pattern" in f ? f.pattern.test(String(l[f.field])) : isDeepStrictEqual(l[f.field], f.equals)));
+          await server.waitForLog(matches, REPLY_TIMEOUT_MS).catch((err: Error) => assert.fail(`${where}: no such log line: ${err.message}`));
+          break;
+        }
       }
     }
   } finally {
-    client?.destroy();
+    client?.close();
   }
 }
 
@@ -108,11 +131,11 @@ async function runDialog(server: Postern, dialog: Dialog, file: string, queuedRe
 async function spoolLeftovers(server: Postern): Promise<string[]> {
   for (let attempt = 0; ; attempt++) {
     // A new connection and QUIT: the server has handled the earlier closes by then.
-    const c = await DialogClient.open(server.ports.submission, false);
+    const c = await RawSmtp.open(server.ports.submission);
     await c.reply(REPLY_TIMEOUT_MS);
-    c.write(Buffer.from("QUIT\r\n"));
+    c.write("QUIT\r\n");
     await c.reply(REPLY_TIMEOUT_MS);
-    c.destroy();
+    c.close();
     const queue = join(server.dir, "data/queue");
     const envelopes = new Set(await readdir(join(queue, "env")));
     const orphans = (await readdir(join(queue, "msg"))).filter((id) => !envelopes.has(`${id}.json`)).map((id) => `msg/${id}`);
@@ -121,7 +144,11 @@ async function spoolLeftovers(server: Postern): Promise<string[]> {
   }
 }
 
-const files = readdirSync(DIALOG_DIR).filter((f) => f.endsWith(".txt")).sort();
+/** DIALOG_FILES=mta.txt,data.txt runs only those files (while writing a dialog). */
+const only = process.env.DIALOG_FILES?.split(",").map((f) => f.trim());
+const files = readdirSync(DIALOG_DIR)
+  .filter((f) => f.endsWith(".txt") && (!only || only.includes(f)))
+  .sort();
 
 test("the dialog suite has files to run", () => {
   assert.ok(files.length > 0);
@@ -133,9 +160,12 @@ for (const file of files) {
   const spec = parseDialogFile(readFileSync(join(DIALOG_DIR, file), "utf8"), file);
   describe(`dialogs/${file}`, () => {
     let server: Postern;
+    let sink: Sink;
     const queuedReplies: string[] = [];
     before(async () => {
-      const config = spec.config.reduce(deepMerge, BASE_CONFIG as Json);
+      sink = await startSink({});
+      const base = deepMerge(BASE_CONFIG, { relay: { smarthost: `127.0.0.1:${sink.port}` } });
+      const config = spec.config.reduce(deepMerge, base);
       server = await startPostern({ config, users: spec.users });
     });
     after(async () => {
@@ -145,10 +175,11 @@ for (const file of files) {
         assert.deepEqual(queuedLogs.sort(), [...queuedReplies].sort(), "messages queued = messages answered 250 queued");
       } finally {
         await server?.cleanup();
+        await sink?.close();
       }
     });
     for (const dialog of spec.dialogs) {
-      test(dialog.name, () => runDialog(server, dialog, file, queuedReplies));
+      test(dialog.name, () => runDialog(server, sink, dialog, file, queuedReplies));
     }
   });
 }

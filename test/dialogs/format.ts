@@ -3,8 +3,9 @@
  * of chasquid's .cmy files and OpenSMTPD's smtpscript. See test/dialogs/README.md for the syntax.
  * This file only parses; dialogs.test.ts runs the steps against the real `postern serve`.
  */
+import { isListenerMode, type ListenerMode } from "../../src/base/listener-mode.js";
 
-export type Listener = "mta" | "submission" | "submissions";
+export type Listener = ListenerMode;
 
 export type Step =
   | { kind: "connect"; listener: Listener; line: number }
@@ -18,7 +19,25 @@ export type Step =
   | { kind: "closed"; line: number }
   | { kind: "starttls"; line: number }
   | { kind: "pause"; ms: number; line: number }
-  | { kind: "close"; line: number };
+  | { kind: "close"; line: number }
+  /** The message last answered "queued as <id>" reaches this recipient, with this content. */
+  | { kind: "delivered"; recipient: string; content: DeliveredContent; line: number }
+  /** The server logged a line with these fields (so far, or within the reply timeout). */
+  | { kind: "logged"; fields: LogFieldMatch[]; line: number };
+
+/** One field of an expected log line: equal to a JSON value, or (a key written "name~") matching a regex. */
+export type LogFieldMatch = { field: string; equals: unknown } | { field: string; pattern: RegExp };
+
+/**
+ * What a delivered message must hold. `message`: the message as the client meant it, exactly: the
+ * delivered bytes are the trace fields the server adds on top (Received:, Return-Path:, ...) and
+ * then these bytes. `patterns`: regexes the whole delivered message (trace fields included) must
+ * match, or with `negated`, must not.
+ */
+export interface DeliveredContent {
+  message: Buffer | null;
+  patterns: { pattern: RegExp; negated: boolean }[];
+}
 
 export interface Dialog {
   name: string;
@@ -96,6 +115,27 @@ export function parseDialogFile(text: string, file = "dialog"): DialogFile {
     }
     if (group && line !== "}") return fail(n, "only > and >> lines may stand inside { }");
 
+    // Delivered content: "| text" (CRLF added), "|| bytes" (exactly), "|~ regex", "|!~ regex".
+    const content = /^\|(\||~|!~)?(?: (.*))?$/.exec(line);
+    if (content) {
+      const last = steps[steps.length - 1];
+      if (last?.kind !== "delivered") return fail(n, "| lines follow a 'delivered' step");
+      const [, how, text = ""] = content;
+      if (how === "~" || how === "!~") {
+        last.content.patterns.push({ pattern: regex(text, n, fail), negated: how === "!~" });
+        return;
+      }
+      let bytes: Buffer;
+      try {
+        bytes = expand(text);
+      } catch (err) {
+        return fail(n, (err as Error).message);
+      }
+      if (how !== "|") bytes = Buffer.concat([bytes, Buffer.from("\r\n")]);
+      last.content.message = Buffer.concat([last.content.message ?? Buffer.alloc(0), bytes]);
+      return;
+    }
+
     const [word, ...args] = line.split(/\s+/);
     const rest = line.slice(word!.length).trim();
     const ms = () => {
@@ -120,8 +160,8 @@ export function parseDialogFile(text: string, file = "dialog"): DialogFile {
         steps.push({ kind: "contains", pattern: regex(rest, n, fail), negated: word === "!~", line: n });
         return;
       case "connect": {
-        const listener = (args[0] ?? "mta") as Listener;
-        if (!["mta", "submission", "submissions"].includes(listener)) fail(n, `unknown listener ${listener}`);
+        const listener = args[0] ?? "mta";
+        if (!isListenerMode(listener)) return fail(n, `unknown listener ${listener}`);
         steps.push({ kind: "connect", listener, line: n });
         return;
       }
@@ -131,6 +171,23 @@ export function parseDialogFile(text: string, file = "dialog"): DialogFile {
       case "pause":
         steps.push({ kind: "pause", ms: ms(), line: n });
         return;
+      case "delivered":
+        if (!/^[^\s<>]+@[^\s<>]+$/.test(rest)) fail(n, "delivered needs one recipient address (no < >)");
+        steps.push({ kind: "delivered", recipient: rest, content: { message: null, patterns: [] }, line: n });
+        return;
+      case "logged": {
+        let fields: Record<string, unknown> = {};
+        try {
+          fields = JSON.parse(rest) as Record<string, unknown>;
+        } catch (err) {
+          fail(n, `logged needs a JSON object: ${String(err)}`);
+        }
+        const matches = Object.entries(fields).map(([key, value]): LogFieldMatch =>
+          key.endsWith("~") ? { field: key.slice(0, -1), pattern: regex(String(value), n, fail) } : { field: key, equals: value },
+        );
+        steps.push({ kind: "logged", fields: matches, line: n });
+        return;
+      }
       case "closed":
       case "starttls":
       case "close":

@@ -17,6 +17,7 @@ import { execFileSync } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { LISTENER_MODES } from "../../src/base/listener-mode.js";
 import { startPostern, type Postern } from "./helpers/postern.js";
 import { RawSmtp, b64 } from "./helpers/raw-smtp.js";
 
@@ -248,7 +249,7 @@ describe("IPv6 clients counted per /64 (PROXY protocol)", () => {
       users: [JOHN],
       config: {
         trustedProxies: ["127.0.0.1"],
-        listeners: ["mta", "submission", "submissions"].map((mode) => ({ address: "127.0.0.1", port: 0, mode, proxyProtocol: true })),
+        listeners: LISTENER_MODES.map((mode) => ({ address: "127.0.0.1", port: 0, mode, proxyProtocol: true })),
         limits: { authFailureDelayMs: 10, connections: { perIp: 2 } },
         auth: { throttle: { ipFailures: 3, accountFailures: 100, penaltyBaseMs: 0 } },
       },

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { stringify } from "yaml";
 import { BIN, ROOT, runCli, startPostern, type LogLine } from "./helpers/postern.js";
-import { DialogClient } from "../dialogs/client.js";
+import { RawSmtp } from "./helpers/raw-smtp.js";
 import { completedCalls } from "../helpers/strace.js";
 
 const USER = { address: "john@example.org", password: "pw-john-123" };
@@ -25,7 +25,7 @@ async function childPids(pid: number): Promise<number[]> {
 
 /** One short submission on port 25, MAIL/RCPT/DATA pipelined; returns the queue id from the 250 reply. */
 async function submitOne(port: number): Promise<string> {
-  const c = await DialogClient.open(port, false);
+  const c = await RawSmtp.open(port);
   try {
     const expect = async (send: string | null, code: RegExp) => {
       if (send !== null) c.write(Buffer.from(send));
@@ -41,7 +41,7 @@ async function submitOne(port: number): Promise<string> {
     const done = await expect("Subject: traced\r\n\r\nhello\r\n.\r\n", /^250 2\.0\.0 Ok: queued as \S+/);
     return /queued as (\S+)/.exec(done)![1]!;
   } finally {
-    c.destroy();
+    c.close();
   }
 }
 
@@ -140,7 +140,7 @@ test("rule 16: a client that disconnects at every point of a transaction leaves 
 
     for (const cut of cuts) {
       const before = disconnects();
-      const c = await DialogClient.open(server.ports.mta, false);
+      const c = await RawSmtp.open(server.ports.mta);
       await c.reply(30_000);
       for (const cmd of COMMANDS.slice(0, cut.commands)) {
         c.write(Buffer.from(cmd));
@@ -148,7 +148,7 @@ test("rule 16: a client that disconnects at every point of a transaction leaves 
       }
       if (cut.partial) c.write(Buffer.from(cut.partial));
       if (cut.bytes > 0) c.write(Buffer.from(MESSAGE.slice(0, cut.bytes)));
-      c.destroy();
+      c.close();
       // Logged only once the session's abort has removed whatever was half-received.
       await server.waitForLog(() => disconnects() > before);
       assert.deepEqual(await spoolFiles(), [], `spool after a cut at ${JSON.stringify(cut)}`);

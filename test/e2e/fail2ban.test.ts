@@ -35,6 +35,8 @@ test("fail2ban-regex finds every failed AUTH and the lock-out in Postern's JSON 
   await d.expect(`AUTH PLAIN ${b64(`\0nobody@example.org\0wrong`)}`, 535);
   await d.expect(`AUTH PLAIN ${b64(`\0${JOHN.address}\0wrong again`)}`, 535);
   await server.waitForLog((l) => l.event === "auth-throttled");
+  // The third failure's own line may follow the lock-out it caused: wait for all three.
+  await server.waitForLog(() => server!.logs.filter((l) => l.event === "auth-failure").length === 3);
   d.close();
 
   // The log exactly as Postern wrote it (pino keeps key order; the helper parsed each line).

@@ -1,7 +1,6 @@
 /**
- * The real `postern serve`: CHUNKING/BDAT from a raw client (pipelined, binary, mixed with DATA),
- * and routing through our own DNS server — aliases, +detail, catch-all refusal at RCPT, and
- * forwarding to a remote domain's MX.
+ * The real `postern serve` routing through our own DNS server: aliases, +detail, catch-all refusal
+ * at RCPT, and forwarding to a remote domain's MX. (BDAT byte for byte: test/dialogs/mta.txt.)
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -17,47 +16,6 @@ async function mailbox(dir: string, user: string): Promise<string[]> {
   const names = await readdir(path).catch(() => []);
   return Promise.all(names.map((n) => readFile(join(path, n), "latin1")));
 }
-
-test("BDAT on port 25: pipelined binary chunks are queued and delivered byte for byte; DATA after BDAT is 503", async () => {
-  const user = { address: "john@example.org", password: "bdat-pass" };
-  const server = await startPostern({ users: [user] });
-  try {
-    const c = await RawSmtp.open(server.ports.mta);
-    await c.reply();
-    const ehlo = await c.cmd("EHLO client.test");
-    assert.match(ehlo.text, /\bCHUNKING\b/);
-
-    const part1 = Buffer.from("Subject: chunks\r\n\r\n.no dot-stuffing here\r\n", "latin1");
-    const part2 = Buffer.concat([Buffer.from([0xc3, 0xa9, 0x0d, 0x0a]), Buffer.from("BDAT 5 LAST\r\nQUIT\r\n")]); // looks like commands: it is data
-    // RFC 3030 §4.2: MAIL, RCPT and every chunk in one write.
-    c.write(Buffer.concat([
-      Buffer.from(`MAIL FROM:<sender@example.net>\r\nRCPT TO:<john@example.org>\r\nBDAT ${part1.length}\r\n`),
-      part1,
-      Buffer.from(`BDAT ${part2.length} LAST\r\n`),
-      part2,
-    ]));
-    const replies = [await c.reply(), await c.reply(), await c.reply(), await c.reply()];
-    assert.deepEqual(replies.map((r) => r.code), [250, 250, 250, 250], replies.map((r) => r.text).join(" | "));
-    const id = /queued as (\S+)/.exec(replies[3]!.text)?.[1];
-    assert.ok(id, replies[3]!.text);
-
-    await c.expect("MAIL FROM:<sender@example.net>", 250);
-    await c.expect("RCPT TO:<john@example.org>", 250);
-    c.write("BDAT 3\r\nabc");
-    assert.equal((await c.reply()).code, 250);
-    const mixed = await c.cmd("DATA");
-    assert.match(mixed.text, /^503[ -]5\.5\.1 /);
-    await c.expect("RSET", 250);
-    await c.expect("QUIT", 221);
-
-    await server.waitForLog((l) => l.event === "delivered" && l.id === id);
-    const [stored] = await mailbox(server.dir, "john");
-    assert.ok(stored);
-    assert.ok(stored.endsWith(Buffer.concat([part1, part2]).toString("latin1")), "the chunks, concatenated, unchanged");
-  } finally {
-    await server.cleanup();
-  }
-});
 
 test("routing: aliases and +detail exist at RCPT, unknown users get 550 5.1.1, forwarding goes to the MX from our DNS", async () => {
   const sink = await startSink();

@@ -4,7 +4,8 @@
  * message later — not even after a restart. RFC 5321 §4.2.5, §6.1.
  *
  * The full disk is real where the sandbox lets root mount a small tmpfs over the spool; elsewhere
- * the spool writer's test-only switch POSTERN_TEST_SPOOL_FAULT injects the same ENOSPC.
+ * the server is started with the same ENOSPC injected into its spool writer (startPostern's
+ * spoolFault: a start option of the server, test/e2e/helpers/serve-with-fault.ts).
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -13,7 +14,7 @@ import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { startPostern, type Postern } from "./helpers/postern.js";
-import { DialogClient } from "../dialogs/client.js";
+import { RawSmtp } from "./helpers/raw-smtp.js";
 
 const run = promisify(execFile);
 const USER = { address: "john@example.org", password: "pw-john-123" };
@@ -21,7 +22,7 @@ const CONFIG = { limits: { greetPauseMs: 0, authFailureDelayMs: 10, messageSize:
 
 /** Sends one message of `bodyBytes` octets on port 25; returns the final reply. */
 async function send(server: Postern, bodyBytes: number): Promise<string> {
-  const c = await DialogClient.open(server.ports.mta, false);
+  const c = await RawSmtp.open(server.ports.mta);
   try {
     const step = async (data: string | null, expected: RegExp) => {
       if (data !== null) c.write(Buffer.from(data));
@@ -41,7 +42,7 @@ async function send(server: Postern, bodyBytes: number): Promise<string> {
     await step("NOOP\r\n", /^250 2\.0\.0/);
     return final;
   } finally {
-    c.destroy();
+    c.close();
   }
 }
 
@@ -70,10 +71,9 @@ test("rule 16: a full spool filesystem gets 452 4.3.1, leaves no partial file, a
   let server = await startPostern({ users: [USER], config: CONFIG });
   let mounted = await mountSmallSpool(server);
   if (!mounted) {
-    t.diagnostic("tmpfs mount not permitted here: ENOSPC injected with POSTERN_TEST_SPOOL_FAULT=ENOSPC@262144");
+    t.diagnostic("tmpfs mount not permitted here: ENOSPC injected into the spool writer at 262144 octets");
     await server.cleanup();
-    process.env.POSTERN_TEST_SPOOL_FAULT = "ENOSPC@262144";
-    server = await startPostern({ users: [USER], config: CONFIG });
+    server = await startPostern({ users: [USER], config: CONFIG, spoolFault: "ENOSPC@262144" });
   }
   try {
     assert.match(await send(server, 600 * 1024), /^452 4\.3\.1 /);
@@ -92,7 +92,6 @@ test("rule 16: a full spool filesystem gets 452 4.3.1, leaves no partial file, a
     assert.deepEqual(await spoolFiles(server), []);
     assert.deepEqual((await mailbox(server)).length, 1);
   } finally {
-    delete process.env.POSTERN_TEST_SPOOL_FAULT;
     await server.stop();
     if (mounted) await run("umount", [join(server.dir, "data/queue")]);
     mounted = false;
@@ -101,8 +100,7 @@ test("rule 16: a full spool filesystem gets 452 4.3.1, leaves no partial file, a
 });
 
 test("rule 16: a failing fsync at commit gets 451 4.3.0, leaves no file, and nothing is delivered after a restart", async () => {
-  process.env.POSTERN_TEST_SPOOL_FAULT = "EIO@commit";
-  const server = await startPostern({ users: [USER], config: CONFIG });
+  const server = await startPostern({ users: [USER], config: CONFIG, spoolFault: "EIO@commit" });
   try {
     assert.match(await send(server, 1000), /^451 4\.3\.0 /);
     assert.match(await send(server, 10), /^451 4\.3\.0 /);
@@ -110,27 +108,24 @@ test("rule 16: a failing fsync at commit gets 451 4.3.0, leaves no file, and not
     assert.ok(server.logs.some((l) => l.event === "spool-error" || l.event === "data-refused"), "the failure is logged");
 
     // Without the fault, after a restart: the queue is empty and nothing was ever delivered.
-    delete process.env.POSTERN_TEST_SPOOL_FAULT;
+    server.spoolFault = undefined;
     await server.restart();
     await server.waitForLog((l) => l.event === "queue-started" && l !== server.logs.find((x) => x.event === "queue-started"));
     assert.deepEqual(await spoolFiles(server), []);
     assert.deepEqual(await mailbox(server), []);
     assert.match(await send(server, 10), /^250 2\.0\.0 Ok: queued as /, "the same server stores mail once the disk works");
   } finally {
-    delete process.env.POSTERN_TEST_SPOOL_FAULT;
     await server.cleanup();
   }
 });
 
 test("rule 16: a write error in the middle of DATA gets 451 4.3.0 and leaves no partial file", async () => {
-  process.env.POSTERN_TEST_SPOOL_FAULT = "EIO@4096";
-  const server = await startPostern({ users: [USER], config: CONFIG });
+  const server = await startPostern({ users: [USER], config: CONFIG, spoolFault: "EIO@4096" });
   try {
     assert.match(await send(server, 64 * 1024), /^451 4\.3\.0 /);
     assert.deepEqual(await spoolFiles(server), []);
     assert.match(await send(server, 100), /^250 2\.0\.0 Ok: queued as /, "small messages still fit under the fault");
   } finally {
-    delete process.env.POSTERN_TEST_SPOOL_FAULT;
     await server.cleanup();
   }
 });

@@ -3,6 +3,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { checkEnvelopeSender, checkFromHeader, extractAddresses, ownsAddress } from "../../src/policy/sender.js";
 import { NetworkList } from "../../src/policy/networks.js";
+import { RelayPolicy } from "../../src/policy/relay.js";
+import { createPolicyPorts, type AuthSource } from "../../src/policy/session-ports.js";
+import type { MailPath } from "../../src/smtp/address.js";
 
 const john = { address: "john@example.org", senders: ["sales@example.org", "@example.net"] };
 
@@ -76,6 +79,43 @@ test("relay client (issue 12): its @domain entries cover the hosts under them, i
   assert.equal(checkFromHeader(normal, postfixBounce, "").allow, false, "the same report through a normal account");
   assert.equal(ownsAddress(normal, "root@host.example.org"), false);
   assert.equal(checkFromHeader(relay, undefined, "").allow, false, "a relay client's null-sender mail still needs a From:");
+});
+
+test("sub-addressing follows aliases.recipientDelimiter, as the aliases do (issue 13): '-' makes john-lists john's, '' turns it off", () => {
+  const table: [string, string, boolean][] = [
+    ["-", "john-lists@example.org", true],
+    ["-", "John-Lists@Example.ORG", true],
+    ["-", "john+lists@example.org", false],
+    ["-", "sales-x@example.org", true],
+    ["-", "johnny@example.org", false],
+    ["", "john+lists@example.org", false],
+    ["", "john@example.org", true],
+    ["+", "john+lists@example.org", true],
+  ];
+  for (const [delimiter, address, owned] of table) {
+    assert.equal(ownsAddress(john, address, delimiter), owned, `${JSON.stringify(delimiter)} ${address}`);
+    assert.equal(checkEnvelopeSender(john, address, delimiter).allow, owned, `MAIL FROM ${address} with ${JSON.stringify(delimiter)}`);
+    assert.equal(checkFromHeader(john, `<${address}>`, "", delimiter).allow, owned, `From: ${address} with ${JSON.stringify(delimiter)}`);
+  }
+});
+
+test("the session's sender and From: checks take the delimiter from the policy setup the server builds", async () => {
+  const ports = createPolicyPorts({
+    relay: new RelayPolicy({ localDomains: ["example.org"], localAddressLiterals: [], mynetworks: new NetworkList([]), localMailbox: async () => null }),
+    auth: { verifier: {} as AuthSource["verifier"], mechanisms: () => [], createMechanism: () => null, account: async () => null },
+    hostname: "mx.example.org",
+    authzidAdmins: [],
+    recipientDelimiter: "-",
+  })({ remoteIp: "192.0.2.1", log: { info: () => undefined, warn: () => undefined } });
+  const ctx = { ip: "192.0.2.1", mode: "submission" as const, authUser: "john@example.org" };
+  const path = (address: string): MailPath => {
+    const [localPart, domain] = address.split("@") as [string, string];
+    return { address, localPart, domain, domainAscii: domain, isNull: false, sourceRoute: false, domainIsLiteral: false, barePostmaster: false, utf8: false };
+  };
+  assert.equal((await ports.checkSender(ctx, path("john-lists@example.org"), john)).allow, true);
+  assert.equal((await ports.checkSender(ctx, path("john+lists@example.org"), john)).allow, false);
+  assert.equal(ports.checkFromHeader(john, "<john-lists@example.org>", "john@example.org").allow, true);
+  assert.equal(ports.checkFromHeader(john, "<john+lists@example.org>", "john@example.org").allow, false);
 });
 
 test("extractAddresses reads RFC 5322 address lists", () => {

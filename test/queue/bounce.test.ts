@@ -4,11 +4,11 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFile } from "node:fs/promises";
+import { buffer } from "node:stream/consumers";
 import { DsnNotifier } from "../../src/queue/bounce.js";
 import { QueueRunner } from "../../src/queue/scheduler.js";
 import { Spool } from "../../src/queue/spool.js";
-import type { Envelope, EnvelopeRecipient, NewEnvelope, RecipientResult } from "../../src/queue/types.js";
+import type { Envelope, EnvelopeRecipient, MessageSource, NewEnvelope, RecipientResult } from "../../src/queue/types.js";
 import { memoryLogger, tempDir } from "./helpers.js";
 import { readDsn } from "./dsn-reader.js";
 
@@ -28,8 +28,8 @@ async function rig(opts: { delayWarningSec?: number; dsnPassedOn?: boolean } = {
   await spool.init();
   const logger = memoryLogger();
   const reports: Delivered[] = [];
-  const deliver = async (env: Envelope, path: string, rcpts: EnvelopeRecipient[]): Promise<RecipientResult[]> => {
-    if (env.dsnOf !== undefined) reports.push({ env, data: await readFile(path) });
+  const deliver = async (env: Envelope, message: MessageSource, rcpts: EnvelopeRecipient[]): Promise<RecipientResult[]> => {
+    if (env.dsnOf !== undefined) reports.push({ env, data: await buffer(message.open()) });
     return rcpts.map((r): RecipientResult => {
       if (r.address.startsWith("bad")) return { address: r.address, outcome: "failed", detail: "550 5.1.1 <bad@remote.test>: no such user", remoteMta: "mx.remote.test" };
       if (r.address.startsWith("slow")) return { address: r.address, outcome: "deferred", detail: "451 4.7.1 greylisted, try later" };

@@ -2,8 +2,10 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { EventEmitter, once } from "node:events";
 import { stat } from "node:fs/promises";
+import { buffer } from "node:stream/consumers";
 import { backoffSeconds, DEFAULT_RETRY_SCHEDULE, QueueRunner, type QueueRunnerOptions } from "../../src/queue/scheduler.js";
 import { Spool } from "../../src/queue/spool.js";
+import type { QueueStore } from "../../src/queue/store.js";
 import type { DeliverFn, EnvelopeRecipient, RecipientResult } from "../../src/queue/types.js";
 import { commitMessage, memoryLogger, tempDir } from "./helpers.js";
 
@@ -28,7 +30,7 @@ function scriptedDeliver(
 ): DeliverFn & { calls: Call[] } {
   const calls: Call[] = [];
   const seen = new Map<string, number>();
-  const fn = async (_env: unknown, _path: string, recipients: EnvelopeRecipient[]) => {
+  const fn = async (_env: unknown, _message: unknown, recipients: EnvelopeRecipient[]) => {
     calls.push({ at: clock.now(), recipients: recipients.map((r) => r.address) });
     return recipients.map((r) => {
       const n = (seen.get(r.address) ?? 0) + 1;
@@ -315,5 +317,60 @@ test("a failing onFinal keeps the message and retries the hook later", async () 
   await runner.runDue();
   assert.equal(hookCalls, 2);
   assert.deepEqual(await spool.list(), []);
+  await runner.stop();
+});
+
+test("leases: an attempt runs under the store's lease and changes the envelope with it; a message leased elsewhere waits", async () => {
+  const clock = fakeClock();
+  const spool = new Spool(await tempDir(), { fsync: false, now: clock.now });
+  await spool.init();
+  const leasesSeen: (string | undefined)[] = [];
+  // A store as a second node would see it: the file spool, with every lease and change recorded.
+  const store: QueueStore = {
+    openWriter: () => spool.openWriter(),
+    list: () => spool.list(),
+    readEnvelope: (id) => spool.readEnvelope(id),
+    has: (id) => spool.has(id),
+    claim: (id, ttl) => spool.claim(id, ttl),
+    message: (env) => spool.message(env),
+    updateEnvelope: (env, lease) => (leasesSeen.push(lease?.id), spool.updateEnvelope(env, lease)),
+    remove: (id, lease) => (leasesSeen.push(lease?.id), spool.remove(id, lease)),
+  };
+  const delivered: string[] = [];
+  const deliver: DeliverFn = async (env, message, rcpts) => {
+    delivered.push((await buffer(message.open())).toString());
+    assert.equal(await spool.claim(env.id, 1000), null, "the attempt holds the lease");
+    return rcpts.map((r) => ({ address: r.address, outcome: r.address.startsWith("later") ? "deferred" : "delivered", detail: "x" }));
+  };
+  const runner = new QueueRunner({ spool: store, deliver, concurrency: 2, logger: memoryLogger(), now: clock.now, leaseMs: 60 * SEC });
+  await runner.start();
+
+  const id = await commitMessage(spool, "hello\r\n", ["later@example.org"]);
+  runner.enqueued(id);
+  await runner.runDue();
+  assert.deepEqual(delivered, ["hello\r\n"]);
+  assert.deepEqual(leasesSeen, [id], "the deferral was recorded under the attempt's lease");
+  const probe = await spool.claim(id, 1000);
+  assert.ok(probe, "released after the attempt");
+  await probe.release();
+
+  // Another holder has it (its lease still runs): no attempt, tried again later.
+  const other = await commitMessage(spool, "other\r\n");
+  const foreign = await spool.claim(other, 10 * 60 * SEC);
+  runner.enqueued(other);
+  await runner.runDue();
+  assert.deepEqual(delivered, ["hello\r\n"]);
+  assert.ok((runner.scheduled().get(other) ?? 0) > clock.now());
+  await foreign!.release();
+  await runner.flushOne(other);
+  assert.deepEqual(delivered, ["hello\r\n", "other\r\n"]);
+  assert.equal(await spool.has(other), false);
+
+  // Admin changes go through exclusive() with a lease too.
+  leasesSeen.length = 0;
+  await runner.exclusive(id, async (lease) => {
+    await store.updateEnvelope({ ...(await spool.readEnvelope(id)), held: true }, lease);
+  });
+  assert.deepEqual(leasesSeen, [id]);
   await runner.stop();
 });

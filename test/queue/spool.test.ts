@@ -2,9 +2,12 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { buffer } from "node:stream/consumers";
 import { pathToFileURL } from "node:url";
+import { WHOLE_READ_BYTES } from "../../src/queue/message-file.js";
 import { isQueueId, newQueueId } from "../../src/queue/queue-id.js";
 import { Spool } from "../../src/queue/spool.js";
+import { LeaseLostError } from "../../src/queue/store.js";
 import type { Envelope } from "../../src/queue/types.js";
 import { commitMessage, memoryLogger, newEnvelope, newSpool, tempDir } from "./helpers.js";
 import { traceScript } from "../helpers/strace.js";
@@ -216,12 +219,49 @@ test("updateEnvelope refuses to resurrect a removed message; remove deletes both
   assert.throws(() => spool.messagePath("../../etc/passwd"), /invalid queue id/);
 });
 
-test("openMessageStream reads the spooled bytes", async () => {
+test("message() reads the spooled bytes, with the envelope's headerPrefix on top", async () => {
   const spool = await newSpool({ fsync: false });
   const id = await commitMessage(spool, "line 1\r\nline 2\r\n");
-  const chunks: Buffer[] = [];
-  for await (const c of spool.openMessageStream(id)) chunks.push(c as Buffer);
-  assert.equal(Buffer.concat(chunks).toString(), "line 1\r\nline 2\r\n");
+  const env = await spool.readEnvelope(id);
+  assert.equal((await buffer(spool.message(env).open())).toString(), "line 1\r\nline 2\r\n");
+  assert.equal(spool.message(env).size, 16);
+  const prefixed = { ...env, headerPrefix: "X-Top: 1\r\n" };
+  assert.equal((await buffer(spool.message(prefixed).open())).toString(), "X-Top: 1\r\nline 1\r\nline 2\r\n");
+  assert.equal(spool.message(prefixed).size, 26);
+});
+
+test("message() streams a large message with its prefix, and a missing one fails on read", async () => {
+  const spool = await newSpool({ fsync: false });
+  const body = Buffer.alloc(WHOLE_READ_BYTES + 1000, 0x61);
+  const id = await commitMessage(spool, body);
+  const env = { ...(await spool.readEnvelope(id)), headerPrefix: "X-Top: 1\r\n" };
+  const got = await buffer(spool.message(env).open());
+  assert.deepEqual(got, Buffer.concat([Buffer.from("X-Top: 1\r\n"), body]));
+  await spool.remove(id);
+  await assert.rejects(buffer(spool.message(env).open()), { code: "ENOENT" });
+  await assert.rejects(buffer(spool.message({ ...env, size: 10 }).open()), { code: "ENOENT" });
+});
+
+test("leases: one holder at a time; a lost or released lease cannot change the message", async () => {
+  let t = 1_000_000;
+  const spool = await newSpool({ fsync: false, now: () => t });
+  const id = await commitMessage(spool, "x\r\n");
+  const lease = await spool.claim(id, 1000);
+  assert.ok(lease);
+  assert.equal(await spool.claim(id, 1000), null, "held: no second lease");
+  const env = await spool.readEnvelope(id);
+  await spool.updateEnvelope({ ...env, held: true }, lease);
+  t += 1001; // expired: another holder may take over, and the first one's changes are refused
+  const second = await spool.claim(id, 1000);
+  assert.ok(second);
+  await assert.rejects(spool.updateEnvelope(env, lease), LeaseLostError);
+  await assert.rejects(spool.remove(id, lease), LeaseLostError);
+  await second.release();
+  await lease.release(); // not the current one: changes nothing
+  const third = await spool.claim(id, 1000);
+  assert.ok(third);
+  await spool.remove(id, third);
+  assert.equal(await spool.has(id), false);
 });
 
 test("group commit: 20 concurrent commits all resolve, all durable, sharing directory fsyncs", async () => {
@@ -280,4 +320,21 @@ test("init creates the layout with private permissions", async () => {
   for (const sub of ["tmp", "msg", "env", "quarantine"]) {
     assert.equal((await stat(join(dir, sub))).mode & 0o777, 0o700);
   }
+});
+
+test("an injected fault (SpoolOptions.fault, tests only) fails a write past its offset or the commit, and leaves no file", async () => {
+  const full = await newSpool({ fsync: false, fault: { code: "ENOSPC", at: 10 } });
+  const w = await full.openWriter();
+  await w.write(Buffer.from("0123456789"));
+  await assert.rejects(w.write(Buffer.from("x")), { code: "ENOSPC" });
+  await assert.rejects(w.commit(newEnvelope()), { code: "ENOSPC" });
+  await w.abort();
+  assert.deepEqual([...(await readdir(join(full.dir, "msg"))), ...(await readdir(join(full.dir, "env")))], []);
+
+  const broken = await newSpool({ fsync: false, fault: { code: "EIO", at: "commit" } });
+  const b = await broken.openWriter();
+  await b.write(Buffer.from("small\r\n"));
+  await assert.rejects(b.commit(newEnvelope()), { code: "EIO" });
+  assert.deepEqual([...(await readdir(join(broken.dir, "msg"))), ...(await readdir(join(broken.dir, "env")))], []);
+  assert.deepEqual(await broken.list(), []);
 });

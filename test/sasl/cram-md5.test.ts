@@ -61,13 +61,13 @@ test("malformed responses and an initial response are refused", async () => {
 
 test("a store without CRAM-MD5 secrets gives mechanism-unavailable; a failing store gives backend-error", async () => {
   const limited = users();
-  limited.mechanisms = ["PLAIN", "LOGIN"];
+  limited.kinds = ["password"];
   limited.cramMd5 = async () => null;
   const client = () => new CramMd5Client({ username: "tim", password: "tanstaaftanstaaf" });
   assert.deepEqual(await runExchange(new CramMd5Server(serverOptions(limited)), client()), { kind: "failure", reason: "mechanism-unavailable" });
-  const broken = users();
-  broken.throwOnLookup = true;
-  const step = await runExchange(new CramMd5Server(serverOptions(broken)), client());
+  const failing = users();
+  failing.broken = true;
+  const step = await runExchange(new CramMd5Server(serverOptions(failing)), client());
   assert.equal(step.kind === "failure" && step.reason, "backend-error");
 });
 

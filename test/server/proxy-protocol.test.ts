@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { connect } from "node:net";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { LISTENER_MODES } from "../../src/base/listener-mode.js";
 import { parseProxyHeader, V2_SIGNATURE } from "../../src/server/proxy-protocol.js";
 import { RawSmtp } from "../e2e/helpers/raw-smtp.js";
 import { startTestServer, type TestServer } from "./helpers.js";
@@ -95,7 +96,7 @@ const proxied = (extra: Record<string, unknown> = {}) =>
   startTestServer({
     trustedProxies: ["127.0.0.1"],
     mynetworks: ["192.0.2.0/24"],
-    listeners: ["mta", "submission", "submissions"].map((mode) => ({ address: "127.0.0.1", port: 0, mode, proxyProtocol: true })),
+    listeners: LISTENER_MODES.map((mode) => ({ address: "127.0.0.1", port: 0, mode, proxyProtocol: true })),
     ...extra,
   });
 

@@ -3,7 +3,8 @@
  * (SMTP-shaped tokens mixed with junk), split at arbitrary points, through the line buffer into the
  * Session, DATA bytes into receiveData. Whatever arrives, the session never throws, every reply
  * carries a well-formed enhanced status code (except greeting/EHLO/334/354), one DATA gives at
- * most one message, and no spool file is left open once the connection is gone.
+ * most one message, and no spool file is left open once the connection is gone. Part of the input
+ * comes from the dialog files (test/dialogs/*.txt): every new dialog widens this fuzzer.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -12,6 +13,11 @@ import { InputBuffer } from "../../src/smtp/input-buffer.js";
 import type { SessionOutput } from "../../src/smtp/session.js";
 import { Harness, TLS, assertWellFormed, plain, type HarnessOptions } from "./session-helpers.js";
 import { runs } from "./fuzz-config.js";
+import { loadDialogCorpus } from "../dialogs/corpus.js";
+
+/** The dialogs' writes, their users renamed to the harness's alice (so their logins work here). */
+const dialogs = loadDialogCorpus({ address: "alice@example.org", password: "alice-secret" });
+const dialogWrite = fc.constantFrom(...dialogs.writes.map((b) => b.toString("latin1")));
 
 const token = fc.oneof(
   {
@@ -27,6 +33,7 @@ const token = fc.oneof(
     ),
   },
   { weight: 2, arbitrary: fc.constantFrom("\r\n.\r\n", "\n.\n", "\r.\r", "\r\n.\r", ".\n", "\r", "\n", "\0", "\xff", ".") },
+  { weight: 3, arbitrary: dialogWrite },
   { weight: 1, arbitrary: fc.string({ maxLength: 30 }) },
   { weight: 1, arbitrary: fc.uint8Array({ maxLength: 30 }).map((b) => Buffer.from(b).toString("latin1")) },
 );
@@ -44,13 +51,25 @@ const opening: Record<string, string[]> = {
   submission: ["EHLO client.test\r\n", "STARTTLS\r\n", "EHLO client.test\r\n", `AUTH PLAIN ${plain("alice@example.org", "alice-secret")}\r\n`],
   submissions: ["EHLO client.test\r\n", `AUTH PLAIN ${plain("alice@example.org", "alice-secret")}\r\n`],
 };
-/** A plausible conversation with a few hostile tokens inserted anywhere, or pure noise. */
+/** The dialogs' conversations on this listener (any, if none), as the dialog wrote them. */
+const dialogConversation = (mode: string) => {
+  const own = dialogs.conversations.filter((c) => c.listener === mode);
+  return fc.constantFrom(...(own.length > 0 ? own : dialogs.conversations).map((c) => c.writes.map((w) => w.toString("latin1"))));
+};
+/** A plausible conversation with a few hostile tokens inserted anywhere, a dialog's, or pure noise. */
 const conversation = (mode: string) =>
   fc.oneof(
     { weight: 3, arbitrary: fc
       .tuple(fc.array(transaction, { minLength: 1, maxLength: 3 }), fc.array(fc.tuple(fc.nat(), token), { maxLength: 3 }))
       .map(([txs, inserts]) => {
         const tokens = [...opening[mode]!, ...txs.flat(), "QUIT\r\n"];
+        for (const [at, t] of inserts) tokens.splice(at % (tokens.length + 1), 0, t);
+        return tokens;
+      }) },
+    { weight: 2, arbitrary: fc
+      .tuple(dialogConversation(mode), fc.array(fc.tuple(fc.nat(), token), { maxLength: 3 }))
+      .map(([writes, inserts]) => {
+        const tokens = [...writes];
         for (const [at, t] of inserts) tokens.splice(at % (tokens.length + 1), 0, t);
         return tokens;
       }) },

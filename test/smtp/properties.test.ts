@@ -1,6 +1,7 @@
 /**
  * Property tests: arbitrary byte streams, split at arbitrary points, through the
- * line buffer, the DATA reader and the header collector.
+ * line buffer, the DATA reader and the header collector. Part of the streams are what the dialog
+ * files (test/dialogs/*.txt) write, with a few bytes changed: every new dialog widens them.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -12,6 +13,7 @@ import { ChunkTextReader, type ChunkTextError } from "../../src/smtp/bdat.js";
 import { encodeData } from "../../src/delivery/data-encoder.js";
 import { parseCommand } from "../../src/smtp/command.js";
 import { runs } from "./fuzz-config.js";
+import { loadDialogCorpus } from "../dialogs/corpus.js";
 
 /** Bytes biased towards the interesting ones: CR, LF, ".", and plain text. */
 const smtpByte = fc.oneof(
@@ -19,7 +21,22 @@ const smtpByte = fc.oneof(
   { weight: 2, arbitrary: fc.constantFrom(0x41, 0x20, 0x3a) },
   { weight: 1, arbitrary: fc.integer({ min: 0, max: 255 }) },
 );
-const stream = fc.array(smtpByte, { maxLength: 400 }).map((bytes) => Buffer.from(bytes));
+const randomStream = fc.array(smtpByte, { maxLength: 400 }).map((bytes) => Buffer.from(bytes));
+/** Single writes and whole connections of the dialogs (the small ones: these properties are per byte). */
+const dialogs = loadDialogCorpus();
+const dialogBytes = [...dialogs.writes, ...dialogs.conversations.map((c) => Buffer.concat(c.writes))].filter((b) => b.length <= 4096);
+/** A dialog's bytes with up to four bytes overwritten or inserted. */
+const dialogStream = fc
+  .tuple(fc.constantFrom(...dialogBytes), fc.array(fc.tuple(fc.nat(), smtpByte, fc.boolean()), { maxLength: 4 }))
+  .map(([bytes, edits]) => {
+    const out = [...bytes];
+    for (const [at, byte, insert] of edits) {
+      if (insert || out.length === 0) out.splice(at % (out.length + 1), 0, byte);
+      else out[at % out.length] = byte;
+    }
+    return Buffer.from(out);
+  });
+const stream = fc.oneof({ weight: 3, arbitrary: randomStream }, { weight: 1, arbitrary: dialogStream });
 /** A stream and cut points for splitting it. */
 const split = fc.tuple(stream, fc.array(fc.nat(), { maxLength: 12 }));
 

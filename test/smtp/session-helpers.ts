@@ -1,20 +1,23 @@
 /**
- * A Session wired to real policy objects and real SASL mechanisms, with in-memory ports: a small
- * credential store (SCRAM and CRAM secrets derived for real), a spool writer that records what it
+ * A Session wired to real policy objects and real SASL mechanisms, with in-memory ports. The policy
+ * ports come from the server's own factory (src/policy/session-ports.ts) over test stores: a small
+ * credential store (SCRAM and CRAM secrets derived for real); then a spool writer that records what it
  * was given, a delay that resolves at once but remembers what was asked, and a fixed clock.
  * No sockets: the tests drive the state machine line by line, as the connection layer would.
  */
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
 import { Session, type ConnectionFacts, type ListenerMode, type SessionOutput, type SessionPorts, type SessionSettings } from "../../src/smtp/session.js";
 import type { Reply } from "../../src/smtp/reply.js";
 import { RelayPolicy } from "../../src/policy/relay.js";
 import { NetworkList } from "../../src/policy/networks.js";
-import { checkEnvelopeSender, checkFromHeader } from "../../src/policy/sender.js";
-import { ALLOW } from "../../src/policy/decision.js";
-import { createClientMechanism, createServerMechanism } from "../../src/sasl/index.js";
-import { deriveCramMd5Secret, deriveScramSha256 } from "../../src/sasl/secrets.js";
-import type { CramMd5Secret, CredentialVerifier, SaslServerMechanism, ScramCredentials, VerifyResult } from "../../src/sasl/types.js";
+import { createPolicyPorts } from "../../src/policy/session-ports.js";
+import { AuthThrottle, DEFAULT_AUTH_THROTTLE, type AuthThrottleConfig } from "../../src/policy/auth-throttle.js";
+import { SendLimits, type SendLimitsConfig } from "../../src/policy/send-limits.js";
+import { AuthBackends } from "../../src/auth/backends.js";
+import type { Authenticator } from "../../src/auth/types.js";
+import { createClientMechanism } from "../../src/sasl/index.js";
+import type { SaslServerMechanism } from "../../src/sasl/types.js";
+import { MemoryVerifier } from "../helpers/memory-verifier.js";
 import type { NewEnvelope, SpoolWriter } from "../../src/queue/types.js";
 
 export const HOST = "mx.example.org";
@@ -54,42 +57,6 @@ export const DEFAULT_LIMITS: SessionSettings["limits"] = {
   headerBytes: 4096,
   maxReceivedHeaders: 10,
 };
-
-/** Credentials in memory; SCRAM and CRAM-MD5 secrets are derived from the passwords for real. */
-export class MemoryVerifier implements CredentialVerifier {
-  private readonly scram = new Map<string, ScramCredentials>();
-  private readonly cram = new Map<string, CramMd5Secret>();
-  /** When set, every call throws (a broken backend). */
-  broken = false;
-
-  constructor(private readonly users: Record<string, TestUser>) {
-    for (const [login, u] of Object.entries(users)) {
-      this.scram.set(login, deriveScramSha256(u.password));
-      this.cram.set(login, deriveCramMd5Secret(u.password));
-    }
-  }
-
-  async verifyPassword(user: string, password: string): Promise<VerifyResult> {
-    if (this.broken) throw new Error("backend down");
-    const u = this.users[user];
-    if (!u) return { ok: false, reason: "unknown-user" };
-    return u.password === password ? { ok: true, user } : { ok: false, reason: "bad-password" };
-  }
-  async scramSha256(user: string): Promise<ScramCredentials | null> {
-    if (this.broken) throw new Error("backend down");
-    return this.scram.get(user) ?? null;
-  }
-  async cramMd5(user: string): Promise<CramMd5Secret | null> {
-    if (this.broken) throw new Error("backend down");
-    return this.cram.get(user) ?? null;
-  }
-  async digestMd5(): Promise<Buffer | null> {
-    return null;
-  }
-  supportedMechanisms(): string[] {
-    return ["PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-256"];
-  }
-}
 
 export interface SpoolFaults {
   open?: boolean;
@@ -156,9 +123,20 @@ export interface HarnessOptions {
   remoteIp?: string;
   bareLineEnds?: "reject" | "normalize";
   spool?: SpoolFaults;
+  /** Replaces the offered list (what the backends derive by default: MECHANISMS). */
   mechanisms?: string[];
+  /** Logins that may act as any authzid (smtp.authzidAdmins). */
+  authzidAdmins?: string[];
+  /** Turns on the cross-connection AUTH throttle (off by default: the tests count plain delays). */
+  authThrottle?: Partial<AuthThrottleConfig>;
+  /** Turns on per-user sending limits. */
+  sendLimits?: SendLimitsConfig;
   /** Replaces the policy's From:/Sender: check (the header property test records what it is asked). */
   fromHeaderCheck?: SessionPorts["checkFromHeader"];
+  /** Content steps before the commit (content-steps.test.ts). */
+  contentSteps?: ReturnType<NonNullable<SessionPorts["contentSteps"]>>;
+  /** A real queue store instead of the recording writers (then `spools` stays empty). */
+  openSpool?: SessionPorts["openSpool"];
 }
 
 export interface LogEntry {
@@ -198,6 +176,22 @@ export function assertWellFormed(r: Reply): void {
   for (const line of r.lines) assert.doesNotMatch(line, /[\r\n]/, "reply text holds a line break");
 }
 
+/** The test users as a credential backend with a directory (the `sqlite` backend's place). */
+export function memoryDirectory(verifier: MemoryVerifier, users: Record<string, TestUser>): Authenticator {
+  return {
+    verifyPassword: (user, password) => verifier.verifyPassword(user, password),
+    scramSha256: (user) => verifier.scramSha256(user),
+    cramMd5: (user) => verifier.cramMd5(user),
+    digestMd5: (user, realm) => verifier.digestMd5(user, realm),
+    credentials: () => verifier.credentials(),
+    lookupUser: async (address) => {
+      const u = users[address];
+      return u ? { address: u.address, senders: u.senders, disabled: false } : null;
+    },
+    close: () => undefined,
+  };
+}
+
 export class Harness {
   readonly session: Session;
   readonly spools: MemorySpoolWriter[] = [];
@@ -231,29 +225,39 @@ export class Harness {
       localMailbox: async (address) =>
         Object.values(USERS).find((u) => u.address.toLowerCase() === address.toLowerCase())?.address ?? null,
     });
-    const fakeSaltKey = randomBytes(32);
-    const offered = opts.mechanisms ?? MECHANISMS;
+    // The server's own factory (src/policy/session-ports.ts) over test stores.
+    const policyPorts = createPolicyPorts({
+      relay,
+      auth: new AuthBackends({
+        defaultBackend: { backend: "sqlite", service: "smtp", timeoutMs: 5000 },
+        domains: {},
+        sqlite: memoryDirectory(this.verifier, USERS),
+        localDomains: ["example.org"],
+        digestMd5: false,
+      }),
+      hostname: HOST,
+      authzidAdmins: opts.authzidAdmins ?? [],
+      ...(opts.authThrottle ? { throttle: new AuthThrottle({ ...DEFAULT_AUTH_THROTTLE, ...opts.authThrottle }, [], () => NOW.getTime()) } : {}),
+      lockoutSec: opts.authThrottle?.lockoutSec ?? DEFAULT_AUTH_THROTTLE.lockoutSec,
+      ...(opts.sendLimits ? { sendLimits: new SendLimits(opts.sendLimits, () => NOW.getTime()) } : {}),
+    });
+    const log: SessionPorts["log"] = {
+      info: (fields, msg) => void this.logs.push({ level: "info", fields, msg }),
+      warn: (fields, msg) => void this.logs.push({ level: "warn", fields, msg }),
+    };
+    const policy = policyPorts({ remoteIp: opts.remoteIp ?? CLIENT_IP, log });
     const ports: SessionPorts = {
-      mechanisms: () => offered,
+      ...policy,
+      ...(opts.mechanisms ? { mechanisms: () => opts.mechanisms! } : {}),
       createMechanism: (name) => {
-        const m = createServerMechanism(name, {
-          verifier: this.verifier,
-          hostname: HOST,
-          authzidAllowed: (authcid, authzid) => authcid.toLowerCase() === authzid.toLowerCase(),
-          fakeSaltKey,
-        });
+        const m = policy.createMechanism(name);
         if (m) this.mechanismsCreated.push(m);
         return m;
       },
-      account: async (login) => {
-        const u = USERS[login];
-        return u ? { address: u.address, senders: u.senders } : null;
-      },
-      checkSender: async (_ctx, sender, account) => (account ? checkEnvelopeSender(account, sender.address) : ALLOW),
-      checkRecipient: (ctx, rcpt) => relay.checkRecipient(ctx, rcpt),
-      checkFromHeader: opts.fromHeaderCheck ?? ((account, from, sender) => checkFromHeader(account, from, sender)),
-      senderVouched: (ctx) => relay.mayRelay(ctx).allowed,
+      ...(opts.fromHeaderCheck ? { checkFromHeader: opts.fromHeaderCheck } : {}),
+      ...(opts.contentSteps ? { contentSteps: () => opts.contentSteps! } : {}),
       openSpool: async () => {
+        if (opts.openSpool) return opts.openSpool();
         if (opts.spool?.open) throw new Error("spool directory missing");
         const w = new MemorySpoolWriter(`Q${this.spools.length + 1}`, opts.spool ?? {}, this.events);
         this.spools.push(w);
@@ -266,10 +270,7 @@ export class Harness {
       delay: async (ms) => {
         this.delays.push(ms);
       },
-      log: {
-        info: (fields, msg) => void this.logs.push({ level: "info", fields, msg }),
-        warn: (fields, msg) => void this.logs.push({ level: "warn", fields, msg }),
-      },
+      log,
       now: () => new Date(NOW),
     };
     const facts: ConnectionFacts = { remoteIp: opts.remoteIp ?? CLIENT_IP, tls: implicitTls ? TLS : undefined };

@@ -7,7 +7,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, watch } from "node:fs";
 import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { createServer, type AddressInfo } from "node:net";
+import { connect, createServer, type AddressInfo, type NetConnectOpts } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -47,6 +47,27 @@ function appears(dir: string, name: string, child: ChildProcess, timeoutMs = 10_
     }
     check();
   });
+}
+
+/**
+ * Resolves once `target` answers with an LMTP greeting. The socket file appears at bind(), a moment
+ * before Dovecot's listen() (and its TCP listener may come later still): a connection in between is
+ * refused, so readiness is a greeting, retried after a refusal, never a sleep of a guessed length.
+ */
+async function greets(target: NetConnectOpts, child: ChildProcess, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const c = connect(target);
+      c.setTimeout(2000, () => (c.destroy(), resolve(false)));
+      c.once("data", (d) => (c.destroy(), resolve(d.toString().startsWith("220"))));
+      c.once("error", () => resolve(false));
+    });
+    if (ok) return;
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`dovecot exited early (${child.exitCode ?? child.signalCode})`);
+    if (Date.now() > deadline) throw new Error(`dovecot: no LMTP greeting on ${JSON.stringify(target)}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 export async function startDovecot(users: string[]): Promise<Dovecot> {
@@ -101,6 +122,8 @@ service lmtp {
   const bin = existsSync("/usr/sbin/dovecot") ? "/usr/sbin/dovecot" : "dovecot";
   const child = spawn(bin, ["-F", "-c", join(dir, "dovecot.conf")], { stdio: ["ignore", "ignore", "pipe"] });
   await appears(dir, "lmtp.sock", child);
+  await greets({ path: socket }, child);
+  await greets({ host: "127.0.0.1", port }, child);
   return {
     dir,
     socket,

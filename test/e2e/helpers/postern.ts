@@ -42,6 +42,8 @@ export interface Postern {
   stderr(): string;
   /** The server process is still running. */
   running(): boolean;
+  /** The disk fault the next (re)start injects into the spool writer (see startPostern). */
+  spoolFault: string | undefined;
   /** Start the server again on the same data directory (restart test). */
   restart(): Promise<void>;
   cleanup(): Promise<void>;
@@ -57,7 +59,11 @@ export function runCli(args: string[], input?: string): Promise<{ code: number; 
   });
 }
 
-export async function startPostern(opts: { config?: Record<string, unknown>; users?: TestUser[] } = {}): Promise<Postern> {
+/**
+ * `spoolFault` ("ENOSPC@4096", "EIO@commit"): start through serve-with-fault.ts, whose spool writer
+ * fails as a full or broken disk would; Postern.spoolFault changes it for the next (re)start.
+ */
+export async function startPostern(opts: { config?: Record<string, unknown>; users?: TestUser[]; spoolFault?: string } = {}): Promise<Postern> {
   const dir = await mkdtemp(join(tmpdir(), "postern-e2e-"));
   const config: Record<string, unknown> = {
     ...baseTestConfig(dir),
@@ -75,13 +81,15 @@ export async function startPostern(opts: { config?: Record<string, unknown>; use
   }
 
   let child: ChildProcess;
+  const handle = { spoolFault: opts.spoolFault };
   const logs: LogLine[] = [];
   const waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
   const ports = { mta: 0, submission: 0, submissions: 0 };
   let allStderr = "";
 
   const launch = async () => {
-    child = spawn(process.execPath, [BIN, "serve", "--config", configPath], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    const serve = handle.spoolFault === undefined ? [BIN, "serve"] : [join(import.meta.dirname, "serve-with-fault.js"), handle.spoolFault];
+    child = spawn(process.execPath, [...serve, "--config", configPath], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
     let stderr = "";
     child.stderr!.on("data", (d: Buffer) => ((stderr += d.toString()), (allStderr += d.toString())));
     createInterface({ input: child.stdout! }).on("line", (text) => {
@@ -134,6 +142,12 @@ export async function startPostern(opts: { config?: Record<string, unknown>; use
     await exited;
   };
   return {
+    get spoolFault() {
+      return handle.spoolFault;
+    },
+    set spoolFault(spec: string | undefined) {
+      handle.spoolFault = spec;
+    },
     dir,
     configPath,
     ports,

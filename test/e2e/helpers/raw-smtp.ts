@@ -1,6 +1,9 @@
 /**
- * A byte-exact SMTP client for hostile conversations: write exactly these bytes, then read the
- * next complete reply (multi-line aware), upgrade to TLS on demand, observe the server closing.
+ * The tests' one byte-exact SMTP client (e2e tests and the dialog runner): write exactly these
+ * bytes, read the next complete reply (multi-line aware), notice any byte at all (silence) and the
+ * server closing, upgrade to TLS on demand. Received octets are kept as latin1, so 8-bit and NUL
+ * bytes survive and a UTF-8 character split across reads is never garbled; replies are decoded as
+ * UTF-8 unless the client was opened with `octets: true` (one character per octet).
  */
 import type { Socket } from "node:net";
 import { connectLocal, upgradeLocal } from "../../helpers/connect.js";
@@ -8,64 +11,87 @@ import { connectLocal, upgradeLocal } from "../../helpers/connect.js";
 export interface SmtpReply {
   code: number;
   lines: string[];
+  /** The reply lines joined with "\n" (CRLF removed). */
   text: string;
 }
 
-export class RawSmtp {
-  private buffer = "";
-  private waiting: (() => void) | null = null;
-  closed = false;
-  private readonly closedPromise: Promise<void>;
-  private resolveClosed!: () => void;
+export interface OpenOptions {
+  tls?: boolean;
+  /** Bytes written right after the TCP connect, before any TLS (a PROXY protocol header). */
+  prelude?: Buffer | string;
+  /** Replies as octets (latin1), not UTF-8: a test can see exactly which bytes the server sent. */
+  octets?: boolean;
+}
 
-  private constructor(private socket: Socket) {
-    this.closedPromise = new Promise((r) => (this.resolveClosed = r));
+export class RawSmtp {
+  /** Unparsed octets, one latin1 character each. */
+  private buffer = "";
+  private wake: (() => void) | null = null;
+  /** Set when the server (or the network) ended the connection. */
+  closed = false;
+
+  private constructor(
+    private socket: Socket,
+    private readonly octets: boolean,
+  ) {
     this.listen(socket);
   }
 
-  /** prelude: bytes written right after the TCP connect, before any TLS (a PROXY protocol header). */
-  static async open(port: number, opts: { tls?: boolean; prelude?: Buffer | string } = {}): Promise<RawSmtp> {
+  static async open(port: number, opts: OpenOptions = {}): Promise<RawSmtp> {
     let tcp: Socket | undefined;
     if (opts.prelude !== undefined) {
       tcp = await connectLocal(port);
       tcp.write(opts.prelude);
     }
-    return new RawSmtp(await connectLocal(port, { tls: opts.tls, over: tcp }));
+    return new RawSmtp(await connectLocal(port, { tls: opts.tls, over: tcp }), opts.octets ?? false);
   }
 
   private listen(socket: Socket): void {
     socket.on("data", (d: Buffer) => {
-      this.buffer += d.toString("utf8");
-      this.waiting?.();
+      this.buffer += d.toString("latin1");
+      this.wake?.();
     });
     socket.on("close", () => {
       this.closed = true;
-      this.resolveClosed();
-      this.waiting?.();
+      this.wake?.();
     });
+    // A reset after the server closed is an expected end of many hostile conversations.
     socket.on("error", () => undefined);
   }
 
   write(data: string | Buffer): void {
-    this.socket.write(data);
+    if (!this.socket.destroyed) this.socket.write(data);
   }
 
-  /** Reads one complete reply; rejects if the connection closes first. */
+  /** Resolves when something happens (bytes, close) or after ms; true if something happened. */
+  private event(ms: number): Promise<boolean> {
+    return new Promise((ok) => {
+      const timer = setTimeout(() => {
+        this.wake = null;
+        ok(false);
+      }, ms);
+      this.wake = () => {
+        clearTimeout(timer);
+        this.wake = null;
+        ok(true);
+      };
+    });
+  }
+
+  /** Reads one complete reply; rejects if the connection closes first or nothing comes in time. */
   async reply(timeoutMs = 10_000): Promise<SmtpReply> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const parsed = takeReply(this.buffer);
       if (parsed) {
         this.buffer = parsed.rest;
-        return parsed.reply;
+        return this.octets ? parsed.reply : decodeUtf8(parsed.reply);
       }
-      if (this.closed) throw new Error(`connection closed; unparsed: ${JSON.stringify(this.buffer)}`);
+      if (this.closed) throw new Error(`connection closed before a reply; unparsed: ${JSON.stringify(this.buffer)}`);
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no reply within ${timeoutMs} ms; buffered: ${JSON.stringify(this.buffer)}`);
-      await new Promise<void>((ok) => {
-        const t = setTimeout(ok, left);
-        this.waiting = () => (clearTimeout(t), (this.waiting = null), ok());
-      });
+      if (left <= 0 || !(await this.event(left))) {
+        if (takeReply(this.buffer) === null) throw new Error(`no reply within ${timeoutMs} ms; buffered: ${JSON.stringify(this.buffer)}`);
+      }
     }
   }
 
@@ -81,17 +107,32 @@ export class RawSmtp {
     return r;
   }
 
+  /** True when no byte arrived (and the connection stayed open) for ms; `got` is what came instead. */
+  async silent(ms: number): Promise<{ ok: boolean; got: string }> {
+    if (this.buffer.length > 0 || this.closed) return { ok: false, got: this.buffer || "(closed)" };
+    const happened = await this.event(ms);
+    return { ok: !happened, got: this.buffer || (this.closed ? "(closed)" : "") };
+  }
+
+  /**
+   * Waits for the server to close. `nothingMore`: fail as soon as the server sends another byte
+   * instead (a dialog's "closed" step: the last reply read was the last one sent).
+   */
+  async waitClosed(timeoutMs = 10_000, { nothingMore = false } = {}): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.closed) {
+      if (nothingMore && this.buffer.length > 0) break;
+      const left = deadline - Date.now();
+      if (left <= 0 || !(await this.event(left))) break;
+    }
+    if (nothingMore && this.buffer.length > 0) throw new Error(`expected the connection closed, got more: ${JSON.stringify(this.buffer)}`);
+    if (!this.closed) throw new Error(`connection still open after ${timeoutMs} ms`);
+  }
+
   async upgradeTls(): Promise<void> {
     this.socket = await upgradeLocal(this.socket);
     this.buffer = "";
     this.listen(this.socket);
-  }
-
-  async waitClosed(timeoutMs = 10_000): Promise<void> {
-    await Promise.race([
-      this.closedPromise,
-      new Promise((_, fail) => setTimeout(() => fail(new Error("connection not closed")), timeoutMs).unref()),
-    ]);
   }
 
   close(): void {
@@ -99,8 +140,13 @@ export class RawSmtp {
   }
 }
 
+function decodeUtf8(r: SmtpReply): SmtpReply {
+  const utf8 = (s: string) => Buffer.from(s, "latin1").toString("utf8");
+  return { code: r.code, lines: r.lines.map(utf8), text: utf8(r.text) };
+}
+
 /** Splits one complete (possibly multi-line) reply off the front of the buffer, or null. */
-export function takeReply(buf: string): { reply: SmtpReply; rest: string } | null {
+function takeReply(buf: string): { reply: SmtpReply; rest: string } | null {
   const lines: string[] = [];
   let pos = 0;
   for (;;) {

@@ -1,0 +1,72 @@
+/**
+ * One connection's side of the cross-connection AUTH throttle (auth-throttle.ts): the session's
+ * AuthGuard port, and the credential verifier with the per-account lockout in front of it.
+ *
+ * The account counted on failure is the login the current exchange tried. Our own mechanisms name
+ * it when they ask the store (so a locked-out account is refused there, before any secret is
+ * read); a Dovecot pass-through names it through `login` when the client's message (or Dovecot's
+ * `user=`) does (docs/SECURITY.md 11.8).
+ */
+import type { AuthThrottle } from "./auth-throttle.js";
+import type { AuthGuard } from "../smtp/session-types.js";
+import type { CredentialVerifier } from "../sasl/types.js";
+
+export interface ConnectionAuthGuard {
+  /** The session's port: refuse an AUTH from a locked-out IP, count failures, forget on success. */
+  authGuard: AuthGuard;
+  /** Remembers the login an exchange names; throws when that account is locked out here. */
+  login(user: string): void;
+  /** `verifier` with `login` asked first on every lookup. */
+  verifier: CredentialVerifier;
+}
+
+export function guardConnection(
+  throttle: AuthThrottle,
+  remoteIp: string,
+  verifier: CredentialVerifier,
+  /** Told once for each lockout a failure starts (for the log). */
+  lockedOut: (scope: "ip" | "account", user: string | undefined) => void,
+): ConnectionAuthGuard {
+  let tried: string | undefined;
+  const login = (user: string) => {
+    tried = user;
+    const verdict = throttle.checkAccount(remoteIp, user);
+    if (verdict.refused) throw new Error(`account throttled for ${verdict.retryAfterSec} s`);
+  };
+  const v = verifier;
+  const guarded: CredentialVerifier = {
+    // A refused password check is a failed check (454 via backend-error), not an exception.
+    verifyPassword: async (user, password) => {
+      try {
+        login(user);
+      } catch (err) {
+        return { ok: false, reason: "backend-error", detail: (err as Error).message };
+      }
+      return v.verifyPassword(user, password);
+    },
+    scramSha256: async (user) => (login(user), v.scramSha256(user)),
+    cramMd5: async (user) => (login(user), v.cramMd5(user)),
+    digestMd5: async (user, realm) => (login(user), v.digestMd5(user, realm)),
+    credentials: () => v.credentials(),
+    // SCRAM fakes an unknown login's salt and iteration count from these (docs/SECURITY.md 11.4).
+    loginKey: (user) => v.loginKey?.(user) ?? user,
+    ...(v.hasUser ? { hasUser: (user: string) => v.hasUser!(user) } : {}),
+    ...(v.scramShape ? { scramShape: (user: string) => v.scramShape!(user) } : {}),
+  };
+  const authGuard: AuthGuard = {
+    refusal() {
+      tried = undefined;
+      const verdict = throttle.checkIp(remoteIp);
+      return verdict.refused ? `${verdict.scope} locked out for ${verdict.retryAfterSec} s` : null;
+    },
+    failed() {
+      const { penaltyMs, locked } = throttle.failed(remoteIp, tried);
+      for (const scope of locked) lockedOut(scope, scope === "account" ? tried : undefined);
+      return penaltyMs;
+    },
+    succeeded(user) {
+      throttle.succeeded(remoteIp, tried ?? user);
+    },
+  };
+  return { authGuard, login, verifier: guarded };
+}
