@@ -44,10 +44,7 @@ export function percentile(values: number[], p: number): number {
 }
 
 /** Opens a session up to the point where MAIL may be sent. */
-export async function openSession(
-  o: Pick<LoadOptions, "port" | "tls" | "auth">,
-  codes: Map<number, number>,
-): Promise<BenchSmtpClient> {
+export async function openSession(o: Pick<LoadOptions, "port" | "tls" | "auth">, codes: Map<number, number>): Promise<BenchSmtpClient> {
   const { client, greeting } = await BenchSmtpClient.open(o.port, o.tls, codes);
   try {
     if (greeting.code !== 220) throw new ReplyError("greeting", greeting);
@@ -94,7 +91,11 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
         const rcpt = `RCPT TO:<${o.to}>`;
         if (o.pipelining) {
           void client.write(`${mail}\r\n${rcpt}\r\nDATA\r\n`);
-          for (const [step, want] of [["MAIL", 250], ["RCPT", 250], ["DATA", 354]] as const) {
+          for (const [step, want] of [
+            ["MAIL", 250],
+            ["RCPT", 250],
+            ["DATA", 354],
+          ] as const) {
             const r = await client.read();
             if (r.code !== want) throw new ReplyError(step, r);
           }
@@ -166,10 +167,7 @@ export async function parkSessions(port: number, count: number, deadlineMs: numb
  * Scenario 5: opens one TLS session per user, then sends every AUTH at once and times the burst
  * until the last 235: AUTH verifications per second, TLS cost excluded.
  */
-export async function authBurst(
-  port: number,
-  users: { user: string; password: string }[],
-): Promise<{ perSec: number; ok: number; errors: string[] }> {
+export async function authBurst(port: number, users: { user: string; password: string }[]): Promise<{ perSec: number; ok: number; errors: string[] }> {
   const codes = new Map<number, number>();
   const clients: BenchSmtpClient[] = [];
   const errors: string[] = [];

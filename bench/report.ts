@@ -55,11 +55,19 @@ export function markdown(report: BenchReport): string {
   const names = report.contenders.map((c) => c.name);
   const out: string[] = [];
   out.push(`# Postern benchmark — ${report.startedAt} (${report.mode})`, "");
-  out.push(Object.entries(report.machine).map(([k, v]) => `- ${k}: ${v}`).join("\n"), "");
+  out.push(
+    Object.entries(report.machine)
+      .map(([k, v]) => `- ${k}: ${v}`)
+      .join("\n"),
+    "",
+  );
   out.push("| contender | status | passwords | notes |", "|---|---|---|---|");
   for (const c of report.contenders) out.push(`| ${c.name} | ${c.status} | ${c.passwordScheme ?? ""} | ${(c.notes ?? []).join("; ")} |`);
   out.push("");
-  out.push("Each cell: median (min–max) over the runs. Ratios are Postern's advantage from the same run: > 1× means Postern is better (faster, or less memory).", "");
+  out.push(
+    "Each cell: median (min–max) over the runs. Ratios are Postern's advantage from the same run: > 1× means Postern is better (faster, or less memory).",
+    "",
+  );
   out.push(`| scenario | unit | ${names.join(" | ")} | Postern vs Postfix | Postern vs Haraka | Postern vs Node sink |`);
   out.push(`|---|---|${names.map(() => "---").join("|")}|---|---|---|`);
   for (const [key, byName] of Object.entries(report.rows)) {
@@ -72,7 +80,9 @@ export function markdown(report: BenchReport): string {
       return `${fmt(s.median)}${spread}${s.errors.length ? " ⚠" : ""}`;
     });
     const p = byName["Postern"];
-    out.push(`| ${key} | ${u.unit}${u.higherIsBetter ? " ↑" : " ↓"} | ${cells.join(" | ")} | ${ratio(p, byName["Postfix"], u.higherIsBetter)} | ${ratio(p, byName["Haraka"], u.higherIsBetter)} | ${ratio(p, byName["Node sink"], u.higherIsBetter)} |`);
+    out.push(
+      `| ${key} | ${u.unit}${u.higherIsBetter ? " ↑" : " ↓"} | ${cells.join(" | ")} | ${ratio(p, byName["Postfix"], u.higherIsBetter)} | ${ratio(p, byName["Haraka"], u.higherIsBetter)} | ${ratio(p, byName["Node sink"], u.higherIsBetter)} |`,
+    );
   }
   const notes: string[] = [];
   for (const [key, byName] of Object.entries(report.rows)) {

@@ -24,7 +24,9 @@ const flag = (name: string) => {
 };
 const quick = args.includes("--quick");
 const runs = Number(flag("runs") ?? (quick ? 2 : 3));
-const only = flag("only")?.split(",").map((s) => s.toLowerCase());
+const only = flag("only")
+  ?.split(",")
+  .map((s) => s.toLowerCase());
 const wanted = flag("scenarios")?.split(",");
 const factories: ContenderFactory[] = [postern, postfix, haraka, bareSink].filter((f) => !only || only.some((o) => f.name.toLowerCase().includes(o)));
 const chosen = scenarios.filter((s) => !wanted || wanted.includes(s.id));
@@ -44,8 +46,27 @@ async function main(): Promise<void> {
   try {
     const key = join(work, "key.pem");
     const cert = join(work, "cert.pem");
-    await run("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=bench.test", "-days", "2", "-keyout", key, "-out", cert]);
-    const users: BenchUser[] = Array.from({ length: 1 + (quick ? 16 : 32) * runs }, (_, i) => ({ address: `bench${i}@example.org`, password: randomBytes(12).toString("base64url") }));
+    await run("openssl", [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-subj",
+      "/CN=bench.test",
+      "-days",
+      "2",
+      "-keyout",
+      key,
+      "-out",
+      cert,
+    ]);
+    const users: BenchUser[] = Array.from({ length: 1 + (quick ? 16 : 32) * runs }, (_, i) => ({
+      address: `bench${i}@example.org`,
+      password: randomBytes(12).toString("base64url"),
+    }));
 
     const report: BenchReport = {
       startedAt: new Date().toISOString(),

@@ -88,7 +88,7 @@ async function loadAndVerify(ctx: ScenarioContext, o: LoadOptions) {
   const lastArrival = Math.max(...stats.arrivals, t0);
   // Accepted → arrived at the sink, per message (same hash order is not guaranteed: match by hash).
   const arrivalByHash = new Map<string, number[]>();
-  stats.hashes.forEach((h, i) => arrivalByHash.set(h, [...(arrivalByHash.get(h) ?? []), stats.arrivals[i]!]));
+  for (const [i, h] of stats.hashes.entries()) arrivalByHash.set(h, [...(arrivalByHash.get(h) ?? []), stats.arrivals[i]!]);
   const e2e = r.acceptedHashes.map((h, i) => (arrivalByHash.get(h)?.shift() ?? NaN) - r.acceptedAt[i]!).filter((x) => !Number.isNaN(x));
   return { r, errors, e2eRate: (r.accepted - lost) / ((lastArrival - t0) / 1000), e2eP50: percentile(e2e, 50), lost, cpuMsPerMsg };
 }
@@ -123,7 +123,13 @@ export const scenarios: Scenario[] = [
     title: "Submission: STARTTLS + AUTH PLAIN, 10 sessions × 20 messages of 4 KB, pipelined",
     async run(ctx): Promise<Measurement[]> {
       const { r, errors, e2eRate, e2eP50, cpuMsPerMsg } = await loadAndVerify(ctx, load(ctx, {}));
-      const detail = { p50Ms: round(r.latencyMs.p50), p99Ms: round(r.latencyMs.p99), setupP50Ms: round(r.setupMs.p50), accepted: r.accepted, codes: JSON.stringify(r.replyCodes) };
+      const detail = {
+        p50Ms: round(r.latencyMs.p50),
+        p99Ms: round(r.latencyMs.p99),
+        setupP50Ms: round(r.setupMs.p50),
+        accepted: r.accepted,
+        codes: JSON.stringify(r.replyCodes),
+      };
       return [
         { key: "1 submission, msgs/s accepted", value: r.msgsPerSec, unit: "msg/s", higherIsBetter: true, detail, errors },
         { key: "1 latency MAIL→250 p50", value: r.latencyMs.p50, unit: "ms", higherIsBetter: false, detail: {}, errors: [] },
@@ -131,7 +137,16 @@ export const scenarios: Scenario[] = [
         { key: "1 server CPU per message (relay included)", value: cpuMsPerMsg, unit: "ms", higherIsBetter: false, detail: {}, errors: [] },
         ...(ctx.contender.ownSink
           ? []
-          : [{ key: "6b relay end to end (accepted → at sink), msgs/s", value: e2eRate, unit: "msg/s", higherIsBetter: true, detail: { e2eP50Ms: round(e2eP50) }, errors: [] }]),
+          : [
+              {
+                key: "6b relay end to end (accepted → at sink), msgs/s",
+                value: e2eRate,
+                unit: "msg/s",
+                higherIsBetter: true,
+                detail: { e2eP50Ms: round(e2eP50) },
+                errors: [],
+              },
+            ]),
       ];
     },
   },
@@ -142,7 +157,14 @@ export const scenarios: Scenario[] = [
       const sessions = ctx.quick ? 100 : 200;
       const { r, errors, cpuMsPerMsg } = await loadAndVerify(ctx, load(ctx, { sessions, messagesPerSession: 1 }));
       return [
-        { key: "2 connection-heavy, sessions/s", value: r.msgsPerSec, unit: "sess/s", higherIsBetter: true, detail: { setupP50Ms: round(r.setupMs.p50), setupP99Ms: round(r.setupMs.p99), accepted: r.accepted }, errors },
+        {
+          key: "2 connection-heavy, sessions/s",
+          value: r.msgsPerSec,
+          unit: "sess/s",
+          higherIsBetter: true,
+          detail: { setupP50Ms: round(r.setupMs.p50), setupP99Ms: round(r.setupMs.p99), accepted: r.accepted },
+          errors,
+        },
         { key: "2 set-up TCP+TLS+EHLO+AUTH p50", value: r.setupMs.p50, unit: "ms", higherIsBetter: false, detail: {}, errors: [] },
         { key: "2 server CPU per session (relay included)", value: cpuMsPerMsg, unit: "ms", higherIsBetter: false, detail: {}, errors: [] },
       ];
@@ -158,7 +180,14 @@ export const scenarios: Scenario[] = [
         const sampler = peakSampler(() => ctx.contender.pids());
         const { r, errors } = await loadAndVerify(ctx, load(ctx, { sessions: 1, concurrency: 1, messagesPerSession: 1, messageSize: mb * 1_000_000 }));
         const peak = sampler.stop();
-        out.push({ key: `3 ${mb} MB message, memory growth`, value: peak - base, unit: "MB", higherIsBetter: false, detail: { baseMb: round(base), peakMb: round(peak), seconds: round(r.elapsedMs / 1000, 2) }, errors });
+        out.push({
+          key: `3 ${mb} MB message, memory growth`,
+          value: peak - base,
+          unit: "MB",
+          higherIsBetter: false,
+          detail: { baseMb: round(base), peakMb: round(peak), seconds: round(r.elapsedMs / 1000, 2) },
+          errors,
+        });
       }
       return out;
     },
@@ -170,7 +199,14 @@ export const scenarios: Scenario[] = [
       const out: Measurement[] = [];
       for (const count of [1000, 10_000]) {
         if (ctx.contender.name === "Postfix" && count > 1000) {
-          out.push({ key: `4 idle ${count} sessions, memory`, value: NaN, unit: "MB", higherIsBetter: false, detail: { skipped: "one smtpd process per session: 10,000 processes do not fit this 2-core machine (process limit set to 1,200)" }, errors: [] });
+          out.push({
+            key: `4 idle ${count} sessions, memory`,
+            value: NaN,
+            unit: "MB",
+            higherIsBetter: false,
+            detail: { skipped: "one smtpd process per session: 10,000 processes do not fit this 2-core machine (process limit set to 1,200)" },
+            errors: [],
+          });
           continue;
         }
         const base = treePssMb(ctx.contender.pids());
@@ -178,7 +214,14 @@ export const scenarios: Scenario[] = [
         const at = treePssMb(ctx.contender.pids());
         await Promise.all(parked.map((c) => c.quit()));
         if (parked.length < count) errors.unshift(`only ${parked.length} of ${count} sessions parked`);
-        out.push({ key: `4 idle ${count} sessions, memory`, value: at, unit: "MB", higherIsBetter: false, detail: { baseMb: round(base), perSessionKb: round(((at - base) * 1024) / Math.max(1, parked.length)) }, errors: errors.slice(0, 3) });
+        out.push({
+          key: `4 idle ${count} sessions, memory`,
+          value: at,
+          unit: "MB",
+          higherIsBetter: false,
+          detail: { baseMb: round(base), perSessionKb: round(((at - base) * 1024) / Math.max(1, parked.length)) },
+          errors: errors.slice(0, 3),
+        });
       }
       return out;
     },
@@ -194,8 +237,22 @@ export const scenarios: Scenario[] = [
       const first = await authBurst(ctx.contender.submissionPort, users);
       const again = await authBurst(ctx.contender.submissionPort, users);
       return [
-        { key: "5 AUTH/s, first login per user", value: first.perSec, unit: "auth/s", higherIsBetter: true, detail: { ok: first.ok }, errors: first.errors.slice(0, 3) },
-        { key: "5 AUTH/s, repeated login", value: again.perSec, unit: "auth/s", higherIsBetter: true, detail: { ok: again.ok }, errors: again.errors.slice(0, 3) },
+        {
+          key: "5 AUTH/s, first login per user",
+          value: first.perSec,
+          unit: "auth/s",
+          higherIsBetter: true,
+          detail: { ok: first.ok },
+          errors: first.errors.slice(0, 3),
+        },
+        {
+          key: "5 AUTH/s, repeated login",
+          value: again.perSec,
+          unit: "auth/s",
+          higherIsBetter: true,
+          detail: { ok: again.ok },
+          errors: again.errors.slice(0, 3),
+        },
       ];
     },
   },
@@ -204,7 +261,17 @@ export const scenarios: Scenario[] = [
     title: "Local delivery to Maildir end to end (accepted → file in new/), 10 sessions × 20 × 4 KB, fsync on",
     async run(ctx): Promise<Measurement[]> {
       const local = ctx.contender.local;
-      if (!local) return [{ key: "6a Maildir end to end, msgs/s", value: NaN, unit: "msg/s", higherIsBetter: true, detail: { skipped: "no local Maildir delivery" }, errors: [] }];
+      if (!local)
+        return [
+          {
+            key: "6a Maildir end to end, msgs/s",
+            value: NaN,
+            unit: "msg/s",
+            higherIsBetter: true,
+            detail: { skipped: "no local Maildir delivery" },
+            errors: [],
+          },
+        ];
       const before = local.delivered();
       const t0 = Date.now();
       const r = await runLoad(load(ctx, { to: local.recipient }));
@@ -212,7 +279,16 @@ export const scenarios: Scenario[] = [
       const delivered = local.delivered() - before;
       const errors = [...r.errors];
       if (delivered < r.accepted) errors.push(`${r.accepted - delivered} accepted messages not in Maildir after 60 s`);
-      return [{ key: "6a Maildir end to end, msgs/s", value: delivered / ((Date.now() - t0) / 1000), unit: "msg/s", higherIsBetter: true, detail: { accepted: r.accepted, delivered }, errors }];
+      return [
+        {
+          key: "6a Maildir end to end, msgs/s",
+          value: delivered / ((Date.now() - t0) / 1000),
+          unit: "msg/s",
+          higherIsBetter: true,
+          detail: { accepted: r.accepted, delivered },
+          errors,
+        },
+      ];
     },
   },
 ];

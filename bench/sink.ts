@@ -51,7 +51,10 @@ class SinkSession {
   }
 
   private received(chunk: Buffer): void {
-    if (this.inData) return this.dataChunk(chunk);
+    if (this.inData) {
+      this.dataChunk(chunk);
+      return;
+    }
     this.buffered += chunk.toString("latin1");
     let at: number;
     let out = "";

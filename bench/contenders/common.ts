@@ -2,7 +2,7 @@
 import { execFile, spawn } from "node:child_process";
 import { closeSync, openSync, readFileSync } from "node:fs";
 import { createServer, connect, type AddressInfo } from "node:net";
-import { readdirSync } from "node:fs";
+import { type Dirent, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 
@@ -49,7 +49,7 @@ export async function waitForPort(port: number, deadlineMs = 20_000): Promise<vo
 export function countMaildirNew(root: string): number {
   let n = 0;
   const walk = (dir: string) => {
-    let entries;
+    let entries: Dirent[];
     try {
       entries = readdirSync(dir, { withFileTypes: true });
     } catch {

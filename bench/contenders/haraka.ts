@@ -46,7 +46,9 @@ export const haraka: ContenderFactory = {
     writeFileSync(join(cfg, "tls.ini"), "key=tls_key.pem\ncert=tls_cert.pem\n" + defaultIni("tls.ini"));
     const users = setup.users.map((u) => `${u.address}=${u.password}`).join("\n");
     writeFileSync(join(cfg, "auth_flat_file.ini"), `[core]\nmethods=PLAIN,LOGIN\n\n[users]\n${users}\n`);
-    const forward = defaultIni("smtp_forward.ini").replace(/^host=.*$/m, "host=127.0.0.1").replace(/^port=.*$/m, `port=${setup.sinkPort}`);
+    const forward = defaultIni("smtp_forward.ini")
+      .replace(/^host=.*$/m, "host=127.0.0.1")
+      .replace(/^port=.*$/m, `port=${setup.sinkPort}`);
     writeFileSync(join(cfg, "smtp_forward.ini"), `enable_tls=false\nenable_outbound=true\n${forward}`);
     writeFileSync(join(cfg, "connection.ini"), defaultIni("connection.ini").replace(/^bytes=\d+$/m, "bytes=60000000"));
     const logFd = openSync(join(setup.workDir, "haraka.log"), "w");

@@ -67,7 +67,9 @@ export const postfix: ContenderFactory = {
 };
 
 function postfixUid(): number {
-  const line = readFileSync("/etc/passwd", "latin1").split("\n").find((l) => l.startsWith("postfix:"));
+  const line = readFileSync("/etc/passwd", "latin1")
+    .split("\n")
+    .find((l) => l.startsWith("postfix:"));
   return Number(line?.split(":")[2] ?? 0);
 }
 
@@ -163,7 +165,8 @@ biff = no
 }
 
 function masterCf(submission: number, implicit: number): string {
-  const sasl = "-o smtpd_sasl_auth_enable=yes -o smtpd_tls_auth_only=yes -o smtpd_relay_restrictions=permit_sasl_authenticated,reject -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject";
+  const sasl =
+    "-o smtpd_sasl_auth_enable=yes -o smtpd_tls_auth_only=yes -o smtpd_relay_restrictions=permit_sasl_authenticated,reject -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject";
   return `127.0.0.1:${submission} inet n - n - - smtpd -o smtpd_tls_security_level=encrypt ${sasl}
 127.0.0.1:${implicit} inet n - n - - smtpd -o smtpd_tls_wrappermode=yes ${sasl}
 pickup    unix  n       -       n       60      1       pickup

@@ -47,12 +47,24 @@ class DovecotVerifier implements Authenticator {
     if (step.kind === "failure" && step.reason === "backend-error") return { ok: false, reason: "backend-error", detail: step.detail };
     return { ok: false, reason: "bad-password", detail: step.kind === "failure" ? step.detail : "unexpected challenge" };
   }
-  async scramSha256(): Promise<null> { return null; }
-  async cramMd5(): Promise<null> { return null; }
-  async digestMd5(): Promise<null> { return null; }
-  credentials(): readonly CredentialKind[] { return ["password"]; }
-  async lookupUser(): Promise<UserInfo | null> { return null; }
-  close(): void { this.client.close(); }
+  async scramSha256(): Promise<null> {
+    return null;
+  }
+  async cramMd5(): Promise<null> {
+    return null;
+  }
+  async digestMd5(): Promise<null> {
+    return null;
+  }
+  credentials(): readonly CredentialKind[] {
+    return ["password"];
+  }
+  async lookupUser(): Promise<UserInfo | null> {
+    return null;
+  }
+  close(): void {
+    this.client.close();
+  }
 }
 
 export interface AuthBackendsOptions {

@@ -32,7 +32,7 @@ export function tabEscape(text: string): string {
 }
 
 export function tabUnescape(text: string): string {
-  return text.replace(/\x01(.)/g, (_m, c: string) => ({ "0": "\x00", "1": "\x01", t: "\t", r: "\r", n: "\n" } as Record<string, string>)[c] ?? c);
+  return text.replace(/\x01(.)/g, (_m, c: string) => (({ "0": "\x00", "1": "\x01", t: "\t", r: "\r", n: "\n" }) as Record<string, string>)[c] ?? c);
 }
 
 function parseParams(fields: string[]): Map<string, string> {

@@ -12,7 +12,16 @@ import { cramMd5SecretFromDovecotHex, deriveCramMd5Secret, deriveScramSha256, no
 import type { CramMd5Secret, ScramCredentials } from "../sasl/types.js";
 
 export const SUPPORTED_SCHEMES = [
-  "SHA512-CRYPT", "SHA256-CRYPT", "BLF-CRYPT", "ARGON2ID", "ARGON2I", "SSHA512", "SSHA256", "PLAIN", "CRAM-MD5", "SCRAM-SHA-256",
+  "SHA512-CRYPT",
+  "SHA256-CRYPT",
+  "BLF-CRYPT",
+  "ARGON2ID",
+  "ARGON2I",
+  "SSHA512",
+  "SSHA256",
+  "PLAIN",
+  "CRAM-MD5",
+  "SCRAM-SHA-256",
   "MD5-CRYPT",
 ] as const;
 export type Scheme = (typeof SUPPORTED_SCHEMES)[number];
@@ -114,7 +123,12 @@ export function cramMd5SecretOf(stored: StoredPassword): CramMd5Secret | null {
 function scramFromDovecot(data: string): ScramCredentials {
   const [iter, salt, storedKey, serverKey, ...rest] = data.split(",");
   if (rest.length > 0 || !/^\d+$/.test(iter ?? "") || !salt || !storedKey || !serverKey) throw new Error("malformed {SCRAM-SHA-256} value");
-  return { iterations: Number(iter), salt: Buffer.from(salt, "base64"), storedKey: Buffer.from(storedKey, "base64"), serverKey: Buffer.from(serverKey, "base64") };
+  return {
+    iterations: Number(iter),
+    salt: Buffer.from(salt, "base64"),
+    storedKey: Buffer.from(storedKey, "base64"),
+    serverKey: Buffer.from(serverKey, "base64"),
+  };
 }
 
 export function scramSecretOf(stored: StoredPassword): ScramCredentials | null {

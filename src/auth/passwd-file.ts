@@ -37,20 +37,32 @@ const keyOf = (user: string) => user.trim().replace(/[A-Z]/g, (c) => c.toLowerCa
 export function parsePasswdFile(text: string): { entries: Map<string, Entry>; skipped: SkippedLine[] } {
   const entries = new Map<string, Entry>();
   const skipped: SkippedLine[] = [];
-  text.split("\n").forEach((raw, index) => {
+  for (const [index, raw] of text.split("\n").entries()) {
     const line = raw.replace(/\r$/, "");
     const number = index + 1;
-    if (line.trim() === "" || line.trimStart().startsWith("#")) return;
+    if (line.trim() === "" || line.trimStart().startsWith("#")) continue;
     const fields = line.split(":");
     const user = fields[0] ?? "";
-    if (fields.length < 2) return void skipped.push({ line: number, reason: "malformed line: no ':' (expected user:{SCHEME}hash:uid:gid:gecos:home:shell:extra)" });
-    if (user === "") return void skipped.push({ line: number, reason: "malformed line: no user name before the first ':'" });
+    if (fields.length < 2) {
+      skipped.push({ line: number, reason: "malformed line: no ':' (expected user:{SCHEME}hash:uid:gid:gecos:home:shell:extra)" });
+      continue;
+    }
+    if (user === "") {
+      skipped.push({ line: number, reason: "malformed line: no user name before the first ':'" });
+      continue;
+    }
     const password = parseStoredPassword(fields[1]!);
-    if (password === null) return void skipped.push({ line: number, reason: unsupportedReason(fields[1]!) });
+    if (password === null) {
+      skipped.push({ line: number, reason: unsupportedReason(fields[1]!) });
+      continue;
+    }
     const earlier = entries.get(keyOf(user));
-    if (earlier) return void skipped.push({ line: number, reason: `duplicate user ${user}: line ${earlier.line} is used` });
+    if (earlier) {
+      skipped.push({ line: number, reason: `duplicate user ${user}: line ${earlier.line} is used` });
+      continue;
+    }
     entries.set(keyOf(user), { user, password, line: number });
-  });
+  }
   return { entries, skipped };
 }
 
@@ -72,7 +84,10 @@ export class PasswdFileStore implements Authenticator {
       });
       this.watcher.unref();
     } catch (err) {
-      opts.log?.warn({ event: "passwd-file-watch-failed", path: opts.path, err: String(err) }, "cannot watch passwd-file; changes are noticed at the next login");
+      opts.log?.warn(
+        { event: "passwd-file-watch-failed", path: opts.path, err: String(err) },
+        "cannot watch passwd-file; changes are noticed at the next login",
+      );
     }
   }
 
@@ -100,9 +115,15 @@ export class PasswdFileStore implements Authenticator {
       this.entries = entries;
       this.signature = signature;
       for (const s of skipped) {
-        this.opts.log?.warn({ event: "passwd-file-line-skipped", path: this.opts.path, line: s.line, reason: s.reason }, `passwd-file ${this.opts.path} line ${s.line} skipped: ${s.reason}`);
+        this.opts.log?.warn(
+          { event: "passwd-file-line-skipped", path: this.opts.path, line: s.line, reason: s.reason },
+          `passwd-file ${this.opts.path} line ${s.line} skipped: ${s.reason}`,
+        );
       }
-      this.opts.log?.info({ event: "passwd-file-loaded", path: this.opts.path, users: entries.size, skippedLines: skipped.map((s) => s.line) }, "passwd-file loaded");
+      this.opts.log?.info(
+        { event: "passwd-file-loaded", path: this.opts.path, users: entries.size, skippedLines: skipped.map((s) => s.line) },
+        "passwd-file loaded",
+      );
     } catch (err) {
       if (initial) throw new Error(`cannot read passwd-file ${this.opts.path}: ${String(err)}`);
       this.signature = signature;

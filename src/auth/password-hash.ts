@@ -64,8 +64,7 @@ export async function hashPassword(password: string, params: ScryptParams = DEFA
  * A well-formed hash of a random password nobody knows, with the default parameters:
  * unknown users are verified against it so they cost the same as known ones (SECURITY rule 14).
  */
-export const DUMMY_PASSWORD_HASH =
-  "$scrypt$ln=15,r=8,p=1$+vm5zxFVVOLG+0mqMGuZJg$Z+5gKJTlIPgLKD5TCcm+sPzNC0Rt/J8MNuWqr/Ser9E";
+export const DUMMY_PASSWORD_HASH = "$scrypt$ln=15,r=8,p=1$+vm5zxFVVOLG+0mqMGuZJg$Z+5gKJTlIPgLKD5TCcm+sPzNC0Rt/J8MNuWqr/Ser9E";
 
 /** False for a wrong password or an unparsable stored value (which still costs a dummy scrypt). */
 export async function verifyPasswordHash(password: string, stored: string): Promise<boolean> {

@@ -74,12 +74,13 @@ function prepareStatements(db: Database.Database) {
     auth: db.prepare<[string], AuthRow>("SELECT address, password_hash, disabled FROM users WHERE address = ?"),
     info: db.prepare<[string], InfoRow>("SELECT address, senders, disabled, relay_client FROM users WHERE address = ?"),
     all: db.prepare<[], InfoRow>("SELECT address, senders, disabled, relay_client FROM users ORDER BY address"),
-    scram: db.prepare<[string], { scram_salt: Buffer | null; scram_iterations: number | null; scram_stored_key: Buffer | null; scram_server_key: Buffer | null }>(
-      "SELECT scram_salt, scram_iterations, scram_stored_key, scram_server_key FROM users WHERE address = ? AND disabled = 0"),
+    scram: db.prepare<
+      [string],
+      { scram_salt: Buffer | null; scram_iterations: number | null; scram_stored_key: Buffer | null; scram_server_key: Buffer | null }
+    >("SELECT scram_salt, scram_iterations, scram_stored_key, scram_server_key FROM users WHERE address = ? AND disabled = 0"),
     exists: db.prepare<[string], { one: number }>("SELECT 1 AS one FROM users WHERE address = ? AND disabled = 0"),
     cram: db.prepare<[string], { cram_md5: Buffer | null }>("SELECT cram_md5 FROM users WHERE address = ? AND disabled = 0"),
-    digest: db.prepare<[string, string], { digest_ha1: Buffer | null }>(
-      "SELECT digest_ha1 FROM users WHERE address = ? AND digest_realm = ? AND disabled = 0"),
+    digest: db.prepare<[string, string], { digest_ha1: Buffer | null }>("SELECT digest_ha1 FROM users WHERE address = ? AND digest_realm = ? AND disabled = 0"),
     insert: db.prepare(`INSERT INTO users (address, password_hash, scram_salt, scram_iterations, scram_stored_key, scram_server_key,
       cram_md5, digest_ha1, digest_realm, senders, disabled, relay_client, created_at, updated_at)
       VALUES (@address, @passwordHash, @scramSalt, @scramIterations, @scramStoredKey, @scramServerKey,
@@ -94,8 +95,17 @@ function prepareStatements(db: Database.Database) {
   };
 }
 
-interface AuthRow { address: string; password_hash: string; disabled: number }
-interface InfoRow { address: string; senders: string; disabled: number; relay_client: number }
+interface AuthRow {
+  address: string;
+  password_hash: string;
+  disabled: number;
+}
+interface InfoRow {
+  address: string;
+  senders: string;
+  disabled: number;
+  relay_client: number;
+}
 
 export class SqliteUserStore implements Authenticator {
   private readonly db: Database.Database;

@@ -103,7 +103,10 @@ export async function runCheck(t: CheckTarget): Promise<CheckItem[]> {
   // over implicit TLS on the submissions port.
   const paths: RelayPath[] = implicit
     ? [{ name: "implicit TLS", port: t.port }]
-    : [{ name: "clear", port: t.port }, { name: "STARTTLS", port: t.port }];
+    : [
+        { name: "clear", port: t.port },
+        { name: "STARTTLS", port: t.port },
+      ];
   if (submissionsReached && t.submissionsPort !== undefined) paths.push({ name: "implicit TLS", port: t.submissionsPort });
   for (const path of paths) items.push(...(await relayProbe(t, domain, path)));
 

@@ -17,7 +17,12 @@ export function extensionItems(caps: PeerCapabilities, t: CheckTarget): CheckIte
   items.push(
     caps.size
       ? item("size", "PASS", caps.sizeLimit ? `SIZE ${caps.sizeLimit} (${(caps.sizeLimit / 1048576).toFixed(1)} MiB)` : "SIZE offered without a fixed limit")
-      : item("size", "WARN", "SIZE not offered (RFC 1870): clients learn the limit only after sending", "Postern: limits.messageSize; Postfix: message_size_limit; Sendmail: confMAX_MESSAGE_SIZE"),
+      : item(
+          "size",
+          "WARN",
+          "SIZE not offered (RFC 1870): clients learn the limit only after sending",
+          "Postern: limits.messageSize; Postfix: message_size_limit; Sendmail: confMAX_MESSAGE_SIZE",
+        ),
   );
   items.push(
     caps.pipelining
@@ -27,7 +32,12 @@ export function extensionItems(caps: PeerCapabilities, t: CheckTarget): CheckIte
   items.push(
     caps.enhancedStatusCodes
       ? item("enhancedstatuscodes", "PASS", "ENHANCEDSTATUSCODES offered (RFC 2034)")
-      : item("enhancedstatuscodes", "WARN", "ENHANCEDSTATUSCODES not offered: refusals carry no RFC 3463 code", "Postfix: remove it from smtpd_discard_ehlo_keywords"),
+      : item(
+          "enhancedstatuscodes",
+          "WARN",
+          "ENHANCEDSTATUSCODES not offered: refusals carry no RFC 3463 code",
+          "Postfix: remove it from smtpd_discard_ehlo_keywords",
+        ),
   );
   if (t.mode !== "submissions") {
     items.push(
@@ -67,10 +77,21 @@ export function mechanismItem(caps: PeerCapabilities, t: CheckTarget): CheckItem
   if (mechs.length === 0) {
     return t.mode === "mta"
       ? item("auth-mechanisms", "INFO", "no AUTH offered after TLS (fine for a port-25-only MTA)")
-      : item("auth-mechanisms", "FAIL", "submission port offers no AUTH after TLS", "Postern: submission listeners always offer AUTH; Postfix: -o smtpd_sasl_auth_enable=yes on the submission service");
+      : item(
+          "auth-mechanisms",
+          "FAIL",
+          "submission port offers no AUTH after TLS",
+          "Postern: submission listeners always offer AUTH; Postfix: -o smtpd_sasl_auth_enable=yes on the submission service",
+        );
   }
   const historic = mechs.filter((m) => m === "DIGEST-MD5" || m === "NTLM" || m === "GSSAPI-OLD");
-  if (historic.length > 0) return item("auth-mechanisms", "WARN", `offered: ${mechs.join(" ")}; ${historic.join(" ")} is historic (RFC 6331)`, "Postern: smtp.digestMd5: false; Postfix/Cyrus: mech_list without DIGEST-MD5");
+  if (historic.length > 0)
+    return item(
+      "auth-mechanisms",
+      "WARN",
+      `offered: ${mechs.join(" ")}; ${historic.join(" ")} is historic (RFC 6331)`,
+      "Postern: smtp.digestMd5: false; Postfix/Cyrus: mech_list without DIGEST-MD5",
+    );
   return item("auth-mechanisms", "PASS", `offered: ${mechs.join(" ")}`);
 }
 
@@ -110,7 +131,13 @@ const ipLiteral = (ip: string): string => (ip.includes(":") ? `[IPv6:${ip}]` : `
  */
 export function relayCases(domain: string, foreign: string, serverIp?: string): RelayCase[] {
   const [local, far] = foreign.split("@") as [string, string];
-  const foreignSender = (label: string, rcpt: string, localLooking: boolean): RelayCase => ({ label, sender: FOREIGN_SENDER, from: "a foreign sender", rcpt, localLooking });
+  const foreignSender = (label: string, rcpt: string, localLooking: boolean): RelayCase => ({
+    label,
+    sender: FOREIGN_SENDER,
+    from: "a foreign sender",
+    rcpt,
+    localLooking,
+  });
   const cases: RelayCase[] = [
     foreignSender("plain foreign recipient", `<${foreign}>`, false),
     foreignSender("percent hack", `<${local}%${far}@${domain}>`, true),
@@ -202,7 +229,13 @@ export async function relayProbe(t: CheckTarget, domain: string, path: RelayPath
       const mail = await p.cmd(`MAIL FROM:${c.sender}`);
       if (mail.code >= 300) {
         refusedSenders.add(c.sender);
-        items.push(item(`${prefix}: MAIL from ${from}`, "PASS", `${where(path)}: MAIL FROM:${c.sender} refused (${show(mail)}); its recipients were not tried on this path`));
+        items.push(
+          item(
+            `${prefix}: MAIL from ${from}`,
+            "PASS",
+            `${where(path)}: MAIL FROM:${c.sender} refused (${show(mail)}); its recipients were not tried on this path`,
+          ),
+        );
         continue;
       }
       rcpts++;
@@ -219,7 +252,9 @@ export async function relayProbe(t: CheckTarget, domain: string, path: RelayPath
           ),
         );
       } else if (rcpt.code >= 400 && rcpt.code < 500) {
-        items.push(item(id, "WARN", `${where(path)}: RCPT TO:${c.rcpt} refused only for now (${show(rcpt)}): not conclusive, run the check again (greylisting?)`));
+        items.push(
+          item(id, "WARN", `${where(path)}: RCPT TO:${c.rcpt} refused only for now (${show(rcpt)}): not conclusive, run the check again (greylisting?)`),
+        );
       } else items.push(item(id, "PASS", `${where(path)}: RCPT TO:${c.rcpt} refused (${show(rcpt)})`));
     } catch (err) {
       items.push(item(id, "PASS", `${where(path)}: the server ended the connection on this probe, RCPT TO:${c.rcpt} (${(err as Error).message})`));
@@ -233,7 +268,8 @@ export async function relayProbe(t: CheckTarget, domain: string, path: RelayPath
 
 /** RFC 6409 §4.3: a submission server refuses MAIL until the client has authenticated. */
 export async function submissionNeedsAuth(p: Probe, domain: string): Promise<CheckItem> {
-  const fix = "Postern: submission listeners always require AUTH; Postfix: -o smtpd_client_restrictions=permit_sasl_authenticated,reject on the submission service";
+  const fix =
+    "Postern: submission listeners always require AUTH; Postfix: -o smtpd_client_restrictions=permit_sasl_authenticated,reject on the submission service";
   const mail = await p.cmd(`MAIL FROM:<postern-check@${domain}>`);
   if (mail.code >= 400) return item("submission-requires-auth", "PASS", `MAIL without AUTH refused: ${show(mail)}`);
   const rcpt = await p.cmd(`RCPT TO:<postmaster@${domain}>`);
@@ -251,7 +287,8 @@ export async function vrfyExpn(p: Probe, domain: string): Promise<CheckItem[]> {
     const unknown = await p.cmd(`${verb} no-such-user-${randomBytes(4).toString("hex")}@${domain}`);
     const id = verb.toLowerCase();
     const confirms = (r: SmtpReply) => r.code === 250 || r.code === 251;
-    if (confirms(known) && !confirms(unknown)) items.push(item(id, "FAIL", `${verb} tells users apart (${known.code} vs ${unknown.code}): address harvesting`, fix));
+    if (confirms(known) && !confirms(unknown))
+      items.push(item(id, "FAIL", `${verb} tells users apart (${known.code} vs ${unknown.code}): address harvesting`, fix));
     else if (confirms(known)) items.push(item(id, "WARN", `${verb} answers ${show(known)}`, fix));
     else items.push(item(id, "PASS", `${verb} does not confirm users (${known.code})`));
   }

@@ -9,8 +9,7 @@ import { item, type CheckItem, type CheckTarget } from "./types.js";
 
 const FIX_VERSIONS =
   "Postern refuses TLS < 1.2 always (tls.minVersion); Postfix: smtpd_tls_protocols = >=TLSv1.2 and smtpd_tls_mandatory_protocols = >=TLSv1.2; Sendmail: O CipherList / ServerSSLOptions +SSL_OP_NO_TLSv1 +SSL_OP_NO_TLSv1_1";
-const FIX_CERT =
-  "Postern: tls.cert (full chain, leaf first) and tls.key; Postfix: smtpd_tls_chain_files; Sendmail: confSERVER_CERT, confCACERT";
+const FIX_CERT = "Postern: tls.cert (full chain, leaf first) and tls.key; Postfix: smtpd_tls_chain_files; Sendmail: confSERVER_CERT, confCACERT";
 
 /** A connection that has reached TLS: implicit, or EHLO + STARTTLS. null when STARTTLS is not possible. */
 export async function tlsSession(t: CheckTarget, implicit: boolean, port: number, tls: ConnectionOptions): Promise<Probe | null> {
@@ -43,7 +42,11 @@ async function tryHandshake(t: CheckTarget, implicit: boolean, port: number, off
     const p = await tlsSession(t, implicit, port, offer);
     if (!p) return { kind: "untestable", detail: "STARTTLS refused" };
     const c = p.tlsSocket.getCipher();
-    const accepted = { kind: "accepted", version: p.tlsSocket.getProtocol() ?? "?", cipher: c.standardName ? `${c.name} (${c.standardName})` : c.name } as const;
+    const accepted = {
+      kind: "accepted",
+      version: p.tlsSocket.getProtocol() ?? "?",
+      cipher: c.standardName ? `${c.name} (${c.standardName})` : c.name,
+    } as const;
     p.destroy();
     return accepted;
   } catch (err) {
@@ -64,7 +67,10 @@ const onPort = (t: CheckTarget, port: number): string => (port === t.port ? "" :
  */
 export async function checkTlsVersions(t: CheckTarget, implicit: boolean, port = t.port, idPrefix = ""): Promise<CheckItem[]> {
   const items: CheckItem[] = [];
-  for (const [version, label] of [["TLSv1", "1.0"], ["TLSv1.1", "1.1"]] as const) {
+  for (const [version, label] of [
+    ["TLSv1", "1.0"],
+    ["TLSv1.1", "1.1"],
+  ] as const) {
     const id = `${idPrefix}tls-${label}-refused`;
     const o = await tryHandshake(t, implicit, port, { minVersion: version, maxVersion: version, ciphers: "DEFAULT:@SECLEVEL=0" }, version);
     if (o.kind === "accepted") items.push(item(id, "FAIL", `TLS ${label} accepted${onPort(t, port)} (RFC 8996 deprecates it)`, FIX_VERSIONS));
@@ -96,7 +102,12 @@ export async function checkSubmissionCiphers(t: CheckTarget, implicit: boolean, 
   const o = await tryHandshake(t, implicit, port, { maxVersion: "TLSv1.2", ciphers: NON_AEAD_TLS12 }, "non-AEAD TLS 1.2 suites");
   if (o.kind === "accepted") {
     const kind = WEAKER_THAN_CBC.test(o.cipher) ? "a weak (worse than CBC) suite" : "a CBC-mode suite";
-    return item(id, "WARN", `submission port${onPort(t, port)} accepts ${kind} when a client offers only those: ${o.cipher}, ${o.version}; only AEAD suites (GCM, ChaCha20-Poly1305) belong on a submission port (RFC 9325 §4.2)`, FIX_SUBMISSION_CIPHERS);
+    return item(
+      id,
+      "WARN",
+      `submission port${onPort(t, port)} accepts ${kind} when a client offers only those: ${o.cipher}, ${o.version}; only AEAD suites (GCM, ChaCha20-Poly1305) belong on a submission port (RFC 9325 §4.2)`,
+      FIX_SUBMISSION_CIPHERS,
+    );
   }
   if (o.kind === "refused") return item(id, "PASS", `no CBC or weaker suite accepted${onPort(t, port)} (offered all non-AEAD TLS 1.2 suites: ${o.detail})`);
   return item(id, "NOT TESTED", o.detail);
@@ -116,12 +127,14 @@ export function checkSessionAndCertificate(t: CheckTarget, socket: TLSSocket): C
   );
   const name = cipher?.standardName ?? cipher?.name ?? "unknown";
   const forwardSecret = version === "TLSv1.3" || /ECDHE|DHE/.test(cipher?.name ?? "");
-  if (WEAK_CIPHER.test(name)) items.push(item("tls-cipher", "FAIL", `weak cipher ${name}`, "Postfix: smtpd_tls_exclude_ciphers = aNULL, RC4, 3DES, MD5; Postern uses Node's defaults"));
-  else if (!forwardSecret) items.push(item("tls-cipher", "WARN", `${name} has no forward secrecy`, "prefer ECDHE key exchange; Postfix: tls_preempt_cipherlist = yes"));
+  if (WEAK_CIPHER.test(name))
+    items.push(item("tls-cipher", "FAIL", `weak cipher ${name}`, "Postfix: smtpd_tls_exclude_ciphers = aNULL, RC4, 3DES, MD5; Postern uses Node's defaults"));
+  else if (!forwardSecret)
+    items.push(item("tls-cipher", "WARN", `${name} has no forward secrecy`, "prefer ECDHE key exchange; Postfix: tls_preempt_cipherlist = yes"));
   else items.push(item("tls-cipher", "PASS", name));
 
   const cert = socket.getPeerCertificate(true);
-  if (!cert || !cert.raw) {
+  if (!cert?.raw) {
     items.push(item("tls-certificate", "FAIL", "the server sent no certificate", FIX_CERT));
     return items;
   }
@@ -131,11 +144,21 @@ export function checkSessionAndCertificate(t: CheckTarget, socket: TLSSocket): C
       item("tls-chain", "WARN", `chain does not verify: ${String(socket.authorizationError)}${t.ca ? "" : " (use --ca to trust a private CA)"}`, FIX_CERT),
     );
   const mismatch = checkServerIdentity(t.servername, cert);
-  if (mismatch) items.push(item("tls-hostname", "WARN", `certificate does not match ${t.servername}: ${mismatch.message}`, `${FIX_CERT}; the certificate must name the MX / submission host (--servername sets the name checked)`));
+  if (mismatch)
+    items.push(
+      item(
+        "tls-hostname",
+        "WARN",
+        `certificate does not match ${t.servername}: ${mismatch.message}`,
+        `${FIX_CERT}; the certificate must name the MX / submission host (--servername sets the name checked)`,
+      ),
+    );
   else items.push(item("tls-hostname", "PASS", `certificate matches ${t.servername}`));
   const days = Math.floor((Date.parse(cert.valid_to) - Date.now()) / 86_400_000);
-  if (days < 0) items.push(item("tls-expiry", "FAIL", `certificate expired ${-days} days ago (${cert.valid_to})`, `renew it; ${FIX_CERT}; then SIGHUP postern`));
-  else if (days < 14) items.push(item("tls-expiry", "WARN", `certificate expires in ${days} days (${cert.valid_to})`, "renew it (certbot renew), then SIGHUP postern"));
+  if (days < 0)
+    items.push(item("tls-expiry", "FAIL", `certificate expired ${-days} days ago (${cert.valid_to})`, `renew it; ${FIX_CERT}; then SIGHUP postern`));
+  else if (days < 14)
+    items.push(item("tls-expiry", "WARN", `certificate expires in ${days} days (${cert.valid_to})`, "renew it (certbot renew), then SIGHUP postern"));
   else items.push(item("tls-expiry", "PASS", `certificate valid for ${days} more days`));
   return items;
 }
@@ -147,7 +170,8 @@ export async function checkImplicitTls(t: CheckTarget, port: number): Promise<{ 
     const greeting = await p.reply().catch((err: Error) => err);
     const version = p.tlsSocket.getProtocol();
     await p.quit();
-    if (greeting instanceof Error) return { item: item("implicit-tls", "WARN", `port ${port}: TLS works but no greeting (${greeting.message})`), reached: true };
+    if (greeting instanceof Error)
+      return { item: item("implicit-tls", "WARN", `port ${port}: TLS works but no greeting (${greeting.message})`), reached: true };
     if (greeting.code === 220) return { item: item("implicit-tls", "PASS", `port ${port} speaks SMTP over implicit TLS (${version})`), reached: true };
     return { item: item("implicit-tls", "WARN", `port ${port}: TLS works but the greeting was ${greeting.code}`), reached: true };
   } catch (err) {

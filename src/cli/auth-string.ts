@@ -51,10 +51,7 @@ export function describeAuthString(text: string): string {
   return lines.join("\n") + "\n";
 }
 
-export async function authStringCommand(
-  user: string | undefined,
-  opts: { authzid?: string; passwordStdin?: boolean; decode?: string },
-): Promise<void> {
+export async function authStringCommand(user: string | undefined, opts: { authzid?: string; passwordStdin?: boolean; decode?: string }): Promise<void> {
   if (opts.decode !== undefined) {
     process.stdout.write(describeAuthString(opts.decode));
     return;
@@ -63,8 +60,5 @@ export async function authStringCommand(
   const password = await readPassword({ fromStdin: opts.passwordStdin === true, prompt: `Password for ${user}: ` });
   if (password.length === 0) throw new Error("empty password refused");
   const s = authStrings(user, password, opts.authzid);
-  process.stdout.write(
-    `AUTH PLAIN ${s.plain}\n` +
-      `# AUTH LOGIN, then answer the two 334 prompts with:\n${s.loginUsername}\n${s.loginPassword}\n`,
-  );
+  process.stdout.write(`AUTH PLAIN ${s.plain}\n` + `# AUTH LOGIN, then answer the two 334 prompts with:\n${s.loginUsername}\n${s.loginPassword}\n`);
 }

@@ -52,7 +52,11 @@ export function auditTls(config: Config, now = Date.now()): ConfigFinding[] {
     cert = new X509Certificate(readFileSync(certPath));
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    out.push({ level: "error", key: "tls.cert", message: code ? `${certPath} ${errnoText(err)}` : `${certPath} holds no PEM certificate (${(err as Error).message})` });
+    out.push({
+      level: "error",
+      key: "tls.cert",
+      message: code ? `${certPath} ${errnoText(err)}` : `${certPath} holds no PEM certificate (${(err as Error).message})`,
+    });
   }
   try {
     key = createPrivateKey(readFileSync(keyPath));
@@ -62,7 +66,12 @@ export function auditTls(config: Config, now = Date.now()): ConfigFinding[] {
     out.push({
       level: "error",
       key: "tls.key",
-      message: code && !code.startsWith("ERR_") ? `${keyPath} ${errnoText(err)}` : encrypted ? `${keyPath} is encrypted with a passphrase; Postern needs an unencrypted key (openssl pkey -in KEY -out KEY.plain)` : `${keyPath} holds no PEM private key`,
+      message:
+        code && !code.startsWith("ERR_")
+          ? `${keyPath} ${errnoText(err)}`
+          : encrypted
+            ? `${keyPath} is encrypted with a passphrase; Postern needs an unencrypted key (openssl pkey -in KEY -out KEY.plain)`
+            : `${keyPath} holds no PEM private key`,
     });
   }
   if (cert && key && !cert.checkPrivateKey(key)) {
@@ -76,7 +85,8 @@ export function auditTls(config: Config, now = Date.now()): ConfigFinding[] {
     const expires = Date.parse(cert.validTo);
     const days = Math.floor((expires - now) / 86_400_000);
     if (expires < now) out.push({ level: "error", key: "tls.cert", message: `${certPath} expired on ${cert.validTo}` });
-    else if (days < CERT_WARN_DAYS) out.push({ level: "warning", key: "tls.cert", message: `${certPath} expires in ${days} day${days === 1 ? "" : "s"} (${cert.validTo})` });
+    else if (days < CERT_WARN_DAYS)
+      out.push({ level: "warning", key: "tls.cert", message: `${certPath} expires in ${days} day${days === 1 ? "" : "s"} (${cert.validTo})` });
     if (Date.parse(cert.validFrom) > now) out.push({ level: "error", key: "tls.cert", message: `${certPath} is not valid before ${cert.validFrom}` });
   }
   return out;
@@ -116,12 +126,14 @@ function needs(config: Config, configPath: string | undefined): Need[] {
   if (configPath) out.push({ path: configPath, mode: "read", key: "(config file)", consequence: reload });
   if (config.tls.cert) out.push({ path: config.tls.cert, mode: "read", key: "tls.cert", consequence: reload });
   if (config.tls.key) out.push({ path: config.tls.key, mode: "read", key: "tls.key", consequence: reload });
-  if (config.aliases.file) out.push({ path: config.aliases.file, mode: "read", key: "aliases.file", consequence: "changes to the alias file will not be picked up" });
+  if (config.aliases.file)
+    out.push({ path: config.aliases.file, mode: "read", key: "aliases.file", consequence: "changes to the alias file will not be picked up" });
   const passwdFiles = [
     ...(config.auth.backend === "passwd-file" && config.auth.path ? [["auth.path", config.auth.path] as const] : []),
     ...Object.entries(config.auth.domains).flatMap(([d, b]) => (b.backend === "passwd-file" && b.path ? [[`auth.domains.${d}.path`, b.path] as const] : [])),
   ];
-  for (const [key, path] of passwdFiles) out.push({ path, mode: "read", key, consequence: "users added to the passwd-file will not be able to log in until a restart" });
+  for (const [key, path] of passwdFiles)
+    out.push({ path, mode: "read", key, consequence: "users added to the passwd-file will not be able to log in until a restart" });
   if (usesMaildir(config)) {
     const root = maildirRoot(config.delivery.maildir);
     // dataDir is handed to the service user at start: a Maildir inside it is always writable.
@@ -132,7 +144,12 @@ function needs(config: Config, configPath: string | undefined): Need[] {
     }
   }
   // The server chowns dataDir itself, but it must be able to reach it.
-  out.push({ path: nearestExisting(dirname(resolve(config.dataDir))), mode: "search", key: "dataDir", consequence: "the server cannot reach its data directory once root is dropped" });
+  out.push({
+    path: nearestExisting(dirname(resolve(config.dataDir))),
+    mode: "search",
+    key: "dataDir",
+    consequence: "the server cannot reach its data directory once root is dropped",
+  });
   return out.map((n) => ({ ...n, path: isAbsolute(n.path) ? n.path : resolve(n.path) }));
 }
 

@@ -34,19 +34,43 @@ user
   .description("mark a user as a relay client (on) or a normal user (off); see --relay-client")
   .option(...configOption)
   .action(userRelayClient);
-user.command("del <address>").description("delete a user").option(...configOption).action(userDel);
+user
+  .command("del <address>")
+  .description("delete a user")
+  .option(...configOption)
+  .action(userDel);
 user
   .command("passwd <address>")
   .description("set a new password")
   .option(...configOption)
   .option("--password-stdin", "read the password from stdin")
   .action(userPasswd);
-user.command("list").description("list users").option(...configOption).option("--json", "machine-readable output").action(userList);
+user
+  .command("list")
+  .description("list users")
+  .option(...configOption)
+  .option("--json", "machine-readable output")
+  .action(userList);
 
 const queue = program.command("queue").description("inspect and steer the mail queue (needs the running server to change it)");
-queue.command("list").description("list queued messages (mailq)").option(...configOption).option("--json", "machine-readable output").action(queueList);
-queue.command("show <id>").description("show a message's envelope and headers").option(...configOption).option("--json", "machine-readable output").action(queueShow);
-queue.command("flush [id]").description("attempt delivery now, ignoring back-off (postqueue -f)").option(...configOption).option("--json", "machine-readable output").action(queueFlush);
+queue
+  .command("list")
+  .description("list queued messages (mailq)")
+  .option(...configOption)
+  .option("--json", "machine-readable output")
+  .action(queueList);
+queue
+  .command("show <id>")
+  .description("show a message's envelope and headers")
+  .option(...configOption)
+  .option("--json", "machine-readable output")
+  .action(queueShow);
+queue
+  .command("flush [id]")
+  .description("attempt delivery now, ignoring back-off (postqueue -f)")
+  .option(...configOption)
+  .option("--json", "machine-readable output")
+  .action(queueFlush);
 queue
   .command("delete [id]")
   .description("remove a message without a bounce (postsuper -d)")
@@ -54,11 +78,25 @@ queue
   .option("--all-deferred", "remove every deferred message")
   .option("--json", "machine-readable output")
   .action(queueDelete);
-queue.command("hold <id>").description("keep a message from delivery until released (survives restarts)").option(...configOption).option("--json", "machine-readable output").action(queueHold);
-queue.command("release <id>").description("release a held message").option(...configOption).option("--json", "machine-readable output").action(queueRelease);
+queue
+  .command("hold <id>")
+  .description("keep a message from delivery until released (survives restarts)")
+  .option(...configOption)
+  .option("--json", "machine-readable output")
+  .action(queueHold);
+queue
+  .command("release <id>")
+  .description("release a held message")
+  .option(...configOption)
+  .option("--json", "machine-readable output")
+  .action(queueRelease);
 
 const config = program.command("config").description("configuration tools");
-config.command("check").description("validate and print the effective configuration").option(...configOption).action(configCheck);
+config
+  .command("check")
+  .description("validate and print the effective configuration")
+  .option(...configOption)
+  .action(configCheck);
 
 registerToolbox(program);
 

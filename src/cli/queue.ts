@@ -108,7 +108,8 @@ export async function queueShow(id: string, opts: CommonOptions): Promise<void> 
 export async function queueFlush(id: string | undefined, opts: CommonOptions): Promise<void> {
   const result = (await request(opts, { op: "flush", id })) as { flushed: number; held?: string[] };
   const held = result.held ?? [];
-  const skipped = held.length === 0 ? "" : `; skipped ${held.length} held message${held.length === 1 ? "" : "s"} (postern queue release ID first): ${held.join(" ")}`;
+  const skipped =
+    held.length === 0 ? "" : `; skipped ${held.length} held message${held.length === 1 ? "" : "s"} (postern queue release ID first): ${held.join(" ")}`;
   print(opts, result, `flushed ${result.flushed} message${result.flushed === 1 ? "" : "s"}${skipped}\n`);
 }
 

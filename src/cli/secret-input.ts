@@ -5,7 +5,9 @@ export async function readPassword(opts: { fromStdin: boolean; prompt: string })
   if (opts.fromStdin || !stdin.isTTY) {
     const chunks: Buffer[] = [];
     for await (const chunk of stdin) chunks.push(chunk as Buffer);
-    return Buffer.concat(chunks).toString("utf8").replace(/\r?\n$/, "");
+    return Buffer.concat(chunks)
+      .toString("utf8")
+      .replace(/\r?\n$/, "");
   }
   stderr.write(opts.prompt);
   stdin.setRawMode(true);

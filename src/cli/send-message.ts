@@ -21,8 +21,16 @@ export interface ComposeOptions {
 }
 
 const TYPES: Record<string, string> = {
-  txt: "text/plain", html: "text/html", pdf: "application/pdf", png: "image/png", jpg: "image/jpeg",
-  jpeg: "image/jpeg", gif: "image/gif", zip: "application/zip", json: "application/json", csv: "text/csv",
+  txt: "text/plain",
+  html: "text/html",
+  pdf: "application/pdf",
+  png: "image/png",
+  jpg: "image/jpeg",
+  jpeg: "image/jpeg",
+  gif: "image/gif",
+  zip: "application/zip",
+  json: "application/json",
+  csv: "text/csv",
 };
 
 function contentTypeOf(file: string): string {

@@ -67,7 +67,8 @@ async function password(opts: SendOptions): Promise<string> {
 }
 
 /** OpenSSL's certificate verification results (X509_V_ERR_*), as Node reports them in err.code. */
-const CERT_CODES = /CERT|SELF_SIGNED|UNABLE_TO_(GET_ISSUER|VERIFY|DECRYPT|DECODE)|INVALID_CA|INVALID_PURPOSE|PATH_LENGTH|CHAIN_TOO_LONG|HOSTNAME|ALTNAME|IP_ADDRESS_MISMATCH/;
+const CERT_CODES =
+  /CERT|SELF_SIGNED|UNABLE_TO_(GET_ISSUER|VERIFY|DECRYPT|DECODE)|INVALID_CA|INVALID_PURPOSE|PATH_LENGTH|CHAIN_TOO_LONG|HOSTNAME|ALTNAME|IP_ADDRESS_MISMATCH/;
 
 /** A TLS failure: the handshake or the certificate check (Node's codes; some lack "CERT"). */
 export function tlsFailure(err: SmtpClientError): { certificate: boolean; code?: string } | null {
@@ -109,7 +110,10 @@ export async function runSend(opts: SendOptions, out: (line: string) => void): P
       throw new UsageError(`--ca: cannot read ${opts.ca}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
     }
     const secret = opts.user ? await password(opts) : undefined;
-    const body = opts.bodyFile !== undefined ? readFileSync(opts.bodyFile === "-" ? 0 : opts.bodyFile, "utf8") : (opts.body ?? "This is a test message sent by postern send.");
+    const body =
+      opts.bodyFile !== undefined
+        ? readFileSync(opts.bodyFile === "-" ? 0 : opts.bodyFile, "utf8")
+        : (opts.body ?? "This is a test message sent by postern send.");
     const heloName = opts.ehlo ?? osHostname();
     // Each command paired with its reply code, in order (the greeting has no command), to tell
     // which stage refused when MAIL and RCPT were pipelined.
@@ -122,7 +126,15 @@ export async function runSend(opts: SendOptions, out: (line: string) => void): P
         if (open) open.code = Number(line.slice(0, 3));
       }
     };
-    const message = composeMessage({ from: opts.from, to: opts.to, subject: opts.subject, headers: opts.header, body, attachments: opts.attach, hostname: heloName });
+    const message = composeMessage({
+      from: opts.from,
+      to: opts.to,
+      subject: opts.subject,
+      headers: opts.header,
+      body,
+      attachments: opts.attach,
+      hostname: heloName,
+    });
 
     try {
       client = await SmtpClient.connect({
@@ -161,7 +173,12 @@ export async function runSend(opts: SendOptions, out: (line: string) => void): P
         return SEND_EXIT.auth;
       }
     }
-    const result = await client.sendMail({ from: opts.from, to: opts.to.map((address) => ({ address })), size: message.length, message: Readable.from([message]) });
+    const result = await client.sendMail({
+      from: opts.from,
+      to: opts.to.map((address) => ({ address })),
+      size: message.length,
+      message: Readable.from([message]),
+    });
     const refused = result.recipients.filter((r) => r.outcome !== "delivered");
     if (result.dataReply === undefined) {
       out(`*** not sent: ${refused[0]?.detail ?? "no recipient accepted"}`);

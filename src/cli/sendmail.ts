@@ -50,8 +50,10 @@ export function resolveSocket(o: { socket?: string; config?: string }, env: Node
   if (doc.errors.length > 0) throw new SendmailFailure(EX.config, `${path} is not valid YAML; ${hint}`);
   const socket = doc.getIn(["localSubmit", "socket"]);
   const dataDir = doc.getIn(["dataDir"]) ?? "./data";
-  if (socket === undefined || socket === null) throw new SendmailFailure(EX.unavailable, `local submission is not configured (no localSubmit.socket in ${path})`);
-  if (typeof socket !== "string" || typeof dataDir !== "string") throw new SendmailFailure(EX.config, `${path}: localSubmit.socket and dataDir must be strings`);
+  if (socket === undefined || socket === null)
+    throw new SendmailFailure(EX.unavailable, `local submission is not configured (no localSubmit.socket in ${path})`);
+  if (typeof socket !== "string" || typeof dataDir !== "string")
+    throw new SendmailFailure(EX.config, `${path}: localSubmit.socket and dataDir must be strings`);
   // As the server resolves it: dataDir against the config's folder, a relative socket inside dataDir.
   return isAbsolute(socket) ? socket : join(resolve(dirname(resolve(path)), dataDir), socket);
 }
@@ -118,7 +120,10 @@ export function extractRecipients(message: Buffer): { recipients: string[]; mess
 
 /** The addr-specs of an address list: "<a@b>" forms, or bare words with an @; groups and comments skipped. */
 export function addressesIn(list: string): string[] {
-  const cleaned = list.replace(/\r\n/g, " ").replace(/\([^()]*\)/g, " ").replace(/"(?:[^"\\]|\\.)*"/g, '""');
+  const cleaned = list
+    .replace(/\r\n/g, " ")
+    .replace(/\([^()]*\)/g, " ")
+    .replace(/"(?:[^"\\]|\\.)*"/g, '""');
   const out: string[] = [];
   for (const part of cleaned.split(/[,;]/)) {
     const angle = /<([^<>]*)>/.exec(part);

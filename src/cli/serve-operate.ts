@@ -39,13 +39,23 @@ export async function operate(h: ProductionHandles): Promise<void> {
   let admin: AdminServer | undefined;
   if (config.admin.port !== undefined) {
     try {
-      admin = await startAdminServer({ address: config.admin.address, port: config.admin.port }, metrics, () => ({ ok: true, detail: { listeners: server.listeners.length, sessions: server.ops.connectionCounts() } }), log);
+      admin = await startAdminServer(
+        { address: config.admin.address, port: config.admin.port },
+        metrics,
+        () => ({ ok: true, detail: { listeners: server.listeners.length, sessions: server.ops.connectionCounts() } }),
+        log,
+      );
     } catch (err) {
       // The server is up (lock, in-use marker): take it down cleanly before reporting.
       await server.close();
-      throw listenError(err, { key: "admin.port", what: "the admin listener (admin)", address: config.admin.address, port: config.admin.port }, h.source ?? {}, {
-        privilegesDropped: config.process.user !== undefined,
-      });
+      throw listenError(
+        err,
+        { key: "admin.port", what: "the admin listener (admin)", address: config.admin.address, port: config.admin.port },
+        h.source ?? {},
+        {
+          privilegesDropped: config.process.user !== undefined,
+        },
+      );
     }
   }
 
@@ -57,7 +67,13 @@ export async function operate(h: ProductionHandles): Promise<void> {
       } catch (err) {
         // The old certificate and limits stay in force: a broken file must not take mail down.
         const detail =
-          err instanceof StartupError ? err.brief : err instanceof ConfigError ? [err.message, ...err.problems].join("; ") : err instanceof Error ? err.message : String(err);
+          err instanceof StartupError
+            ? err.brief
+            : err instanceof ConfigError
+              ? [err.message, ...err.problems].join("; ")
+              : err instanceof Error
+                ? err.message
+                : String(err);
         log.error({ event: "reload", ok: false, err: detail }, "reload failed; keeping the running configuration");
       }
     })();

@@ -38,7 +38,9 @@ function parseDemoPorts(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   const base = /^\d{1,5}$/.test(value) ? Number(value) : NaN;
   if (!(base === 0 || (base >= 1 && base <= 65535 - (DEMO_PORT_ORDER.length - 1)))) {
-    throw new Error(`--demo-ports takes a port number BASE (the demo then listens on BASE, BASE+1 and BASE+2), or 0 for any free ports; got ${JSON.stringify(value)}`);
+    throw new Error(
+      `--demo-ports takes a port number BASE (the demo then listens on BASE, BASE+1 and BASE+2), or 0 for any free ports; got ${JSON.stringify(value)}`,
+    );
   }
   return base;
 }

@@ -113,7 +113,9 @@ export async function userList(opts: { config?: string; json?: boolean }): Promi
     if (opts.json) process.stdout.write(JSON.stringify(users, null, 2) + "\n");
     else
       for (const u of users)
-        process.stdout.write(`${u.address}${u.disabled ? " (disabled)" : ""}${u.relayClient ? " (relay client)" : ""}${u.senders.length ? `  senders: ${u.senders.join(", ")}` : ""}\n`);
+        process.stdout.write(
+          `${u.address}${u.disabled ? " (disabled)" : ""}${u.relayClient ? " (relay client)" : ""}${u.senders.length ? `  senders: ${u.senders.join(", ")}` : ""}\n`,
+        );
   } finally {
     store.close();
   }

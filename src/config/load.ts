@@ -67,12 +67,7 @@ export function parseConfigObject(raw: unknown, baseDir: string): Config {
   return resolvePaths(result.data, baseDir);
 }
 
-function describeIssue(
-  issue: z.core.$ZodIssue,
-  doc: ReturnType<typeof parseDocument>,
-  lines: LineCounter,
-  path: string,
-): string {
+function describeIssue(issue: z.core.$ZodIssue, doc: ReturnType<typeof parseDocument>, lines: LineCounter, path: string): string {
   const key = issue.path.join(".") || "(root)";
   if (issue.code === "unrecognized_keys") return issue.keys.map((k) => describeUnknownKey(issue.path as PropertyKey[], k, doc, lines, path)).join("\n");
   // Walk up the path until a node with a source range is found: a missing key points at its parent.
@@ -106,7 +101,15 @@ function describeUnknownKey(at: PropertyKey[], unknown: string, doc: ReturnType<
 
 /** The keys the schema allows at `path` (objects inside defaults, optionals, records and arrays). */
 export function knownKeysAt(schema: z.ZodType, path: readonly PropertyKey[]): string[] {
-  type Def = { type: string; shape?: Record<string, z.ZodType>; innerType?: z.ZodType; in?: z.ZodType; valueType?: z.ZodType; element?: z.ZodType; options?: z.ZodType[] };
+  type Def = {
+    type: string;
+    shape?: Record<string, z.ZodType>;
+    innerType?: z.ZodType;
+    in?: z.ZodType;
+    valueType?: z.ZodType;
+    element?: z.ZodType;
+    options?: z.ZodType[];
+  };
   const defOf = (s: z.ZodType) => (s as unknown as { _zod: { def: Def } })._zod.def;
   const unwrap = (s: z.ZodType): z.ZodType[] => {
     const def = defOf(s);

@@ -88,9 +88,18 @@ const mynetworksWarnings: ConfigWarningProvider = (config) =>
     const breadth = netBreadth(cidr);
     const key = `mynetworks.${i}`;
     if (breadth === "all" || breadth === "huge") {
-      return [{ level: "error", key, message: `${cidr} makes this server an open relay: every host in it may send anywhere through port 25 without AUTH. List only your own networks (or none: local programs use postern sendmail).` }];
+      return [
+        {
+          level: "error",
+          key,
+          message: `${cidr} makes this server an open relay: every host in it may send anywhere through port 25 without AUTH. List only your own networks (or none: local programs use postern sendmail).`,
+        },
+      ];
     }
-    if (breadth === "wide") return [{ level: "warning", key, message: `${cidr} is a very wide public network: every host in it may relay without AUTH on port 25. Is all of it yours?` }];
+    if (breadth === "wide")
+      return [
+        { level: "warning", key, message: `${cidr} is a very wide public network: every host in it may relay without AUTH on port 25. Is all of it yours?` },
+      ];
     return [];
   });
 
@@ -110,14 +119,16 @@ const trustedProxyWarnings: ConfigWarningProvider = (config) => {
     });
   const listenersUsingTop = config.listeners.some((l) => l.proxyProtocol && l.trustedProxies === undefined);
   check(config.trustedProxies, "trustedProxies", listenersUsingTop);
-  config.listeners.forEach((l, i) => check(l.trustedProxies ?? [], `listeners.${i}.trustedProxies`, l.proxyProtocol));
+  for (const [i, l] of config.listeners.entries()) check(l.trustedProxies ?? [], `listeners.${i}.trustedProxies`, l.proxyProtocol);
   return out;
 };
 
 /** limits.exempt skips per-IP limits and the tarpit. */
 const exemptWarnings: ConfigWarningProvider = (config) =>
   config.limits.exempt.flatMap((cidr, i): ConfigFinding[] =>
-    netBreadth(cidr) === "ok" ? [] : [{ level: "warning", key: `limits.exempt.${i}`, message: `${cidr}: per-IP connection limits and the tarpit are off for all of this network.` }],
+    netBreadth(cidr) === "ok"
+      ? []
+      : [{ level: "warning", key: `limits.exempt.${i}`, message: `${cidr}: per-IP connection limits and the tarpit are off for all of this network.` }],
   );
 
 const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
@@ -126,7 +137,13 @@ const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
 const cleartextAuthWarnings: ConfigWarningProvider = (config) =>
   config.listeners.flatMap((l, i): ConfigFinding[] =>
     l.authWithoutTls && !LOOPBACK.has(l.address) && !l.address.startsWith("127.")
-      ? [{ level: "warning", key: `listeners.${i}.authWithoutTls`, message: `AUTH before TLS on ${l.address}:${l.port}: passwords cross the network in clear (meant for test rigs on loopback only).` }]
+      ? [
+          {
+            level: "warning",
+            key: `listeners.${i}.authWithoutTls`,
+            message: `AUTH before TLS on ${l.address}:${l.port}: passwords cross the network in clear (meant for test rigs on loopback only).`,
+          },
+        ]
       : [],
   );
 

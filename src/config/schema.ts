@@ -21,25 +21,27 @@ const cidr = z.string().refine((s) => {
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, "must be host:port");
 
-const listener = z.strictObject({
-  address: z.string().default("127.0.0.1"),
-  port: z.number().int().min(0).max(65535),
-  mode: listenerMode.default("mta"),
-  /** Allow AUTH before TLS on this listener. Off by default: passwords never cross in clear. */
-  authWithoutTls: z.boolean().default(false),
-  /** Offer AUTH on an `mta` listener (after TLS). Postfix: smtpd_sasl_auth_enable on port 25. */
-  auth: z.boolean().optional(),
-  /** Expect a PROXY protocol v1/v2 header from a trusted proxy before anything else. */
-  proxyProtocol: z.boolean().default(false),
-  /** Proxies allowed to send that header here; defaults to the top-level trustedProxies. */
-  trustedProxies: z.array(cidr).optional(),
-  /**
-   * Protocols and ciphers (src/server/tls.ts): modern (TLS 1.3), intermediate (TLS 1.3, TLS 1.2
-   * ECDHE+AEAD), compatible (Node's default list, CBC included). Default: compatible on mta,
-   * intermediate on submission ports.
-   */
-  tlsProfile: z.enum(TLS_PROFILES).optional(),
-}).transform((l) => ({ ...l, tlsProfile: l.tlsProfile ?? defaultTlsProfile(l.mode) }));
+const listener = z
+  .strictObject({
+    address: z.string().default("127.0.0.1"),
+    port: z.number().int().min(0).max(65535),
+    mode: listenerMode.default("mta"),
+    /** Allow AUTH before TLS on this listener. Off by default: passwords never cross in clear. */
+    authWithoutTls: z.boolean().default(false),
+    /** Offer AUTH on an `mta` listener (after TLS). Postfix: smtpd_sasl_auth_enable on port 25. */
+    auth: z.boolean().optional(),
+    /** Expect a PROXY protocol v1/v2 header from a trusted proxy before anything else. */
+    proxyProtocol: z.boolean().default(false),
+    /** Proxies allowed to send that header here; defaults to the top-level trustedProxies. */
+    trustedProxies: z.array(cidr).optional(),
+    /**
+     * Protocols and ciphers (src/server/tls.ts): modern (TLS 1.3), intermediate (TLS 1.3, TLS 1.2
+     * ECDHE+AEAD), compatible (Node's default list, CBC included). Default: compatible on mta,
+     * intermediate on submission ports.
+     */
+    tlsProfile: z.enum(TLS_PROFILES).optional(),
+  })
+  .transform((l) => ({ ...l, tlsProfile: l.tlsProfile ?? defaultTlsProfile(l.mode) }));
 
 /** Concurrent connections and connection rate (Postfix smtpd_client_connection_count_limit, anvil). */
 const connectionLimits = z
@@ -84,7 +86,11 @@ const limits = z
     textLineLength: z.number().int().min(1000).default(1000),
     /** RFC 5321 §4.5.3.1.8: at least 100 recipients must be accepted. */
     recipients: z.number().int().min(1).default(100),
-    messageSize: z.number().int().min(1024).default(25 * 1024 * 1024),
+    messageSize: z
+      .number()
+      .int()
+      .min(1024)
+      .default(25 * 1024 * 1024),
     /** Postfix smtpd_hard_error_limit. */
     errors: z.number().int().min(1).default(20),
     /** Postfix smtpd_junk_command_limit: NOOP/RSET/VRFY/HELP... */
@@ -113,7 +119,11 @@ const limits = z
     /** How often the `limits` counters line is logged (only when something changed). */
     logIntervalMs: z.number().int().min(100).default(60_000),
     /** Header section inspected (From:, Message-ID:, Received: count) at most this many octets. */
-    headerBytes: z.number().int().min(4096).default(256 * 1024),
+    headerBytes: z
+      .number()
+      .int()
+      .min(4096)
+      .default(256 * 1024),
     /** RFC 5321 §6.3: a message seen with this many Received: headers is looping. */
     maxReceivedHeaders: z.number().int().min(10).default(100),
     /**
@@ -171,7 +181,11 @@ const queue = z
   .strictObject({
     firstRetrySec: z.number().int().min(1).default(300),
     maxBackoffSec: z.number().int().min(1).default(4000),
-    maxLifetimeSec: z.number().int().min(60).default(5 * 24 * 3600),
+    maxLifetimeSec: z
+      .number()
+      .int()
+      .min(60)
+      .default(5 * 24 * 3600),
     concurrency: z.number().int().min(1).default(20),
     /** fsync spool and Maildir writes. Only tests and benchmarks of the raw engine turn this off. */
     fsync: z.boolean().default(true),
@@ -208,7 +222,10 @@ const authBackendFields = {
   /** dovecot: "unix:/run/dovecot/auth-client" or "host:port"; saslauthd: the mux socket path. */
   socket: z.string().min(1).optional(),
   /** Service name passed to Dovecot/saslauthd (PAM service for saslauthd -a pam). */
-  service: z.string().regex(/^[A-Za-z0-9._-]+$/).default("smtp"),
+  service: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]+$/)
+    .default("smtp"),
   /** saslauthd realm. */
   realm: z.string().optional(),
   /** Per request to Dovecot/saslauthd. */
@@ -256,9 +273,7 @@ export const configSchema = z.strictObject({
   listeners: z.array(listener).min(1),
   tls: tlsConfig,
   relay,
-  delivery: z
-    .strictObject({ maildir: z.string().default("./data/mail/{domain}/{localpart}") })
-    .prefault({}),
+  delivery: z.strictObject({ maildir: z.string().default("./data/mail/{domain}/{localpart}") }).prefault({}),
   auth: z
     .strictObject({
       ...authBackendFields,
@@ -289,7 +304,10 @@ export const configSchema = z.strictObject({
       /** Path; relative paths are inside dataDir. */
       socket: z.string().min(1).optional(),
       /** Octal file mode as a string ("0660": owner and group may submit). YAML 0660 unquoted is decimal. */
-      mode: z.string().regex(/^0?[0-7]{3}$/, 'must be an octal mode such as "0660"').default("0660"),
+      mode: z
+        .string()
+        .regex(/^0?[0-7]{3}$/, 'must be an octal mode such as "0660"')
+        .default("0660"),
       /** Group owning the socket: its members may submit (Postfix's postdrop group). */
       group: z.string().min(1).optional(),
     })
@@ -315,7 +333,11 @@ export const configSchema = z.strictObject({
   bounces: z
     .strictObject({
       /** Delay warning once per message this long after arrival (Postfix delay_warning_time); 0 = off. */
-      delayWarningSec: z.number().int().min(0).default(4 * 3600),
+      delayWarningSec: z
+        .number()
+        .int()
+        .min(0)
+        .default(4 * 3600),
     })
     .prefault({}),
   /** Routing (src/delivery): transport table, MX lookups, outbound sessions, aliases. See README "Routing". */
@@ -323,7 +345,9 @@ export const configSchema = z.strictObject({
   dns: z
     .strictObject({
       /** Resolvers as "host" or "host:port"; empty: the system's (/etc/resolv.conf). */
-      servers: z.array(z.string().regex(/^(\[[0-9a-fA-F:.]+\](:\d{1,5})?|[0-9a-fA-F:.]+|[0-9.]+:\d{1,5})$/, "must be an IP address, optionally with :port")).default([]),
+      servers: z
+        .array(z.string().regex(/^(\[[0-9a-fA-F:.]+\](:\d{1,5})?|[0-9a-fA-F:.]+|[0-9.]+:\d{1,5})$/, "must be an IP address, optionally with :port"))
+        .default([]),
       timeoutMs: z.number().int().min(100).default(5000),
       /** Our public addresses: an MX resolving to one is a loop (RFC 5321 §5.1). */
       ownAddresses: z.array(z.string()).default([]),

@@ -10,7 +10,9 @@ export function tlsWarnings(config: Config): string[] {
   const s = config.relay.smarthost;
   if (s !== undefined && typeof s !== "string" && s.auth !== undefined) {
     if (!s.verify) {
-      out.push("relay.smarthost.verify is false while relay.smarthost.auth is set: the relay's certificate is not checked, so a man in the middle gets the relay password");
+      out.push(
+        "relay.smarthost.verify is false while relay.smarthost.auth is set: the relay's certificate is not checked, so a man in the middle gets the relay password",
+      );
     }
     if (s.tls === "none") {
       out.push("relay.smarthost.tls is none while relay.smarthost.auth is set: AUTH is never sent in clear, so every message to the relay will be deferred");
@@ -33,7 +35,9 @@ export function tlsWarnings(config: Config): string[] {
   }
   for (const l of config.listeners) {
     if (l.mode !== "mta" && l.tlsProfile === "compatible") {
-      out.push(`listener ${l.address}:${l.port} (${l.mode}): tlsProfile compatible offers CBC and static-RSA suites (LUCKY13 class) to clients that send passwords; use intermediate`);
+      out.push(
+        `listener ${l.address}:${l.port} (${l.mode}): tlsProfile compatible offers CBC and static-RSA suites (LUCKY13 class) to clients that send passwords; use intermediate`,
+      );
     }
   }
   return out;

@@ -37,8 +37,7 @@ export async function deliverLmtp(
 ): Promise<RecipientResult[]> {
   const timeoutMs = opts.timeoutMs ?? 300_000;
   const where = describeTarget(target);
-  const everyone = (outcome: RecipientResult["outcome"], detail: string) =>
-    recipients.map((r) => ({ address: r.address, outcome, detail }));
+  const everyone = (outcome: RecipientResult["outcome"], detail: string) => recipients.map((r) => ({ address: r.address, outcome, detail }));
   if (!isSafePath(env.mailFrom) || recipients.some((r) => !isSafePath(r.address))) {
     return everyone("failed", "553 5.1.3 address not usable on an LMTP command line");
   }

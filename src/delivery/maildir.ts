@@ -79,11 +79,7 @@ async function createTmpFile(maildirPath: string, tmpFile: string): Promise<numb
  * Creating, closing and renaming are synchronous (page-cache metadata, a few µs each); the data
  * and the fsyncs go through the thread pool (see src/queue/spool-writer.ts).
  */
-export async function deliverToMaildir(
-  maildirPath: string,
-  message: MessageSource,
-  opts: MaildirDeliveryOptions,
-): Promise<string> {
+export async function deliverToMaildir(maildirPath: string, message: MessageSource, opts: MaildirDeliveryOptions): Promise<string> {
   const name = uniqueMaildirName();
   const tmpFile = join(maildirPath, "tmp", name);
   const fd = await createTmpFile(maildirPath, tmpFile);

@@ -12,9 +12,7 @@ export interface MxHost {
   addresses: string[];
 }
 
-export type MxResolution =
-  | { ok: true; hosts: MxHost[]; implicit: boolean }
-  | { ok: false; outcome: "failed" | "deferred"; detail: string };
+export type MxResolution = { ok: true; hosts: MxHost[]; implicit: boolean } | { ok: false; outcome: "failed" | "deferred"; detail: string };
 
 export interface MxResolverOptions {
   /** "host" or "host:port" (IPv6 as "[addr]:port"); empty: the system's resolvers. */

@@ -75,7 +75,10 @@ export async function deliverViaMx(
     const attempt = await deliverToEndpoint(ctx, domain, endpointFor(c.name, c.address), env, message, recipients);
     if (attempt.kind === "done") return attempt.results;
     lastError = `${c.name}[${c.address}]: ${attempt.error}`;
-    ctx.logger.warn({ event: "mx-host-failed", id: env.id, domain, host: c.name, address: c.address, err: attempt.error }, "delivery: MX host failed, trying the next");
+    ctx.logger.warn(
+      { event: "mx-host-failed", id: env.id, domain, host: c.name, address: c.address, err: attempt.error },
+      "delivery: MX host failed, trying the next",
+    );
     if (attempt.permanent) return everyone("failed", lastError);
   }
   return everyone("deferred", lastError);

@@ -57,8 +57,7 @@ function errorText(err: unknown): string {
 }
 
 export function createDeliverer(opts: DelivererOptions): DeliverFn {
-  const table =
-    opts.transport ?? new TransportTable({ entries: {}, isLocalDomain: opts.isLocalDomain, hasSmarthost: opts.smarthost !== undefined });
+  const table = opts.transport ?? new TransportTable({ entries: {}, isLocalDomain: opts.isLocalDomain, hasSmarthost: opts.smarthost !== undefined });
   // Without a shared pool: no reuse, limits only per call (the old one-session-per-attempt behaviour).
   const pool = opts.pool ?? new SmtpPool({ maxTotal: 1000, maxPerDestination: 1000, idleTimeoutMs: 0, maxMessagesPerSession: 1 });
   return async (env, message, recipients) => {
@@ -96,13 +95,18 @@ export function createDeliverer(opts: DelivererOptions): DeliverFn {
         if (!g.targets.some((x) => x.address === t)) g.targets.push({ ...base, address: t });
       }
     }
-    const done = await Promise.all(
-      [...groups.values()].map((g) => deliverGroup(opts, pool, g.transport, g.domain, env, message, g.targets)),
-    );
+    const done = await Promise.all([...groups.values()].map((g) => deliverGroup(opts, pool, g.transport, g.domain, env, message, g.targets)));
     const byTarget = new Map(done.flat().map((r) => [r.address, r]));
     // 3. One result per original recipient: deferred if any target is (all are retried: a
     // duplicate beats a loss), else failed if any failed, else delivered.
-    return recipients.map((r) => early.get(r.address) ?? combine(r.address, targetsOf.get(r.address)!.map((t) => byTarget.get(t)!)));
+    return recipients.map(
+      (r) =>
+        early.get(r.address) ??
+        combine(
+          r.address,
+          targetsOf.get(r.address)!.map((t) => byTarget.get(t)!),
+        ),
+    );
   };
 }
 
@@ -169,12 +173,7 @@ function localPrefix(env: Envelope, rcpt: string): Buffer {
   return Buffer.from(`Return-Path: <${env.mailFrom}>\r\nDelivered-To: ${rcpt}\r\n`, "utf8");
 }
 
-async function deliverLocal(
-  opts: DelivererOptions,
-  env: Envelope,
-  message: MessageSource,
-  recipients: EnvelopeRecipient[],
-): Promise<RecipientResult[]> {
+async function deliverLocal(opts: DelivererOptions, env: Envelope, message: MessageSource, recipients: EnvelopeRecipient[]): Promise<RecipientResult[]> {
   const results: RecipientResult[] = [];
   for (const rcpt of recipients) {
     let path: string;

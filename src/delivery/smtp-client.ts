@@ -107,9 +107,7 @@ export class SmtpClient {
   static async connect(opts: SmtpConnectOptions): Promise<SmtpClient> {
     const timeoutMs = opts.timeoutMs ?? 300_000;
     const implicit = opts.tls === "implicit";
-    const socket = implicit
-      ? tlsConnect({ ...clientTlsOptions(opts, opts.host), port: opts.port })
-      : netConnect({ host: opts.host, port: opts.port });
+    const socket = implicit ? tlsConnect({ ...clientTlsOptions(opts, opts.host), port: opts.port }) : netConnect({ host: opts.host, port: opts.port });
     const conn = new SmtpConnection(socket, implicit, opts.onTranscript);
     try {
       await conn.established(timeoutMs);
@@ -147,8 +145,7 @@ export class SmtpClient {
       throw new SmtpClientError("policy", "refusing AUTH over an unencrypted connection");
     }
     const offered = this.capabilities.auth;
-    const name =
-      mechanism === "auto" ? AUTO_MECHANISMS.find((m) => offered.includes(m)) : mechanism.toUpperCase();
+    const name = mechanism === "auto" ? AUTO_MECHANISMS.find((m) => offered.includes(m)) : mechanism.toUpperCase();
     if (!name) {
       throw new SmtpClientError("policy", `no usable AUTH mechanism offered (server offers: ${offered.join(" ") || "none"})`);
     }

@@ -45,7 +45,8 @@ class Slots {
   }
   release(): void {
     const next = this.waiting.shift();
-    if (next) next(); // the slot passes straight to the next waiter
+    if (next)
+      next(); // the slot passes straight to the next waiter
     else this.inUse--;
   }
 }
@@ -136,7 +137,10 @@ export class SmtpPool {
 
   private putBack(key: string, client: SmtpClient, used: number, reusable: boolean): void {
     // The client dropped the session itself (e.g. a 354 with no recipient accepted): nothing to QUIT.
-    if (!client.usable) return client.close();
+    if (!client.usable) {
+      client.close();
+      return;
+    }
     if (this.closed || !reusable || this.opts.idleTimeoutMs <= 0 || used >= this.opts.maxMessagesPerSession) {
       void client.quit();
       return;

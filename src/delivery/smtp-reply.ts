@@ -85,9 +85,7 @@ export class ReplyParser {
     const em = ENHANCED.exec(raw[0]);
     // RFC 3463 §3.1: the class of the enhanced code repeats the first digit of the reply code.
     const enhanced = em && em[1] === String(code)[0] ? `${em[1]}.${em[2]}.${em[3]}` : undefined;
-    const lines = enhanced
-      ? raw.map((l) => (l.startsWith(enhanced + " ") ? l.slice(enhanced.length + 1) : l === enhanced ? "" : l))
-      : raw;
+    const lines = enhanced ? raw.map((l) => (l.startsWith(enhanced + " ") ? l.slice(enhanced.length + 1) : l === enhanced ? "" : l)) : raw;
     return { code, enhanced, lines, text: lines.join(" ").trim() };
   }
 }

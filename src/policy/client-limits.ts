@@ -37,9 +37,7 @@ export interface TarpitConfig {
 
 export type RefusalReason = "total" | "per-ip" | "rate";
 
-export type Admission =
-  | { ok: true; exempt: boolean; release(): void }
-  | { ok: false; reason: RefusalReason; reply: Reply };
+export type Admission = { ok: true; exempt: boolean; release(): void } | { ok: false; reason: RefusalReason; reply: Reply };
 
 /** Counters for logs and metrics (issue 7 reads these through RunningServer.limits()). */
 export interface LimitsSnapshot {

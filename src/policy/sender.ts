@@ -48,22 +48,14 @@ export function ownsAddress(user: SenderOwner, address: string, delimiter = DEFA
 /** MAIL FROM check for an authenticated session. The null sender passes here; its From: is checked at the end of DATA. */
 export function checkEnvelopeSender(user: SenderOwner, sender: string, delimiter = DEFAULT_RECIPIENT_DELIMITER): Decision {
   if (sender === "" || ownsAddress(user, sender, delimiter)) return ALLOW;
-  return deny(
-    policyRefusal(553, `<${sender}>: Sender address rejected: not owned by user ${user.address}`),
-    `sender ${sender} not owned by ${user.address}`,
-  );
+  return deny(policyRefusal(553, `<${sender}>: Sender address rejected: not owned by user ${user.address}`), `sender ${sender} not owned by ${user.address}`);
 }
 
 /**
  * From: header check for submitted mail (every address in it must be the user's). `sender` is the
  * transaction's MAIL FROM: a null-sender message must carry a From: (see above).
  */
-export function checkFromHeader(
-  user: SenderOwner,
-  fromHeader: string | undefined,
-  sender: string,
-  delimiter = DEFAULT_RECIPIENT_DELIMITER,
-): Decision {
+export function checkFromHeader(user: SenderOwner, fromHeader: string | undefined, sender: string, delimiter = DEFAULT_RECIPIENT_DELIMITER): Decision {
   if (fromHeader === undefined) {
     if (sender === "") {
       return deny(

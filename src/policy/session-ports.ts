@@ -65,12 +65,7 @@ export interface PolicyConnection {
  * MAIL FROM for a session: an unauthenticated client is judged at RCPT (relay) instead; an
  * authenticated login must own the sender. Fail closed: a login that has no account owns no address.
  */
-export async function checkSessionSender(
-  ctx: PolicyContext,
-  sender: MailPath,
-  account: SenderAccount | null,
-  delimiter?: string,
-): Promise<Decision> {
+export async function checkSessionSender(ctx: PolicyContext, sender: MailPath, account: SenderAccount | null, delimiter?: string): Promise<Decision> {
   if (ctx.authUser === undefined) return ALLOW;
   if (!account) return deny(policyRefusal(553, "Sender address rejected: login has no mailbox"), "login has no account");
   return checkEnvelopeSender(account, sender.address, delimiter);
@@ -89,8 +84,7 @@ export function createPolicyPorts(setup: PolicySetup): (conn: PolicyConnection) 
       : undefined;
     return {
       mechanisms: () => auth.mechanisms(),
-      createMechanism: (name) =>
-        auth.createMechanism(name, guard ? { remoteIp, login: guard.login } : { remoteIp }, sasl, guard?.verifier ?? auth.verifier),
+      createMechanism: (name) => auth.createMechanism(name, guard ? { remoteIp, login: guard.login } : { remoteIp }, sasl, guard?.verifier ?? auth.verifier),
       account: (login) => auth.account(login),
       ...(guard ? { authGuard: guard.authGuard } : {}),
       ...(setup.sendLimits ? { sendLimits: setup.sendLimits } : {}),

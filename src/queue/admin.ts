@@ -223,4 +223,3 @@ export class QueueAdmin extends QueueReader {
     return { deleted };
   }
 }
-

@@ -29,8 +29,7 @@ export class DataDirBusyError extends Error {
     readonly holderPid: number | undefined,
   ) {
     super(
-      `another postern${holderPid !== undefined ? ` (pid ${holderPid})` : ""} is already serving the data directory ${dataDir} ` +
-        `(it holds ${lockPath})`,
+      `another postern${holderPid !== undefined ? ` (pid ${holderPid})` : ""} is already serving the data directory ${dataDir} ` + `(it holds ${lockPath})`,
     );
     this.name = "DataDirBusyError";
   }

@@ -89,8 +89,7 @@ function humanText(input: DsnInput): string {
   const { env, recipients, reportingMta } = input;
   const lines = [`This is the mail system at host ${reportingMta}.`, ""];
   const byAction = (a: DsnAction) => recipients.filter((r) => r.action === a);
-  const listing = (rs: DsnRecipient[]) =>
-    rs.flatMap((r) => [`<${oneLine(r.rcpt.address)}>: ${oneLine(r.rcpt.lastResult ?? "no details")}`]);
+  const listing = (rs: DsnRecipient[]) => rs.flatMap((r) => [`<${oneLine(r.rcpt.address)}>: ${oneLine(r.rcpt.lastResult ?? "no details")}`]);
   if (byAction("failed").length > 0) {
     lines.push("Your message could not be delivered to the recipients below. This is a permanent", "error; the message has been given up on.", "");
     lines.push(...listing(byAction("failed")), "");

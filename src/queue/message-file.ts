@@ -52,7 +52,11 @@ function openMessageFile(path: string, size: number | undefined, head: Buffer | 
     bytes = readFileSync(path);
   } catch (err) {
     // As a file stream would: the error surfaces where the message is read.
-    return new Readable({ read() { this.destroy(err as Error); } });
+    return new Readable({
+      read() {
+        this.destroy(err as Error);
+      },
+    });
   }
   return Readable.from([head ? Buffer.concat([head, bytes]) : bytes], { objectMode: false });
 }

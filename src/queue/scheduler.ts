@@ -178,7 +178,10 @@ export class QueueRunner {
         await lease.release();
       }
     })();
-    const lock = work.then(() => undefined, () => undefined);
+    const lock = work.then(
+      () => undefined,
+      () => undefined,
+    );
     this.running.set(id, lock);
     try {
       return await work;
@@ -236,9 +239,7 @@ export class QueueRunner {
   }
 
   private nextDue(env: Envelope): number {
-    const times = env.recipients
-      .filter((r) => r.status === "pending")
-      .map((r) => (r.nextAttemptAt ? Date.parse(r.nextAttemptAt) : 0));
+    const times = env.recipients.filter((r) => r.status === "pending").map((r) => (r.nextAttemptAt ? Date.parse(r.nextAttemptAt) : 0));
     // No pending recipient: a crash came between the last update and removal; finish now.
     return times.length === 0 ? 0 : Math.min(...times);
   }
@@ -276,9 +277,7 @@ export class QueueRunner {
       return;
     }
     const t = this.now();
-    const batch = env.recipients.filter(
-      (r) => r.status === "pending" && (forced || !r.nextAttemptAt || Date.parse(r.nextAttemptAt) <= t),
-    );
+    const batch = env.recipients.filter((r) => r.status === "pending" && (forced || !r.nextAttemptAt || Date.parse(r.nextAttemptAt) <= t));
     if (batch.length > 0) {
       const results = await this.deliverSafely(env, batch);
       const after = this.now();
@@ -303,7 +302,11 @@ export class QueueRunner {
   private async deliverSafely(env: Envelope, batch: EnvelopeRecipient[]): Promise<Map<string, RecipientResult>> {
     const byAddress = new Map<string, RecipientResult>();
     try {
-      const results = await this.deliver(env, this.spool.message(env), batch.map((r) => ({ ...r })));
+      const results = await this.deliver(
+        env,
+        this.spool.message(env),
+        batch.map((r) => ({ ...r })),
+      );
       for (const r of results) byAddress.set(r.address, r);
     } catch (err) {
       const detail = err instanceof Error ? err.message : String(err);

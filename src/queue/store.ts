@@ -23,7 +23,6 @@ import type { Envelope, MessageSource, SpoolWriter } from "./types.js";
 
 export type { MessageSource };
 
-
 /** The right to change one message until `expiresAt` (ms since epoch). */
 export interface QueueLease {
   readonly id: string;

@@ -123,11 +123,7 @@ export interface RecipientResult {
 export type QueueLogger = Log;
 
 /** One delivery attempt for some of a message's recipients; one result per recipient given. */
-export type DeliverFn = (
-  env: Envelope,
-  message: MessageSource,
-  recipients: EnvelopeRecipient[],
-) => Promise<RecipientResult[]>;
+export type DeliverFn = (env: Envelope, message: MessageSource, recipients: EnvelopeRecipient[]) => Promise<RecipientResult[]>;
 
 /** Retry policy (seconds). Back-off doubles from firstRetrySec up to maxBackoffSec. */
 export interface RetrySchedule {

@@ -28,7 +28,10 @@ export class CramMd5Server implements SaslServerMechanism {
   private state: "new" | "awaiting-response" | "done" = "new";
   private readonly challengeText: string;
 
-  constructor(private readonly opts: SaslServerOptions, hooks: CramMd5ServerTestHooks = {}) {
+  constructor(
+    private readonly opts: SaslServerOptions,
+    hooks: CramMd5ServerTestHooks = {},
+  ) {
     this.challengeText = hooks.challenge ?? makeCramMd5Challenge(opts.hostname);
   }
 
@@ -67,7 +70,9 @@ export class CramMd5Server implements SaslServerMechanism {
 }
 
 export function cramMd5Digest(password: string, challengeData: Buffer): string {
-  return createHmac("md5", Buffer.from(normalizePassword(password), "utf8")).update(challengeData).digest("hex");
+  return createHmac("md5", Buffer.from(normalizePassword(password), "utf8"))
+    .update(challengeData)
+    .digest("hex");
 }
 
 export class CramMd5Client implements SaslClientMechanism {

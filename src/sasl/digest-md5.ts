@@ -27,8 +27,14 @@ export function parseDigestDirectives(text: string): Map<string, string[]> | nul
   const out = new Map<string, string[]>();
   const len = text.length;
   let i = 0;
-  const skipSpace = () => { while (text[i] === " " || text[i] === "\t") i++; };
-  const readToken = () => { const start = i; while (i < len && TOKEN_CHAR.test(text[i]!)) i++; return text.slice(start, i); };
+  const skipSpace = () => {
+    while (text[i] === " " || text[i] === "\t") i++;
+  };
+  const readToken = () => {
+    const start = i;
+    while (i < len && TOKEN_CHAR.test(text[i]!)) i++;
+    return text.slice(start, i);
+  };
   for (;;) {
     skipSpace();
     const name = readToken().toLowerCase();
@@ -40,7 +46,10 @@ export function parseDigestDirectives(text: string): Map<string, string[]> | nul
     if (text[i] === '"') {
       for (i++; ; i++) {
         if (i >= len) return null;
-        if (text[i] === '"') { i++; break; }
+        if (text[i] === '"') {
+          i++;
+          break;
+        }
         if (text[i] === "\\") i++;
         if (i >= len) return null;
         value += text[i];
@@ -97,7 +106,10 @@ export class DigestMd5Server implements SaslServerMechanism {
   private readonly service: string;
   private success: SaslServerStep | null = null;
 
-  constructor(private readonly opts: SaslServerOptions, hooks: DigestMd5ServerTestHooks = {}) {
+  constructor(
+    private readonly opts: SaslServerOptions,
+    hooks: DigestMd5ServerTestHooks = {},
+  ) {
     this.nonce = hooks.nonce ?? randomNonce(24);
     this.service = hooks.service ?? "smtp";
   }
@@ -126,22 +138,36 @@ export class DigestMd5Server implements SaslServerMechanism {
     if ([...directives.values()].some((values) => values.length > 1)) return failure("malformed", "DIGEST-MD5 repeated directive");
     const get = (name: string) => directives.get(name)?.[0];
 
-    const username = get("username"), digestUri = get("digest-uri"), cnonce = get("cnonce");
-    const authzid = get("authzid"), responseHex = get("response") ?? "";
+    const username = get("username"),
+      digestUri = get("digest-uri"),
+      cnonce = get("cnonce");
+    const authzid = get("authzid"),
+      responseHex = get("response") ?? "";
     const expectedUri = `${this.service}/${this.opts.hostname}`.toLowerCase();
     const problem =
-      !username || hasControlChars(username) ? "bad username"
-      : get("realm") !== this.opts.hostname ? "realm must be the one offered"
-      : get("nonce") !== this.nonce ? "nonce mismatch"
-      : !cnonce ? "missing cnonce"
-      : get("nc") !== "00000001" ? "nonce count must be 00000001"
-      : (get("qop") ?? "auth") !== "auth" ? "only qop=auth is offered"
-      : (get("charset") ?? "utf-8").toLowerCase() !== "utf-8" ? "bad charset"
-      : directives.has("cipher") ? "cipher without auth-conf"
-      : digestUri?.toLowerCase() !== expectedUri ? "digest-uri must be service/hostname"
-      : authzid !== undefined && (authzid === "" || hasControlChars(authzid)) ? "bad authzid"
-      : !/^[0-9a-f]{32}$/.test(responseHex) ? "bad response value"
-      : null;
+      !username || hasControlChars(username)
+        ? "bad username"
+        : get("realm") !== this.opts.hostname
+          ? "realm must be the one offered"
+          : get("nonce") !== this.nonce
+            ? "nonce mismatch"
+            : !cnonce
+              ? "missing cnonce"
+              : get("nc") !== "00000001"
+                ? "nonce count must be 00000001"
+                : (get("qop") ?? "auth") !== "auth"
+                  ? "only qop=auth is offered"
+                  : (get("charset") ?? "utf-8").toLowerCase() !== "utf-8"
+                    ? "bad charset"
+                    : directives.has("cipher")
+                      ? "cipher without auth-conf"
+                      : digestUri?.toLowerCase() !== expectedUri
+                        ? "digest-uri must be service/hostname"
+                        : authzid !== undefined && (authzid === "" || hasControlChars(authzid))
+                          ? "bad authzid"
+                          : !/^[0-9a-f]{32}$/.test(responseHex)
+                            ? "bad response value"
+                            : null;
     if (problem !== null) return failure("malformed", `DIGEST-MD5: ${problem}`);
 
     this.state = "awaiting-store";
@@ -149,7 +175,14 @@ export class DigestMd5Server implements SaslServerMechanism {
     if (this.state !== "awaiting-store") return ALREADY_FINISHED; // a step() arrived meanwhile and ended us
     this.state = "done";
     if (!stored.ok) return stored.step;
-    const params: DigestResponseParams = { ha1: stored.value ?? DUMMY_HA1, nonce: this.nonce, cnonce: cnonce!, nc: "00000001", digestUri: digestUri!, ...(authzid ? { authzid } : {}) };
+    const params: DigestResponseParams = {
+      ha1: stored.value ?? DUMMY_HA1,
+      nonce: this.nonce,
+      cnonce: cnonce!,
+      nc: "00000001",
+      digestUri: digestUri!,
+      ...(authzid ? { authzid } : {}),
+    };
     const matches = safeEqual(Buffer.from(digestMd5ResponseValue(params, "AUTHENTICATE")), Buffer.from(responseHex));
     if (stored.value === null) return failure(missingSecretReason(this.opts.verifier, "digest-md5", username!));
     if (!matches) return failure("bad-password");
@@ -180,7 +213,10 @@ export class DigestMd5Client implements SaslClientMechanism {
   private state: "new" | "sent-response" | "done" = "new";
   private expectedRspauth = "";
 
-  constructor(private readonly creds: SaslClientCredentials, private readonly options: DigestMd5ClientOptions = {}) {}
+  constructor(
+    private readonly creds: SaslClientCredentials,
+    private readonly options: DigestMd5ClientOptions = {},
+  ) {}
 
   initial(): null {
     return null;
@@ -204,7 +240,10 @@ export class DigestMd5Client implements SaslClientMechanism {
   private onChallenge(directives: Map<string, string[]>): Buffer {
     this.state = "done";
     const nonce = directives.get("nonce");
-    const qops = (directives.get("qop") ?? ["auth"]).join(",").split(",").map((qop) => qop.trim());
+    const qops = (directives.get("qop") ?? ["auth"])
+      .join(",")
+      .split(",")
+      .map((qop) => qop.trim());
     if (nonce?.length !== 1 || !qops.includes("auth")) throw new Error("DIGEST-MD5: challenge lacks nonce or qop=auth");
     if (directives.get("algorithm")?.[0] !== "md5-sess") throw new Error("DIGEST-MD5: algorithm must be md5-sess");
     const realm = directives.get("realm")?.[0] ?? this.options.serverHostname ?? "";

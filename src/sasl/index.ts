@@ -17,10 +17,6 @@ export function createServerMechanism(name: string, opts: SaslServerOptions): Sa
 }
 
 /** Case-insensitive; null for a mechanism we do not implement. */
-export function createClientMechanism(
-  name: string,
-  creds: SaslClientCredentials,
-  options: ClientMechanismOptions = {},
-): SaslClientMechanism | null {
+export function createClientMechanism(name: string, creds: SaslClientCredentials, options: ClientMechanismOptions = {}): SaslClientMechanism | null {
   return findMechanism(name)?.createClient(creds, options) ?? null;
 }

@@ -22,15 +22,29 @@ const rotl = (x: number, n: number): number => ((x << n) | (x >>> (32 - n))) >>>
 function compress(state: Uint32Array, block: Buffer, offset: number): void {
   const m = new Uint32Array(16);
   for (let i = 0; i < 16; i++) m[i] = block.readUInt32LE(offset + 4 * i);
-  let a = state[0]!, b = state[1]!, c = state[2]!, d = state[3]!;
+  let a = state[0]!,
+    b = state[1]!,
+    c = state[2]!,
+    d = state[3]!;
   for (let i = 0; i < 64; i++) {
     let f: number, g: number;
-    if (i < 16) { f = (b & c) | (~b & d); g = i; }
-    else if (i < 32) { f = (d & b) | (~d & c); g = (5 * i + 1) % 16; }
-    else if (i < 48) { f = b ^ c ^ d; g = (3 * i + 5) % 16; }
-    else { f = c ^ (b | ~d); g = (7 * i) % 16; }
+    if (i < 16) {
+      f = (b & c) | (~b & d);
+      g = i;
+    } else if (i < 32) {
+      f = (d & b) | (~d & c);
+      g = (5 * i + 1) % 16;
+    } else if (i < 48) {
+      f = b ^ c ^ d;
+      g = (3 * i + 5) % 16;
+    } else {
+      f = c ^ (b | ~d);
+      g = (7 * i) % 16;
+    }
     const rotated = rotl((a + f + K[i]! + m[g]!) >>> 0, SHIFTS[(i >> 4) * 4 + (i % 4)]!);
-    a = d; d = c; c = b;
+    a = d;
+    d = c;
+    c = b;
     b = (b + rotated) >>> 0;
   }
   state[0] = (state[0]! + a) >>> 0;
@@ -46,7 +60,7 @@ function readState(bytes: Buffer): Uint32Array {
 
 function writeState(state: Uint32Array): Buffer {
   const out = Buffer.alloc(16);
-  state.forEach((word, i) => out.writeUInt32LE(word, 4 * i));
+  for (const [i, word] of state.entries()) out.writeUInt32LE(word, 4 * i);
   return out;
 }
 

@@ -12,7 +12,16 @@ import { randomBytes } from "node:crypto";
 import { hmacSha256, scramSaltedPassword, sha256, SCRAM_DEFAULT_ITERATIONS, SCRAM_SALT_BYTES } from "./secrets.js";
 import { askStore, missingSecretReason, resolveIdentity } from "./server-support.js";
 import { ALREADY_FINISHED, challenge, decodeBase64Strict, decodeUtf8, failure, hasControlChars, randomNonce, safeEqual, xorBuffers } from "./text.js";
-import type { CredentialVerifier, MechanismDescriptor, SaslClientCredentials, SaslClientMechanism, SaslServerMechanism, SaslServerOptions, SaslServerStep, ScramCredentials } from "./types.js";
+import type {
+  CredentialVerifier,
+  MechanismDescriptor,
+  SaslClientCredentials,
+  SaslClientMechanism,
+  SaslServerMechanism,
+  SaslServerOptions,
+  SaslServerStep,
+  ScramCredentials,
+} from "./types.js";
 
 const NAME = "SCRAM-SHA-256";
 /** RFC 5802 §7 "printable": %x21-2B / %x2D-7E (no comma). */
@@ -30,7 +39,7 @@ export function encodeSaslName(name: string): string {
 
 export function decodeSaslName(text: string): string | null {
   if (!/^(?:[^=,]|=2C|=3D)+$/.test(text)) return null;
-  const name = text.replace(/=2C|=3D/g, (escape) => (escape === "=2C" ? "," : "="));
+  const name = text.replace(/=2C|=3D/g, (code) => (code === "=2C" ? "," : "="));
   return hasControlChars(name) ? null : name;
 }
 
@@ -124,7 +133,10 @@ export class ScramSha256Server implements SaslServerMechanism {
   private nonce = "";
   private success: SaslServerStep | null = null;
 
-  constructor(private readonly opts: SaslServerOptions, private readonly hooks: ScramServerTestHooks = {}) {}
+  constructor(
+    private readonly opts: SaslServerOptions,
+    private readonly hooks: ScramServerTestHooks = {},
+  ) {}
 
   async start(initial: Buffer | null): Promise<SaslServerStep> {
     if (this.state !== "new") return this.end(ALREADY_FINISHED);
@@ -176,7 +188,8 @@ export class ScramSha256Server implements SaslServerMechanism {
 
   private async onClientFinal(message: Buffer): Promise<SaslServerStep> {
     this.state = "done";
-    const first = this.first!, credentials = this.credentials!;
+    const first = this.first!,
+      credentials = this.credentials!;
     const text = decodeUtf8(message);
     const final = text === null ? "not UTF-8" : parseClientFinal(text);
     if (typeof final === "string") return failure("malformed", `SCRAM client-final: ${final}`);
@@ -217,7 +230,10 @@ export class ScramSha256Client implements SaslClientMechanism {
   private gs2Header = "";
   private expectedServerSignature: Buffer | null = null;
 
-  constructor(private readonly creds: SaslClientCredentials, hooks: ScramClientTestHooks = {}) {
+  constructor(
+    private readonly creds: SaslClientCredentials,
+    hooks: ScramClientTestHooks = {},
+  ) {
     this.clientNonce = hooks.clientNonce ?? randomNonce();
     if (!PRINTABLE_NONCE.test(this.clientNonce)) throw new Error("SCRAM client nonce must be printable without commas");
   }
@@ -267,7 +283,13 @@ export class ScramSha256Client implements SaslClientMechanism {
   private onServerFinal(serverFinal: string): Buffer {
     this.state = "done";
     const first = serverFinal.split(",")[0] ?? "";
-    if (first.startsWith("e=")) throw new Error(`SCRAM-SHA-256: server error ${first.slice(2).replace(/[^\x21-\x7e]/g, "?").slice(0, 64)}`);
+    if (first.startsWith("e="))
+      throw new Error(
+        `SCRAM-SHA-256: server error ${first
+          .slice(2)
+          .replace(/[^\x21-\x7e]/g, "?")
+          .slice(0, 64)}`,
+      );
     const signature = first.startsWith("v=") ? decodeBase64Strict(first.slice(2)) : null;
     if (!signature || !safeEqual(signature, this.expectedServerSignature!)) throw new Error("SCRAM-SHA-256: server signature mismatch");
     return Buffer.alloc(0);

@@ -28,11 +28,7 @@ export function scramSaltedPassword(password: string, salt: Buffer, iterations: 
   return pbkdf2Sync(Buffer.from(normalizePassword(password), "utf8"), salt, iterations, 32, "sha256");
 }
 
-export function deriveScramSha256(
-  password: string,
-  salt: Buffer = randomBytes(SCRAM_SALT_BYTES),
-  iterations = SCRAM_DEFAULT_ITERATIONS,
-): ScramCredentials {
+export function deriveScramSha256(password: string, salt: Buffer = randomBytes(SCRAM_SALT_BYTES), iterations = SCRAM_DEFAULT_ITERATIONS): ScramCredentials {
   const salted = scramSaltedPassword(password, salt, iterations);
   const clientKey = hmacSha256(salted, "Client Key");
   return {

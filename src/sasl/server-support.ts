@@ -17,9 +17,7 @@ export function resolveIdentity(opts: SaslServerOptions, sentName: string, canon
   } catch {
     return failure("backend-error", "authzid policy threw");
   }
-  return permitted
-    ? { kind: "success", identity: { authcid: canonical, authzid } }
-    : failure("authzid-not-permitted");
+  return permitted ? { kind: "success", identity: { authcid: canonical, authzid } } : failure("authzid-not-permitted");
 }
 
 /**

@@ -52,9 +52,7 @@ export interface CramMd5Secret {
   outer: Buffer;
 }
 
-export type VerifyResult =
-  | { ok: true; user: string }
-  | { ok: false; reason: "unknown-user" | "bad-password" | "backend-error"; detail?: string };
+export type VerifyResult = { ok: true; user: string } | { ok: false; reason: "unknown-user" | "bad-password" | "backend-error"; detail?: string };
 
 /**
  * What a mechanism needs from the credential store: the password checked by the store

@@ -8,7 +8,7 @@ import type { Socket } from "node:net";
 import type { SecureContext, TLSSocket } from "node:tls";
 import { formatReply } from "../smtp/reply.js";
 import type { ClientLimits } from "../policy/client-limits.js";
-import { NetworkList, unmapIPv4 } from "../policy/networks.js";
+import { type NetworkList, unmapIPv4 } from "../policy/networks.js";
 import type { ListenerConfig } from "../config/schema.js";
 import { readProxyHeader } from "./proxy-protocol.js";
 import { tlsInfo } from "./connection.js";
@@ -64,7 +64,7 @@ export async function acceptConnection(raw: Socket, o: AcceptOptions): Promise<v
 async function accept(raw: Socket, o: AcceptOptions): Promise<void> {
   let over!: () => void;
   ended.set(raw, new Promise<void>((resolve) => (over = resolve)));
-  let slot = () => undefined as void;
+  let slot: () => void = () => undefined;
   // Every way out comes through here, once: the limiter slot and the open-socket entry go back.
   const finish = () => {
     o.sockets.delete(raw);
@@ -115,7 +115,10 @@ async function accept(raw: Socket, o: AcceptOptions): Promise<void> {
   }
 
   if (!admission.ok) {
-    o.log.warn({ event: "connection-refused", client: ip, proxy: proxiedBy, listener: o.listener.mode, reason: admission.reason }, "connection refused by a limit");
+    o.log.warn(
+      { event: "connection-refused", client: ip, proxy: proxiedBy, listener: o.listener.mode, reason: admission.reason },
+      "connection refused by a limit",
+    );
     socket.end(formatReply(admission.reply));
     setTimeout(() => socket.destroy(), 5000).unref();
     return;

@@ -73,9 +73,7 @@ export class ConnectionGuard {
     if (t === null) return 0;
     // Only the reply to a new error (or junk command) waits, by how far past its soft limit that counter is.
     const ms =
-      counts.errors > last.errors ? tarpitDelayMs(counts.errors, t.softErrors, t)
-      : counts.junk > last.junk ? tarpitDelayMs(counts.junk, t.softJunk, t)
-      : 0;
+      counts.errors > last.errors ? tarpitDelayMs(counts.errors, t.softErrors, t) : counts.junk > last.junk ? tarpitDelayMs(counts.junk, t.softJunk, t) : 0;
     if (ms > 0) this.config.log.debug({ event: "tarpit", delayMs: ms, ...counts }, "delaying reply");
     return ms;
   }

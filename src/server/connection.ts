@@ -7,7 +7,7 @@ import type { SecureContext, TLSSocket } from "node:tls";
 import { InputBuffer } from "../smtp/input-buffer.js";
 import { closingReply, Se430MailSystem, Se432NotAccepting, Se442BadConnection } from "../base/reply-codes.js";
 import { formatReply, type Reply } from "../smtp/reply.js";
-import { Session, type Expecting, type SessionOutput } from "../smtp/session.js";
+import type { Session, Expecting, SessionOutput } from "../smtp/session.js";
 import type { Logger } from "./log.js";
 import type { ConnectionGuard } from "./connection-guard.js";
 import { serverTlsSocket } from "./tls.js";
@@ -103,7 +103,10 @@ export class SmtpConnection {
 
   private received(chunk: Buffer): void {
     if (this.closed) return;
-    if (!this.greeted) return this.earlyTalker();
+    if (!this.greeted) {
+      this.earlyTalker();
+      return;
+    }
     this.opts.guard?.received(chunk.length);
     this.input.push(chunk);
     if (!this.processing) void this.process();

@@ -20,9 +20,7 @@ export interface LocalSubmitRequest {
   recipients: string[];
 }
 
-export type LocalSubmitResponse =
-  | { ok: true; id: string }
-  | { ok: false; error: string; temporary?: boolean; badAddress?: boolean };
+export type LocalSubmitResponse = { ok: true; id: string } | { ok: false; error: string; temporary?: boolean; badAddress?: boolean };
 
 /** Where the socket is: localSubmit.socket, relative to dataDir unless absolute; null when off. */
 export function localSubmitSocketPath(config: Config): string | null {

@@ -78,7 +78,7 @@ async function handle(socket: Socket, o: LocalSubmitOptions): Promise<void> {
   let collector: HeaderCollector | undefined;
   let request: LocalSubmitRequest | undefined;
   let sender = "";
-  let recipients: string[] = [];
+  const recipients: string[] = [];
   let failed = false;
   let pending: Promise<void> = Promise.resolve();
   const refuse = (r: LocalSubmitResponse) => {
@@ -98,7 +98,8 @@ async function handle(socket: Socket, o: LocalSubmitOptions): Promise<void> {
     } catch {
       return refuse({ ok: false, error: "malformed request" });
     }
-    if (request.version !== 1 || !Array.isArray(request.recipients) || typeof request.user !== "string") return refuse({ ok: false, error: "malformed request" });
+    if (request.version !== 1 || !Array.isArray(request.recipients) || typeof request.user !== "string")
+      return refuse({ ok: false, error: "malformed request" });
     const user = /^[A-Za-z0-9._-]{1,64}$/.test(request.user) ? request.user : "nobody";
     const s = checkAddress(request.sender ?? `${user}@${o.domain}`, "sender");
     if (s === null) return refuse({ ok: false, error: `bad sender address ${JSON.stringify(request.sender)}`, badAddress: true });
@@ -164,12 +165,19 @@ async function handle(socket: Socket, o: LocalSubmitOptions): Promise<void> {
       await pending;
       let id: string;
       try {
-        id = await writer.commit({ mailFrom: sender, client: { ip: "127.0.0.1", helo: "localhost", listener: "submission", authUser: `local:${request!.user}` }, recipients: recipients.map((address) => ({ address })) });
+        id = await writer.commit({
+          mailFrom: sender,
+          client: { ip: "127.0.0.1", helo: "localhost", listener: "submission", authUser: `local:${request!.user}` },
+          recipients: recipients.map((address) => ({ address })),
+        });
       } catch (err) {
         o.log.warn({ event: "spool-error", err: String(err), via: "local" }, "local submission failed");
         return refuse({ ok: false, error: "queue write failed", temporary: true });
       }
-      o.log.info({ event: "queued", id, from: sender, to: recipients, size: writer.bytesWritten, via: "local", user: request!.user, uid: request!.uid }, "queued (local submission)");
+      o.log.info(
+        { event: "queued", id, from: sender, to: recipients, size: writer.bytesWritten, via: "local", user: request!.user, uid: request!.uid },
+        "queued (local submission)",
+      );
       o.queued(id);
       answer({ ok: true, id });
     });

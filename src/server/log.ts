@@ -11,11 +11,7 @@ export type { Logger } from "pino";
 /** Sees every log call's fields and the logger's bindings (the metrics listen here: src/server/metrics.ts). */
 export type LogObserver = (fields: Record<string, unknown>, bindings: Record<string, unknown>) => void;
 
-export function createLogger(
-  opts: { level: string; format: "json" | "pretty" },
-  out: NodeJS.WritableStream = process.stdout,
-  observe?: LogObserver,
-): Logger {
+export function createLogger(opts: { level: string; format: "json" | "pretty" }, out: NodeJS.WritableStream = process.stdout, observe?: LogObserver): Logger {
   const hooks = observe && {
     logMethod(this: Logger, args: Parameters<Logger["info"]>, method: (...a: unknown[]) => void) {
       const fields = args[0];

@@ -23,25 +23,45 @@ export interface MetricsSources {
  * AUTH mechanism, a refusal text naming an address) would let any client grow memory without
  * bound and put users' addresses on /metrics. Anything outside a set counts as `other`.
  */
-const oneOf = (allowed: ReadonlySet<string>, fallback = "other") => (v: unknown): string =>
-  typeof v === "string" && allowed.has(v) ? v : fallback;
+const oneOf =
+  (allowed: ReadonlySet<string>, fallback = "other") =>
+  (v: unknown): string =>
+    typeof v === "string" && allowed.has(v) ? v : fallback;
 
 /** The SMTP listeners, and "local": the sendmail socket (src/server/local-submit.ts). */
 const LISTENERS = new Set<string>([...LISTENER_MODES, "local"]);
 const TLS_VERSIONS = new Set(["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]);
 /** Ours, and the other SASL mechanisms Dovecot can pass through (IANA SASL registry names). */
 const MECHANISMS = new Set([
-  ...SERVER_MECHANISMS, "SCRAM-SHA-1", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256-PLUS", "OAUTHBEARER", "XOAUTH2",
-  "GSSAPI", "GSS-SPNEGO", "NTLM", "OTP", "ANONYMOUS", "EXTERNAL",
+  ...SERVER_MECHANISMS,
+  "SCRAM-SHA-1",
+  "SCRAM-SHA-1-PLUS",
+  "SCRAM-SHA-256-PLUS",
+  "OAUTHBEARER",
+  "XOAUTH2",
+  "GSSAPI",
+  "GSS-SPNEGO",
+  "NTLM",
+  "OTP",
+  "ANONYMOUS",
+  "EXTERNAL",
 ]);
 /** SaslFailureReason, and the exchange's own reasons (auth-exchange.ts, session.ts). */
 const AUTH_REASONS = new Set([
-  "malformed", "unknown-user", "bad-password", "authzid-not-permitted", "mechanism-unavailable", "no-usable-secret", "backend-error",
-  "mechanism-not-allowed", "throttled", "no-tls", "cancelled", "abandoned",
+  "malformed",
+  "unknown-user",
+  "bad-password",
+  "authzid-not-permitted",
+  "mechanism-unavailable",
+  "no-usable-secret",
+  "backend-error",
+  "mechanism-not-allowed",
+  "throttled",
+  "no-tls",
+  "cancelled",
+  "abandoned",
 ]);
-const LIMITS = new Set([
-  "errors", "junkCommands", "authFailures", "unauthCommands", "session-lifetime", "data-rate", "unauth-commands",
-]);
+const LIMITS = new Set(["errors", "junkCommands", "authFailures", "unauthCommands", "session-lifetime", "data-rate", "unauth-commands"]);
 
 /**
  * Refusal reasons are log texts (they name addresses: "sender x@y not owned by …"); the metric
@@ -81,15 +101,55 @@ const mechanismOf = (v: unknown): string => (typeof v === "string" ? oneOf(MECHA
 export class Metrics {
   readonly registry = new Registry();
   private sources: MetricsSources | undefined;
-  private readonly connections = new Counter({ name: "postern_connections_total", help: "SMTP connections accepted, per listener", labelNames: ["listener"], registers: [this.registry] });
-  private readonly tls = new Counter({ name: "postern_tls_sessions_total", help: "TLS sessions established (STARTTLS or implicit), per protocol version", labelNames: ["listener", "version"], registers: [this.registry] });
+  private readonly connections = new Counter({
+    name: "postern_connections_total",
+    help: "SMTP connections accepted, per listener",
+    labelNames: ["listener"],
+    registers: [this.registry],
+  });
+  private readonly tls = new Counter({
+    name: "postern_tls_sessions_total",
+    help: "TLS sessions established (STARTTLS or implicit), per protocol version",
+    labelNames: ["listener", "version"],
+    registers: [this.registry],
+  });
   private readonly tlsFailures = new Counter({ name: "postern_tls_failures_total", help: "TLS handshakes that failed", registers: [this.registry] });
-  private readonly auth = new Counter({ name: "postern_auth_total", help: "AUTH attempts per mechanism, result and failure reason", labelNames: ["mechanism", "result", "reason"], registers: [this.registry] });
-  private readonly accepted = new Counter({ name: "postern_messages_accepted_total", help: "Messages queued, per listener (local: postern sendmail)", labelNames: ["listener"], registers: [this.registry] });
-  private readonly refused = new Counter({ name: "postern_messages_refused_total", help: "Refusals per stage (mail, rcpt, data) and reason", labelNames: ["stage", "reason"], registers: [this.registry] });
-  private readonly deliveries = new Counter({ name: "postern_deliveries_total", help: "Delivery attempts per recipient, per outcome", labelNames: ["outcome"], registers: [this.registry] });
-  private readonly limitHits = new Counter({ name: "postern_limit_hits_total", help: "Sessions that hit a limit, per limit", labelNames: ["limit"], registers: [this.registry] });
-  private readonly reloads = new Counter({ name: "postern_reloads_total", help: "SIGHUP reloads, per result", labelNames: ["result"], registers: [this.registry] });
+  private readonly auth = new Counter({
+    name: "postern_auth_total",
+    help: "AUTH attempts per mechanism, result and failure reason",
+    labelNames: ["mechanism", "result", "reason"],
+    registers: [this.registry],
+  });
+  private readonly accepted = new Counter({
+    name: "postern_messages_accepted_total",
+    help: "Messages queued, per listener (local: postern sendmail)",
+    labelNames: ["listener"],
+    registers: [this.registry],
+  });
+  private readonly refused = new Counter({
+    name: "postern_messages_refused_total",
+    help: "Refusals per stage (mail, rcpt, data) and reason",
+    labelNames: ["stage", "reason"],
+    registers: [this.registry],
+  });
+  private readonly deliveries = new Counter({
+    name: "postern_deliveries_total",
+    help: "Delivery attempts per recipient, per outcome",
+    labelNames: ["outcome"],
+    registers: [this.registry],
+  });
+  private readonly limitHits = new Counter({
+    name: "postern_limit_hits_total",
+    help: "Sessions that hit a limit, per limit",
+    labelNames: ["limit"],
+    registers: [this.registry],
+  });
+  private readonly reloads = new Counter({
+    name: "postern_reloads_total",
+    help: "SIGHUP reloads, per result",
+    labelNames: ["result"],
+    registers: [this.registry],
+  });
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: "postern_" });

@@ -19,7 +19,9 @@ export class UnknownIdentityError extends Error {}
 
 function getent(database: "passwd" | "group", name: string): string[] {
   try {
-    return execFileSync("getent", [database, name], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim().split(":");
+    return execFileSync("getent", [database, name], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] })
+      .trim()
+      .split(":");
   } catch (err) {
     if ((err as { status?: number }).status === 2) throw new UnknownIdentityError(`no such ${database === "passwd" ? "user" : "group"}: ${name}`);
     throw err;

@@ -29,10 +29,7 @@ export type ProxyHeader =
   /** v1 UNKNOWN, v2 LOCAL or an unspecified/unix family: the connection's own endpoints count (§2.1, §2.2). */
   | { version: 1 | 2; command: "local"; tlvs: ProxyTlv[] };
 
-export type ParseResult =
-  | { status: "incomplete" }
-  | { status: "ok"; header: ProxyHeader; length: number }
-  | { status: "invalid"; reason: string };
+export type ParseResult = { status: "incomplete" } | { status: "ok"; header: ProxyHeader; length: number } | { status: "invalid"; reason: string };
 
 const INCOMPLETE: ParseResult = { status: "incomplete" };
 const invalid = (reason: string): ParseResult => ({ status: "invalid", reason });
@@ -119,10 +116,7 @@ function parseV2(buf: Buffer): ParseResult {
   }
   const tlvs = parseTlvs(body.subarray(addressBytes));
   if (tlvs === null) return invalid("malformed v2 TLV");
-  const header: ProxyHeader =
-    source && destination
-      ? { version: 2, command: "proxy", source, destination, tlvs }
-      : { version: 2, command: "local", tlvs };
+  const header: ProxyHeader = source && destination ? { version: 2, command: "proxy", source, destination, tlvs } : { version: 2, command: "local", tlvs };
   return { status: "ok", header, length };
 }
 

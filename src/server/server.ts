@@ -85,7 +85,10 @@ export async function startServer(config: Config, log: Logger, opts: StartOption
   try {
     return await startLocked(config, log, source, lock, undo, opts.spoolFault);
   } catch (err) {
-    for (const step of undo.reverse()) await Promise.resolve().then(step).catch(() => undefined);
+    for (const step of undo.reverse())
+      await Promise.resolve()
+        .then(step)
+        .catch(() => undefined);
     throw err;
   }
 }
@@ -110,7 +113,11 @@ async function bindListener(lc: ListenerConfig, index: number, source: ConfigSou
     b.held.push(s);
   });
   await new Promise<void>((resolve, reject) => {
-    b.server.once("error", (err) => reject(listenError(err, { key: `listeners[${index}].port`, what: `listener listeners[${index}] (${lc.mode})`, address: lc.address, port: lc.port }, source)));
+    b.server.once("error", (err) =>
+      reject(
+        listenError(err, { key: `listeners[${index}].port`, what: `listener listeners[${index}] (${lc.mode})`, address: lc.address, port: lc.port }, source),
+      ),
+    );
     b.server.listen(lc.port, lc.address, () => resolve());
   });
   return b;
@@ -135,13 +142,22 @@ function identityOf(config: Config, source: ConfigSource): Identity | undefined 
     throw new StartupError(
       `${err.message} (looked up with getent)`,
       group ? "process.group" : "process.user",
-      group ? `create the group (groupadd --system ${config.process.group}) or correct process.group` : `create the user (useradd --system --no-create-home --shell /usr/sbin/nologin ${user}) or correct process.user`,
+      group
+        ? `create the group (groupadd --system ${config.process.group}) or correct process.group`
+        : `create the user (useradd --system --no-create-home --shell /usr/sbin/nologin ${user}) or correct process.user`,
       source,
     );
   }
 }
 
-async function startLocked(config: Config, log: Logger, source: ConfigSource, lock: DataDirLock, undo: (() => unknown)[], spoolFault?: SpoolFault): Promise<RunningServer> {
+async function startLocked(
+  config: Config,
+  log: Logger,
+  source: ConfigSource,
+  lock: DataDirLock,
+  undo: (() => unknown)[],
+  spoolFault?: SpoolFault,
+): Promise<RunningServer> {
   const identity = identityOf(config, source);
   // A configured certificate is read now, as root if started so (the key may be readable by root
   // alone), and checked so that a wrong file fails the start in words. A generated one is made
@@ -182,7 +198,10 @@ async function startLocked(config: Config, log: Logger, source: ConfigSource, lo
     const chown = dropPrivileges(identity, [config.dataDir]);
     log.info({ event: "privileges-dropped", user: identity.user, uid: identity.uid, gid: identity.gid, chowned: chown.changed }, `running as ${identity.user}`);
     if (chown.skipped.some((s) => s.reason !== "socket")) {
-      log.warn({ event: "chown-skipped", skipped: chown.skipped.slice(0, 20), count: chown.skipped.length }, `left ${chown.skipped.length} entries of ${config.dataDir} alone (links, special files)`);
+      log.warn(
+        { event: "chown-skipped", skipped: chown.skipped.slice(0, 20), count: chown.skipped.length },
+        `left ${chown.skipped.length} entries of ${config.dataDir} alone (links, special files)`,
+      );
     }
   }
 
@@ -198,13 +217,22 @@ async function startLocked(config: Config, log: Logger, source: ConfigSource, lo
   };
   const asUser = identity ? ` (as ${identity.user}, process.user)` : "";
   const dataFix = `dataDir must be a directory that postern${asUser} can read and write`;
-  const store = await step("dataDir", `cannot open the user store ${join(config.dataDir, "users.sqlite")}${asUser}`, dataFix, () => new SqliteUserStore({ path: join(config.dataDir, "users.sqlite"), hostname: config.hostname, cacheTtlSec: config.auth.cacheTtlSec }));
+  const store = await step(
+    "dataDir",
+    `cannot open the user store ${join(config.dataDir, "users.sqlite")}${asUser}`,
+    dataFix,
+    () => new SqliteUserStore({ path: join(config.dataDir, "users.sqlite"), hostname: config.hostname, cacheTtlSec: config.auth.cacheTtlSec }),
+  );
   undo.push(() => store.close());
   // Credential backends, AUTH throttle and send limits (auth-wiring.ts).
-  const auth = await step("auth", "cannot set up the authentication backend", "check the auth section (backend, path, socket)", () => createAuthWiring(config, store, log));
+  const auth = await step("auth", "cannot set up the authentication backend", "check the auth section (backend, path, socket)", () =>
+    createAuthWiring(config, store, log),
+  );
   undo.push(() => auth.close());
   if (!tlsMaterial) {
-    const certs = await step("tls.cert, tls.key", "no certificate", "set tls.cert and tls.key, or install openssl so a self-signed pair can be generated", () => ensureCertificate(config.tls, config.dataDir, config.hostname));
+    const certs = await step("tls.cert, tls.key", "no certificate", "set tls.cert and tls.key, or install openssl so a self-signed pair can be generated", () =>
+      ensureCertificate(config.tls, config.dataDir, config.hostname),
+    );
     if (certs.generated) log.info({ event: "tls-cert-generated", cert: certs.cert }, "generated a self-signed certificate");
     tlsMaterial = loadTlsMaterial(certs, config.tls.minVersion);
   }
@@ -217,11 +245,19 @@ async function startLocked(config: Config, log: Logger, source: ConfigSource, lo
   // Recovery is done: a start that fails from here on was no unclean stop (the marker goes).
   undo.push(() => spool.close());
   if (recovered.uncleanStop) {
-    log.warn({ event: "spool-recovered", queued: recovered.queued, removedIncomplete: recovered.removedIncomplete.length }, "the last stop was unclean: spool checked");
+    log.warn(
+      { event: "spool-recovered", queued: recovered.queued, removedIncomplete: recovered.removedIncomplete.length },
+      "the last stop was unclean: spool checked",
+    );
   }
   // Aliases, +detail and catch-alls count as existing recipients at RCPT (README "Routing").
   const routing = await step("aliases, transport", "cannot set up routing", "check aliases.file and the transport table", () =>
-    createRouting(config, (d) => relay.isLocalDomain(d), (a) => auth.backends.lookupUser(a), log),
+    createRouting(
+      config,
+      (d) => relay.isLocalDomain(d),
+      (a) => auth.backends.lookupUser(a),
+      log,
+    ),
   );
   undo.push(() => routing.close());
   const relay = new RelayPolicy({
@@ -264,7 +300,9 @@ async function startLocked(config: Config, log: Logger, source: ConfigSource, lo
     logger: log,
   });
   // `postern queue …` talks to this (src/cli/queue.ts).
-  const control = await step("dataDir", "cannot open the control socket for `postern queue`", dataFix, () => startControlServer(config.dataDir, new QueueAdmin(spool, queue, log), log));
+  const control = await step("dataDir", "cannot open the control socket for `postern queue`", dataFix, () =>
+    startControlServer(config.dataDir, new QueueAdmin(spool, queue, log), log),
+  );
   undo.push(() => control.close());
 
   // AUTH offer and guard, sender/recipient/From: checks, send limits: the rules are in src/policy.

@@ -60,9 +60,14 @@ export function listenError(err: unknown, t: ListenTarget, source: ConfigSource,
     const fix = t.path
       ? `another process serves that socket: stop it, or set another path in ${t.key}`
       : source.demo
-      ? `stop the program that holds it, or move the demo's ports: postern serve --demo-ports 3525 (then ${DEMO_PORT_ORDER.map((m, i) => `${m} ${3525 + i}`).join(", ")})`
-      : `stop the program that holds ${where} (\`ss -ltnp 'sport = :${t.port}'\` names it), or set another port in ${t.key}`;
-    return new StartupError(`${t.what} cannot listen on ${where}: the address is already in use (another program, or another postern, listens there)`, t.key, fix, source);
+        ? `stop the program that holds it, or move the demo's ports: postern serve --demo-ports 3525 (then ${DEMO_PORT_ORDER.map((m, i) => `${m} ${3525 + i}`).join(", ")})`
+        : `stop the program that holds ${where} (\`ss -ltnp 'sport = :${t.port}'\` names it), or set another port in ${t.key}`;
+    return new StartupError(
+      `${t.what} cannot listen on ${where}: the address is already in use (another program, or another postern, listens there)`,
+      t.key,
+      fix,
+      source,
+    );
   }
   if (code === "EACCES" && t.port > 0 && t.port < 1024) {
     const fix = opts.privilegesDropped
@@ -73,11 +78,21 @@ export function listenError(err: unknown, t: ListenTarget, source: ConfigSource,
     return new StartupError(`${t.what} cannot listen on ${where}: permission denied; ports below 1024 are privileged`, t.key, fix, source);
   }
   if (code === "EACCES") {
-    return new StartupError(`${t.what} cannot listen on ${where}: permission denied`, t.key, `check what forbids it (a security module, a firewall rule on bind), or choose another address or port in ${t.key}`, source);
+    return new StartupError(
+      `${t.what} cannot listen on ${where}: permission denied`,
+      t.key,
+      `check what forbids it (a security module, a firewall rule on bind), or choose another address or port in ${t.key}`,
+      source,
+    );
   }
   if (code === "EADDRNOTAVAIL") {
     const addressKey = t.key.replace(/\.port$/, ".address");
-    return new StartupError(`${t.what} cannot listen on ${where}: ${t.address} is not an address of this machine`, addressKey, `use an address this machine has (\`ip -brief address\` lists them), or 0.0.0.0 for all of them, in ${addressKey}`, source);
+    return new StartupError(
+      `${t.what} cannot listen on ${where}: ${t.address} is not an address of this machine`,
+      addressKey,
+      `use an address this machine has (\`ip -brief address\` lists them), or 0.0.0.0 for all of them, in ${addressKey}`,
+      source,
+    );
   }
   const message = err instanceof Error ? err.message : String(err);
   return new StartupError(`${t.what} cannot listen on ${where}: ${message}`, t.key, `check ${t.key}`, source);
@@ -95,15 +110,30 @@ export function checkTlsPair(paths: { cert: string; key: string }, source: Confi
   const hasKey = (t: string) => /-----BEGIN (RSA |EC |ENCRYPTED )?PRIVATE KEY-----/.test(t);
   const swapFix = "exchange the two paths: tls.cert is the certificate (chain), tls.key the private key";
   if (!hasCert(certText) && hasKey(certText) && hasCert(keyText) && !hasKey(keyText)) {
-    throw new StartupError(`the certificate and key files are swapped: tls.cert (${paths.cert}) holds a private key and tls.key (${paths.key}) holds a certificate`, "tls.cert, tls.key", swapFix, source);
+    throw new StartupError(
+      `the certificate and key files are swapped: tls.cert (${paths.cert}) holds a private key and tls.key (${paths.key}) holds a certificate`,
+      "tls.cert, tls.key",
+      swapFix,
+      source,
+    );
   }
   if (!hasCert(certText)) {
     const what = hasKey(certText) ? "holds a private key, not a certificate" : "holds no PEM certificate (-----BEGIN CERTIFICATE-----)";
-    throw new StartupError(`tls.cert (${paths.cert}) ${what}`, "tls.cert", hasKey(certText) ? swapFix : "point tls.cert at the PEM certificate (with its chain), e.g. fullchain.pem", source);
+    throw new StartupError(
+      `tls.cert (${paths.cert}) ${what}`,
+      "tls.cert",
+      hasKey(certText) ? swapFix : "point tls.cert at the PEM certificate (with its chain), e.g. fullchain.pem",
+      source,
+    );
   }
   if (!hasKey(keyText)) {
     const what = hasCert(keyText) ? "holds a certificate, not a private key" : "holds no PEM private key (-----BEGIN PRIVATE KEY-----)";
-    throw new StartupError(`tls.key (${paths.key}) ${what}`, "tls.key", hasCert(keyText) ? "point tls.key at the certificate's private key, e.g. privkey.pem" : "point tls.key at the PEM private key, e.g. privkey.pem", source);
+    throw new StartupError(
+      `tls.key (${paths.key}) ${what}`,
+      "tls.key",
+      hasCert(keyText) ? "point tls.key at the certificate's private key, e.g. privkey.pem" : "point tls.key at the PEM private key, e.g. privkey.pem",
+      source,
+    );
   }
   if (/-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type: 4,ENCRYPTED/.test(keyText)) {
     throw new StartupError(
@@ -117,13 +147,23 @@ export function checkTlsPair(paths: { cert: string; key: string }, source: Confi
   try {
     cert = new X509Certificate(certText);
   } catch {
-    throw new StartupError(`tls.cert (${paths.cert}) does not parse as an X.509 certificate`, "tls.cert", "check the file: openssl x509 -noout -text -in FILE shows what it holds", source);
+    throw new StartupError(
+      `tls.cert (${paths.cert}) does not parse as an X.509 certificate`,
+      "tls.cert",
+      "check the file: openssl x509 -noout -text -in FILE shows what it holds",
+      source,
+    );
   }
   let key: KeyObject;
   try {
     key = createPrivateKey(keyText);
   } catch {
-    throw new StartupError(`tls.key (${paths.key}) does not parse as a private key`, "tls.key", "check the file: openssl pkey -noout -text -in FILE shows what it holds", source);
+    throw new StartupError(
+      `tls.key (${paths.key}) does not parse as a private key`,
+      "tls.key",
+      "check the file: openssl pkey -noout -text -in FILE shows what it holds",
+      source,
+    );
   }
   if (!cert.checkPrivateKey(key)) {
     throw new StartupError(
@@ -140,9 +180,20 @@ function readTlsFile(path: string, key: string, source: ConfigSource): string {
     return readFileSync(path, "utf8");
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === "ENOENT") throw new StartupError(`${key} (${path}) does not exist`, key, `correct the path in ${key}, or remove tls.cert and tls.key to use a generated self-signed certificate`, source);
+    if (code === "ENOENT")
+      throw new StartupError(
+        `${key} (${path}) does not exist`,
+        key,
+        `correct the path in ${key}, or remove tls.cert and tls.key to use a generated self-signed certificate`,
+        source,
+      );
     if (code === "EACCES") {
-      throw new StartupError(`${key} (${path}) cannot be read: permission denied`, key, "make it readable by the user postern starts as (root reads it at start; a SIGHUP reload reads it as process.user)", source);
+      throw new StartupError(
+        `${key} (${path}) cannot be read: permission denied`,
+        key,
+        "make it readable by the user postern starts as (root reads it at start; a SIGHUP reload reads it as process.user)",
+        source,
+      );
     }
     if (code === "EISDIR") throw new StartupError(`${key} (${path}) is a directory, not a file`, key, `name the PEM file itself in ${key}`, source);
     throw new StartupError(`${key} (${path}) cannot be read: ${(err as Error).message}`, key, `check ${key}`, source);

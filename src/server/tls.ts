@@ -22,11 +22,7 @@ export interface CertificatePaths {
   generated: boolean;
 }
 
-export async function ensureCertificate(
-  configured: { cert?: string; key?: string },
-  dataDir: string,
-  hostname: string,
-): Promise<CertificatePaths> {
+export async function ensureCertificate(configured: { cert?: string; key?: string }, dataDir: string, hostname: string): Promise<CertificatePaths> {
   if (configured.cert && configured.key) return { cert: configured.cert, key: configured.key, generated: false };
   const dir = join(dataDir, "tls");
   const cert = join(dir, "selfsigned-cert.pem");
@@ -35,9 +31,23 @@ export async function ensureCertificate(
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   // execFile, no shell: the host name is an argument, never a command line (SECURITY.md rule 6).
   await run("openssl", [
-    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-    "-subj", `/CN=${hostname}`, "-addext", `subjectAltName=DNS:${hostname}`,
-    "-days", "825", "-keyout", key, "-out", cert,
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-subj",
+    `/CN=${hostname}`,
+    "-addext",
+    `subjectAltName=DNS:${hostname}`,
+    "-days",
+    "825",
+    "-keyout",
+    key,
+    "-out",
+    cert,
   ]).catch((err: Error) => {
     throw new Error(`cannot generate a self-signed certificate with openssl (${err.message}); set tls.cert and tls.key`);
   });
@@ -67,9 +77,12 @@ export type TlsProfile = (typeof TLS_PROFILES)[number];
 
 const TLS13_SUITES = ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"];
 const ECDHE_AEAD = [
-  "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
-  "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
-  "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+  "ECDHE-ECDSA-AES128-GCM-SHA256",
+  "ECDHE-RSA-AES128-GCM-SHA256",
+  "ECDHE-ECDSA-AES256-GCM-SHA384",
+  "ECDHE-RSA-AES256-GCM-SHA384",
+  "ECDHE-ECDSA-CHACHA20-POLY1305",
+  "ECDHE-RSA-CHACHA20-POLY1305",
 ];
 
 /** Submission carries passwords: modern suites only. Port 25 takes what old senders have. */

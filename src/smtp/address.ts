@@ -113,8 +113,15 @@ export function parsePath(text: string, opts: PathOptions): PathResult {
       return {
         ok: true,
         path: {
-          address: localPart, localPart, domain: "", domainAscii: "", isNull: false,
-          sourceRoute: false, domainIsLiteral: false, barePostmaster: true, utf8: false,
+          address: localPart,
+          localPart,
+          domain: "",
+          domainAscii: "",
+          isNull: false,
+          sourceRoute: false,
+          domainIsLiteral: false,
+          barePostmaster: true,
+          utf8: false,
         },
       };
     }
@@ -170,8 +177,15 @@ function syntaxText(role: PathRole): string {
 
 function nullPath(): MailPath {
   return {
-    address: "", localPart: "", domain: "", domainAscii: "", isNull: true,
-    sourceRoute: false, domainIsLiteral: false, barePostmaster: false, utf8: false,
+    address: "",
+    localPart: "",
+    domain: "",
+    domainAscii: "",
+    isNull: true,
+    sourceRoute: false,
+    domainIsLiteral: false,
+    barePostmaster: false,
+    utf8: false,
   };
 }
 

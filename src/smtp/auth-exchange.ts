@@ -104,10 +104,7 @@ export class AuthExchange {
     if (this.exchange === exchange) this.exchange = null;
     const mechanism = exchange.mechanism;
     if (step.kind === "success") {
-      this.ports.log.info(
-        { event: "auth-success", mechanism: mechanism.name, user: step.identity.authzid, authcid: step.identity.authcid },
-        "AUTH succeeded",
-      );
+      this.ports.log.info({ event: "auth-success", mechanism: mechanism.name, user: step.identity.authzid, authcid: step.identity.authcid }, "AUTH succeeded");
       this.ports.authGuard?.succeeded(step.identity.authcid);
       return { output: { replies: [reply(235, "2.7.0", "Authentication successful")] }, user: step.identity.authzid };
     }
@@ -136,10 +133,7 @@ export class AuthExchange {
     // that it failed (SECURITY.md rule 14).
     this.ports.log.warn({ event: "auth-failure", mechanism, reason, detail, failures: this.budget.authFailures, checkMs, waitMs }, "AUTH failed");
     await this.ports.delay(waitMs);
-    const r =
-      reason === "backend-error"
-        ? reply(454, "4.7.0", "Temporary authentication failure")
-        : reply(535, "5.7.8", "Authentication credentials invalid");
+    const r = reason === "backend-error" ? reply(454, "4.7.0", "Temporary authentication failure") : reply(535, "5.7.8", "Authentication credentials invalid");
     return this.afterFailure(r);
   }
 

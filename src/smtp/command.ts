@@ -4,7 +4,16 @@
  * Every refusal is a ready Reply; nothing the client sent is echoed in it
  * except already-validated tokens (SECURITY rule 19).
  */
-import { argumentError, C221Closing, C500SyntaxError, C501BadParamSyntax, Se270Security, Se551InvalidCmd, Se552SyntaxError, syntaxError as syntaxErrorReply } from "../base/reply-codes.js";
+import {
+  argumentError,
+  C221Closing,
+  C500SyntaxError,
+  C501BadParamSyntax,
+  Se270Security,
+  Se551InvalidCmd,
+  Se552SyntaxError,
+  syntaxError as syntaxErrorReply,
+} from "../base/reply-codes.js";
 import { reply, type Reply } from "./reply.js";
 import { parsePath, findPathEnd, addressReply, type PathRole } from "./address.js";
 import { parseDomain } from "./domain.js";

@@ -61,7 +61,7 @@ export interface ContentStep {
 }
 
 export type ContentOutcome =
-  | { ok: true; /** Envelope.headerPrefix: every added field with its CRLF; undefined when none. */ headerPrefix?: string }
+  | { ok: true /** Envelope.headerPrefix: every added field with its CRLF; undefined when none. */; headerPrefix?: string }
   | { ok: false; refusal: ContentRefusal }
   | { ok: false; error: unknown; step: string };
 
@@ -94,7 +94,10 @@ export class ContentPipeline {
   /** Every stored byte, in order. */
   push(bytes: Buffer): void {
     if (this.steps.length === 0 || this.done || bytes.length === 0) return;
-    if (this.started) return this.feed(bytes);
+    if (this.started) {
+      this.feed(bytes);
+      return;
+    }
     this.held.push(bytes);
     this.heldLength += bytes.length;
     const all = Buffer.concat(this.held);

@@ -37,7 +37,7 @@ export interface DataReaderOptions {
 }
 
 /** Where we are within a line. "Real" line starts follow a CRLF the client actually sent. */
-const enum State {
+enum State {
   /** At a line start after a real CRLF (or the DATA command's CRLF): "." here may begin the terminator. */
   RealLineStart,
   /** At a line start after a normalized bare CR/LF: "." here can never begin the terminator. */
@@ -102,11 +102,7 @@ export class DataReader {
         // line and size limits; the byte-by-byte path below handles everything else.
         if (nextCr < i) nextCr = indexOrEnd(chunk, CR, i);
         if (nextLf < i) nextLf = indexOrEnd(chunk, LF, i);
-        const run = Math.min(
-          Math.min(nextCr, nextLf) - i,
-          this.maxLineContent - this.lineLength,
-          this.maxMessageSize - this.stored,
-        );
+        const run = Math.min(Math.min(nextCr, nextLf) - i, this.maxLineContent - this.lineLength, this.maxMessageSize - this.stored);
         if (run > 0) {
           chunk.copy(this.out, this.outLength, i, i + run);
           this.outLength += run;

@@ -94,7 +94,8 @@ export function parseMailParams(params: EsmtpParam[] | string, allowed: MailPara
         if (value === null || !/^[0-9]{1,20}$/.test(value)) return bad("SIZE needs a number of octets");
         out.size = Number(value);
         break;
-      case "BODY": { // RFC 6152 §2
+      case "BODY": {
+        // RFC 6152 §2
         if (!allowed.eightBitMime) return unsupported(keyword);
         const body = value?.toUpperCase();
         if (body !== "7BIT" && body !== "8BITMIME") return bad("BODY must be 7BIT or 8BITMIME");
@@ -106,14 +107,16 @@ export function parseMailParams(params: EsmtpParam[] | string, allowed: MailPara
         if (value !== null) return bad("SMTPUTF8 takes no value");
         out.smtputf8 = true;
         break;
-      case "RET": { // RFC 3461 §4.3
+      case "RET": {
+        // RFC 3461 §4.3
         if (!allowed.dsn) return unsupported(keyword);
         const ret = value?.toUpperCase();
         if (ret !== "FULL" && ret !== "HDRS") return bad("RET must be FULL or HDRS");
         out.ret = ret;
         break;
       }
-      case "ENVID": { // RFC 3461 §4.4
+      case "ENVID": {
+        // RFC 3461 §4.4
         if (!allowed.dsn) return unsupported(keyword);
         if (value === null || value.length > ENVID_MAX) return bad("Bad ENVID value");
         const envid = decodeXtextParam(value);
@@ -121,7 +124,8 @@ export function parseMailParams(params: EsmtpParam[] | string, allowed: MailPara
         out.envid = envid;
         break;
       }
-      case "AUTH": { // RFC 4954 §5
+      case "AUTH": {
+        // RFC 4954 §5
         if (!allowed.auth) return unsupported(keyword);
         const auth = value === null ? null : decodeXtextParam(value);
         if (auth === null || auth === "") return bad("Bad AUTH value");
@@ -154,7 +158,8 @@ export function parseRcptParams(params: EsmtpParam[] | string, allowed: RcptPara
         out.notify = notify;
         break;
       }
-      case "ORCPT": { // RFC 3461 §4.2: addr-type ";" xtext
+      case "ORCPT": {
+        // RFC 3461 §4.2: addr-type ";" xtext
         if (!allowed.dsn) return unsupported(keyword);
         const semi = value === null ? -1 : value.indexOf(";");
         if (value === null || semi < 0 || value.length > ORCPT_MAX) return bad("Bad ORCPT value");

@@ -166,7 +166,10 @@ export class HeaderCollector {
     const colon = raw.indexOf(COLON, nameEnd);
     const name = raw.toString("latin1", 0, nameEnd);
     // Unfolding removes the line breaks and keeps the whitespace after them.
-    const value = utf8.decode(raw.subarray(colon + 1)).replace(/\r?\n/g, "").trim();
+    const value = utf8
+      .decode(raw.subarray(colon + 1))
+      .replace(/\r?\n/g, "")
+      .trim();
     this.fields.push({ name, value });
   }
 

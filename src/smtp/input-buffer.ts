@@ -9,9 +9,7 @@
 
 export type LineError = "too-long" | "bare-lf" | "bare-cr";
 
-export type LineResult =
-  | { kind: "line"; line: Buffer }
-  | { kind: "error"; error: LineError };
+export type LineResult = { kind: "line"; line: Buffer } | { kind: "error"; error: LineError };
 
 const CR = 0x0d;
 const LF = 0x0a;

@@ -136,9 +136,11 @@ export class MessageIntake {
     for (const piece of pieces) {
       if (piece.length === 0) continue;
       this.content?.push(piece);
-      this.pending = this.pending.then(() => this.writer.write(piece)).catch((err) => {
-        this.writeError ??= err;
-      });
+      this.pending = this.pending
+        .then(() => this.writer.write(piece))
+        .catch((err) => {
+          this.writeError ??= err;
+        });
     }
   }
 
@@ -239,10 +241,7 @@ export class MessageIntake {
       ports.log.warn({ event: "spool-error", err: String(err) }, "queue commit failed");
       return { output: { replies: [storageErrorReply(err)] }, queued: false };
     }
-    ports.log.info(
-      { event: "queued", id, from: tx.sender.address, to: tx.recipients.map((r) => r.address), size: this.writer.bytesWritten },
-      "message queued",
-    );
+    ports.log.info({ event: "queued", id, from: tx.sender.address, to: tx.recipients.map((r) => r.address), size: this.writer.bytesWritten }, "message queued");
     ports.queued(id, envelope);
     if (authUser) ports.sendLimits?.sent(authUser, tx.recipients.length);
     return { output: { replies: [reply(250, "2.0.0", `Ok: queued as ${id}`)] }, queued: true };

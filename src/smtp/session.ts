@@ -19,24 +19,8 @@ import { ErrorBudget } from "./error-budget.js";
 import { addRecipient, startTransaction, type EnvelopeContext } from "./mail-transaction.js";
 import { refusal } from "./refusals.js";
 import { helloReply } from "./ehlo.js";
-import {
-  CLOSED,
-  CONNECTED,
-  greetedOrConnected,
-  helloOf,
-  phaseRefusal,
-  transactionOf,
-  type CommandPhase,
-  type Hello,
-  type Phase,
-} from "./session-phase.js";
-import type {
-  ConnectionFacts,
-  Expecting,
-  SessionOutput,
-  SessionPorts,
-  SessionSettings,
-} from "./session-types.js";
+import { CLOSED, CONNECTED, greetedOrConnected, helloOf, phaseRefusal, transactionOf, type CommandPhase, type Hello, type Phase } from "./session-phase.js";
+import type { ConnectionFacts, Expecting, SessionOutput, SessionPorts, SessionSettings } from "./session-types.js";
 
 export * from "./session-types.js";
 
@@ -117,8 +101,7 @@ export class Session {
   lineError(kind: "too-long" | "bare-lf" | "bare-cr"): SessionOutput {
     this.authExchange.cancel();
     if (this.phase.kind === "auth") this.phase = { kind: "greeted", hello: this.phase.hello };
-    const text =
-      kind === "too-long" ? "Error: line too long" : "Error: bare CR or LF in command; lines must end with CRLF";
+    const text = kind === "too-long" ? "Error: line too long" : "Error: bare CR or LF in command; lines must end with CRLF";
     this.ports.log.warn({ event: "protocol-error", kind }, "bad command line");
     return { replies: [reply(500, "5.5.2", text)], action: "close" };
   }

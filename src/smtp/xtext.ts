@@ -39,9 +39,7 @@ export function decodeXtext(text: string): string | null {
 export function encodeXtext(text: string): string {
   let out = "";
   for (const b of Buffer.from(text, "utf8")) {
-    out += b >= 0x21 && b <= 0x7e && b !== 0x2b && b !== 0x3d
-      ? String.fromCharCode(b)
-      : "+" + b.toString(16).toUpperCase().padStart(2, "0");
+    out += b >= 0x21 && b <= 0x7e && b !== 0x2b && b !== 0x3d ? String.fromCharCode(b) : "+" + b.toString(16).toUpperCase().padStart(2, "0");
   }
   return out;
 }

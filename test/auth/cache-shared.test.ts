@@ -38,10 +38,7 @@ test("ten concurrent logins with the right password cost one verification", asyn
 test("a concurrent wrong password is verified on its own and fails", async () => {
   const hasher = countingHasher();
   const store = await storeWith(hasher);
-  const [right, wrong] = await Promise.all([
-    store.verifyPassword("ann@example.org", "correct horse"),
-    store.verifyPassword("ann@example.org", "wrong horse"),
-  ]);
+  const [right, wrong] = await Promise.all([store.verifyPassword("ann@example.org", "correct horse"), store.verifyPassword("ann@example.org", "wrong horse")]);
   assert.equal(right.ok, true);
   assert.deepEqual(wrong, { ok: false, reason: "bad-password" });
   assert.equal(hasher.verifications, 2);

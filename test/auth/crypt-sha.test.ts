@@ -9,7 +9,10 @@ const openssl = (flag: string, salt: string, pw: string) => execFileSync("openss
 
 test("matches openssl passwd -5/-6 for passwords of many lengths (the bit loop over the length)", () => {
   for (const pw of ["a", "Hello world!", "x".repeat(31), "y".repeat(64), "Grüße 🔑", "z".repeat(130)]) {
-    for (const [flag, prefix] of [["-5", "$5$"], ["-6", "$6$"]] as const) {
+    for (const [flag, prefix] of [
+      ["-5", "$5$"],
+      ["-6", "$6$"],
+    ] as const) {
       const expected = openssl(flag, "saltstring", pw);
       assert.equal(shaCrypt(pw, `${prefix}saltstring`), expected, `${flag} ${JSON.stringify(pw)}`);
     }

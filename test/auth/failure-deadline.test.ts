@@ -48,7 +48,15 @@ function rig(opts: { costMs: number; steps?: 1 | 2; penaltyMs?: number; outcome?
   } as unknown as SessionPorts;
   const settings = { limits: { authFailures: 3, authFailureDelayMs: DELAY } } as SessionSettings;
   const exchange = new AuthExchange(settings, ports, (text) => reply(421, "4.7.0", text));
-  return { exchange, delays, guard, advance: (ms: number) => (now += ms), get now() { return now; } };
+  return {
+    exchange,
+    delays,
+    guard,
+    advance: (ms: number) => (now += ms),
+    get now() {
+      return now;
+    },
+  };
 }
 
 test("the delay is what is left of the deadline after the check: a 700 ms hash waits 1300 ms, no hash waits 2000 ms", async () => {
@@ -99,7 +107,10 @@ test('"*" after a challenge counts for the guessing counters (not towards the pe
   for (let i = 0; i < 5; i++) {
     await r.exchange.begin("LOGIN", undefined);
     const out = await r.exchange.respond(Buffer.from("*"));
-    assert.deepEqual(out.output.replies.map((x) => x.code), [501]);
+    assert.deepEqual(
+      out.output.replies.map((x) => x.code),
+      [501],
+    );
     assert.equal(out.output.action, undefined, "a cancel is the client's right: no 421");
   }
   assert.equal(r.guard.failed, 5);

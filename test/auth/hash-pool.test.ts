@@ -22,7 +22,10 @@ test("a bcrypt check (cost 12) runs on the hash pool: the event loop stays mostl
   const verdicts = await Promise.all([verifyStoredPassword("right password", stored), verifyStoredPassword("wrong password", stored)]);
   const used = performance.eventLoopUtilization(before);
   assert.deepEqual(verdicts, [true, false]);
-  assert.ok(used.utilization < 0.5, `the event loop was busy ${(used.utilization * 100).toFixed(0)}% of ${used.idle + used.active} ms (inline bcrypt keeps it ~100% busy)`);
+  assert.ok(
+    used.utilization < 0.5,
+    `the event loop was busy ${(used.utilization * 100).toFixed(0)}% of ${used.idle + used.active} ms (inline bcrypt keeps it ~100% busy)`,
+  );
 });
 
 test("a malformed slow-scheme value rejects (the backend reports backend-error) and the pool keeps working", async () => {

@@ -27,13 +27,21 @@ test("every mechanism: success, bad password, unknown user, disabled user, authz
       runExchange(createServerMechanism(name, options(store))!, createClientMechanism(name, { username, password, ...(authzid ? { authzid } : {}) })!);
 
     for (const name of SERVER_MECHANISMS) {
-      assert.deepEqual(await run(name, "tim@example.org", PASSWORD), { kind: "success", identity: { authcid: "tim@example.org", authzid: "tim@example.org" } }, name);
+      assert.deepEqual(
+        await run(name, "tim@example.org", PASSWORD),
+        { kind: "success", identity: { authcid: "tim@example.org", authzid: "tim@example.org" } },
+        name,
+      );
       assert.equal(reason(await run(name, "tim@example.org", "wrong")), "bad-password", name);
       assert.equal(reason(await run(name, "ghost@example.org", PASSWORD)), "unknown-user", name);
       assert.equal(reason(await run(name, "off@example.org", PASSWORD)), "unknown-user", name);
     }
     for (const name of ["PLAIN", "SCRAM-SHA-256", "DIGEST-MD5"]) {
-      assert.deepEqual(await run(name, "admin@example.org", PASSWORD, "tim@example.org"), { kind: "success", identity: { authcid: "admin@example.org", authzid: "tim@example.org" } }, name);
+      assert.deepEqual(
+        await run(name, "admin@example.org", PASSWORD, "tim@example.org"),
+        { kind: "success", identity: { authcid: "admin@example.org", authzid: "tim@example.org" } },
+        name,
+      );
       assert.equal(reason(await run(name, "tim@example.org", PASSWORD, "admin@example.org")), "authzid-not-permitted", name);
     }
   }));
@@ -41,7 +49,8 @@ test("every mechanism: success, bad password, unknown user, disabled user, authz
 test("PLAIN and LOGIN report the canonical address; secret-based mechanisms report the login as sent", () =>
   withStore(async (store) => {
     await store.addUser("tim@example.org", PASSWORD);
-    const run = (name: string) => runExchange(createServerMechanism(name, options(store))!, createClientMechanism(name, { username: "TIM@Example.org", password: PASSWORD })!);
+    const run = (name: string) =>
+      runExchange(createServerMechanism(name, options(store))!, createClientMechanism(name, { username: "TIM@Example.org", password: PASSWORD })!);
     for (const name of ["PLAIN", "LOGIN"]) {
       assert.deepEqual(await run(name), { kind: "success", identity: { authcid: "tim@example.org", authzid: "tim@example.org" } });
     }
@@ -59,7 +68,8 @@ test("a password change applies to every mechanism", () =>
     await store.addUser("tim@example.org", PASSWORD);
     await store.setPassword("tim@example.org", "n3w");
     for (const name of SERVER_MECHANISMS) {
-      const run = (password: string) => runExchange(createServerMechanism(name, options(store))!, createClientMechanism(name, { username: "tim@example.org", password })!);
+      const run = (password: string) =>
+        runExchange(createServerMechanism(name, options(store))!, createClientMechanism(name, { username: "tim@example.org", password })!);
       assert.equal(reason(await run(PASSWORD)), "bad-password", name);
       assert.equal((await run("n3w")).kind, "success", name);
     }

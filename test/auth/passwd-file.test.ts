@@ -54,7 +54,11 @@ test("CRAM-MD5 logins work from a stored {CRAM-MD5} secret (and from {PLAIN}), n
   const store = new PasswdFileStore({ path });
   try {
     assert.ok(store.credentials().includes("cram-md5"));
-    for (const [user, ok] of [["cram@example.org", true], ["plain@example.org", true], ["crypt@example.org", false]] as const) {
+    for (const [user, ok] of [
+      ["cram@example.org", true],
+      ["plain@example.org", true],
+      ["crypt@example.org", false],
+    ] as const) {
       const server = new CramMd5Server({ verifier: store, hostname: "mail.example.org", authzidAllowed: () => false, fakeSaltKey: Buffer.alloc(32) });
       const client = new CramMd5Client({ username: user, password: PASSWORD });
       const challenge = await server.start(null);
@@ -102,7 +106,10 @@ test("reloads when the file is replaced (fs.watch), keeps the old users when the
 });
 
 /** A log that keeps every line, for the assertions below. */
-function recordingLog(): { lines: LogLine[]; log: { info(f: Record<string, unknown>, msg: string): void; warn(f: Record<string, unknown>, msg: string): void } } {
+function recordingLog(): {
+  lines: LogLine[];
+  log: { info(f: Record<string, unknown>, msg: string): void; warn(f: Record<string, unknown>, msg: string): void };
+} {
   const lines: LogLine[] = [];
   return {
     lines,
@@ -166,7 +173,10 @@ test("MD5-CRYPT ($1$, older Dovecot setups) verifies: doveadm's {MD5-CRYPT} and 
   const { lines, log } = recordingLog();
   const store = new PasswdFileStore({ path, log });
   try {
-    assert.deepEqual(lines.filter((l) => l.event === "passwd-file-line-skipped"), []);
+    assert.deepEqual(
+      lines.filter((l) => l.event === "passwd-file-line-skipped"),
+      [],
+    );
     for (const user of ["a@example.org", "b@example.org", "c@example.org"]) {
       assert.deepEqual(await store.verifyPassword(user, PASSWORD), { ok: true, user }, user);
       assert.deepEqual(await store.verifyPassword(user, PASSWORD.toUpperCase()), { ok: false, reason: "bad-password" }, user);
@@ -198,7 +208,10 @@ test("a login that fails because the stored hash cannot serve the mechanism is l
     const unknownResult = await unknown.step(new CramMd5Client({ username: "nobody@example.org", password: PASSWORD }).respond(unknownChallenge.data));
     assert.deepEqual(unknownResult, { kind: "failure", reason: "unknown-user" });
     // SCRAM fakes the exchange to its end for both, then names the real reason.
-    for (const [user, reason] of [["cram@example.org", "no-usable-secret"], ["nobody@example.org", "unknown-user"]] as const) {
+    for (const [user, reason] of [
+      ["cram@example.org", "no-usable-secret"],
+      ["nobody@example.org", "unknown-user"],
+    ] as const) {
       const scram = new ScramSha256Server(opts);
       const first = await scram.start(Buffer.from(`n,,n=${user},r=clientnonce`));
       assert.equal(first.kind, "challenge", user);
@@ -208,17 +221,26 @@ test("a login that fails because the stored hash cannot serve the mechanism is l
       assert.deepEqual(final, { kind: "failure", reason }, user);
     }
     const noSecret = lines.filter((l) => l.event === "auth-no-usable-secret");
-    assert.deepEqual(noSecret.map((l) => [l.level, l.user, l.mechanism, l.scheme, l.line]), [
-      ["warn", "crypt@example.org", "CRAM-MD5", "SHA512-CRYPT", 1],
-      ["warn", "cram@example.org", "SCRAM-SHA-256", "CRAM-MD5", 3],
-    ]);
+    assert.deepEqual(
+      noSecret.map((l) => [l.level, l.user, l.mechanism, l.scheme, l.line]),
+      [
+        ["warn", "crypt@example.org", "CRAM-MD5", "SHA512-CRYPT", 1],
+        ["warn", "cram@example.org", "SCRAM-SHA-256", "CRAM-MD5", 3],
+      ],
+    );
     assert.equal(
       noSecret[0]!.msg,
       "crypt@example.org has a SHA512-CRYPT password, which CRAM-MD5 cannot use (it needs {CRAM-MD5} or {PLAIN}); the client gets 535 as for a wrong password: PLAIN/LOGIN work",
     );
 
     assert.equal(await store.scramSha256("cram@example.org"), null);
-    assert.deepEqual(lines.filter((l) => l.event === "auth-no-usable-secret").map((l) => [l.user, l.mechanism, l.scheme]).at(-1), ["cram@example.org", "SCRAM-SHA-256", "CRAM-MD5"]);
+    assert.deepEqual(
+      lines
+        .filter((l) => l.event === "auth-no-usable-secret")
+        .map((l) => [l.user, l.mechanism, l.scheme])
+        .at(-1),
+      ["cram@example.org", "SCRAM-SHA-256", "CRAM-MD5"],
+    );
     // An unknown user is just unknown: nothing to tell the admin about its scheme.
     const before = lines.length;
     assert.equal(await store.cramMd5("nobody@example.org"), null);

@@ -1,8 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import {
-  DUMMY_PASSWORD_HASH, hashPassword, needsRehash, parsePasswordHash, verifyAgainstDummyHash, verifyPasswordHash,
-} from "../../src/auth/password-hash.js";
+import { DUMMY_PASSWORD_HASH, hashPassword, needsRehash, parsePasswordHash, verifyAgainstDummyHash, verifyPasswordHash } from "../../src/auth/password-hash.js";
 
 test("hash format is $scrypt$ln=15,r=8,p=1$salt$hash with a 16-byte salt and a 32-byte key", async () => {
   const stored = await hashPassword("hunter2");
@@ -30,7 +28,14 @@ test("parameters are read from the stored string, so they can change later", asy
 
 test("malformed or out-of-range stored values verify false (and never allocate absurd memory)", async () => {
   const good = await hashPassword("pw");
-  for (const stored of ["", "plaintext", good.replace("ln=15", "ln=30"), good.replace("$scrypt$", "$bcrypt$"), good.slice(0, -10) + "!!!!!!!!!!", good.slice(0, -43) + "A".repeat(400)]) {
+  for (const stored of [
+    "",
+    "plaintext",
+    good.replace("ln=15", "ln=30"),
+    good.replace("$scrypt$", "$bcrypt$"),
+    good.slice(0, -10) + "!!!!!!!!!!",
+    good.slice(0, -43) + "A".repeat(400),
+  ]) {
     assert.equal(await verifyPasswordHash("pw", stored), false, stored);
   }
 });

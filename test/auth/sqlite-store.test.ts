@@ -17,12 +17,22 @@ test("add, duplicate, lookup, list, delete", () =>
     await store.addUser("tim@example.org", PW, { senders: ["@Example.NET", "Alias@Example.org"] });
     await assert.rejects(store.addUser("TIM@EXAMPLE.ORG", "other"), /already exists/);
     await store.addUser("ann@example.org", "x");
-    assert.deepEqual(await store.lookupUser("Tim@Example.org"), { address: "tim@example.org", senders: ["@example.net", "Alias@example.org"], disabled: false });
+    assert.deepEqual(await store.lookupUser("Tim@Example.org"), {
+      address: "tim@example.org",
+      senders: ["@example.net", "Alias@example.org"],
+      disabled: false,
+    });
     assert.equal(await store.lookupUser("nobody@example.org"), null);
-    assert.deepEqual(store.listUsers().map((u) => u.address), ["ann@example.org", "tim@example.org"]);
+    assert.deepEqual(
+      store.listUsers().map((u) => u.address),
+      ["ann@example.org", "tim@example.org"],
+    );
     assert.equal(store.deleteUser("ANN@example.org"), true);
     assert.equal(store.deleteUser("ann@example.org"), false);
-    assert.deepEqual(store.listUsers().map((u) => u.address), ["tim@example.org"]);
+    assert.deepEqual(
+      store.listUsers().map((u) => u.address),
+      ["tim@example.org"],
+    );
   }));
 
 test("addresses: trimmed, domain lower-cased, local part kept but matched case-insensitively; full address required", () =>
@@ -96,15 +106,18 @@ test("a password changed by another process (the CLI) defeats the cache at once"
 test("cache expiry uses the injected clock", async () => {
   let now = 0;
   const cache = new CredentialCache({ ttlMs: 1000, now: () => now });
-  await withStore(async (store, { hasher }) => {
-    await store.addUser("tim@example.org", PW);
-    await store.verifyPassword("tim@example.org", PW);
-    await store.verifyPassword("tim@example.org", PW);
-    now += 1000;
-    await store.verifyPassword("tim@example.org", PW);
-    assert.equal(hasher.verified.length, 2);
-    assert.equal(cache.hits, 1);
-  }, { cache });
+  await withStore(
+    async (store, { hasher }) => {
+      await store.addUser("tim@example.org", PW);
+      await store.verifyPassword("tim@example.org", PW);
+      await store.verifyPassword("tim@example.org", PW);
+      now += 1000;
+      await store.verifyPassword("tim@example.org", PW);
+      assert.equal(hasher.verified.length, 2);
+      assert.equal(cache.hits, 1);
+    },
+    { cache },
+  );
 });
 
 test("no plaintext password anywhere in the database files; file is owner-only", () =>
@@ -179,7 +192,12 @@ test("relay-client flag (issue 12): set at add or later; a version-1 database is
   withStore(async (store, { path }) => {
     await store.addUser("relay@example.org", PW, { senders: ["@example.org"], relayClient: true });
     await store.addUser("tim@example.org", PW);
-    assert.deepEqual(await store.lookupUser("relay@example.org"), { address: "relay@example.org", senders: ["@example.org"], disabled: false, relayClient: true });
+    assert.deepEqual(await store.lookupUser("relay@example.org"), {
+      address: "relay@example.org",
+      senders: ["@example.org"],
+      disabled: false,
+      relayClient: true,
+    });
     store.setRelayClient("tim@example.org", true);
     assert.equal((await store.lookupUser("tim@example.org"))?.relayClient, true);
     store.setRelayClient("tim@example.org", false);

@@ -8,7 +8,16 @@ import { DEFAULT_RECIPIENT_DELIMITER, isSubaddressOf } from "../../src/base/mail
 import type { Log } from "../../src/base/log.js";
 import { ALLOW, deny } from "../../src/base/decision.js";
 import { reply } from "../../src/base/reply.js";
-import { argumentError, closingReply, contentRefusal, localError, policyDeferral, policyRefusal, Se442BadConnection, syntaxError } from "../../src/base/reply-codes.js";
+import {
+  argumentError,
+  closingReply,
+  contentRefusal,
+  localError,
+  policyDeferral,
+  policyRefusal,
+  Se442BadConnection,
+  syntaxError,
+} from "../../src/base/reply-codes.js";
 import { configSchema } from "../../src/config/schema.js";
 
 test("listener modes: one list, in the demo's port order, and a guard for text from the CLI or a dialog file", () => {

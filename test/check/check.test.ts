@@ -34,7 +34,23 @@ describe("postern check on the default configuration", () => {
     const { code, report } = await check(pg, pg.ports.mta, "mta", ["--submissions-port", String(pg.ports.submissions)]);
     assert.deepEqual(fails(report), []);
     assert.equal(code, 0);
-    for (const id of ["greeting", "ehlo", "size", "pipelining", "enhancedstatuscodes", "starttls", "auth-before-tls", "tls-protocol", "tls-chain", "tls-hostname", "tls-expiry", "implicit-tls", "vrfy", "expn", "bare-lf"]) {
+    for (const id of [
+      "greeting",
+      "ehlo",
+      "size",
+      "pipelining",
+      "enhancedstatuscodes",
+      "starttls",
+      "auth-before-tls",
+      "tls-protocol",
+      "tls-chain",
+      "tls-hostname",
+      "tls-expiry",
+      "implicit-tls",
+      "vrfy",
+      "expn",
+      "bare-lf",
+    ]) {
       assert.equal(verdict(report, id), "PASS", `${id}: ${JSON.stringify(report.items.find((i) => i.id === id))}`);
     }
     // TLS 1.0/1.1: refused by Postern, or reported as untestable by this machine's OpenSSL — never accepted.
@@ -42,7 +58,10 @@ describe("postern check on the default configuration", () => {
     // Every relay trick, in clear and after STARTTLS; on 465 MAIL without AUTH is refused outright.
     const relay = (path: string) => report.items.filter((i) => i.id.startsWith(`open-relay (${path}): `));
     assert.ok(relay("clear").length >= 12, JSON.stringify(relay("clear")));
-    assert.deepEqual(relay("STARTTLS").map((i) => i.id.replace("(STARTTLS)", "")), relay("clear").map((i) => i.id.replace("(clear)", "")));
+    assert.deepEqual(
+      relay("STARTTLS").map((i) => i.id.replace("(STARTTLS)", "")),
+      relay("clear").map((i) => i.id.replace("(clear)", "")),
+    );
     assert.ok(relay("implicit TLS").length >= 1);
     for (const i of [...relay("clear"), ...relay("STARTTLS"), ...relay("implicit TLS")]) assert.equal(i.verdict, "PASS", `${i.id}: ${i.reason}`);
     for (const id of ["submissions-tls-1.0-refused", "submissions-tls-1.1-refused"]) assert.match(verdict(report, id)!, /^(PASS|NOT TESTED)$/);
@@ -51,7 +70,10 @@ describe("postern check on the default configuration", () => {
   });
 
   it("submission (STARTTLS) and submissions (implicit TLS) refuse MAIL without AUTH", async () => {
-    for (const [port, mode] of [[pg.ports.submission, "submission"], [pg.ports.submissions, "submissions"]] as const) {
+    for (const [port, mode] of [
+      [pg.ports.submission, "submission"],
+      [pg.ports.submissions, "submissions"],
+    ] as const) {
       const { code, report } = await check(pg, port, mode);
       assert.deepEqual(fails(report), [], mode);
       assert.equal(code, 0);
@@ -99,7 +121,8 @@ describe("postern check finds deliberately opened holes", () => {
     for (const path of ["clear", "STARTTLS"]) {
       assert.equal(verdict(report, `open-relay (${path}): plain foreign recipient`), "FAIL", path);
       assert.match(report.items.find((i) => i.id === `open-relay (${path}): plain foreign recipient`)!.fix!, /mynetworks/);
-      for (const trick of ["percent hack", "bang path", "quoted @", "source route"]) assert.equal(verdict(report, `open-relay (${path}): ${trick}`), trick === "source route" ? "FAIL" : "PASS", `${path}: ${trick}`);
+      for (const trick of ["percent hack", "bang path", "quoted @", "source route"])
+        assert.equal(verdict(report, `open-relay (${path}): ${trick}`), trick === "source route" ? "FAIL" : "PASS", `${path}: ${trick}`);
     }
     assert.equal(code, 2);
     // Nothing was relayed: no probe ever sends DATA.

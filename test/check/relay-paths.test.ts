@@ -48,7 +48,12 @@ describe("postern check: open relays on every path", () => {
     // Before the fix: every probe ran in clear, got the 530 and said PASS; exit 0.
     assert.equal(code, 2, JSON.stringify(items.filter((i) => i.id.startsWith("open-relay"))));
     for (const i of relayItems(items, "clear")) assert.equal(i.verdict, "PASS", `${i.id}: ${i.reason}`);
-    assert.match(relayItems(items, "clear").map((i) => i.reason).join("\n"), /530/);
+    assert.match(
+      relayItems(items, "clear")
+        .map((i) => i.reason)
+        .join("\n"),
+      /530/,
+    );
     for (const label of ["plain foreign recipient", "percent hack", "bang path", "null sender to a foreign recipient", "local sender to a foreign recipient"]) {
       const i = find(items, `open-relay (STARTTLS): ${label}`);
       assert.equal(i.verdict, "FAIL", `${i.id}: ${i.reason}`);
@@ -93,8 +98,14 @@ describe("postern check: open relays on every path", () => {
     for (const i of [...clear, ...tls]) assert.equal(i.verdict, "PASS", `${i.id}: ${i.reason}`);
     // The server saw the same recipients on both paths (those its parser let through to RCPT).
     const seen = (secure: boolean) => [...new Set(d.rcpts.filter((r) => r.secure === secure).map((r) => r.address))].sort();
-    assert.ok(seen(false).some((a) => a.includes("%")), `no percent hack seen: ${seen(false).join(" ")}`);
-    assert.ok(seen(false).some((a) => a.includes("!")), `no bang path seen: ${seen(false).join(" ")}`);
+    assert.ok(
+      seen(false).some((a) => a.includes("%")),
+      `no percent hack seen: ${seen(false).join(" ")}`,
+    );
+    assert.ok(
+      seen(false).some((a) => a.includes("!")),
+      `no bang path seen: ${seen(false).join(" ")}`,
+    );
     assert.deepEqual(seen(true), seen(false));
     assert.equal(code, 0);
   });

@@ -84,7 +84,10 @@ describe("postern check: TLS profile of submission ports", () => {
     const submissions = await start({ submission: true, implicit: true });
     const { items } = await check(mta.port, "mta", ["--submissions-port", String(submissions.port)]);
     // Opportunistic TLS on port 25 (RFC 7435): any cipher beats clear text, so no CBC probe there.
-    assert.equal(items.find((i) => i.id === "tls-cbc-refused"), undefined);
+    assert.equal(
+      items.find((i) => i.id === "tls-cbc-refused"),
+      undefined,
+    );
     assert.equal(find(items, "submissions-tls-cbc-refused").verdict, "WARN");
     assert.match(find(items, "submissions-tls-cbc-refused").reason, new RegExp(`port ${submissions.port}`));
     assert.equal(find(items, "submissions-tls-1.0-refused").verdict, "PASS");

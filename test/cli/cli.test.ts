@@ -62,7 +62,10 @@ test("user add, list, passwd and del manage the SQLite store without storing the
     assert.notEqual(dup.code, 0, "a second add of the same user fails");
     const list = await runCli(["user", "list", "--json", "--config", path]);
     const users = JSON.parse(list.stdout) as { address: string; senders: string[] }[];
-    assert.deepEqual(users.map((u) => [u.address, u.senders]), [["Ann@example.org", ["@example.net"]]]);
+    assert.deepEqual(
+      users.map((u) => [u.address, u.senders]),
+      [["Ann@example.org", ["@example.net"]]],
+    );
     const db = await readFile(join(dir, "data/users.sqlite"));
     assert.ok(!db.includes(Buffer.from("pa55-word")), "no plaintext password in the database");
     assert.equal((await stat(join(dir, "data/users.sqlite"))).mode & 0o077, 0, "the store is private to its owner");

@@ -47,7 +47,9 @@ listeners:
   - { address: 127.0.0.1, port: 2525, mode: mta }
 ${extra}`;
 
-test("without --config, user and queue commands use $POSTERN_CONFIG, else /etc/postern/postern.yaml — never the demo's ./data", { skip: existsSync(DEFAULT_CONFIG_PATH) && "this machine has /etc/postern/postern.yaml" }, async () => {
+test("without --config, user and queue commands use $POSTERN_CONFIG, else /etc/postern/postern.yaml — never the demo's ./data", {
+  skip: existsSync(DEFAULT_CONFIG_PATH) && "this machine has /etc/postern/postern.yaml",
+}, async () => {
   await withDir(async (dir) => {
     const add = await cli(["user", "add", "ann@example.org", "--password-stdin"], { cwd: dir, input: "pw-1\n" });
     assert.equal(add.code, 78, add.stderr);
@@ -73,7 +75,9 @@ test("without --config, user and queue commands use $POSTERN_CONFIG, else /etc/p
   });
 });
 
-test("only serve, with no configuration at all, falls back to the demo", { skip: existsSync(DEFAULT_CONFIG_PATH) && "this machine has /etc/postern/postern.yaml" }, async () => {
+test("only serve, with no configuration at all, falls back to the demo", {
+  skip: existsSync(DEFAULT_CONFIG_PATH) && "this machine has /etc/postern/postern.yaml",
+}, async () => {
   const saved = process.env.POSTERN_CONFIG;
   delete process.env.POSTERN_CONFIG;
   try {
@@ -104,13 +108,19 @@ test("user add and passwd refuse when passwd-file, dovecot or saslauthd checks t
 
     const pf = await run("auth: { backend: passwd-file, path: /etc/dovecot/users }\n", ["user", "add", "ann@example.org"]);
     assert.equal(pf.code, 1, pf.stderr);
-    assert.match(pf.stderr, /ann@example\.org logs in through the passwd-file \/etc\/dovecot\/users \(auth\.backend: passwd-file\); Postern's own user store is not used for it/);
+    assert.match(
+      pf.stderr,
+      /ann@example\.org logs in through the passwd-file \/etc\/dovecot\/users \(auth\.backend: passwd-file\); Postern's own user store is not used for it/,
+    );
     assert.match(pf.stderr, /echo "ann@example\.org:\$\(doveadm pw -s SHA512-CRYPT\)::::::" >> \/etc\/dovecot\/users/);
     assert.equal(existsSync(join(dir, "srv/users.sqlite")), false, "nothing written into the unused store");
 
     const dovecot = await run('auth: { backend: dovecot, socket: "unix:/run/dovecot/auth-client" }\n', ["user", "add", "ann@example.org"]);
     assert.equal(dovecot.code, 1);
-    assert.match(dovecot.stderr, /ann@example\.org logs in through dovecot \(auth\.backend: dovecot, socket unix:\/run\/dovecot\/auth-client\); a password stored here would never be checked/);
+    assert.match(
+      dovecot.stderr,
+      /ann@example\.org logs in through dovecot \(auth\.backend: dovecot, socket unix:\/run\/dovecot\/auth-client\); a password stored here would never be checked/,
+    );
     assert.match(dovecot.stderr, /set the password in Dovecot's passdb/);
     assert.match(dovecot.stderr, /use --no-password/);
     const passwd = await run('auth: { backend: dovecot, socket: "unix:/run/dovecot/auth-client" }\n', ["user", "passwd", "ann@example.org"]);
@@ -140,7 +150,10 @@ test("with dovecot, --no-password lists a mailbox and its sender addresses witho
     assert.equal(add.code, 0, add.stderr);
     assert.match(add.stdout, /added ann@example\.org \(mailbox only, no password\)/);
     const list = await cli(["user", "list", "--json", "--config", path], { cwd: dir });
-    assert.deepEqual((JSON.parse(list.stdout) as { address: string; senders: string[] }[]).map((u) => [u.address, u.senders]), [["ann@example.org", ["@example.net"]]]);
+    assert.deepEqual(
+      (JSON.parse(list.stdout) as { address: string; senders: string[] }[]).map((u) => [u.address, u.senders]),
+      [["ann@example.org", ["@example.net"]]],
+    );
     assert.match(list.stderr, /auth\.backend is dovecot: these entries are mailboxes and sender addresses; dovecot checks the passwords/);
   });
 });

@@ -14,7 +14,7 @@ import { createLogger } from "../../src/server/log.js";
 test("the demo configuration starts, and the printed demo password authenticates on submission", async () => {
   const dir = await mkdtemp(join(tmpdir(), "postern-demo-"));
   const raw = demoConfig() as { listeners: { port: number }[] };
-  raw.listeners.forEach((l) => (l.port = 0)); // the test runs on ephemeral ports; the demo itself uses 2525/2587/2465
+  for (const l of raw.listeners) l.port = 0; // the test runs on ephemeral ports; the demo itself uses 2525/2587/2465
   const config = parseConfigObject(raw, dir);
   assert.equal(config.dataDir, join(dir, "data"));
   const quiet = new Writable({ write: (_c, _e, done) => done() });

@@ -42,7 +42,9 @@ describe("postern send", () => {
       it(`authenticates with ${mech} over ${tls} and the message is delivered`, async () => {
         const port = tls === "implicit" ? pg.ports.submissions : pg.ports.submission;
         const subject = `mech ${mech} ${tls}`;
-        const r = await run([...base(), "--server", `127.0.0.1:${port}`, "--tls", tls, "--auth", mech, "--subject", subject], { POSTERN_PASSWORD: USER.password });
+        const r = await run([...base(), "--server", `127.0.0.1:${port}`, "--tls", tls, "--auth", mech, "--subject", subject], {
+          POSTERN_PASSWORD: USER.password,
+        });
         assert.equal(r.code, 0, r.stdout + r.stderr);
         assert.match(r.stdout, /<- 235 2\.7\.0/);
         assert.match(r.stdout, /-> AUTH [A-Z0-9-]+( <credentials>)?$/m);
@@ -67,7 +69,19 @@ describe("postern send", () => {
     const file = join(pg.dir, "report.txt");
     await writeFile(file, "attached bytes\n");
     const r = await run(
-      [...base(), "--server", `127.0.0.1:${pg.ports.submission}`, "--to", "attach@example.org", "--header", "X-Test: yes", "--body", "see attachment", "--attach", file],
+      [
+        ...base(),
+        "--server",
+        `127.0.0.1:${pg.ports.submission}`,
+        "--to",
+        "attach@example.org",
+        "--header",
+        "X-Test: yes",
+        "--body",
+        "see attachment",
+        "--attach",
+        file,
+      ],
       { POSTERN_PASSWORD: USER.password },
     );
     assert.equal(r.code, 0, r.stdout + r.stderr);
@@ -151,7 +165,23 @@ async function privateCa(dir: string): Promise<{ ca: string; cert: string; key: 
   await sh(["req", "-x509", ...ec, "-subj", "/CN=Test Private CA", "-days", "2", "-keyout", "ca.key", "-out", "ca.pem"]);
   await sh(["req", ...ec, "-subj", "/CN=mail.example.org", "-keyout", "mail.key", "-out", "mail.csr"]);
   await writeFile(join(dir, "ext.cnf"), "subjectAltName=DNS:mail.example.org\n");
-  await sh(["x509", "-req", "-in", "mail.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "mail.pem"]);
+  await sh([
+    "x509",
+    "-req",
+    "-in",
+    "mail.csr",
+    "-CA",
+    "ca.pem",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-days",
+    "2",
+    "-extfile",
+    "ext.cnf",
+    "-out",
+    "mail.pem",
+  ]);
   return { ca: join(dir, "ca.pem"), cert: join(dir, "mail.pem"), key: join(dir, "mail.key") };
 }
 
@@ -174,7 +204,10 @@ describe("postern send: certificate failures and missing passwords", () => {
     run(["send", "--server", `127.0.0.1:${port}`, "--from", USER.address, "--to", "jane@example.org", "--user", USER.address, ...extra], env);
 
   it("a certificate from an untrusted CA exits 29 (STARTTLS and implicit) and suggests --ca, --servername or -k", async () => {
-    for (const [port, tls] of [[pg.ports.submission, "starttls"], [pg.ports.submissions, "implicit"]] as const) {
+    for (const [port, tls] of [
+      [pg.ports.submission, "starttls"],
+      [pg.ports.submissions, "implicit"],
+    ] as const) {
       const r = await send(port, ["--tls", tls]);
       assert.equal(r.code, 29, r.stdout);
       assert.match(r.stdout, /\*\*\* TLS failed: unable to verify the first certificate \(UNABLE_TO_VERIFY_LEAF_SIGNATURE\)/);
@@ -195,7 +228,10 @@ describe("postern send: certificate failures and missing passwords", () => {
     const failuresBefore = pg.logs.filter((l) => l.event === "auth-failure").length;
     const r = await send(pg.ports.submission, ["--ca", ca, "--servername", "mail.example.org"], {});
     assert.equal(r.code, 1, r.stdout);
-    assert.match(r.stdout, /\*\*\* --user john@example\.org: no password \(no terminal to prompt on, and stdin was empty\); set \$POSTERN_PASSWORD or pipe it with --password-stdin/);
+    assert.match(
+      r.stdout,
+      /\*\*\* --user john@example\.org: no password \(no terminal to prompt on, and stdin was empty\); set \$POSTERN_PASSWORD or pipe it with --password-stdin/,
+    );
     assert.doesNotMatch(r.stdout, /AUTH/, "nothing was sent");
     assert.equal(pg.logs.filter((l) => l.event === "auth-failure").length, failuresBefore);
   });

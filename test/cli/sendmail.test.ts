@@ -13,9 +13,14 @@ import { startSink, type Sink } from "../delivery/helpers/sink.js";
 
 function script(pg: Postern, text: string): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile("sh", ["-c", text], { cwd: ROOT, env: { ...process.env, SENDMAIL: `${process.execPath} ${BIN} sendmail -c ${pg.configPath}` } }, (err, stdout, stderr) => {
-      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
+    execFile(
+      "sh",
+      ["-c", text],
+      { cwd: ROOT, env: { ...process.env, SENDMAIL: `${process.execPath} ${BIN} sendmail -c ${pg.configPath}` } },
+      (err, stdout, stderr) => {
+        resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -70,7 +75,7 @@ describe("postern sendmail", () => {
     );
     assert.equal(r.code, 0, r.stderr);
     await sink.waitForMessages(1, 15_000);
-    const all = sink.messages.map((m) => m.to).flat().sort();
+    const all = sink.messages.flatMap((m) => m.to).sort();
     if (all.length < 2) await sink.waitForMessages(2, 15_000);
     const got = sink.messages.flatMap((m) => m.to).sort();
     assert.deepEqual(got, ["hidden@example.com", "remote@example.net"]);
@@ -92,9 +97,14 @@ describe("postern sendmail", () => {
 /** `postern sendmail` as another local user (root runs the test; cron and PHP run as anyone). */
 function asUser(uid: number, gid: number, args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = execFile(process.execPath, [BIN, "sendmail", ...args], { cwd: ROOT, uid, gid, env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...env } }, (err, stdout, stderr) => {
-      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
+    const child = execFile(
+      process.execPath,
+      [BIN, "sendmail", ...args],
+      { cwd: ROOT, uid, gid, env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...env } },
+      (err, stdout, stderr) => {
+        resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+      },
+    );
     child.stdin?.end("Subject: test\n\nhello\n");
   });
 }
@@ -121,17 +131,26 @@ describe("postern sendmail: configuration and permissions", () => {
 
   it("reads only localSubmit.socket from the config: the rest (a password, even an invalid key) is neither needed nor checked", async () => {
     const path = join(pub, "only-socket.yaml");
-    await writeFile(path, `localSubmit: { socket: ${join(pub, "sendmail.sock")} }\nrelay: { smarthost: { host: x, auth: { username: u, password: pw } } }\nnotAKey: 1\n`);
+    await writeFile(
+      path,
+      `localSubmit: { socket: ${join(pub, "sendmail.sock")} }\nrelay: { smarthost: { host: x, auth: { username: u, password: pw } } }\nnotAKey: 1\n`,
+    );
     const r = await asUser(me.uid, me.gid, ["-c", path, "jane@example.org"]);
     assert.equal(r.code, 0, r.stderr);
-    const viaEnv = await asUser(me.uid, me.gid, ["jane@example.org"], { POSTERN_SOCKET: join(pub, "sendmail.sock"), POSTERN_CONFIG: join(pub, "missing.yaml") });
+    const viaEnv = await asUser(me.uid, me.gid, ["jane@example.org"], {
+      POSTERN_SOCKET: join(pub, "sendmail.sock"),
+      POSTERN_CONFIG: join(pub, "missing.yaml"),
+    });
     assert.equal(viaEnv.code, 0, viaEnv.stderr);
   });
 
   it("a missing configuration exits 69 (not configured), one without localSubmit.socket too", async () => {
     const missing = await asUser(me.uid, me.gid, ["jane@example.org"], { POSTERN_CONFIG: join(pub, "missing.yaml") });
     assert.equal(missing.code, 69, missing.stderr);
-    assert.equal(missing.stderr, `sendmail: local submission is not configured: ${join(pub, "missing.yaml")} does not exist; give the socket with --socket PATH or $POSTERN_SOCKET\n`);
+    assert.equal(
+      missing.stderr,
+      `sendmail: local submission is not configured: ${join(pub, "missing.yaml")} does not exist; give the socket with --socket PATH or $POSTERN_SOCKET\n`,
+    );
     const path = join(pub, "no-socket.yaml");
     await writeFile(path, "hostname: mail.example.org\n");
     const off = await asUser(me.uid, me.gid, ["-c", path, "jane@example.org"]);
@@ -145,13 +164,19 @@ describe("postern sendmail: configuration and permissions", () => {
       await writeFile(path, `localSubmit: { socket: ${join(pub, "sendmail.sock")} }\n`, { mode: 0o600 });
       const r = await asUser(NOBODY.uid, NOBODY.gid, ["-c", path, "jane@example.org"]);
       assert.equal(r.code, 78, r.stderr);
-      assert.equal(r.stderr, `sendmail: cannot read ${path} (it may hold secrets and be private to the server); give the socket with --socket PATH or $POSTERN_SOCKET\n`);
+      assert.equal(
+        r.stderr,
+        `sendmail: cannot read ${path} (it may hold secrets and be private to the server); give the socket with --socket PATH or $POSTERN_SOCKET\n`,
+      );
     });
 
     it("a user outside the socket's group exits 77 and is told to join postdrop", async () => {
       const r = await asUser(NOBODY.uid, NOBODY.gid, ["--socket", join(pub, "sendmail.sock"), "jane@example.org"]);
       assert.equal(r.code, 77, r.stderr);
-      assert.equal(r.stderr, `sendmail: permission denied on ${join(pub, "sendmail.sock")} (group postdrop, mode 0660): add the user nobody to group postdrop\n`);
+      assert.equal(
+        r.stderr,
+        `sendmail: permission denied on ${join(pub, "sendmail.sock")} (group postdrop, mode 0660): add the user nobody to group postdrop\n`,
+      );
     });
   }
 });

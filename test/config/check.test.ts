@@ -20,7 +20,23 @@ const run = promisify(execFile);
 async function makePair(dir: string, name: string, days = 30): Promise<{ cert: string; key: string }> {
   const cert = join(dir, `${name}.crt`);
   const key = join(dir, `${name}.key`);
-  await run("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", `/CN=${name}`, "-days", String(days), "-keyout", key, "-out", cert]);
+  await run("openssl", [
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-subj",
+    `/CN=${name}`,
+    "-days",
+    String(days),
+    "-keyout",
+    key,
+    "-out",
+    cert,
+  ]);
   return { cert, key };
 }
 
@@ -51,7 +67,7 @@ async function check(dir: string, extra: string, name = "postern.yaml"): Promise
 
 test("a valid configuration passes: exit 0, no findings", async () => {
   await withDir(async (dir) => {
-    const r = await check(dir, "mynetworks: [192.0.2.0/24, 10.0.0.0/8, \"2001:db8::/56\"]\n");
+    const r = await check(dir, 'mynetworks: [192.0.2.0/24, 10.0.0.0/8, "2001:db8::/56"]\n');
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /config check: 0 errors, 0 warnings/);
   });
@@ -74,7 +90,10 @@ test("a missing certificate file and a key that is not the certificate's are err
     // The command: exit 78, the finding with the file's name.
     const mismatch = await check(dir, `tls: { cert: ${a.cert}, key: ${b.key} }\n`);
     assert.equal(mismatch.code, 78, mismatch.stderr);
-    assert.ok(mismatch.stderr.includes(`postern.yaml: error: tls.key: ${b.key} does not belong to the certificate ${a.cert} (CN=a.example.org)`), mismatch.stderr);
+    assert.ok(
+      mismatch.stderr.includes(`postern.yaml: error: tls.key: ${b.key} does not belong to the certificate ${a.cert} (CN=a.example.org)`),
+      mismatch.stderr,
+    );
   });
 });
 
@@ -103,7 +122,10 @@ if (process.getuid?.() === 0) {
         await writeFile(path, yaml(dir, "").replace(/delivery:.*\n/, "") + extra, { mode: 0o600 });
         const r = await runCli(["config", "check", "--config", path]);
         assert.equal(r.code, 78, r.stderr);
-        assert.ok(r.stderr.includes(`error: (config file): user nobody cannot read ${path}: SIGHUP reload (e.g. after a certificate renewal) will fail`), r.stderr);
+        assert.ok(
+          r.stderr.includes(`error: (config file): user nobody cannot read ${path}: SIGHUP reload (e.g. after a certificate renewal) will fail`),
+          r.stderr,
+        );
         assert.ok(r.stderr.includes(`error: tls.key: user nobody cannot read ${pair.key}: SIGHUP reload`), r.stderr);
         assert.ok(r.stderr.includes(`error: delivery.maildir: user nobody cannot create files in ${mail}: local delivery will fail`), r.stderr);
         assert.doesNotMatch(r.stderr, /tls\.cert: user nobody/, "the world-readable certificate is fine");
@@ -124,10 +146,18 @@ if (process.getuid?.() === 0) {
       await withDir(async (dir) => {
         await chmod(dir, 0o755);
         const path = join(dir, "p2.yaml");
-        await writeFile(path, yaml(dir).replace(/delivery:.*\n/, `delivery: { maildir: "${dir}/vmail/{domain}/{localpart}" }\n`) + "process: { user: nobody }\n", { mode: 0o644 });
+        await writeFile(
+          path,
+          yaml(dir).replace(/delivery:.*\n/, `delivery: { maildir: "${dir}/vmail/{domain}/{localpart}" }\n`) + "process: { user: nobody }\n",
+          { mode: 0o644 },
+        );
         const found = auditService(parseConfigText(await readFile(path, "utf8"), path), path);
         assert.deepEqual(found, [
-          { level: "error", key: "delivery.maildir", message: `user nobody cannot create files in ${dir}: local delivery will fail and mail stays deferred (so it cannot create ${dir}/vmail)` },
+          {
+            level: "error",
+            key: "delivery.maildir",
+            message: `user nobody cannot create files in ${dir}: local delivery will fail and mail stays deferred (so it cannot create ${dir}/vmail)`,
+          },
         ]);
       });
     });
@@ -139,12 +169,16 @@ test("mynetworks covering the Internet is an open relay (error); a very wide pub
     const open = ["0.0.0.0/0", "::/0", "::ffff:0:0/96", "0.0.0.0/1", "2000::/3"];
     const r = await check(dir, `mynetworks: [${[...open, "192.0.2.0/24", "8.0.0.0/12", "10.0.0.0/8"].map((n) => `"${n}"`).join(", ")}]\n`);
     assert.equal(r.code, 78, r.stderr);
-    open.forEach((net, i) => assert.ok(r.stderr.includes(`error: mynetworks.${i}: ${net} makes this server an open relay`), `${net}: ${r.stderr}`));
+    for (const [i, net] of open.entries())
+      assert.ok(r.stderr.includes(`error: mynetworks.${i}: ${net} makes this server an open relay`), `${net}: ${r.stderr}`);
     assert.ok(r.stderr.includes("warning: mynetworks.6: 8.0.0.0/12 is a very wide public network"), r.stderr);
     assert.match(r.stderr, /5 errors, 1 warning\n/);
     // A wide net alone only warns: exit 0.
     const warned = configWarnings(parseConfigText(yaml(dir, `mynetworks: ["8.0.0.0/12"]\n`)));
-    assert.deepEqual(warned.map((f) => [f.level, f.key]), [["warning", "mynetworks.0"]]);
+    assert.deepEqual(
+      warned.map((f) => [f.level, f.key]),
+      [["warning", "mynetworks.0"]],
+    );
   });
 });
 

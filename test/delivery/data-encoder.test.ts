@@ -9,7 +9,12 @@ const b = (s: string) => Buffer.from(s, "latin1");
 function receive(wire: Buffer): Buffer {
   assert.ok(wire.subarray(-3).equals(b(".\r\n")));
   const body = wire.subarray(0, -3).toString("latin1");
-  return b(body.split("\r\n").map((line) => (line.startsWith(".") ? line.slice(1) : line)).join("\r\n"));
+  return b(
+    body
+      .split("\r\n")
+      .map((line) => (line.startsWith(".") ? line.slice(1) : line))
+      .join("\r\n"),
+  );
 }
 
 /** The reference: every bare CR or LF becomes CRLF, and a non-empty last line is closed. */
@@ -54,9 +59,7 @@ test("8-bit bytes pass unchanged; an empty message is just the terminator", () =
 
 test("property: any bytes, any chunking → no bare CR/LF, the receiver gets the normalised message", () => {
   const bytes = fc.uint8Array({ maxLength: 300 }).map((a) => Buffer.from(a));
-  const interesting = fc
-    .array(fc.constantFrom("\r", "\n", ".", "\r\n", "a", "\r\n.", "..", "\xe9"), { maxLength: 60 })
-    .map((parts) => b(parts.join("")));
+  const interesting = fc.array(fc.constantFrom("\r", "\n", ".", "\r\n", "a", "\r\n.", "..", "\xe9"), { maxLength: 60 }).map((parts) => b(parts.join("")));
   fc.assert(
     fc.property(fc.oneof(bytes, interesting), fc.array(fc.nat(), { maxLength: 8 }), (input, cuts) => {
       const points = [...new Set(cuts.map((c) => c % (input.length + 1)))].sort((x, y) => x - y);

@@ -10,7 +10,12 @@ let dns: DnsServer;
 
 before(async () => {
   dns = await startDnsServer({
-    "pref.test": { MX: [{ preference: 20, exchange: "backup.pref.test" }, { preference: 10, exchange: "primary.pref.test" }] },
+    "pref.test": {
+      MX: [
+        { preference: 20, exchange: "backup.pref.test" },
+        { preference: 10, exchange: "primary.pref.test" },
+      ],
+    },
     "primary.pref.test": { A: ["127.0.0.1"] },
     "backup.pref.test": { A: ["127.0.0.1"], AAAA: ["2001:db8::25"] },
     "equal.test": {
@@ -27,14 +32,25 @@ before(async () => {
     "nothing.test": {},
     "null.test": { MX: [{ preference: 0, exchange: "." }] },
     "loop.test": { MX: [{ preference: 10, exchange: "mail.postern.test" }] },
-    "loopback.test": { MX: [{ preference: 5, exchange: "other.loopback.test" }, { preference: 10, exchange: "mail.postern.test" }, { preference: 20, exchange: "third.loopback.test" }] },
+    "loopback.test": {
+      MX: [
+        { preference: 5, exchange: "other.loopback.test" },
+        { preference: 10, exchange: "mail.postern.test" },
+        { preference: 20, exchange: "third.loopback.test" },
+      ],
+    },
     "other.loopback.test": { A: ["127.0.0.1"] },
     "third.loopback.test": { A: ["127.0.0.1"] },
     "mail.postern.test": { A: ["127.0.0.1"] },
     "ownaddr.test": { MX: [{ preference: 10, exchange: "alias-of-us.test" }] },
     "alias-of-us.test": { A: ["192.0.2.25"] },
     "broken.test": { servfail: true },
-    "halfbroken.test": { MX: [{ preference: 10, exchange: "broken.test" }, { preference: 20, exchange: "primary.pref.test" }] },
+    "halfbroken.test": {
+      MX: [
+        { preference: 10, exchange: "broken.test" },
+        { preference: 20, exchange: "primary.pref.test" },
+      ],
+    },
   });
 });
 after(() => dns.close());
@@ -101,7 +117,10 @@ test("an MX that is ourselves (by name or address) is a loop: 5.4.6 when nothing
 test("our own MX entry drops itself and every less preferred host, keeping the more preferred", async () => {
   const r = await resolver().resolve("loopback.test");
   assert.ok(r.ok);
-  assert.deepEqual(r.hosts.map((h) => h.name), ["other.loopback.test"]);
+  assert.deepEqual(
+    r.hosts.map((h) => h.name),
+    ["other.loopback.test"],
+  );
 });
 
 test("a DNS server failure defers (4.4.3); one broken MX host is skipped", async () => {
@@ -111,5 +130,8 @@ test("a DNS server failure defers (4.4.3); one broken MX host is skipped", async
   assert.match(r.detail, /^451 4\.4\.3 /);
   const half = await resolver().resolve("halfbroken.test");
   assert.ok(half.ok);
-  assert.deepEqual(half.hosts.map((h) => h.name), ["primary.pref.test"]);
+  assert.deepEqual(
+    half.hosts.map((h) => h.name),
+    ["primary.pref.test"],
+  );
 });

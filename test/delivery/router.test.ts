@@ -84,9 +84,7 @@ test("without a smarthost remote recipients are deferred with 'no route'", async
   const root = await tempDir();
   const deliver = createDeliverer(baseOptions(root));
   const env = envelope(["x@far.test"]);
-  assert.deepEqual(await deliver(env, await messageFile(root, "x"), env.recipients), [
-    { address: "x@far.test", outcome: "deferred", detail: NO_ROUTE_DETAIL },
-  ]);
+  assert.deepEqual(await deliver(env, await messageFile(root, "x"), env.recipients), [{ address: "x@far.test", outcome: "deferred", detail: NO_ROUTE_DETAIL }]);
 });
 
 test("smarthost down or refusing AUTH → deferred, never failed", async () => {
@@ -107,7 +105,14 @@ test("smarthost down or refusing AUTH → deferred, never failed", async () => {
   try {
     const badAuth = createDeliverer(
       baseOptions(root, {
-        smarthost: { host: "127.0.0.1", port: sink.port, tls: "starttls-required", servername: "localhost", ca: cert.cert, auth: { username: "relay", password: "wrong" } },
+        smarthost: {
+          host: "127.0.0.1",
+          port: sink.port,
+          tls: "starttls-required",
+          servername: "localhost",
+          ca: cert.cert,
+          auth: { username: "relay", password: "wrong" },
+        },
       }),
     );
     const [a] = await badAuth(env, fileMessage(join(root, "message")), env.recipients);
@@ -123,7 +128,10 @@ test("an unusable local part fails; a local I/O error defers", async () => {
   const deliver = createDeliverer(baseOptions(root));
   const env = envelope(["../../etc@local.test", "ok@local.test"]);
   const results = await deliver(env, fileMessage(join(root, "does-not-exist")), env.recipients);
-  assert.deepEqual(results.map((r) => r.outcome), ["failed", "deferred"]);
+  assert.deepEqual(
+    results.map((r) => r.outcome),
+    ["failed", "deferred"],
+  );
   assert.match(results[1].detail, /^451 4\.3\.0 /);
 });
 
@@ -185,7 +193,10 @@ test("a remote address that cannot go on a command line fails alone; the others 
     const deliver = createDeliverer(baseOptions(root, { smarthost: { host: "127.0.0.1", port: sink.port, tls: "none" } }));
     const env = envelope(["evil>@far.test", "fine@far.test"]);
     const results = await deliver(env, await messageFile(root, "x\r\n"), env.recipients);
-    assert.deepEqual(results.map((r) => r.outcome), ["failed", "delivered"]);
+    assert.deepEqual(
+      results.map((r) => r.outcome),
+      ["failed", "delivered"],
+    );
     assert.deepEqual(sink.messages[0].to, ["fine@far.test"]);
   } finally {
     await sink.close();

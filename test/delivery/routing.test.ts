@@ -37,7 +37,12 @@ before(async () => {
   root = await mkdtemp(join(tmpdir(), "postern-routing-"));
   const a = { A: ["127.0.0.1"] };
   dns = await startDnsServer({
-    "far.test": { MX: [{ preference: 10, exchange: "mx1.far.test" }, { preference: 20, exchange: "mx2.far.test" }] },
+    "far.test": {
+      MX: [
+        { preference: 10, exchange: "mx1.far.test" },
+        { preference: 20, exchange: "mx2.far.test" },
+      ],
+    },
     "mx1.far.test": a,
     "mx2.far.test": a,
     "plain.test": a, // no MX: implicit MX
@@ -95,7 +100,10 @@ test("MX by preference: the primary gets the mail; when it is down the backup do
     const deliver = deliverer({ mxHostPorts: { "mx1.far.test": primary.port, "mx2.far.test": backup.port } });
     const env = envelope(["a@far.test", "b@far.test"]);
     const r = await deliver(env, await message(), env.recipients);
-    assert.deepEqual(r.map((x) => x.outcome), ["delivered", "delivered"]);
+    assert.deepEqual(
+      r.map((x) => x.outcome),
+      ["delivered", "delivered"],
+    );
     assert.equal(primary.messages.length, 1, "one transaction for both recipients of the destination");
     assert.deepEqual(primary.messages[0]!.to, ["a@far.test", "b@far.test"]);
     assert.equal(backup.messages.length, 0);
@@ -103,7 +111,13 @@ test("MX by preference: the primary gets the mail; when it is down the backup do
     const down = await closedPort();
     const deliver2 = deliverer({ mxHostPorts: { "mx1.far.test": down, "mx2.far.test": backup.port } });
     const r2 = await deliver2(env, await message(), env.recipients);
-    assert.deepEqual(r2.map((x) => [x.outcome, x.remoteMta]), [["delivered", "mx2.far.test"], ["delivered", "mx2.far.test"]]);
+    assert.deepEqual(
+      r2.map((x) => [x.outcome, x.remoteMta]),
+      [
+        ["delivered", "mx2.far.test"],
+        ["delivered", "mx2.far.test"],
+      ],
+    );
     assert.equal(backup.messages.length, 1);
     assert.ok(logs.some((l) => l.event === "mx-host-failed"));
   });
@@ -118,7 +132,10 @@ test("no MX: the domain's A record; null MX: failed 5.1.10 without any connectio
     assert.equal(r[0]!.outcome, "delivered");
     assert.equal(r[1]!.outcome, "failed");
     assert.match(r[1]!.detail, /^556 5\.1\.10 /);
-    assert.deepEqual(sink.messages.map((m) => m.to), [["x@plain.test"]]);
+    assert.deepEqual(
+      sink.messages.map((m) => m.to),
+      [["x@plain.test"]],
+    );
   });
 });
 
@@ -132,9 +149,18 @@ test("deferral then success: a 451 at RCPT defers; the next attempt is delivered
     const env = envelope(["later@plain.test", "gone@plain.test"]);
     const path = await message();
     const first = await deliver(env, path, env.recipients);
-    assert.deepEqual(first.map((x) => [x.outcome, x.detail]), [["deferred", "451 4.3.0 try later"], ["failed", "550 5.1.1 no such user"]]);
+    assert.deepEqual(
+      first.map((x) => [x.outcome, x.detail]),
+      [
+        ["deferred", "451 4.3.0 try later"],
+        ["failed", "550 5.1.1 no such user"],
+      ],
+    );
     const second = await deliver(env, path, [env.recipients[0]!]);
-    assert.deepEqual(second.map((x) => x.outcome), ["delivered"]);
+    assert.deepEqual(
+      second.map((x) => x.outcome),
+      ["delivered"],
+    );
     assert.equal(sink.messages.length, 1);
   });
 });
@@ -181,11 +207,20 @@ test("smarthost per domain with AUTH over STARTTLS; a 5xx smarthost fails the re
     });
     const deliver = deliverer({
       transport,
-      smarthost: { host: "127.0.0.1", port: auth.port, tls: "starttls-required", rejectUnauthorized: false, auth: { username: "relay-user", password: "relay-pass" } },
+      smarthost: {
+        host: "127.0.0.1",
+        port: auth.port,
+        tls: "starttls-required",
+        rejectUnauthorized: false,
+        auth: { username: "relay-user", password: "relay-pass" },
+      },
     });
     const env = envelope(["x@viaauth.test", "y@viahard.test"]);
     const r = await deliver(env, await message(), env.recipients);
-    assert.deepEqual(r.map((x) => x.outcome), ["delivered", "failed"]);
+    assert.deepEqual(
+      r.map((x) => x.outcome),
+      ["delivered", "failed"],
+    );
     assert.equal(auth.messages[0]!.authUser, "relay-user");
     assert.equal(auth.messages[0]!.tls, true);
     assert.match(r[1]!.detail, /^554 5\.7\.1/);
@@ -216,7 +251,10 @@ test("DSN parameters are passed on to a peer that offers DSN", async () => {
     env.recipients[0]!.orcpt = { addrType: "rfc822", address: "a@plain.test" };
     const r = await deliverer({ mxPort: sink.port })(env, await message(), env.recipients);
     assert.equal(r[0]!.dsnPassedOn, true);
-    assert.deepEqual(sink.messages[0]!.mailParams.filter((p) => /^(RET|ENVID)=/.test(p)), ["RET=HDRS", "ENVID=env-1"]);
+    assert.deepEqual(
+      sink.messages[0]!.mailParams.filter((p) => /^(RET|ENVID)=/.test(p)),
+      ["RET=HDRS", "ENVID=env-1"],
+    );
     assert.deepEqual(sink.messages[0]!.rcptParams[0], ["NOTIFY=FAILURE,DELAY", "ORCPT=rfc822;a@plain.test"]);
   });
 });
@@ -286,12 +324,18 @@ test("aliases at delivery: a local alias lands in a Maildir and forwards to a re
     const deliver = deliverer({ mxPort: sink.port, aliases });
     const env = envelope(["team@example.org", "john+news@example.org", "whoever@example.org"]);
     const r = await deliver(env, await message(), env.recipients);
-    assert.deepEqual(r.map((x) => [x.address, x.outcome]), [
-      ["team@example.org", "delivered"],
-      ["john+news@example.org", "delivered"],
-      ["whoever@example.org", "delivered"],
-    ]);
-    assert.deepEqual(sink.messages.map((m) => [m.from, m.to]), [["sender@example.org", ["friend@plain.test"]]]);
+    assert.deepEqual(
+      r.map((x) => [x.address, x.outcome]),
+      [
+        ["team@example.org", "delivered"],
+        ["john+news@example.org", "delivered"],
+        ["whoever@example.org", "delivered"],
+      ],
+    );
+    assert.deepEqual(
+      sink.messages.map((m) => [m.from, m.to]),
+      [["sender@example.org", ["friend@plain.test"]]],
+    );
     const files = await readdir(join(root, "mail", "example.org", "john", "new"));
     assert.equal(files.length, 1, "three recipients lead to john: his mailbox gets the message once");
   });
@@ -305,5 +349,11 @@ test("transport discard and reject", async () => {
   });
   const env = envelope(["a@void.test", "b@nope.test"]);
   const r = await deliverer({ transport })(env, await message(), env.recipients);
-  assert.deepEqual(r.map((x) => [x.outcome, x.detail.slice(0, 9)]), [["delivered", "250 2.0.0"], ["failed", "554 5.7.1"]]);
+  assert.deepEqual(
+    r.map((x) => [x.outcome, x.detail.slice(0, 9)]),
+    [
+      ["delivered", "250 2.0.0"],
+      ["failed", "554 5.7.1"],
+    ],
+  );
 });

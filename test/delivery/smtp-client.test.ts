@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { once } from "node:events";
 import { createServer, type Socket } from "node:net";
 import { Readable } from "node:stream";
-import { SmtpClient, SmtpClientError, type SmtpConnectOptions } from "../../src/delivery/smtp-client.js";
+import { SmtpClient, type SmtpClientError, type SmtpConnectOptions } from "../../src/delivery/smtp-client.js";
 import { SmtpPool } from "../../src/delivery/smtp-pool.js";
 import { startSink, type Sink, type SinkOptions } from "./helpers/sink.js";
 import { testCert } from "./helpers/tls-cert.js";
@@ -132,7 +132,10 @@ test("4xx at RCPT and at end of data → deferred; all rejected → no message d
   await withSink({ pipelining: false, rcptReply: () => "450 4.2.1 Mailbox busy" }, async (sink) => {
     const client = await connectTo(sink);
     const result = await client.sendMail({ from: "a@x.test", to: [{ address: "b@y.test" }], message: Readable.from([b("x\r\n")]) });
-    assert.deepEqual(result.recipients.map((r) => r.outcome), ["deferred"]);
+    assert.deepEqual(
+      result.recipients.map((r) => r.outcome),
+      ["deferred"],
+    );
     await client.quit();
     assert.ok(!sink.commands.includes("DATA"), "lock-step: no DATA at all");
   });
@@ -150,10 +153,13 @@ test("a 354 despite no accepted recipient: no message byte and no '.' reach the 
     const client = await connectTo(sink);
     const message = Readable.from([b("must not arrive\r\n")]);
     const result = await client.sendMail({ from: "a@x.test", to: [{ address: "nobody1@y.test" }, { address: "nobody2@y.test" }], message });
-    assert.deepEqual(result.recipients.map((r) => [r.address, r.outcome, r.detail]), [
-      ["nobody1@y.test", "failed", "550 5.1.1 No such user"],
-      ["nobody2@y.test", "failed", "550 5.1.1 No such user"],
-    ]);
+    assert.deepEqual(
+      result.recipients.map((r) => [r.address, r.outcome, r.detail]),
+      [
+        ["nobody1@y.test", "failed", "550 5.1.1 No such user"],
+        ["nobody2@y.test", "failed", "550 5.1.1 No such user"],
+      ],
+    );
     assert.equal(result.dataReply, undefined);
     assert.ok(message.destroyed);
     assert.equal(client.usable, false);
@@ -178,10 +184,15 @@ test("the pool does not reuse a session dropped after a 354 with no recipient", 
     const pool = new SmtpPool({ maxTotal: 1, maxPerDestination: 1, idleTimeoutMs: 5000, maxMessagesPerSession: 100 });
     let connects = 0;
     const send = (address: string) =>
-      pool.withSession("y.test", "sink", () => (connects++, connectTo(sink)), async (client) => {
-        const sent = await client.sendMail({ from: "a@x.test", to: [{ address }], message: Readable.from([b("x\r\n")]) });
-        return { value: sent.recipients[0].outcome, reusable: true };
-      });
+      pool.withSession(
+        "y.test",
+        "sink",
+        () => (connects++, connectTo(sink)),
+        async (client) => {
+          const sent = await client.sendMail({ from: "a@x.test", to: [{ address }], message: Readable.from([b("x\r\n")]) });
+          return { value: sent.recipients[0].outcome, reusable: true };
+        },
+      );
     assert.equal(await send("nobody@y.test"), "failed");
     assert.equal(await send("b@y.test"), "delivered");
     await pool.close();
@@ -240,7 +251,10 @@ test("STARTTLS required and opportunistic against a server that offers it", asyn
       await client.sendMail({ from: "a@x.test", to: [{ address: "b@y.test" }], message: Readable.from([b("x\r\n")]) });
       await client.quit();
     }
-    assert.deepEqual(sink.messages.map((m) => m.tls), [true, true]);
+    assert.deepEqual(
+      sink.messages.map((m) => m.tls),
+      [true, true],
+    );
     assert.equal(sink.commands.filter((c) => c.startsWith("EHLO")).length, 4, "EHLO again after each handshake");
   });
 });
@@ -396,6 +410,12 @@ test("two messages on one session, RSET between them", async () => {
     await client.sendMail({ from: "", to: [{ address: "c@y.test" }], message: Readable.from([b("two\r\n")]) });
     await client.quit();
     await sink.waitForMessages(2);
-    assert.deepEqual(sink.messages.map((m) => [m.from, m.data.toString()]), [["a@x.test", "one\r\n"], ["", "two\r\n"]]);
+    assert.deepEqual(
+      sink.messages.map((m) => [m.from, m.data.toString()]),
+      [
+        ["a@x.test", "one\r\n"],
+        ["", "two\r\n"],
+      ],
+    );
   });
 });

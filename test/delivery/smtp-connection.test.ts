@@ -64,7 +64,10 @@ test("a large message goes out in writes of at most 64 KiB; the last chunk share
     const chunks = Array.from({ length: 13 }, (_, i) => text(i === 12 ? 8 * 1024 : 16 * 1024, String.fromCharCode(97 + i)));
     await t.conn.writeMessage(Readable.from(chunks), 5000);
     assert.deepEqual(Buffer.concat(t.writes), encodeData(Buffer.concat(chunks)));
-    assert.deepEqual(t.writes.map((w) => w.length), [64 * 1024, 64 * 1024, 64 * 1024, 8 * 1024 + 5]);
+    assert.deepEqual(
+      t.writes.map((w) => w.length),
+      [64 * 1024, 64 * 1024, 64 * 1024, 8 * 1024 + 5],
+    );
     assert.ok(t.writes.at(-1)!.subarray(-5).equals(Buffer.from("\r\n.\r\n")));
   } finally {
     await t.close();

@@ -40,7 +40,9 @@ test("strict: bare LF, bare CR, garbage, code change and endless lines are proto
 
 test("EHLO keywords: SIZE, PIPELINING, STARTTLS, AUTH (and old AUTH=), 8BITMIME, SMTPUTF8, DSN", () => {
   const [r] = new ReplyParser().push(
-    b("250-mx.example hi\r\n250-SIZE 1000\r\n250-pipelining\r\n250-STARTTLS\r\n250-AUTH PLAIN login\r\n250-AUTH=CRAM-MD5\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-DSN\r\n250 ENHANCEDSTATUSCODES\r\n"),
+    b(
+      "250-mx.example hi\r\n250-SIZE 1000\r\n250-pipelining\r\n250-STARTTLS\r\n250-AUTH PLAIN login\r\n250-AUTH=CRAM-MD5\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-DSN\r\n250 ENHANCEDSTATUSCODES\r\n",
+    ),
   );
   const caps = parseEhloReply(r);
   assert.equal(caps.size, true);

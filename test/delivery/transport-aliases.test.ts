@@ -62,7 +62,14 @@ test("lookup: exact domain, then .parent entries, then local → maildir, then *
 
 test("alias file syntax: comments, several targets, refusal of pipes and files", () => {
   const map = parseAliasFile("# comment\nsales: ann, bob@example.net\n\n@example.org: catch\nPostmaster: root # trailing\n");
-  assert.deepEqual([...map], [["sales", ["ann", "bob@example.net"]], ["@example.org", ["catch"]], ["postmaster", ["root"]]]);
+  assert.deepEqual(
+    [...map],
+    [
+      ["sales", ["ann", "bob@example.net"]],
+      ["@example.org", ["catch"]],
+      ["postmaster", ["root"]],
+    ],
+  );
   assert.throws(() => parseAliasFile("x: |/bin/sh"), /line 1: target "\|\/bin\/sh" is not an address/);
   assert.throws(() => parseAliasFile("ok: a\nx: /etc/passwd"), /line 2/);
   assert.throws(() => parseAliasFile("nocolon"), /line 1/);

@@ -30,7 +30,9 @@ export interface DialogCorpus {
  */
 export function loadDialogCorpus(account?: { address: string; password: string }): DialogCorpus {
   const corpus: DialogCorpus = { writes: [], conversations: [] };
-  for (const file of readdirSync(DIALOG_DIR).filter((f) => f.endsWith(".txt")).sort()) {
+  for (const file of readdirSync(DIALOG_DIR)
+    .filter((f) => f.endsWith(".txt"))
+    .sort()) {
     let text = readFileSync(resolve(DIALOG_DIR, file), "utf8");
     if (account) {
       for (const u of parseDialogFile(text, file).users) {

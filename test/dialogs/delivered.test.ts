@@ -3,7 +3,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { contentMismatch } from "./delivered.js";
 
-const TRACE = "Return-Path: <a@b.test>\r\nDelivered-To: john@example.org\r\nReceived: from c.test ([127.0.0.1])\r\n\tby mail.example.org (Postern) with ESMTP id Q1;\r\n\tMon, 1 Jan 2024 00:00:00 +0000\r\n";
+const TRACE =
+  "Return-Path: <a@b.test>\r\nDelivered-To: john@example.org\r\nReceived: from c.test ([127.0.0.1])\r\n\tby mail.example.org (Postern) with ESMTP id Q1;\r\n\tMon, 1 Jan 2024 00:00:00 +0000\r\n";
 const message = (text: string) => ({ message: Buffer.from(text, "latin1"), patterns: [] });
 
 test("exactly the trace fields and the expected bytes: no mismatch", () => {
@@ -13,8 +14,15 @@ test("exactly the trace fields and the expected bytes: no mismatch", () => {
 
 test("changed bytes, a field that is not ours on top, or a lost header are mismatches", () => {
   assert.match(contentMismatch(Buffer.from(TRACE + "Subject: x\r\n\r\nbody\n"), message("Subject: x\r\n\r\nbody\r\n"))!, /does not end with/);
-  assert.match(contentMismatch(Buffer.from(TRACE + "X-Added: 1\r\nSubject: x\r\n\r\nb\r\n"), message("Subject: x\r\n\r\nb\r\n"))!, /more than our trace fields/);
-  assert.match(contentMismatch(Buffer.from(TRACE + "Subject: x\r\n\r\nb\r\n"), message("b\r\n"))!, /more than our trace fields/, "the header section is not a trace field");
+  assert.match(
+    contentMismatch(Buffer.from(TRACE + "X-Added: 1\r\nSubject: x\r\n\r\nb\r\n"), message("Subject: x\r\n\r\nb\r\n"))!,
+    /more than our trace fields/,
+  );
+  assert.match(
+    contentMismatch(Buffer.from(TRACE + "Subject: x\r\n\r\nb\r\n"), message("b\r\n"))!,
+    /more than our trace fields/,
+    "the header section is not a trace field",
+  );
 });
 
 test("patterns see the whole delivered message; a negated one must not match", () => {

@@ -156,31 +156,31 @@ test("the dialog suite has files to run", () => {
 
 // Files run side by side (each has its own server); the dialogs of one file run in order.
 describe("dialogs", { concurrency: 3 }, () => {
-for (const file of files) {
-  const spec = parseDialogFile(readFileSync(join(DIALOG_DIR, file), "utf8"), file);
-  describe(`dialogs/${file}`, () => {
-    let server: Postern;
-    let sink: Sink;
-    const queuedReplies: string[] = [];
-    before(async () => {
-      sink = await startSink({});
-      const base = deepMerge(BASE_CONFIG, { relay: { smarthost: `127.0.0.1:${sink.port}` } });
-      const config = spec.config.reduce(deepMerge, base);
-      server = await startPostern({ config, users: spec.users });
-    });
-    after(async () => {
-      try {
-        assert.deepEqual(await spoolLeftovers(server), [], "half-received messages left in the spool");
-        const queuedLogs = server.logs.filter((l) => l.event === "queued").map((l) => String(l.id));
-        assert.deepEqual(queuedLogs.sort(), [...queuedReplies].sort(), "messages queued = messages answered 250 queued");
-      } finally {
-        await server?.cleanup();
-        await sink?.close();
+  for (const file of files) {
+    const spec = parseDialogFile(readFileSync(join(DIALOG_DIR, file), "utf8"), file);
+    describe(`dialogs/${file}`, () => {
+      let server: Postern;
+      let sink: Sink;
+      const queuedReplies: string[] = [];
+      before(async () => {
+        sink = await startSink({});
+        const base = deepMerge(BASE_CONFIG, { relay: { smarthost: `127.0.0.1:${sink.port}` } });
+        const config = spec.config.reduce(deepMerge, base);
+        server = await startPostern({ config, users: spec.users });
+      });
+      after(async () => {
+        try {
+          assert.deepEqual(await spoolLeftovers(server), [], "half-received messages left in the spool");
+          const queuedLogs = server.logs.filter((l) => l.event === "queued").map((l) => String(l.id));
+          assert.deepEqual(queuedLogs.sort(), [...queuedReplies].sort(), "messages queued = messages answered 250 queued");
+        } finally {
+          await server?.cleanup();
+          await sink?.close();
+        }
+      });
+      for (const dialog of spec.dialogs) {
+        test(dialog.name, () => runDialog(server, sink, dialog, file, queuedReplies));
       }
     });
-    for (const dialog of spec.dialogs) {
-      test(dialog.name, () => runDialog(server, sink, dialog, file, queuedReplies));
-    }
-  });
-}
+  }
 });

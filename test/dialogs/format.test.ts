@@ -57,15 +57,19 @@ test("parse: mistakes are reported with their line", () => {
 });
 
 test("parse: delivered with | (CRLF added), || (exact bytes), |~ and |!~ patterns", () => {
-  const f = parseDialogFile(
-    ["== d", "< 250", "delivered John@example.org", "| Subject: x", "|", "|| a\\0b", "|~ ^Return-Path:", "|!~ \\r(?!\\n)"].join("\n"),
-  );
+  const f = parseDialogFile(["== d", "< 250", "delivered John@example.org", "| Subject: x", "|", "|| a\\0b", "|~ ^Return-Path:", "|!~ \\r(?!\\n)"].join("\n"));
   const step = f.dialogs[0]!.steps.at(-1)!;
   assert.equal(step.kind, "delivered");
   if (step.kind !== "delivered") return;
   assert.equal(step.recipient, "John@example.org");
   assert.deepEqual(step.content.message, Buffer.from("Subject: x\r\n\r\na\0b"));
-  assert.deepEqual(step.content.patterns.map((p) => [p.pattern.source, p.negated]), [["^Return-Path:", false], ["\\r(?!\\n)", true]]);
+  assert.deepEqual(
+    step.content.patterns.map((p) => [p.pattern.source, p.negated]),
+    [
+      ["^Return-Path:", false],
+      ["\\r(?!\\n)", true],
+    ],
+  );
   assert.throws(() => parseDialogFile("== d\n< 250\n| orphan"), /dialog:3: \| lines follow a 'delivered' step/);
   assert.throws(() => parseDialogFile("== d\ndelivered <a@b>"), /one recipient address/);
 });
@@ -74,7 +78,10 @@ test('parse: logged {"field": value, "field~": "regex"}', () => {
   const step = parseDialogFile('== d\nlogged {"event": "auth-failure", "n": 3, "reason~": "^send limit"}').dialogs[0]!.steps.at(-1)!;
   assert.equal(step.kind, "logged");
   if (step.kind !== "logged") return;
-  assert.deepEqual(step.fields.slice(0, 2), [{ field: "event", equals: "auth-failure" }, { field: "n", equals: 3 }]);
+  assert.deepEqual(step.fields.slice(0, 2), [
+    { field: "event", equals: "auth-failure" },
+    { field: "n", equals: 3 },
+  ]);
   const last = step.fields[2]!;
   assert.ok("pattern" in last && last.field === "reason" && last.pattern.test("send limit: 3 recipients"));
   assert.throws(() => parseDialogFile("== d\nlogged event=x"), /logged needs a JSON object/);

@@ -70,6 +70,7 @@ export function parseDialogFile(text: string, file = "dialog"): DialogFile {
     throw new DialogSyntaxError(file, n, msg);
   };
 
+  // biome-ignore lint/suspicious/useIterableCallbackReturn: each line is one callback; `return fail(…)` throws, a bare return ends the line
   lines.forEach((raw, i) => {
     const n = i + 1;
     const line = raw.trimStart();
@@ -182,8 +183,9 @@ export function parseDialogFile(text: string, file = "dialog"): DialogFile {
         } catch (err) {
           fail(n, `logged needs a JSON object: ${String(err)}`);
         }
-        const matches = Object.entries(fields).map(([key, value]): LogFieldMatch =>
-          key.endsWith("~") ? { field: key.slice(0, -1), pattern: regex(String(value), n, fail) } : { field: key, equals: value },
+        const matches = Object.entries(fields).map(
+          ([key, value]): LogFieldMatch =>
+            key.endsWith("~") ? { field: key.slice(0, -1), pattern: regex(String(value), n, fail) } : { field: key, equals: value },
         );
         steps.push({ kind: "logged", fields: matches, line: n });
         return;
@@ -269,8 +271,7 @@ export function expand(text: string): Buffer {
         const last = inner.startsWith("bdat-last:");
         const chunk = expand(inner.slice(last ? 10 : 5));
         out.push(Buffer.from(`BDAT ${chunk.length}${last ? " LAST" : ""}\r\n`), chunk);
-      }
-      else throw new Error(`unknown generator $(${inner})`);
+      } else throw new Error(`unknown generator $(${inner})`);
       i = close;
     } else {
       plain += c;

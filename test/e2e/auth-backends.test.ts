@@ -30,8 +30,23 @@ function swaks(port: number, auth: string, user: string, password: string, from:
   return new Promise((ok) => {
     execFile(
       "swaks",
-      ["--server", `127.0.0.1:${port}`, "--tls", "--auth", auth, "--auth-user", user, "--auth-password", password,
-        "--from", from, "--to", "friend@elsewhere.test", "--body", `via ${auth}`],
+      [
+        "--server",
+        `127.0.0.1:${port}`,
+        "--tls",
+        "--auth",
+        auth,
+        "--auth-user",
+        user,
+        "--auth-password",
+        password,
+        "--from",
+        from,
+        "--to",
+        "friend@elsewhere.test",
+        "--body",
+        `via ${auth}`,
+      ],
       (_err, stdout) => ok(stdout),
     );
   });
@@ -46,10 +61,12 @@ async function nodemailerSend(port: number, user: string, pass: string, method: 
 test("passwd-file: nodemailer CRAM-MD5 from a stored {CRAM-MD5} secret, swaks PLAIN against BLF-CRYPT, reload without restart", async () => {
   const dir = await mkdtemp(join(tmpdir(), "postern-pwfile-"));
   const path = join(dir, "users");
-  await writeFile(path, [
-    `john@example.org:${doveadmPw("CRAM-MD5", "john pass")}:1000:1000::/home/john::`,
-    `mary@example.org:${doveadmPw("BLF-CRYPT", "mary pass")}::::::`,
-  ].join("\n") + "\n");
+  await writeFile(
+    path,
+    [`john@example.org:${doveadmPw("CRAM-MD5", "john pass")}:1000:1000::/home/john::`, `mary@example.org:${doveadmPw("BLF-CRYPT", "mary pass")}::::::`].join(
+      "\n",
+    ) + "\n",
+  );
   let server: Postern | undefined;
   try {
     server = await startPostern({ config: { ...relay(), auth: { backend: "passwd-file", path } } });

@@ -61,12 +61,21 @@ test("20 wrong passwords from one IP: 535 first, then 454 4.7.0; each connection
   }
   assert.deepEqual(codes.slice(0, 5), Array(5).fill(535), "the first failures are ordinary 535s");
   assert.deepEqual(codes.slice(10), Array(10).fill(454), "past the limits: 454 4.7.0 Temporary authentication failure");
-  assert.ok(codes.every((code) => code === 535 || code === 454), codes.join(" "));
+  assert.ok(
+    codes.every((code) => code === 535 || code === 454),
+    codes.join(" "),
+  );
   assert.equal(closes, 6);
   // The account lockout (5 failures from this block) and the IP lockout (10) are each logged once.
   await server.waitForLog((l) => l.event === "auth-throttled" && l.scope === "ip");
   const throttled = server.logs.filter((l) => l.event === "auth-throttled");
-  assert.deepEqual(throttled.map((l) => [l.scope, l.ip]), [["account", "127.0.0.1"], ["ip", "127.0.0.1"]]);
+  assert.deepEqual(
+    throttled.map((l) => [l.scope, l.ip]),
+    [
+      ["account", "127.0.0.1"],
+      ["ip", "127.0.0.1"],
+    ],
+  );
 
   // Even the right password is refused from the locked-out address...
   const again = await openFrom("127.0.0.1");
@@ -179,7 +188,7 @@ describe("one deadline for every failed AUTH", () => {
     for (let round = 0; round < 4; round++) {
       const conns = await Promise.all(series.map((x) => openForTiming(timed.ports.submissions, x.from)));
       const results = await Promise.all(series.map((x, i) => conns[i]!.time(`AUTH PLAIN ${b64(`\0${x.user}\0wrong password ${round}`)}`)));
-      conns.forEach((c) => c.close());
+      for (const c of conns) c.close();
       rounds.push(
         await Promise.all(
           results.map(async (r, i) => {
@@ -210,7 +219,8 @@ describe("one deadline for every failed AUTH", () => {
       const spread = Math.max(...round.map((r) => r.ms)) - Math.min(...round.map((r) => r.ms));
       assert.ok(spread < DEADLINE_MS * 0.1, `replies ${spread.toFixed(0)} ms apart (${report})`);
     }
-    if (inTime.length === 0) t.diagnostic("every round had a check near the deadline (a very busy machine): only the server-side and never-early checks applied");
+    if (inTime.length === 0)
+      t.diagnostic("every round had a check near the deadline (a very busy machine): only the server-side and never-early checks applied");
   });
 
   test("SCRAM through the real server: an unknown login's salt and iteration count behave as a known one's (11.4)", async () => {
@@ -226,7 +236,10 @@ describe("one deadline for every failed AUTH", () => {
       c.close();
       return { s: /,s=([^,]+)/.exec(text)![1]!, i: /,i=(\d+)/.exec(text)![1]! };
     };
-    for (const [known, unknown] of [[JOHN.address, "nobody@example.org"], ["scram@example.net", "nobody@example.net"]] as const) {
+    for (const [known, unknown] of [
+      [JOHN.address, "nobody@example.org"],
+      ["scram@example.net", "nobody@example.net"],
+    ] as const) {
       const spellings = (login: string) => [login, login.toUpperCase(), `  ${login}  `];
       const knownParams = await Promise.all(spellings(known).map(serverFirst));
       const unknownParams = await Promise.all(spellings(unknown).map(serverFirst));

@@ -31,7 +31,10 @@ test("a 5xx from the smarthost comes back to the sender as a DSN in its Maildir;
     });
     const queued = await server.waitForLog((l) => l.event === "dsn-queued" && l.id === id);
     const stored = await server.waitForLog((l) => l.event === "maildir-stored" && l.id === queued.dsn);
-    assert.deepEqual(sink.messages.map((m) => m.to), [["here@elsewhere.test"]]);
+    assert.deepEqual(
+      sink.messages.map((m) => m.to),
+      [["here@elsewhere.test"]],
+    );
 
     const box = join(server.dir, "mail/example.org/john/new");
     const files = await readdir(box);

@@ -117,7 +117,11 @@ test("SIGKILL at random points under load: every acknowledged message is deliver
     assert.deepEqual(missing(), [], "every acknowledged message was delivered");
     const unexpected = [...counts.keys()].filter((x) => !ledger.acked.has(x) && !ledger.unknown.has(x));
     assert.deepEqual(unexpected, [], "nothing delivered that was not (possibly) acknowledged");
-    assert.deepEqual([...counts.keys()].filter((x) => ledger.refused.has(x)), [], "nothing refused was delivered");
+    assert.deepEqual(
+      [...counts.keys()].filter((x) => ledger.refused.has(x)),
+      [],
+      "nothing refused was delivered",
+    );
   } finally {
     stopping = true;
     await server.cleanup();

@@ -70,10 +70,16 @@ test("queue commands list, show, hold (across a restart), flush ID, delete, dele
     await server.waitForLog((l) => l.event === "removed" && l.id === ids.flushed);
 
     assert.match(await cli("delete", "--all-deferred"), /deleted 1 deferred message/);
-    assert.deepEqual((await listJson()).map((e) => [e.id, e.status]), [[ids.held, "held"]]);
+    assert.deepEqual(
+      (await listJson()).map((e) => [e.id, e.status]),
+      [[ids.held, "held"]],
+    );
 
     await cli("flush"); // answers once the attempts it started are over; a held message stays put
-    assert.deepEqual((await listJson()).map((e) => e.id), [ids.held]);
+    assert.deepEqual(
+      (await listJson()).map((e) => e.id),
+      [ids.held],
+    );
     assert.equal(sink.messages.length, 1);
 
     await cli("release", ids.held!);

@@ -26,7 +26,9 @@ async function inject(port: number, from: string, to: string, subject: string): 
   }
 }
 
-test("relay client (issue 12): a real Postfix's null-sender bounce (From: MAILER-DAEMON@its host) is refused through a normal account and relayed through a relay-client account", { skip: postfixUnavailable() }, async () => {
+test("relay client (issue 12): a real Postfix's null-sender bounce (From: MAILER-DAEMON@its host) is refused through a normal account and relayed through a relay-client account", {
+  skip: postfixUnavailable(),
+}, async () => {
   const sink = await startSink({});
   const server = await startPostern({ users: [RELAY], config: { relay: { smarthost: `127.0.0.1:${sink.port}` } } });
   let postfix: Awaited<ReturnType<typeof startPostfix>> | undefined;

@@ -26,7 +26,10 @@ describe("lockDataDir (issue 12)", () => {
     assert.equal(await readFile(join(dir, DATA_LOCK_NAME), "utf8"), `${process.pid}\n`);
     assert.throws(
       () => lockDataDir(dir),
-      (err: unknown) => err instanceof DataDirBusyError && err.holderPid === process.pid && err.message.includes(`(pid ${process.pid}) is already serving the data directory ${dir}`),
+      (err: unknown) =>
+        err instanceof DataDirBusyError &&
+        err.holderPid === process.pid &&
+        err.message.includes(`(pid ${process.pid}) is already serving the data directory ${dir}`),
     );
     first.release();
     first.release(); // twice is harmless
@@ -37,14 +40,25 @@ describe("lockDataDir (issue 12)", () => {
   it("a holder killed with SIGKILL leaves no stale lock: the kernel releases it", async () => {
     const dir = join(base, "killed");
     const moduleUrl = pathToFileURL(join(import.meta.dirname, "../../src/queue/data-lock.js")).href;
-    const child = spawn(process.execPath, ["--input-type=module", "-e", `const { lockDataDir } = await import(${JSON.stringify(moduleUrl)}); lockDataDir(${JSON.stringify(dir)}); console.log("locked"); setInterval(() => {}, 1000);`], {
-      stdio: ["ignore", "pipe", "inherit"],
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        "--input-type=module",
+        "-e",
+        `const { lockDataDir } = await import(${JSON.stringify(moduleUrl)}); lockDataDir(${JSON.stringify(dir)}); console.log("locked"); setInterval(() => {}, 1000);`,
+      ],
+      {
+        stdio: ["ignore", "pipe", "inherit"],
+      },
+    );
     await new Promise<void>((ok, fail) => {
       child.stdout.on("data", (d: Buffer) => d.toString().includes("locked") && ok());
       child.once("exit", (code) => fail(new Error(`the holder exited early (${code})`)));
     });
-    assert.throws(() => lockDataDir(dir), (err: unknown) => err instanceof DataDirBusyError && err.holderPid === child.pid);
+    assert.throws(
+      () => lockDataDir(dir),
+      (err: unknown) => err instanceof DataDirBusyError && err.holderPid === child.pid,
+    );
     const gone = new Promise((ok) => child.once("exit", ok));
     child.kill("SIGKILL");
     await gone;

@@ -127,7 +127,23 @@ describe("startup errors name the setting, the file and the fix (issue 12)", () 
       tls = join(dir, "tls");
       await mkdir(tls);
       for (const name of ["a", "b"]) {
-        await run("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", `/CN=${name}.example.org`, "-days", "2", "-keyout", join(tls, `${name}.key`), "-out", join(tls, `${name}.crt`)]);
+        await run("openssl", [
+          "req",
+          "-x509",
+          "-newkey",
+          "ec",
+          "-pkeyopt",
+          "ec_paramgen_curve:P-256",
+          "-nodes",
+          "-subj",
+          `/CN=${name}.example.org`,
+          "-days",
+          "2",
+          "-keyout",
+          join(tls, `${name}.key`),
+          "-out",
+          join(tls, `${name}.crt`),
+        ]);
       }
     });
 
@@ -144,7 +160,10 @@ describe("startup errors name the setting, the file and the fix (issue 12)", () 
       const path = await configFile({ tls: { cert: join(tls, "a.key"), key: join(tls, "a.crt") } });
       const r = await serveOnce(["--config", path]);
       assertRefused(r);
-      assert.match(r.stderr, /the certificate and key files are swapped: tls\.cert \(.*a\.key\) holds a private key and tls\.key \(.*a\.crt\) holds a certificate/);
+      assert.match(
+        r.stderr,
+        /the certificate and key files are swapped: tls\.cert \(.*a\.key\) holds a private key and tls\.key \(.*a\.crt\) holds a certificate/,
+      );
       assert.ok(r.stderr.includes(`setting: tls.cert, tls.key in ${path}`), r.stderr);
       assert.match(r.stderr, /fix: exchange the two paths/);
     });
@@ -183,7 +202,9 @@ describe("startup errors name the setting, the file and the fix (issue 12)", () 
       return path;
     };
 
-    it("EACCES on port 25 suggests root with process.user, or CAP_NET_BIND_SERVICE", { skip: canTest ? false : `needs root and net.ipv4.ip_unprivileged_port_start > 25 (it is ${privileged})` }, async () => {
+    it("EACCES on port 25 suggests root with process.user, or CAP_NET_BIND_SERVICE", {
+      skip: canTest ? false : `needs root and net.ipv4.ip_unprivileged_port_start > 25 (it is ${privileged})`,
+    }, async () => {
       const path = await unprivilegedConfig({ listeners: [{ address: "127.0.0.1", port: 25, mode: "mta" }] });
       const r = await serveOnce(["--config", path], { wrapper: nobody, cwd: dir });
       assertRefused(r);

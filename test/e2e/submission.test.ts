@@ -86,11 +86,9 @@ test("openssl s_client -starttls smtp: AUTH PLAIN and a message, as the old guid
     "quit",
   ];
   const out = await new Promise<string>((ok, fail) => {
-    const child = spawn(
-      "openssl",
-      ["s_client", "-starttls", "smtp", "-crlf", "-quiet", "-connect", `127.0.0.1:${server.ports.submission}`],
-      { stdio: ["pipe", "pipe", "pipe"] },
-    );
+    const child = spawn("openssl", ["s_client", "-starttls", "smtp", "-crlf", "-quiet", "-connect", `127.0.0.1:${server.ports.submission}`], {
+      stdio: ["pipe", "pipe", "pipe"],
+    });
     let stdout = "";
     let fed = 0;
     const feed = () => child.stdin.write(steps[fed++] + "\n");
@@ -115,9 +113,21 @@ test("swaks: STARTTLS + AUTH LOGIN relays a message", async () => {
     execFile(
       "swaks",
       [
-        "--server", `127.0.0.1:${server.ports.submission}`, "--tls", "--auth", "LOGIN",
-        "--auth-user", JOHN.address, "--auth-password", JOHN.password,
-        "--from", JOHN.address, "--to", "swaks@elsewhere.test", "--body", "from swaks",
+        "--server",
+        `127.0.0.1:${server.ports.submission}`,
+        "--tls",
+        "--auth",
+        "LOGIN",
+        "--auth-user",
+        JOHN.address,
+        "--auth-password",
+        JOHN.password,
+        "--from",
+        JOHN.address,
+        "--to",
+        "swaks@elsewhere.test",
+        "--body",
+        "from swaks",
       ],
       (_err, stdout) => ok(stdout),
     );

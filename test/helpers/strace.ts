@@ -34,13 +34,24 @@ export function completedCalls(trace: string): string[] {
  * script uses as markers, e.g. `accessSync("/marker-" + id)`), and returns what it printed and
  * the completed calls in order, with `at(pred, what)`: the first call matching, or a failed assertion.
  */
-export async function traceScript(script: string, calls: string): Promise<{ stdout: string; calls: string[]; at(pred: (c: string) => boolean, what: string): number }> {
+export async function traceScript(
+  script: string,
+  calls: string,
+): Promise<{ stdout: string; calls: string[]; at(pred: (c: string) => boolean, what: string): number }> {
   const dir = await mkdtemp(join(tmpdir(), "postern-strace-"));
   try {
     const traceFile = join(dir, "trace");
     const { stdout } = await run("strace", [
-      "-f", "-y", "-o", traceFile, "-e", `trace=${calls},access,faccessat,faccessat2`,
-      process.execPath, "--input-type=module", "-e", script,
+      "-f",
+      "-y",
+      "-o",
+      traceFile,
+      "-e",
+      `trace=${calls},access,faccessat,faccessat2`,
+      process.execPath,
+      "--input-type=module",
+      "-e",
+      script,
     ]);
     const completed = completedCalls(await readFile(traceFile, "utf8"));
     const at = (pred: (c: string) => boolean, what: string) => {

@@ -127,7 +127,12 @@ test("offered mechanisms and accounts come from the backends; relay decides RCPT
 
 test("a login whose backend vouches but has no account is refused at MAIL through the ports (fail closed)", async () => {
   const b = backends();
-  const auth: AuthSource = { verifier: b.verifier, mechanisms: () => b.mechanisms(), createMechanism: (...a) => b.createMechanism(...a), account: async () => null };
+  const auth: AuthSource = {
+    verifier: b.verifier,
+    mechanisms: () => b.mechanisms(),
+    createMechanism: (...a) => b.createMechanism(...a),
+    account: async () => null,
+  };
   const ports = createPolicyPorts(setup({ auth }))({ remoteIp: "203.0.113.5", log: recorder() });
   const d = await ports.checkSender(authed, path(ALICE), await ports.account(ALICE));
   assert.equal(d.allow, false);

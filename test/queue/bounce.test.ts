@@ -31,7 +31,8 @@ async function rig(opts: { delayWarningSec?: number; dsnPassedOn?: boolean } = {
   const deliver = async (env: Envelope, message: MessageSource, rcpts: EnvelopeRecipient[]): Promise<RecipientResult[]> => {
     if (env.dsnOf !== undefined) reports.push({ env, data: await buffer(message.open()) });
     return rcpts.map((r): RecipientResult => {
-      if (r.address.startsWith("bad")) return { address: r.address, outcome: "failed", detail: "550 5.1.1 <bad@remote.test>: no such user", remoteMta: "mx.remote.test" };
+      if (r.address.startsWith("bad"))
+        return { address: r.address, outcome: "failed", detail: "550 5.1.1 <bad@remote.test>: no such user", remoteMta: "mx.remote.test" };
       if (r.address.startsWith("slow")) return { address: r.address, outcome: "deferred", detail: "451 4.7.1 greylisted, try later" };
       return { address: r.address, outcome: "delivered", detail: "250 2.0.0 Ok: queued", remoteMta: "mx.remote.test", dsnPassedOn: opts.dsnPassedOn };
     });
@@ -77,7 +78,10 @@ test("a failed recipient gets one RFC 3464 report from <> to the sender, with EN
   assert.equal(r.reports.length, 1, "one report per message");
   const report = r.reports[0]!;
   assert.equal(report.env.mailFrom, "");
-  assert.deepEqual(report.env.recipients.map((x) => x.address), ["alice@example.net"]);
+  assert.deepEqual(
+    report.env.recipients.map((x) => x.address),
+    ["alice@example.net"],
+  );
   assert.equal(report.env.dsnOf, id);
 
   const dsn = await readDsn(report.data);
@@ -135,7 +139,12 @@ test("NOTIFY=NEVER: no report; NOTIFY=SUCCESS: a 'relayed' report for a peer wit
   await never.runner.stop();
 
   const success = await rig();
-  await success.submit({ recipients: [{ address: "good@remote.test", notify: ["SUCCESS"] }, { address: "me@example.org", notify: ["SUCCESS", "FAILURE"] }] });
+  await success.submit({
+    recipients: [
+      { address: "good@remote.test", notify: ["SUCCESS"] },
+      { address: "me@example.org", notify: ["SUCCESS", "FAILURE"] },
+    ],
+  });
   assert.equal(success.reports.length, 1);
   const dsn = await readDsn(success.reports[0]!.data);
   assert.deepEqual(
@@ -164,7 +173,10 @@ test("a delay warning goes out once, after delayWarningSec, only for recipients 
   }
   assert.equal(r.reports.length, 1, "exactly one warning");
   const dsn = await readDsn(r.reports[0]!.data);
-  assert.deepEqual(dsn.recipients.map((g) => [g.get("final-recipient"), g.get("action"), g.get("status")]), [["rfc822; slow@remote.test", "delayed", "4.7.1"]]);
+  assert.deepEqual(
+    dsn.recipients.map((g) => [g.get("final-recipient"), g.get("action"), g.get("status")]),
+    [["rfc822; slow@remote.test", "delayed", "4.7.1"]],
+  );
   assert.ok(dsn.recipients[0]!.get("will-retry-until"));
   assert.match(dsn.mail.subject ?? "", /Delayed/);
   assert.equal((await r.spool.readEnvelope(id)).notices?.delay?.injected, true);
@@ -176,7 +188,11 @@ test("onFinal run twice (as after a crash) produces one report; a report recorde
   await r.runner.stop(); // drive the hook by hand
   const writer = await r.spool.openWriter();
   await writer.write(Buffer.from(BODY));
-  const id = await writer.commit({ mailFrom: "alice@example.net", client: { ip: "192.0.2.1", helo: "h.example", listener: "mta" }, recipients: [{ address: "bad@remote.test" }] });
+  const id = await writer.commit({
+    mailFrom: "alice@example.net",
+    client: { ip: "192.0.2.1", helo: "h.example", listener: "mta" },
+    recipients: [{ address: "bad@remote.test" }],
+  });
   const env = await r.spool.readEnvelope(id);
   env.recipients[0]!.status = "failed";
   env.recipients[0]!.lastResult = "550 5.1.1 no such user";
@@ -209,22 +225,38 @@ test("backscatter (11.3): a sender not vouched for gets no success report, and a
   });
   assert.equal(r.reports.length, 1, "only the failure is reported");
   const dsn = await readDsn(r.reports[0]!.data);
-  assert.deepEqual(dsn.recipients.map((g) => [g.get("final-recipient"), g.get("action")]), [["rfc822; bad@example.org", "failed"]]);
+  assert.deepEqual(
+    dsn.recipients.map((g) => [g.get("final-recipient"), g.get("action")]),
+    [["rfc822; bad@example.org", "failed"]],
+  );
   assert.equal(dsn.returned.contentType, "text/rfc822-headers", "RET=FULL is not honoured for a stranger");
   assert.doesNotMatch(r.reports[0]!.data.toString(), /The body line/, "not a byte of the stranger's body goes to the third party");
-  const suppressed = r.logger.entries.find((e) => (e.obj as { event?: string; id?: string }).event === "dsn-suppressed" && (e.obj as { id?: string }).id === id);
+  const suppressed = r.logger.entries.find(
+    (e) => (e.obj as { event?: string; id?: string }).event === "dsn-suppressed" && (e.obj as { id?: string }).id === id,
+  );
   assert.deepEqual((suppressed?.obj as { recipients?: string[] } | undefined)?.recipients, ["me@example.org"]);
 
   // Success only: nothing at all goes out.
   const before = r.reports.length;
-  await r.submit({ mailFrom: "victim@remote.example", client: STRANGER, senderVouched: false, ret: "FULL", recipients: [{ address: "me@example.org", notify: ["SUCCESS"] }] });
+  await r.submit({
+    mailFrom: "victim@remote.example",
+    client: STRANGER,
+    senderVouched: false,
+    ret: "FULL",
+    recipients: [{ address: "me@example.org", notify: ["SUCCESS"] }],
+  });
   assert.equal(r.reports.length, before);
   await r.runner.stop();
 });
 
 test("backscatter (11.3): no delay warning to a sender not vouched for, even with NOTIFY=DELAY", async () => {
   const r = await rig({ delayWarningSec: 3600 });
-  await r.submit({ mailFrom: "victim@remote.example", client: STRANGER, senderVouched: false, recipients: [{ address: "slow@example.org", notify: ["DELAY"] }] });
+  await r.submit({
+    mailFrom: "victim@remote.example",
+    client: STRANGER,
+    senderVouched: false,
+    recipients: [{ address: "slow@example.org", notify: ["DELAY"] }],
+  });
   for (let i = 0; i < 3; i++) {
     r.advance(4000 * 1000);
     await r.runner.flush();
@@ -243,7 +275,10 @@ test("backscatter (11.3): a sender vouched for at intake (mynetworks on port 25)
   });
   assert.equal(r.reports.length, 1);
   const dsn = await readDsn(r.reports[0]!.data);
-  assert.deepEqual(dsn.recipients.map((g) => g.get("action")), ["delivered", "failed"]);
+  assert.deepEqual(
+    dsn.recipients.map((g) => g.get("action")),
+    ["delivered", "failed"],
+  );
   assert.equal(dsn.returned.contentType, "message/rfc822");
 
   // Spooled before the record existed: the envelope's authUser decides.

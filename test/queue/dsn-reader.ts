@@ -29,7 +29,10 @@ export async function readDsn(raw: Buffer | string): Promise<ParsedDsn> {
   assert.equal(ct.params["report-type"], "delivery-status");
   const status = mail.attachments.find((a) => a.contentType === "message/delivery-status");
   assert.ok(status, "a message/delivery-status part");
-  const groups = status.content.toString("utf8").split(/\r?\n\r?\n/).filter((g) => g.trim() !== "");
+  const groups = status.content
+    .toString("utf8")
+    .split(/\r?\n\r?\n/)
+    .filter((g) => g.trim() !== "");
   const [first, ...rest] = await Promise.all(groups.map(fieldsOf));
   const returned = mail.attachments.find((a) => a.contentType === "text/rfc822-headers" || a.contentType === "message/rfc822");
   assert.ok(returned, "the returned message or headers");

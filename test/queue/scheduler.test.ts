@@ -24,10 +24,7 @@ interface Call {
 }
 
 /** A deliverer answering from a script: `answer(address, attempt)` gives the outcome. */
-function scriptedDeliver(
-  clock: { now(): number },
-  answer: (address: string, attempt: number) => RecipientResult["outcome"],
-): DeliverFn & { calls: Call[] } {
+function scriptedDeliver(clock: { now(): number }, answer: (address: string, attempt: number) => RecipientResult["outcome"]): DeliverFn & { calls: Call[] } {
   const calls: Call[] = [];
   const seen = new Map<string, number>();
   const fn = async (_env: unknown, _message: unknown, recipients: EnvelopeRecipient[]) => {
@@ -57,7 +54,10 @@ async function setup(deliverFactory: (clock: ReturnType<typeof fakeClock>) => De
 
 test("back-off doubles from firstRetrySec and is capped at maxBackoffSec", () => {
   const s = DEFAULT_RETRY_SCHEDULE;
-  assert.deepEqual([1, 2, 3, 4, 5, 6, 50].map((n) => backoffSeconds(n, s)), [300, 600, 1200, 2400, 4000, 4000, 4000]);
+  assert.deepEqual(
+    [1, 2, 3, 4, 5, 6, 50].map((n) => backoffSeconds(n, s)),
+    [300, 600, 1200, 2400, 4000, 4000, 4000],
+  );
   assert.equal(backoffSeconds(3, { firstRetrySec: 10, maxBackoffSec: 100_000, maxLifetimeSec: 1 }), 40);
 });
 
@@ -105,10 +105,9 @@ test("retries follow the back-off schedule exactly (injected clock)", async () =
 
 test("5xx fails the recipient, calls onFinal with the failures only, then removes the message", async () => {
   const finals: { id: string; failed: string[] }[] = [];
-  const { spool, runner } = await setup(
-    (c) => scriptedDeliver(c, (address) => (address.startsWith("bad") ? "failed" : "delivered")),
-    { onFinal: async (env, failed) => void finals.push({ id: env.id, failed: failed.map((f) => `${f.address} ${f.status} ${f.lastResult}`) }) },
-  );
+  const { spool, runner } = await setup((c) => scriptedDeliver(c, (address) => (address.startsWith("bad") ? "failed" : "delivered")), {
+    onFinal: async (env, failed) => void finals.push({ id: env.id, failed: failed.map((f) => `${f.address} ${f.status} ${f.lastResult}`) }),
+  });
   const id = await commitMessage(spool, "x", ["good@example.org", "bad@example.org"]);
   runner.enqueued(id);
   await runner.runDue();
@@ -127,7 +126,10 @@ test("delivered recipients are not retried: only the deferred one is", async () 
   await runner.runDue();
   clock.advance(300 * SEC);
   await runner.runDue();
-  assert.deepEqual(deliver.calls.map((c) => c.recipients), [["fast@example.org", "slow@example.org"], ["slow@example.org"]]);
+  assert.deepEqual(
+    deliver.calls.map((c) => c.recipients),
+    [["fast@example.org", "slow@example.org"], ["slow@example.org"]],
+  );
   assert.deepEqual(await spool.list(), []);
   await runner.stop();
 });
@@ -146,7 +148,10 @@ test("lifetime expiry: the last retry is pulled in to the expiry time, then the 
     clock.set(runner.scheduled().get(id)!);
     await runner.runDue();
   }
-  assert.deepEqual(deliver.calls.map((c) => (c.at - T0) / SEC), [0, 300, 900, 2100, 3600]);
+  assert.deepEqual(
+    deliver.calls.map((c) => (c.at - T0) / SEC),
+    [0, 300, 900, 2100, 3600],
+  );
   assert.equal(finals.length, 1);
   assert.equal(finals[0][0].status, "failed");
   assert.match(finals[0][0].lastResult ?? "", /^expired after 5 attempts; last error: 451 4\.7\.1/);
@@ -177,7 +182,10 @@ test("the queue survives a restart: a new Spool and QueueRunner over the same di
   const runner2 = new QueueRunner({ spool: spool2, deliver: second, concurrency: 2, logger, now: clock.now });
   await runner2.start();
   await runner2.runDue();
-  assert.deepEqual(second.calls.map((c) => c.recipients), [["b@example.org"]]);
+  assert.deepEqual(
+    second.calls.map((c) => c.recipients),
+    [["b@example.org"]],
+  );
   assert.deepEqual(await spool2.list(), []);
   await runner2.stop();
 });
@@ -242,7 +250,10 @@ test("one message is never attempted twice at once; concurrency bounds attempts 
   assert.deepEqual(await spool.list(), []);
   await runner.runDue();
   assert.deepEqual(runner.scheduled(), new Map(), "nothing left to revive a finished message");
-  assert.deepEqual(logger.entries.filter((e) => e.level !== "info"), []);
+  assert.deepEqual(
+    logger.entries.filter((e) => e.level !== "info"),
+    [],
+  );
   await runner.stop();
 });
 
@@ -261,7 +272,10 @@ test("a throwing deliverer defers every recipient; flush() retries before the ba
   runner.enqueued(id);
   await runner.runDue();
   const env = await spool.readEnvelope(id);
-  assert.deepEqual(env.recipients.map((r) => r.lastResult), ["connect ECONNREFUSED 127.0.0.1:25", "connect ECONNREFUSED 127.0.0.1:25"]);
+  assert.deepEqual(
+    env.recipients.map((r) => r.lastResult),
+    ["connect ECONNREFUSED 127.0.0.1:25", "connect ECONNREFUSED 127.0.0.1:25"],
+  );
   await runner.flush();
   assert.equal(calls, 2);
   assert.deepEqual(await spool.list(), []);

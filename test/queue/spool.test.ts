@@ -12,7 +12,6 @@ import type { Envelope } from "../../src/queue/types.js";
 import { commitMessage, memoryLogger, newEnvelope, newSpool, tempDir } from "./helpers.js";
 import { traceScript } from "../helpers/strace.js";
 
-
 test("queue ids are filename-safe, unique and sort by time", () => {
   const a = newQueueId(1_700_000_000_000);
   const b = newQueueId(1_700_000_000_001);
@@ -119,7 +118,7 @@ test("recovery: empties tmp/, drops messages never committed, quarantines envelo
   // Crash states made by hand.
   const halfWritten = newQueueId();
   await writeFile(join(dir, "tmp", `${halfWritten}.msg`), "partial");
-  await writeFile(join(dir, "tmp", `${halfWritten}.json`), "{\"id\":");
+  await writeFile(join(dir, "tmp", `${halfWritten}.json`), '{"id":');
   const orphanMessage = newQueueId();
   await writeFile(join(dir, "msg", orphanMessage), "renamed but envelope never committed");
   const orphanEnvelope = newQueueId();

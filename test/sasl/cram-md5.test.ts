@@ -36,7 +36,10 @@ test("the default challenge is <random.timestamp@hostname>, different each time"
 });
 
 test("round trip with a random challenge", async () => {
-  assert.equal((await runExchange(new CramMd5Server(serverOptions(users())), new CramMd5Client({ username: "tim", password: "tanstaaftanstaaf" }))).kind, "success");
+  assert.equal(
+    (await runExchange(new CramMd5Server(serverOptions(users())), new CramMd5Client({ username: "tim", password: "tanstaaftanstaaf" }))).kind,
+    "success",
+  );
   const wrong = await runExchange(new CramMd5Server(serverOptions(users())), new CramMd5Client({ username: "tim", password: "tanstaafl" }));
   assert.deepEqual(wrong, { kind: "failure", reason: "bad-password" });
 });
@@ -49,7 +52,14 @@ test("unknown user does the same work against a dummy secret and reports unknown
 });
 
 test("malformed responses and an initial response are refused", async () => {
-  for (const response of ["tim", "tim b913a602", " b913a602c7eda7a495b4e6e7334d3890", "tim zz13a602c7eda7a495b4e6e7334d3890", "tim\tb913a602c7eda7a495b4e6e7334d3890", ""]) {
+  for (const response of [
+    "tim",
+    "tim b913a602",
+    " b913a602c7eda7a495b4e6e7334d3890",
+    "tim zz13a602c7eda7a495b4e6e7334d3890",
+    "tim\tb913a602c7eda7a495b4e6e7334d3890",
+    "",
+  ]) {
     const server = new CramMd5Server(serverOptions(users()), { challenge: RFC_CHALLENGE });
     await server.start(null);
     const step = await server.step(bytes(response));

@@ -1,8 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import {
-  DigestMd5Client, DigestMd5Server, digestMd5ResponseValue, parseDigestDirectives, quoteDigestValue,
-} from "../../src/sasl/digest-md5.js";
+import { DigestMd5Client, DigestMd5Server, digestMd5ResponseValue, parseDigestDirectives, quoteDigestValue } from "../../src/sasl/digest-md5.js";
 import { deriveDigestMd5Ha1 } from "../../src/sasl/secrets.js";
 import type { SaslServerStep } from "../../src/sasl/types.js";
 import { bytes, HOSTNAME, MemoryVerifier, runExchange, serverOptions } from "./helpers.js";
@@ -48,7 +46,10 @@ test("client throws on a wrong rspauth", () => {
 
 test("round trip over smtp/<hostname>, with authzid allowed and refused", async () => {
   const verifier = new MemoryVerifier({ "tim@example.org": "tanstaaftanstaaf" });
-  const ok = await runExchange(new DigestMd5Server(serverOptions(verifier)), new DigestMd5Client({ username: "tim@example.org", password: "tanstaaftanstaaf" }));
+  const ok = await runExchange(
+    new DigestMd5Server(serverOptions(verifier)),
+    new DigestMd5Client({ username: "tim@example.org", password: "tanstaaftanstaaf" }),
+  );
   assert.deepEqual(ok, { kind: "success", identity: { authcid: "tim@example.org", authzid: "tim@example.org" } });
   assert.ok(verifier.calls.includes(`digestMd5:tim@example.org:${HOSTNAME}`));
 
@@ -60,7 +61,10 @@ test("round trip over smtp/<hostname>, with authzid allowed and refused", async 
 
 test("bad password and unknown user", async () => {
   const verifier = new MemoryVerifier({ chris: "secret" });
-  assert.equal(reason(await runExchange(rfcServer(verifier), new DigestMd5Client({ username: "chris", password: "wrong" }, { service: "imap" }))), "bad-password");
+  assert.equal(
+    reason(await runExchange(rfcServer(verifier), new DigestMd5Client({ username: "chris", password: "wrong" }, { service: "imap" }))),
+    "bad-password",
+  );
   assert.equal(reason(await runExchange(rfcServer(verifier), new DigestMd5Client({ username: "ghost", password: "x" }, { service: "imap" }))), "unknown-user");
 });
 
@@ -92,7 +96,14 @@ test("malformed responses: nonce, nc, digest-uri, realm, qop, repeats, cipher, s
 });
 
 test("directive parser: quoted-strings with escapes, tokens, whitespace; strict otherwise", () => {
-  assert.deepEqual(parseDigestDirectives(' a = "x\\"y\\\\z" , B=tok ,realm="r1",realm="r2"'), new Map([["a", ['x"y\\z']], ["b", ["tok"]], ["realm", ["r1", "r2"]]]));
+  assert.deepEqual(
+    parseDigestDirectives(' a = "x\\"y\\\\z" , B=tok ,realm="r1",realm="r2"'),
+    new Map([
+      ["a", ['x"y\\z']],
+      ["b", ["tok"]],
+      ["realm", ["r1", "r2"]],
+    ]),
+  );
   for (const bad of ["", "a", "a=", 'a="x', "a=b,,c=d", "a=b c", "a=b\r\n", "=b"]) assert.equal(parseDigestDirectives(bad), null, bad);
   assert.equal(quoteDigestValue('a"b\\c'), '"a\\"b\\\\c"');
 });

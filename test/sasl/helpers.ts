@@ -1,7 +1,5 @@
 /** Test doubles for the SASL tests: the in-memory verifier and an SMTP-like exchange driver. */
-import type {
-  CredentialVerifier, SaslClientMechanism, SaslServerMechanism, SaslServerOptions, SaslServerStep,
-} from "../../src/sasl/types.js";
+import type { CredentialVerifier, SaslClientMechanism, SaslServerMechanism, SaslServerOptions, SaslServerStep } from "../../src/sasl/types.js";
 
 export const HOSTNAME = "mail.example.org";
 
@@ -22,11 +20,7 @@ export function serverOptions(verifier: CredentialVerifier, overrides: Partial<S
  * Drive a server and a client the way the SMTP layer does: optional initial response, then
  * challenge → response until the server finishes. Base64 round trips mimic the wire.
  */
-export async function runExchange(
-  server: SaslServerMechanism,
-  client: SaslClientMechanism,
-  { useInitialResponse = true } = {},
-): Promise<SaslServerStep> {
+export async function runExchange(server: SaslServerMechanism, client: SaslClientMechanism, { useInitialResponse = true } = {}): Promise<SaslServerStep> {
   const wire = (data: Buffer) => Buffer.from(data.toString("base64"), "base64");
   const initial = useInitialResponse ? client.initial() : null;
   let step = await server.start(initial === null ? null : wire(initial));

@@ -29,7 +29,12 @@ test("failures: bad password, unknown user, empty or control-laden input", async
   };
   assert.deepEqual(await run(bytes("tim@example.org"), bytes("nope")), { kind: "failure", reason: "bad-password" });
   assert.deepEqual(await run(bytes("who@example.org"), bytes("nope")), { kind: "failure", reason: "unknown-user" });
-  for (const [user, password] of [[Buffer.alloc(0), bytes("x")], [bytes("tim@example.org"), Buffer.alloc(0)], [bytes("tim\r\n"), bytes("x")], [bytes("tim@example.org"), Buffer.from([0xc3])]]) {
+  for (const [user, password] of [
+    [Buffer.alloc(0), bytes("x")],
+    [bytes("tim@example.org"), Buffer.alloc(0)],
+    [bytes("tim\r\n"), bytes("x")],
+    [bytes("tim@example.org"), Buffer.from([0xc3])],
+  ]) {
     const step = await run(user!, password!);
     assert.equal(step.kind === "failure" && step.reason, "malformed");
   }

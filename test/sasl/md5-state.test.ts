@@ -2,9 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, createHmac, pbkdf2Sync, randomBytes } from "node:crypto";
 import { hmacMd5FromSecret, MD5_INITIAL_STATE, md5Resume, md5StateAfterBlock } from "../../src/sasl/md5-state.js";
-import {
-  cramMd5SecretFromDovecotHex, cramMd5SecretToDovecotHex, deriveCramMd5Secret, deriveDigestMd5Ha1, deriveScramSha256,
-} from "../../src/sasl/secrets.js";
+import { cramMd5SecretFromDovecotHex, cramMd5SecretToDovecotHex, deriveCramMd5Secret, deriveDigestMd5Ha1, deriveScramSha256 } from "../../src/sasl/secrets.js";
 
 test("md5Resume from the initial state equals crypto's MD5 for every padding case", () => {
   for (let length = 0; length <= 200; length++) {

@@ -59,7 +59,7 @@ const MALFORMED: Record<string, Buffer> = {
   "tab in the password": bytes("\0tim\0tanstaaf\ttanstaaf"),
   "CR LF in the authcid": bytes("\0tim\r\n\0tanstaaftanstaaf"),
   "control char in the authzid": bytes("x\u0001\0tim\0tanstaaftanstaaf"),
-  "DEL": bytes("\0tim\0tanstaaf\u007f"),
+  DEL: bytes("\0tim\0tanstaaf\u007f"),
   "C1 control (NEL)": bytes("\0tim\0tanstaaf\u0085"),
   "invalid UTF-8": Buffer.concat([bytes("\0tim\0"), Buffer.from([0xff, 0xfe])]),
 };
@@ -89,7 +89,9 @@ test("client builds the RFC 4616 message, with or without an initial response", 
   assert.deepEqual(new PlainClient({ username: "Kurt", password: "xipj3plmq", authzid: "Ursel" }).initial(), bytes("Ursel\0Kurt\0xipj3plmq"));
   assert.deepEqual(parsePlainMessage(bytes("Ursel\0Kurt\0xipj3plmq")), { authzid: "Ursel", authcid: "Kurt", password: "xipj3plmq" });
   for (const useInitialResponse of [true, false]) {
-    const step = await runExchange(new PlainServer(serverOptions(users())), new PlainClient({ username: "tim", password: "tanstaaftanstaaf" }), { useInitialResponse });
+    const step = await runExchange(new PlainServer(serverOptions(users())), new PlainClient({ username: "tim", password: "tanstaaftanstaaf" }), {
+      useInitialResponse,
+    });
     assert.equal(step.kind, "success");
   }
   const client = new PlainClient({ username: "tim", password: "x" });

@@ -32,7 +32,13 @@ test("the offered list is derived from the credential kinds a store serves, in p
   assert.deepEqual(mechanismsFor(["password"]), ["PLAIN", "LOGIN"], "saslauthd, Dovecot as a verifier");
   assert.deepEqual(mechanismsFor(["password", "cram-md5"]), ["CRAM-MD5", "PLAIN", "LOGIN"]);
   assert.deepEqual(mechanismsFor(["cram-md5", "password", "scram-sha-256", "digest-md5"]), ["SCRAM-SHA-256", "CRAM-MD5", "PLAIN", "LOGIN"]);
-  assert.deepEqual(mechanismsFor(["password", "scram-sha-256", "cram-md5", "digest-md5"], ["digest-md5"]), ["SCRAM-SHA-256", "CRAM-MD5", "PLAIN", "LOGIN", "DIGEST-MD5"]);
+  assert.deepEqual(mechanismsFor(["password", "scram-sha-256", "cram-md5", "digest-md5"], ["digest-md5"]), [
+    "SCRAM-SHA-256",
+    "CRAM-MD5",
+    "PLAIN",
+    "LOGIN",
+    "DIGEST-MD5",
+  ]);
   assert.deepEqual(mechanismsFor(["password"], ["DIGEST-MD5"]), ["PLAIN", "LOGIN"], "opt-in still needs its credential");
   assert.deepEqual(mechanismsFor([]), []);
 });
@@ -40,9 +46,10 @@ test("the offered list is derived from the credential kinds a store serves, in p
 test("lookups are case-insensitive; unknown names rank after ours", () => {
   assert.equal(findMechanism("scram-sha-256")?.name, "SCRAM-SHA-256");
   assert.equal(findMechanism("XOAUTH2"), undefined);
-  assert.deepEqual(["XOAUTH2", "LOGIN", "SCRAM-SHA-1", "plain", "SCRAM-SHA-256"].sort((a, b) => mechanismRank(a) - mechanismRank(b)), [
-    "SCRAM-SHA-256", "plain", "LOGIN", "XOAUTH2", "SCRAM-SHA-1",
-  ]);
+  assert.deepEqual(
+    ["XOAUTH2", "LOGIN", "SCRAM-SHA-1", "plain", "SCRAM-SHA-256"].sort((a, b) => mechanismRank(a) - mechanismRank(b)),
+    ["SCRAM-SHA-256", "plain", "LOGIN", "XOAUTH2", "SCRAM-SHA-1"],
+  );
 });
 
 test("the factories are the descriptors': a fresh named object per call", () => {

@@ -62,7 +62,9 @@ test("client refuses a server nonce that does not extend its own, and weak itera
 test("round trips: with and without initial response, authzid, escaped user name", async () => {
   const verifier = rfcVerifier();
   for (const useInitialResponse of [true, false]) {
-    const step = await runExchange(new ScramSha256Server(serverOptions(verifier)), new ScramSha256Client({ username: "user", password: "pencil" }), { useInitialResponse });
+    const step = await runExchange(new ScramSha256Server(serverOptions(verifier)), new ScramSha256Client({ username: "user", password: "pencil" }), {
+      useInitialResponse,
+    });
     assert.equal(step.kind, "success");
   }
   const escaped = await runExchange(new ScramSha256Server(serverOptions(verifier)), new ScramSha256Client({ username: "a,b=c", password: "pencil" }));
@@ -154,7 +156,10 @@ test("unknown user: stable fake salt derived from fakeSaltKey, 4096 iterations, 
 });
 
 test("authzid refused → authzid-not-permitted after a valid proof, with no server-final", async () => {
-  const step = await runExchange(new ScramSha256Server(serverOptions(rfcVerifier())), new ScramSha256Client({ username: "user", password: "pencil", authzid: "root" }));
+  const step = await runExchange(
+    new ScramSha256Server(serverOptions(rfcVerifier())),
+    new ScramSha256Client({ username: "user", password: "pencil", authzid: "root" }),
+  );
   assert.deepEqual(step, { kind: "failure", reason: "authzid-not-permitted" });
 });
 

@@ -44,7 +44,7 @@ export async function startTestServer(overrides: Record<string, unknown> = {}): 
         if (!text) continue;
         const line = JSON.parse(text) as LogLine;
         logs.push(line);
-        for (const w of [...waiters]) if (w.pred(line)) (waiters.splice(waiters.indexOf(w), 1), w.resolve(line));
+        for (const w of [...waiters]) if (w.pred(line)) waiters.splice(waiters.indexOf(w), 1), w.resolve(line);
       }
       done();
     },

@@ -30,7 +30,7 @@ after(async () => {
 const metrics = async () => (await fetch(`http://127.0.0.1:${admin}/metrics`)).text();
 const series = (body: string, name: string) => body.split("\n").filter((l) => l.startsWith(`${name}{`));
 
-test("1,000 made-up AUTH mechanisms keep /metrics bounded: they count as mechanism=\"other\"", async () => {
+test('1,000 made-up AUTH mechanisms keep /metrics bounded: they count as mechanism="other"', async () => {
   const c = await RawSmtp.open(pg.ports.submissions, { tls: true });
   await c.reply();
   await c.expect("EHLO metrics.test", 250);

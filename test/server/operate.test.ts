@@ -18,7 +18,23 @@ import { RawSmtp } from "../e2e/helpers/raw-smtp.js";
 const run = promisify(execFile);
 
 async function makeCert(dir: string, cn: string): Promise<void> {
-  await run("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", `/CN=${cn}`, "-days", "2", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem")]);
+  await run("openssl", [
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-subj",
+    `/CN=${cn}`,
+    "-days",
+    "2",
+    "-keyout",
+    join(dir, "key.pem"),
+    "-out",
+    join(dir, "cert.pem"),
+  ]);
 }
 
 /** The CN of the certificate a fresh STARTTLS handshake on `port` gets. */
@@ -64,9 +80,43 @@ describe("operating a running server", () => {
   });
 
   it("/metrics counts connections, TLS versions, AUTH per mechanism and reason, refusals, queue and deliveries", async () => {
-    const ok = await runCli(["send", "--server", `127.0.0.1:${pg.ports.submission}`, "-k", "--user", "jane@example.org", "--password-stdin", "--auth", "PLAIN", "--from", "jane@example.org", "--to", "jane@example.org"], "jane's secret\n");
+    const ok = await runCli(
+      [
+        "send",
+        "--server",
+        `127.0.0.1:${pg.ports.submission}`,
+        "-k",
+        "--user",
+        "jane@example.org",
+        "--password-stdin",
+        "--auth",
+        "PLAIN",
+        "--from",
+        "jane@example.org",
+        "--to",
+        "jane@example.org",
+      ],
+      "jane's secret\n",
+    );
     assert.equal(ok.code, 0, ok.stdout);
-    const bad = await runCli(["send", "--server", `127.0.0.1:${pg.ports.submission}`, "-k", "--user", "jane@example.org", "--password-stdin", "--auth", "LOGIN", "--from", "jane@example.org", "--to", "jane@example.org"], "wrong\n");
+    const bad = await runCli(
+      [
+        "send",
+        "--server",
+        `127.0.0.1:${pg.ports.submission}`,
+        "-k",
+        "--user",
+        "jane@example.org",
+        "--password-stdin",
+        "--auth",
+        "LOGIN",
+        "--from",
+        "jane@example.org",
+        "--to",
+        "jane@example.org",
+      ],
+      "wrong\n",
+    );
     assert.equal(bad.code, 28);
     const relay = await runCli(["send", "--server", `127.0.0.1:${pg.ports.mta}`, "-k", "--from", "a@example.net", "--to", "b@example.com"]);
     assert.equal(relay.code, 24);

@@ -76,10 +76,11 @@ if (process.getuid?.() === 0) {
       unix.close();
       for (const p of ["", "a", "a/b", "a/b/file"]) assert.equal((await stat(join(dir, p))).uid, 65534, p);
       assert.equal(report.changed, 4);
-      assert.deepEqual(
-        report.skipped.map((s) => `${s.path.slice(dir.length + 1)}: ${s.reason}`).sort(),
-        ["a/etc-link: symbolic link (not followed)", "a/fifo: not a regular file or directory", "a/sock: socket"],
-      );
+      assert.deepEqual(report.skipped.map((s) => `${s.path.slice(dir.length + 1)}: ${s.reason}`).sort(), [
+        "a/etc-link: symbolic link (not followed)",
+        "a/fifo: not a regular file or directory",
+        "a/sock: socket",
+      ]);
       assert.equal((await stat("/etc")).uid, 0);
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -141,9 +142,18 @@ if (process.getuid?.() === 0) {
       const dropped = at((l) => l.event === "privileges-dropped");
       assert.ok(dropped >= 0);
       const after = (what: string, i: number) => assert.ok(i > dropped, `${what} (log line ${i}) must come after the privilege drop (log line ${dropped})`);
-      after("control socket", at((l) => l.event === "control-listening"));
-      after("queue start", at((l) => l.event === "queue-started"));
-      after("first listener", at((l) => l.event === "listening"));
+      after(
+        "control socket",
+        at((l) => l.event === "control-listening"),
+      );
+      after(
+        "queue start",
+        at((l) => l.event === "queue-started"),
+      );
+      after(
+        "first listener",
+        at((l) => l.event === "listening"),
+      );
       const stored = await pg.waitForLog((l) => l.event === "maildir-stored");
       after("first delivery", pg.logs.indexOf(stored));
       const dir = join(base, "mail/example.org/jane/new");

@@ -65,11 +65,18 @@ test("v1: truncated is incomplete; garbage, wrong families, bad ports and overlo
 });
 
 test("v2: IPv4 and IPv6 with TLVs, LOCAL, and malformed headers", () => {
-  const tlvs: [number, string][] = [[0x01, "smtp"], [0x02, "mail.example.org"], [0x04, ""]];
+  const tlvs: [number, string][] = [
+    [0x01, "smtp"],
+    [0x02, "mail.example.org"],
+    [0x04, ""],
+  ];
   const r = parseProxyHeader(Buffer.concat([v2({ tlvs }), Buffer.from("rest")]));
   assert.ok(r.status === "ok" && r.header.command === "proxy");
   assert.deepEqual(r.header.source, { ip: "192.0.2.7", port: 12345 });
-  assert.deepEqual(r.header.tlvs.map((t) => [t.type, t.value.toString()]), tlvs);
+  assert.deepEqual(
+    r.header.tlvs.map((t) => [t.type, t.value.toString()]),
+    tlvs,
+  );
   assert.equal(r.length, v2({ tlvs }).length);
   const r6 = parseProxyHeader(v2({ family: 0x21, address: ipv6Block("2001:db8::7", "2001:db8::1") }));
   assert.ok(r6.status === "ok" && r6.header.command === "proxy" && r6.header.source.ip === "2001:db8::7");
@@ -100,7 +107,7 @@ const proxied = (extra: Record<string, unknown> = {}) =>
     ...extra,
   });
 
-async function ehloSeenAs(t: TestServer, port: number, prelude: Buffer | string, tls = false): Promise<string> {
+async function ehloSeenAs(_t: TestServer, port: number, prelude: Buffer | string, tls = false): Promise<string> {
   const c = await RawSmtp.open(port, { prelude, tls });
   assert.equal((await c.reply()).code, 220);
   const r = await c.expect("EHLO proxy.test", 250);
@@ -114,7 +121,19 @@ test("the server sees the client named by a trusted proxy: v1 TCP4, TCP6, UNKNOW
     assert.equal(await ehloSeenAs(t, t.ports.mta, "PROXY TCP4 192.0.2.7 127.0.0.1 40000 25\r\n"), "192.0.2.7");
     assert.equal(await ehloSeenAs(t, t.ports.mta, "PROXY TCP6 2001:db8::7 2001:db8::1 40000 25\r\n"), "2001:db8::7");
     assert.equal(await ehloSeenAs(t, t.ports.mta, "PROXY UNKNOWN\r\n"), "127.0.0.1");
-    assert.equal(await ehloSeenAs(t, t.ports.submission, v2({ tlvs: [[0x02, "mail.example.org"], [0x05, "id-1"]] })), "192.0.2.7");
+    assert.equal(
+      await ehloSeenAs(
+        t,
+        t.ports.submission,
+        v2({
+          tlvs: [
+            [0x02, "mail.example.org"],
+            [0x05, "id-1"],
+          ],
+        }),
+      ),
+      "192.0.2.7",
+    );
     const connectLine = await t.waitForLog((l) => l.event === "connect" && l.client === "2001:db8::7");
     assert.equal(connectLine.proxy, "127.0.0.1");
   } finally {

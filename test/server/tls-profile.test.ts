@@ -49,7 +49,11 @@ const everyDefault: [string, () => Target][] = [
 ];
 
 test("a CBC suite is refused on 587 and 465 (also behind a PROXY header), accepted on 25", async () => {
-  for (const [name, t] of [["587", submission], ["465", submissions], ["465 behind PROXY", proxied]] as const) {
+  for (const [name, t] of [
+    ["587", submission],
+    ["465", submissions],
+    ["465 behind PROXY", proxied],
+  ] as const) {
     const r = await handshake(t(), ["-tls1_2", "-cipher", CBC]);
     assert.equal(r.ok, false, `${name} accepted ${CBC}:\n${r.output}`);
     assert.match(r.output, /handshake failure/, `${name}: refused by the server, not by our own client`);

@@ -50,5 +50,8 @@ for (const [name, target] of cases) {
 
 test("the proxied session above was the relay's client, and the server logged no internal error", async () => {
   await server.waitForLog((l) => l.event === "connect" && l.client === "192.0.2.7");
-  assert.deepEqual(server.logs.filter((l) => l.event === "internal-error"), []);
+  assert.deepEqual(
+    server.logs.filter((l) => l.event === "internal-error"),
+    [],
+  );
 });

@@ -80,7 +80,10 @@ test("a client that resets after a completed STARTTLS is a disconnect, not a fai
   const established = await server.waitForLog((l) => l.event === "tls" && l.listener === "submission");
   raw.resetAndDestroy();
   await server.waitForLog((l) => l.event === "disconnect" && l.conn === established.conn);
-  assert.deepEqual(server.logs.filter((l) => l.event === "tls-failed" && l.conn === established.conn), []);
+  assert.deepEqual(
+    server.logs.filter((l) => l.event === "tls-failed" && l.conn === established.conn),
+    [],
+  );
 });
 
 test("implicit TLS: a second connection resumes the first one's session", async () => {

@@ -39,8 +39,23 @@ before(async () => {
       const key = join(dir, `leaf${n}.key`);
       const cert = join(dir, `leaf${n++}.pem`);
       await run("openssl", [
-        "req", "-x509", ...ec, "-subj", "/CN=relay", "-addext", `subjectAltName=${san}`,
-        "-addext", "basicConstraints=critical,CA:FALSE", "-CA", caFile, "-CAkey", caKey, "-keyout", key, "-out", cert,
+        "req",
+        "-x509",
+        ...ec,
+        "-subj",
+        "/CN=relay",
+        "-addext",
+        `subjectAltName=${san}`,
+        "-addext",
+        "basicConstraints=critical,CA:FALSE",
+        "-CA",
+        caFile,
+        "-CAkey",
+        caKey,
+        "-keyout",
+        key,
+        "-out",
+        cert,
       ]);
       return { key: await readFile(key, "utf8"), cert: await readFile(cert, "utf8") };
     },
@@ -154,7 +169,11 @@ test("tlsWarnings: AUTH to an unverified relay, AUTH with tls none, verify=no ro
   const routes = tlsWarnings(
     parse({
       relay: { smarthost },
-      transport: { "a.example": "smarthost verify=no", "b.example": "smarthost relay.example:587 tls=none", "c.example": "smarthost other.example:25 verify=no" },
+      transport: {
+        "a.example": "smarthost verify=no",
+        "b.example": "smarthost relay.example:587 tls=none",
+        "c.example": "smarthost other.example:25 verify=no",
+      },
     }),
   );
   assert.equal(routes.length, 2, routes.join("\n"));
@@ -176,5 +195,8 @@ test("config: verify defaults to on with AUTH, off without; the listener's TLS p
   const without = parse({ relay: { smarthost: { host: "relay.example" } } }).relay.smarthost;
   assert.equal(typeof without === "object" && without.verify, false);
   assert.throws(() => parse({ relay: { smarthost: { host: "r.example", verify: true, rejectUnauthorized: false } } }), /disagree/);
-  assert.deepEqual(parse({}).listeners.map((l) => l.tlsProfile), ["compatible", "intermediate", "intermediate"]);
+  assert.deepEqual(
+    parse({}).listeners.map((l) => l.tlsProfile),
+    ["compatible", "intermediate", "intermediate"],
+  );
 });

@@ -11,8 +11,14 @@ import { SRC, importsOf } from "./import-graph.js";
 const BASE = join(SRC, "base");
 
 test("src/base imports only src/base", () => {
-  const files = readdirSync(BASE).filter((f) => f.endsWith(".ts")).map((f) => join(BASE, f));
+  const files = readdirSync(BASE)
+    .filter((f) => f.endsWith(".ts"))
+    .map((f) => join(BASE, f));
   assert.ok(files.length > 0);
-  const outside = files.flatMap((f) => importsOf(f).filter((i) => dirname(i) !== BASE).map((i) => `${relative(BASE, f)} → ${relative(BASE, i)}`));
+  const outside = files.flatMap((f) =>
+    importsOf(f)
+      .filter((i) => dirname(i) !== BASE)
+      .map((i) => `${relative(BASE, f)} → ${relative(BASE, i)}`),
+  );
   assert.deepEqual(outside, []);
 });

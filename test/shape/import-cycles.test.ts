@@ -16,6 +16,14 @@ test("src/ has no import cycles", () => {
 });
 
 test("the cycle finder finds a cycle of three and ignores a diamond", () => {
-  const g = new Map([["a", ["b"]], ["b", ["c"]], ["c", ["a"]], ["d", ["e", "f"]], ["e", ["g"]], ["f", ["g"]], ["g", []]]);
+  const g = new Map([
+    ["a", ["b"]],
+    ["b", ["c"]],
+    ["c", ["a"]],
+    ["d", ["e", "f"]],
+    ["e", ["g"]],
+    ["f", ["g"]],
+    ["g", []],
+  ]);
   assert.deepEqual(cyclesIn(g), [["a", "b", "c"]]);
 });

@@ -75,7 +75,10 @@ test("DATA: a step's field is on top of the stored message, above our Received:,
   assert.equal(seen.length, 1);
   assert.equal(seen[0]!.headers.get("subject"), "counted");
   assert.equal(seen[0]!.envelope.mailFrom, "sender@client.test");
-  assert.deepEqual(seen[0]!.envelope.recipients.map((r) => r.address), ["bob@example.org"]);
+  assert.deepEqual(
+    seen[0]!.envelope.recipients.map((r) => r.address),
+    ["bob@example.org"],
+  );
   assert.match(seen[0]!.headerSection.toString(), /^Received: [\s\S]*\r\nSubject: counted\r\n\r\n$/);
 });
 
@@ -143,7 +146,16 @@ test("a step that throws gets 451 4.3.0 and nothing is queued; a message refused
 
 // ---- the pipeline on its own ---------------------------------------------------------------
 
-const NO_HEADERS: HeaderInfo = { fields: [], truncated: false, malformed: false, nul: false, disguised: [], get: () => undefined, getAll: () => [], count: () => 0 };
+const NO_HEADERS: HeaderInfo = {
+  fields: [],
+  truncated: false,
+  malformed: false,
+  nul: false,
+  disguised: [],
+  get: () => undefined,
+  getAll: () => [],
+  count: () => 0,
+};
 const ENVELOPE: NewEnvelope = { mailFrom: "a@b.test", client: { ip: "127.0.0.1", helo: "h", listener: "mta" }, recipients: [{ address: "c@d.test" }] };
 
 function recorder(name: string, fields: string[], log: string[]): ContentStep {
@@ -162,7 +174,11 @@ function recorder(name: string, fields: string[], log: string[]): ContentStep {
 
 test("pipeline: the header section's end is found across chunks; fields stack with the last step's on top", async () => {
   const log: string[] = [];
-  const p = new ContentPipeline([recorder("a", ["A: 1", "A: 2"], log), recorder("b", ["B: 1\r\n folded"], log)], () => ({ envelope: ENVELOPE, headers: NO_HEADERS }), 1000);
+  const p = new ContentPipeline(
+    [recorder("a", ["A: 1", "A: 2"], log), recorder("b", ["B: 1\r\n folded"], log)],
+    () => ({ envelope: ENVELOPE, headers: NO_HEADERS }),
+    1000,
+  );
   for (const piece of ["Subject: s\r", "\n\r", "\nbo", "dy\r\n"]) p.push(Buffer.from(piece));
   assert.deepEqual(await p.finish(), { ok: true, headerPrefix: "B: 1\r\n folded\r\nA: 1\r\nA: 2\r\n" });
   assert.deepEqual(log, [

@@ -11,9 +11,20 @@ test("HELO: one line, no extensions", () => {
 
 test("EHLO: the extensions, STARTTLS and AUTH only when offered", () => {
   assert.deepEqual(helloReply("EHLO", "c.example", offer).lines.slice(1), [
-    "PIPELINING", "SIZE 1024", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "DSN", "CHUNKING", "STARTTLS", "AUTH PLAIN LOGIN",
+    "PIPELINING",
+    "SIZE 1024",
+    "8BITMIME",
+    "ENHANCEDSTATUSCODES",
+    "SMTPUTF8",
+    "DSN",
+    "CHUNKING",
+    "STARTTLS",
+    "AUTH PLAIN LOGIN",
   ]);
   const bare = helloReply("EHLO", "c.example", { ...offer, startTls: false, mechanisms: [] }).lines;
   assert.equal(bare.includes("STARTTLS"), false);
-  assert.equal(bare.some((l) => l.startsWith("AUTH")), false);
+  assert.equal(
+    bare.some((l) => l.startsWith("AUTH")),
+    false,
+  );
 });

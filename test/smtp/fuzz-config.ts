@@ -6,8 +6,7 @@
 import fc from "fast-check";
 
 export const FUZZ_SCALE = Math.max(1, Number(process.env.FUZZ_SCALE ?? 1));
-export const FUZZ_SEED =
-  process.env.FUZZ_SEED !== undefined ? Number(process.env.FUZZ_SEED) : FUZZ_SCALE > 1 ? Date.now() % 2 ** 31 : 20_260_304;
+export const FUZZ_SEED = process.env.FUZZ_SEED !== undefined ? Number(process.env.FUZZ_SEED) : FUZZ_SCALE > 1 ? Date.now() % 2 ** 31 : 20_260_304;
 
 fc.configureGlobal({ seed: FUZZ_SEED });
 if (FUZZ_SCALE > 1) console.log(`# fuzz: seed ${FUZZ_SEED}, runs x${FUZZ_SCALE} (replay with FUZZ_SEED=${FUZZ_SEED})`);

@@ -30,7 +30,10 @@ const piece = fc.oneof(
   { weight: 6, arbitrary: fc.constantFrom(":", ": ", " ", "\t", ",", "<", ">", "(", ")", '"', ".", "..") },
   { weight: 8, arbitrary: fc.constantFrom("\r\n", "\r", "\n", "\r\n\r\n", "\r\n ", "\r\n\t", "\n\n", "\r\r\n", "\r\n.\r\n") },
   { weight: 4, arbitrary: fc.constantFrom("alice@example.org", "boss@example.org", "Boss <boss@example.org>", "a@b") },
-  { weight: 4, arbitrary: fc.constantFrom("From: boss@example.org\r\n", "Sender: boss@example.org\r\n", "From : boss@example.org\r\n", "From\r\n : boss@example.org\r\n") },
+  {
+    weight: 4,
+    arbitrary: fc.constantFrom("From: boss@example.org\r\n", "Sender: boss@example.org\r\n", "From : boss@example.org\r\n", "From\r\n : boss@example.org\r\n"),
+  },
   { weight: 3, arbitrary: fc.constantFrom("\0", "\x0b", "\x0c", "\xa0", "\xff", "\xc3\xa9", "\x7f", "\x1f") },
   { weight: 2, arbitrary: fc.uint8Array({ maxLength: 4 }).map((a) => Buffer.from(a).toString("latin1")) },
 );
@@ -43,13 +46,23 @@ const fieldLine = fc
       { weight: 2, arbitrary: fc.constantFrom("From ", "From\t", "From\x0b", "Fr\0om", "From\xa0", " From", "\tFrom", "From\r\n ", "Fro\rm") },
     ),
     fc.constantFrom(":", ":", ": ", " :", ""),
-    fc.array(fc.constantFrom(" ", "alice@example.org", "boss@example.org", "<boss@example.org>", ",", "(c)", '"q"', "\xc3\xa9", "\xff", "\r\n "), { maxLength: 4 }),
+    fc.array(fc.constantFrom(" ", "alice@example.org", "boss@example.org", "<boss@example.org>", ",", "(c)", '"q"', "\xc3\xa9", "\xff", "\r\n "), {
+      maxLength: 4,
+    }),
     fc.oneof({ weight: 8, arbitrary: fc.constant("\r\n") }, { weight: 2, arbitrary: fc.constantFrom("\r", "\n", "\r\r\n", "\r\n\t", "") }),
   )
   .map(([name, colon, value, end]) => name + colon + value.join("") + end);
 const message = fc
   .oneof(
-    { weight: 3, arbitrary: fc.tuple(fc.array(fc.oneof({ weight: 4, arbitrary: fieldLine }, { weight: 1, arbitrary: noise }), { maxLength: 8 }), fc.constantFrom("", "\r\n", "\r\nbody\r\n", "\r\nFrom: boss@example.org\r\n")).map(([lines, tail]) => lines.join("") + tail) },
+    {
+      weight: 3,
+      arbitrary: fc
+        .tuple(
+          fc.array(fc.oneof({ weight: 4, arbitrary: fieldLine }, { weight: 1, arbitrary: noise }), { maxLength: 8 }),
+          fc.constantFrom("", "\r\n", "\r\nbody\r\n", "\r\nFrom: boss@example.org\r\n"),
+        )
+        .map(([lines, tail]) => lines.join("") + tail),
+    },
     { weight: 1, arbitrary: fc.array(piece, { maxLength: 40 }).map((p) => p.join("")) },
   )
   .map((text) => Buffer.from(text, "latin1"));
@@ -112,7 +125,12 @@ function strictSenderValues(msg: Buffer): string[] {
   for (const l of logical) {
     const m = /^([\x21-\x39\x3b-\x7e]+)[ \t]*:/.exec(l);
     if (!m || !["from", "sender"].includes(m[1]!.toLowerCase())) continue;
-    values.push(utf8.decode(Buffer.from(l.slice(m[0].length), "latin1")).replace(/\r\n/g, "").trim());
+    values.push(
+      utf8
+        .decode(Buffer.from(l.slice(m[0].length), "latin1"))
+        .replace(/\r\n/g, "")
+        .trim(),
+    );
   }
   return values;
 }
@@ -211,7 +229,10 @@ test("property (11.1): the From:/Sender: values the policy reads are exactly tho
       delivered++;
       if (outcome.seen.length > 0) withSenders++;
       const seen = [...outcome.seen].sort();
-      for (const [hop, bytes] of [["relay", relayed(outcome.stored)], ["maildir", maildirFile(outcome.stored)]] as const) {
+      for (const [hop, bytes] of [
+        ["relay", relayed(outcome.stored)],
+        ["maildir", maildirFile(outcome.stored)],
+      ] as const) {
         assert.deepEqual(strictSenderValues(bytes).sort(), seen, `${hop}: a strict parser reads other From:/Sender: fields than the policy did`);
         const seenCanonical = new Set(outcome.seen.map(canonical));
         for (const value of await lenientSenderValues(bytes)) {
@@ -227,7 +248,9 @@ test("property (11.1): the From:/Sender: values the policy reads are exactly tho
 
 test("property (11.1): DATA and BDAT agree: the same message text gets the same verdict and the same stored bytes", async () => {
   // Text DATA carries unchanged: CRLF lines, no dots (nothing to stuff), no bare CR/LF.
-  const line = fc.array(fc.constantFrom("From", "Sender", ":", " ", "\t", "boss@example.org", "alice@example.org", "x", "\0", "\xa0", "\x0b"), { maxLength: 8 }).map((p) => p.join(""));
+  const line = fc
+    .array(fc.constantFrom("From", "Sender", ":", " ", "\t", "boss@example.org", "alice@example.org", "x", "\0", "\xa0", "\x0b"), { maxLength: 8 })
+    .map((p) => p.join(""));
   const text = fc.array(line, { maxLength: 8 }).map((ls) => Buffer.from(ls.map((l) => `${l}\r\n`).join(""), "latin1"));
   await fc.assert(
     fc.asyncProperty(text, fc.constantFrom<"submission" | "mta">("submission", "mta"), fc.array(fc.nat(), { maxLength: 3 }), async (msg, mode, cuts) => {

@@ -23,13 +23,35 @@ const token = fc.oneof(
   {
     weight: 6,
     arbitrary: fc.constantFrom(
-      "EHLO client.test\r\n", "HELO client.test\r\n", "MAIL FROM:<a@client.test>\r\n", "MAIL FROM:<alice@example.org>\r\n",
-      "MAIL FROM:<> SIZE=10 BODY=8BITMIME\r\n", "RCPT TO:<bob@example.org>\r\n", "RCPT TO:<x@remote.test>\r\n",
-      "RCPT TO:<bob@example.org> NOTIFY=SUCCESS ORCPT=rfc822;bob+0D+0A@example.org\r\n", "DATA\r\n", "RSET\r\n",
-      "NOOP\r\n", "QUIT\r\n", "STARTTLS\r\n", "VRFY bob\r\n", "HELP\r\n", `AUTH PLAIN ${plain("alice@example.org", "alice-secret")}\r\n`,
-      `AUTH PLAIN ${plain("alice@example.org", "wrong")}\r\n`, "AUTH PLAIN\r\n", "AUTH LOGIN\r\n", "AUTH CRAM-MD5\r\n", "*\r\n",
-      "AUTH SCRAM-SHA-256 biwsbj1hbGljZUBleGFtcGxlLm9yZyxyPXh5eg==\r\n", "YWxpY2VAZXhhbXBsZS5vcmc=\r\n",
-      "Subject: hi\r\n", "\r\n", ".\r\n", "..\r\n", "Received: from x\r\n", "GET / HTTP/1.1\r\n",
+      "EHLO client.test\r\n",
+      "HELO client.test\r\n",
+      "MAIL FROM:<a@client.test>\r\n",
+      "MAIL FROM:<alice@example.org>\r\n",
+      "MAIL FROM:<> SIZE=10 BODY=8BITMIME\r\n",
+      "RCPT TO:<bob@example.org>\r\n",
+      "RCPT TO:<x@remote.test>\r\n",
+      "RCPT TO:<bob@example.org> NOTIFY=SUCCESS ORCPT=rfc822;bob+0D+0A@example.org\r\n",
+      "DATA\r\n",
+      "RSET\r\n",
+      "NOOP\r\n",
+      "QUIT\r\n",
+      "STARTTLS\r\n",
+      "VRFY bob\r\n",
+      "HELP\r\n",
+      `AUTH PLAIN ${plain("alice@example.org", "alice-secret")}\r\n`,
+      `AUTH PLAIN ${plain("alice@example.org", "wrong")}\r\n`,
+      "AUTH PLAIN\r\n",
+      "AUTH LOGIN\r\n",
+      "AUTH CRAM-MD5\r\n",
+      "*\r\n",
+      "AUTH SCRAM-SHA-256 biwsbj1hbGljZUBleGFtcGxlLm9yZyxyPXh5eg==\r\n",
+      "YWxpY2VAZXhhbXBsZS5vcmc=\r\n",
+      "Subject: hi\r\n",
+      "\r\n",
+      ".\r\n",
+      "..\r\n",
+      "Received: from x\r\n",
+      "GET / HTTP/1.1\r\n",
     ),
   },
   { weight: 2, arbitrary: fc.constantFrom("\r\n.\r\n", "\n.\n", "\r.\r", "\r\n.\r", ".\n", "\r", "\n", "\0", "\xff", ".") },
@@ -58,23 +80,29 @@ const dialogConversation = (mode: string) => {
 };
 /** A plausible conversation with a few hostile tokens inserted anywhere, a dialog's, or pure noise. */
 const conversation = (mode: string) =>
-  fc.oneof(
-    { weight: 3, arbitrary: fc
-      .tuple(fc.array(transaction, { minLength: 1, maxLength: 3 }), fc.array(fc.tuple(fc.nat(), token), { maxLength: 3 }))
-      .map(([txs, inserts]) => {
-        const tokens = [...opening[mode]!, ...txs.flat(), "QUIT\r\n"];
-        for (const [at, t] of inserts) tokens.splice(at % (tokens.length + 1), 0, t);
-        return tokens;
-      }) },
-    { weight: 2, arbitrary: fc
-      .tuple(dialogConversation(mode), fc.array(fc.tuple(fc.nat(), token), { maxLength: 3 }))
-      .map(([writes, inserts]) => {
-        const tokens = [...writes];
-        for (const [at, t] of inserts) tokens.splice(at % (tokens.length + 1), 0, t);
-        return tokens;
-      }) },
-    { weight: 1, arbitrary: fc.array(token, { maxLength: 40 }) },
-  ).map((t) => Buffer.from(t.join(""), "latin1"));
+  fc
+    .oneof(
+      {
+        weight: 3,
+        arbitrary: fc
+          .tuple(fc.array(transaction, { minLength: 1, maxLength: 3 }), fc.array(fc.tuple(fc.nat(), token), { maxLength: 3 }))
+          .map(([txs, inserts]) => {
+            const tokens = [...opening[mode]!, ...txs.flat(), "QUIT\r\n"];
+            for (const [at, t] of inserts) tokens.splice(at % (tokens.length + 1), 0, t);
+            return tokens;
+          }),
+      },
+      {
+        weight: 2,
+        arbitrary: fc.tuple(dialogConversation(mode), fc.array(fc.tuple(fc.nat(), token), { maxLength: 3 })).map(([writes, inserts]) => {
+          const tokens = [...writes];
+          for (const [at, t] of inserts) tokens.splice(at % (tokens.length + 1), 0, t);
+          return tokens;
+        }),
+      },
+      { weight: 1, arbitrary: fc.array(token, { maxLength: 40 }) },
+    )
+    .map((t) => Buffer.from(t.join(""), "latin1"));
 const listener = fc.constantFrom<HarnessOptions>({ mode: "mta" }, { mode: "submission" }, { mode: "submissions" }, { mode: "mta", bareLineEnds: "normalize" });
 const session = listener.chain((opts) => fc.tuple(fc.constant(opts), conversation(opts.mode!)));
 const cuts = fc.array(fc.nat(), { maxLength: 10 });

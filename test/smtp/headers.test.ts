@@ -92,7 +92,10 @@ test("no blank line: everything is held until finish(), then released with all c
   const r = collect(["From: a@example.org\r\n", "Subject: only headers\r\n"]);
   assert.equal(r.releasedAt, "finish");
   assert.equal(r.hookCalls, 1);
-  assert.deepEqual(r.info!.fields.map((f) => f.name), ["From", "Subject"]);
+  assert.deepEqual(
+    r.info!.fields.map((f) => f.name),
+    ["From", "Subject"],
+  );
   assert.equal(r.info!.truncated, false);
   assert.equal(r.output, "Received: by us\r\nFrom: a@example.org\r\nSubject: only headers\r\n");
 });

@@ -17,7 +17,13 @@ const ports = {
 
 function context(over: Partial<EnvelopeContext> = {}, settings: Partial<SessionSettings> = {}): EnvelopeContext {
   return {
-    settings: { mode: "mta", authWithoutTls: false, postmaster: "postmaster@example.org", limits: { messageSize: 100, recipients: 2 }, ...settings } as SessionSettings,
+    settings: {
+      mode: "mta",
+      authWithoutTls: false,
+      postmaster: "postmaster@example.org",
+      limits: { messageSize: 100, recipients: 2 },
+      ...settings,
+    } as SessionSettings,
     ports,
     policy: { ip: "198.51.100.7", mode: settings.mode ?? "mta" },
     tls: false,
@@ -49,6 +55,9 @@ test("RCPT: a recipient once, the one past the limit 452 4.5.3, <Postmaster> as 
   assert.equal(code(await addRecipient(ctx, tx, "<Postmaster>", "")), "250 2.1.5");
   assert.equal(code(await addRecipient(ctx, tx, "<postmaster@example.org>", "")), "250 2.1.5");
   assert.equal(code(await addRecipient(ctx, tx, "<b@example.org>", "")), "250 2.1.5");
-  assert.deepEqual(tx.recipients.map((r) => r.address), ["postmaster@example.org", "b@example.org"]);
+  assert.deepEqual(
+    tx.recipients.map((r) => r.address),
+    ["postmaster@example.org", "b@example.org"],
+  );
   assert.equal(code(await addRecipient(ctx, tx, "<c@example.org>", "")), "452 4.5.3");
 });

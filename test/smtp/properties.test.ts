@@ -26,16 +26,14 @@ const randomStream = fc.array(smtpByte, { maxLength: 400 }).map((bytes) => Buffe
 const dialogs = loadDialogCorpus();
 const dialogBytes = [...dialogs.writes, ...dialogs.conversations.map((c) => Buffer.concat(c.writes))].filter((b) => b.length <= 4096);
 /** A dialog's bytes with up to four bytes overwritten or inserted. */
-const dialogStream = fc
-  .tuple(fc.constantFrom(...dialogBytes), fc.array(fc.tuple(fc.nat(), smtpByte, fc.boolean()), { maxLength: 4 }))
-  .map(([bytes, edits]) => {
-    const out = [...bytes];
-    for (const [at, byte, insert] of edits) {
-      if (insert || out.length === 0) out.splice(at % (out.length + 1), 0, byte);
-      else out[at % out.length] = byte;
-    }
-    return Buffer.from(out);
-  });
+const dialogStream = fc.tuple(fc.constantFrom(...dialogBytes), fc.array(fc.tuple(fc.nat(), smtpByte, fc.boolean()), { maxLength: 4 })).map(([bytes, edits]) => {
+  const out = [...bytes];
+  for (const [at, byte, insert] of edits) {
+    if (insert || out.length === 0) out.splice(at % (out.length + 1), 0, byte);
+    else out[at % out.length] = byte;
+  }
+  return Buffer.from(out);
+});
 const stream = fc.oneof({ weight: 3, arbitrary: randomStream }, { weight: 1, arbitrary: dialogStream });
 /** A stream and cut points for splitting it. */
 const split = fc.tuple(stream, fc.array(fc.nat(), { maxLength: 12 }));
@@ -268,7 +266,12 @@ test("property: what BDAT stores is what our relay sends (the outbound encoder c
       const r = chunkText(chunksOf(buf, cuts), "normalize", 1 << 20);
       assert.equal(r.error, undefined);
       const wire = encodeData(r.stored).toString("latin1");
-      const unstuffed = wire.slice(0, -3).split("\r\n").slice(0, -1).map((l) => (l.startsWith(".") ? l.slice(1) : l) + "\r\n").join("");
+      const unstuffed = wire
+        .slice(0, -3)
+        .split("\r\n")
+        .slice(0, -1)
+        .map((l) => (l.startsWith(".") ? l.slice(1) : l) + "\r\n")
+        .join("");
       assert.equal(unstuffed, r.stored.toString("latin1"));
     }),
     { numRuns: runs(500) },

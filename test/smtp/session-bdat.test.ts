@@ -102,7 +102,13 @@ test("EHLO or a lost connection in the middle of a chunked message removes its s
   await h.session.receiveChunk(Buffer.from("partial"));
   await h.session.abort();
   await new Promise((resolve) => setImmediate(resolve));
-  assert.deepEqual(h.spools.map((s) => [s.commits, s.aborts]), [[0, 1], [0, 1]]);
+  assert.deepEqual(
+    h.spools.map((s) => [s.commits, s.aborts]),
+    [
+      [0, 1],
+      [0, 1],
+    ],
+  );
 });
 
 // ---- the text rules DATA applies hold in BDAT (SECURITY.md rule 1; issue 11.1) -------------------

@@ -67,7 +67,10 @@ test("the bytes after the terminator are returned as the next commands", async (
   assert.equal(rest.toString(), pipelined);
   await h.expect(["MAIL FROM:<>", "250 2.1.0"], ["RCPT TO:<alice@example.org>", "250 2.1.5"], ["DATA", "354"]);
   await h.data("Subject: two\r\n\r\nsecond\r\n.\r\n");
-  assert.deepEqual(h.queued.map((q) => q.id), ["Q1", "Q2"]);
+  assert.deepEqual(
+    h.queued.map((q) => q.id),
+    ["Q1", "Q2"],
+  );
 });
 
 test("after a message the transaction is over: RCPT → 503, a new MAIL → 250", async () => {
@@ -174,14 +177,12 @@ test("DATA after MAIL without RCPT → 503 5.5.1; after only refused RCPTs → 5
 
 test("DATA with some RCPTs refused stores only the accepted ones", async () => {
   const h = await ready(MTA);
-  await h.expect(
-    ["MAIL FROM:<>", "250 2.1.0"],
-    ["RCPT TO:<nobody@example.org>", "550 5.1.1"],
-    ["RCPT TO:<alice@example.org>", "250 2.1.5"],
-    ["DATA", "354"],
-  );
+  await h.expect(["MAIL FROM:<>", "250 2.1.0"], ["RCPT TO:<nobody@example.org>", "550 5.1.1"], ["RCPT TO:<alice@example.org>", "250 2.1.5"], ["DATA", "354"]);
   await h.data("Subject: x\r\n\r\nhi\r\n.\r\n");
-  assert.deepEqual(h.spools[0]!.envelope!.recipients.map((r) => r.address), ["alice@example.org"]);
+  assert.deepEqual(
+    h.spools[0]!.envelope!.recipients.map((r) => r.address),
+    ["alice@example.org"],
+  );
 });
 
 // ---- the spool ------------------------------------------------------------------------------------
@@ -204,7 +205,10 @@ test("the envelope describes the client: IP, HELO name, listener, login, TLS", a
   const env = h.spools[0]!.envelope!;
   assert.deepEqual(env.client, { ip: CLIENT_IP, helo: HELO_NAME, listener: "submission", authUser: "alice@example.org", tls: TLS });
   assert.equal(env.mailFrom, "alice@example.org");
-  assert.deepEqual(env.recipients.map((r) => r.address), ["friend@remote.example"]);
+  assert.deepEqual(
+    env.recipients.map((r) => r.address),
+    ["friend@remote.example"],
+  );
 });
 
 test("the spool cannot be opened → DATA 451 4.3.0, still in the transaction", async () => {
@@ -230,7 +234,10 @@ test("a spool commit failure → 451 4.3.0, the file is aborted and nothing is q
   const { output } = await h.data("Subject: x\r\n\r\nhi\r\n.\r\n");
   assert.deepEqual(codes(output), ["451 4.3.0"]);
   assert.equal([spool.commits, spool.aborts].join(), "1,1");
-  assert.deepEqual(h.events.filter((e) => !e.startsWith("write")), ["commit Q1", "abort Q1"]);
+  assert.deepEqual(
+    h.events.filter((e) => !e.startsWith("write")),
+    ["commit Q1", "abort Q1"],
+  );
   assert.equal(h.queued.length, 0);
   await h.expect(["MAIL FROM:<>", "250 2.1.0"]);
 });

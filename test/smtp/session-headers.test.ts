@@ -119,7 +119,12 @@ const ADDED: AddedCase[] = [
   { name: "submissions, neither present", opts: { mode: "submissions" }, headers: "Subject: x\r\n", added: ["Date", "Message-ID"] },
   { name: "submission, Date present", opts: { mode: "submission" }, headers: "Date: Tue, 3 Mar 2026 00:00:00 +0000\r\n", added: ["Message-ID"] },
   { name: "submission, Message-ID present", opts: { mode: "submission" }, headers: "Message-ID: <a@b>\r\n", added: ["Date"] },
-  { name: "submission, both present in odd case", opts: { mode: "submission" }, headers: "DATE: Tue, 3 Mar 2026 00:00:00 +0000\r\nmessage-id: <a@b>\r\n", added: [] },
+  {
+    name: "submission, both present in odd case",
+    opts: { mode: "submission" },
+    headers: "DATE: Tue, 3 Mar 2026 00:00:00 +0000\r\nmessage-id: <a@b>\r\n",
+    added: [],
+  },
   { name: "mta, unauthenticated", opts: { mode: "mta" }, headers: "Subject: x\r\n", added: [] },
   { name: "mta, authenticated", opts: { mode: "mta", tls: true }, user: "alice@example.org", headers: "Subject: x\r\n", added: [] },
 ];
@@ -132,7 +137,11 @@ for (const c of ADDED) {
     const lines = storedHeaderLines(spool.text);
     const ourEnd = lines.findIndex((l, i) => i > 0 && !/^[\t ]/.test(l));
     const addedLines = lines.slice(ourEnd, lines.length - c.headers.split("\r\n").length + 1);
-    assert.deepEqual(addedLines.map((l) => l.slice(0, l.indexOf(":"))), c.added, lines.join("\n"));
+    assert.deepEqual(
+      addedLines.map((l) => l.slice(0, l.indexOf(":"))),
+      c.added,
+      lines.join("\n"),
+    );
     for (const l of addedLines) {
       if (l.startsWith("Date:")) assert.equal(l, DATE_LINE);
       else assert.match(l, MESSAGE_ID);

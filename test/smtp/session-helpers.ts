@@ -222,8 +222,7 @@ export class Harness {
       localDomains: ["example.org"],
       localAddressLiterals: [],
       mynetworks: new NetworkList(["192.0.2.0/24", "2001:db8::/32"]),
-      localMailbox: async (address) =>
-        Object.values(USERS).find((u) => u.address.toLowerCase() === address.toLowerCase())?.address ?? null,
+      localMailbox: async (address) => Object.values(USERS).find((u) => u.address.toLowerCase() === address.toLowerCase())?.address ?? null,
     });
     // The server's own factory (src/policy/session-ports.ts) over test stores.
     const policyPorts = createPolicyPorts({
@@ -335,9 +334,7 @@ export class Harness {
   /** EHLO (and STARTTLS/AUTH where the listener needs them), MAIL, RCPTs, DATA → 354. */
   async toData(opts: { from?: string; to?: string[]; mailParams?: string } = {}): Promise<MemorySpoolWriter> {
     const from = opts.from ?? "alice@example.org";
-    await this.send(`MAIL FROM:<${from}>${opts.mailParams ? ` ${opts.mailParams}` : ""}`).then((o) =>
-      assert.deepEqual(codes(o), ["250 2.1.0"], "MAIL"),
-    );
+    await this.send(`MAIL FROM:<${from}>${opts.mailParams ? ` ${opts.mailParams}` : ""}`).then((o) => assert.deepEqual(codes(o), ["250 2.1.0"], "MAIL"));
     for (const to of opts.to ?? ["bob@example.org"]) {
       assert.deepEqual(codes(await this.send(`RCPT TO:<${to}>`)), ["250 2.1.5"], `RCPT ${to}`);
     }

@@ -30,15 +30,42 @@ const RELAY_CASES: RelayCase[] = [
   { name: "mta, unauthenticated, local user", opts: MTA, rcpt: "bob@example.org", expected: "250 2.1.5" },
   { name: "mta, unauthenticated, local user, domain in upper case with root dot", opts: MTA, rcpt: "bob@EXAMPLE.ORG.", expected: "250 2.1.5" },
   { name: "mta, unauthenticated, postmaster of a local domain", opts: MTA, rcpt: "postmaster@example.org", expected: "250 2.1.5" },
-  { name: "mta, unauthenticated, unknown local user", opts: MTA, rcpt: "nobody@example.org", expected: "550 5.1.1", text: "<nobody@example.org>: Recipient address rejected: User unknown in local recipient table" },
+  {
+    name: "mta, unauthenticated, unknown local user",
+    opts: MTA,
+    rcpt: "nobody@example.org",
+    expected: "550 5.1.1",
+    text: "<nobody@example.org>: Recipient address rejected: User unknown in local recipient table",
+  },
   { name: "mta, from mynetworks, remote domain", opts: { mode: "mta", remoteIp: TRUSTED_IP }, rcpt: "x@remote.example", expected: "250 2.1.5" },
-  { name: "mta, from mynetworks as IPv4-mapped IPv6, remote domain", opts: { mode: "mta", remoteIp: "::ffff:192.0.2.99" }, rcpt: "x@remote.example", expected: "250 2.1.5" },
+  {
+    name: "mta, from mynetworks as IPv4-mapped IPv6, remote domain",
+    opts: { mode: "mta", remoteIp: "::ffff:192.0.2.99" },
+    rcpt: "x@remote.example",
+    expected: "250 2.1.5",
+  },
   { name: "mta, from mynetworks (IPv6), remote domain", opts: { mode: "mta", remoteIp: "2001:db8::25" }, rcpt: "x@remote.example", expected: "250 2.1.5" },
-  { name: "mta, from mynetworks, unknown local user still refused", opts: { mode: "mta", remoteIp: TRUSTED_IP }, rcpt: "nobody@example.org", expected: "550 5.1.1" },
-  { name: "mta after TLS, authenticated, remote domain", opts: { mode: "mta", tls: true }, user: "alice@example.org", rcpt: "x@remote.example", expected: "250 2.1.5" },
+  {
+    name: "mta, from mynetworks, unknown local user still refused",
+    opts: { mode: "mta", remoteIp: TRUSTED_IP },
+    rcpt: "nobody@example.org",
+    expected: "550 5.1.1",
+  },
+  {
+    name: "mta after TLS, authenticated, remote domain",
+    opts: { mode: "mta", tls: true },
+    user: "alice@example.org",
+    rcpt: "x@remote.example",
+    expected: "250 2.1.5",
+  },
   { name: "submission, authenticated, remote domain", opts: SUBMISSION, rcpt: "x@remote.example", expected: "250 2.1.5" },
   { name: "submission, authenticated, unknown local user", opts: SUBMISSION, rcpt: "nobody@example.org", expected: "550 5.1.1" },
-  { name: "submissions, authenticated from mynetworks, remote domain", opts: { mode: "submissions", remoteIp: TRUSTED_IP }, rcpt: "x@remote.example", expected: "250 2.1.5" },
+  {
+    name: "submissions, authenticated from mynetworks, remote domain",
+    opts: { mode: "submissions", remoteIp: TRUSTED_IP },
+    rcpt: "x@remote.example",
+    expected: "250 2.1.5",
+  },
 ];
 
 for (const c of RELAY_CASES) {
@@ -71,7 +98,10 @@ test("RFC 5321 §4.1.1.3: RCPT TO:<Postmaster> without a domain is accepted and 
   const h = await ready(MTA);
   await h.expect(["MAIL FROM:<>", "250 2.1.0"], ["RCPT TO:<Postmaster>", "250 2.1.5"], ["DATA", "354"]);
   await h.data("Subject: x\r\n\r\nhi\r\n.\r\n");
-  assert.deepEqual(h.spools[0]!.envelope!.recipients.map((r) => r.address), ["postmaster@example.org"]);
+  assert.deepEqual(
+    h.spools[0]!.envelope!.recipients.map((r) => r.address),
+    ["postmaster@example.org"],
+  );
 });
 
 // ---- sender ownership -----------------------------------------------------------------------------
@@ -181,7 +211,10 @@ test("duplicate RCPTs (any case) are stored once, with the first one's DSN param
     ["DATA", "354"],
   );
   await h.data("Subject: x\r\n\r\nhi\r\n.\r\n");
-  assert.deepEqual(h.spools[0]!.envelope!.recipients.map((r) => [r.address, r.notify]), [["bob@example.org", ["NEVER"]]]);
+  assert.deepEqual(
+    h.spools[0]!.envelope!.recipients.map((r) => [r.address, r.notify]),
+    [["bob@example.org", ["NEVER"]]],
+  );
 });
 
 test("DSN parameters (RET, ENVID, NOTIFY, ORCPT) and BODY land in the envelope, xtext decoded", async () => {
@@ -198,7 +231,11 @@ test("DSN parameters (RET, ENVID, NOTIFY, ORCPT) and BODY land in the envelope, 
   assert.equal(env.ret, "HDRS");
   assert.equal(env.envid, "QQ+123");
   assert.equal(env.body, "8BITMIME");
-  assert.deepEqual(env.recipients[0], { address: "alice@example.org", notify: ["SUCCESS", "FAILURE"], orcpt: { addrType: "rfc822", address: "Alice@example.org" } });
+  assert.deepEqual(env.recipients[0], {
+    address: "alice@example.org",
+    notify: ["SUCCESS", "FAILURE"],
+    orcpt: { addrType: "rfc822", address: "Alice@example.org" },
+  });
   assert.equal(env.recipients[1]!.address, "bob@example.org");
   assert.equal(env.recipients[1]!.notify, undefined);
   assert.equal(env.recipients[1]!.orcpt, undefined);
@@ -302,5 +339,8 @@ test("RCPTs differing only in the local part's case are distinct recipients (RFC
     ["DATA", "354"],
   );
   await h.data("Subject: x\r\n\r\nhi\r\n.\r\n");
-  assert.deepEqual(h.spools[0]!.envelope!.recipients.map((r) => r.address), ["John@remote.example", "john@remote.example"]);
+  assert.deepEqual(
+    h.spools[0]!.envelope!.recipients.map((r) => r.address),
+    ["John@remote.example", "john@remote.example"],
+  );
 });

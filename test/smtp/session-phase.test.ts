@@ -4,20 +4,19 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import {
-  VERB_PHASES,
-  greetedOrConnected,
-  helloOf,
-  phaseRefusal,
-  transactionOf,
-  type CommandPhase,
-  type Phase,
-} from "../../src/smtp/session-phase.js";
+import { VERB_PHASES, greetedOrConnected, helloOf, phaseRefusal, transactionOf, type CommandPhase, type Phase } from "../../src/smtp/session-phase.js";
 import { REFUSALS } from "../../src/smtp/refusals.js";
 import type { Transaction } from "../../src/smtp/message-intake.js";
 
 const hello = { name: "client.example.net", esmtp: true };
-const tx = { sender: { address: "a@example.org" }, params: {}, recipients: [], refusedRecipients: 0, account: null, senderVouched: false } as unknown as Transaction;
+const tx = {
+  sender: { address: "a@example.org" },
+  params: {},
+  recipients: [],
+  refusedRecipients: 0,
+  account: null,
+  senderVouched: false,
+} as unknown as Transaction;
 const phases: Record<CommandPhase["kind"], CommandPhase> = {
   connected: { kind: "connected" },
   greeted: { kind: "greeted", hello },
@@ -26,10 +25,12 @@ const phases: Record<CommandPhase["kind"], CommandPhase> = {
   bdat: { kind: "bdat", hello, tx, message: {} as never },
 };
 const codes = (verb: keyof typeof VERB_PHASES) =>
-  Object.fromEntries(Object.values(phases).map((p) => {
-    const r = phaseRefusal(verb, p);
-    return [p.kind, r ? `${r.code} ${r.lines[0]}` : "ok"];
-  }));
+  Object.fromEntries(
+    Object.values(phases).map((p) => {
+      const r = phaseRefusal(verb, p);
+      return [p.kind, r ? `${r.code} ${r.lines[0]}` : "ok"];
+    }),
+  );
 
 test("MAIL: after HELO/EHLO and outside a transaction only", () => {
   assert.deepEqual(codes("MAIL"), {

@@ -74,9 +74,33 @@ const row = (e: string, duringAuth: string): string[] => [e, e, e, e, e, duringA
 const TABLE: Record<Command, string[]> = {
   EHLO: row("250", NOT_BASE64),
   HELO: row("250", NOT_BASE64),
-  STARTTLS: ["503 5.5.1 ~send EHLO first", "220 2.0.0 +starttls", "220 2.0.0 +starttls", "220 2.0.0 +starttls", "554 5.5.1 ~TLS already active", SASL_JUNK, "554 5.5.1 ~TLS already active"],
-  AUTH: ["503 5.5.1 ~send EHLO first", "503 5.5.1 ~use port 587", "503 5.5.1 ~use port 587", "503 5.5.1 ~use port 587", "503 5.5.1 ~send EHLO first", NOT_BASE64, "503 5.5.1 ~already authenticated"],
-  MAIL: ["503 5.5.1 ~send HELO/EHLO first", "250 2.1.0", "503 5.5.1 ~nested MAIL", "503 5.5.1 ~nested MAIL", "503 5.5.1 ~send HELO/EHLO first", NOT_BASE64, "250 2.1.0"],
+  STARTTLS: [
+    "503 5.5.1 ~send EHLO first",
+    "220 2.0.0 +starttls",
+    "220 2.0.0 +starttls",
+    "220 2.0.0 +starttls",
+    "554 5.5.1 ~TLS already active",
+    SASL_JUNK,
+    "554 5.5.1 ~TLS already active",
+  ],
+  AUTH: [
+    "503 5.5.1 ~send EHLO first",
+    "503 5.5.1 ~use port 587",
+    "503 5.5.1 ~use port 587",
+    "503 5.5.1 ~use port 587",
+    "503 5.5.1 ~send EHLO first",
+    NOT_BASE64,
+    "503 5.5.1 ~already authenticated",
+  ],
+  MAIL: [
+    "503 5.5.1 ~send HELO/EHLO first",
+    "250 2.1.0",
+    "503 5.5.1 ~nested MAIL",
+    "503 5.5.1 ~nested MAIL",
+    "503 5.5.1 ~send HELO/EHLO first",
+    NOT_BASE64,
+    "250 2.1.0",
+  ],
   RCPT: ["503 5.5.1 ~need MAIL", "503 5.5.1 ~need MAIL", "250 2.1.5", "250 2.1.5", "503 5.5.1 ~need MAIL", NOT_BASE64, "503 5.5.1 ~need MAIL"],
   DATA: ["503 5.5.1 ~need MAIL", "503 5.5.1 ~need MAIL", "503 5.5.1 ~need RCPT", "354", "503 5.5.1 ~need MAIL", SASL_JUNK, "503 5.5.1 ~need MAIL"],
   RSET: row("250 2.0.0", SASL_JUNK),
@@ -316,10 +340,7 @@ test("tlsStarted forgets the EHLO: MAIL and AUTH need a new EHLO", async () => {
   const h = new Harness();
   await h.ehlo();
   await h.startTls();
-  await h.expect(
-    ["MAIL FROM:<>", "503 5.5.1"],
-    ["AUTH PLAIN " + plain("alice@example.org", "alice-secret"), "503 5.5.1"],
-  );
+  await h.expect(["MAIL FROM:<>", "503 5.5.1"], ["AUTH PLAIN " + plain("alice@example.org", "alice-secret"), "503 5.5.1"]);
   await h.ehlo();
   await h.expect(["MAIL FROM:<>", "250 2.1.0"]);
 });

@@ -29,7 +29,10 @@ const TYPE = { A: 1, MX: 15, AAAA: 28 } as const;
 const TYPE_NAME: Record<number, string> = { 1: "A", 15: "MX", 28: "AAAA" };
 
 function encodeName(name: string): Buffer {
-  const labels = name.replace(/\.$/, "").split(".").filter((l) => l !== "");
+  const labels = name
+    .replace(/\.$/, "")
+    .split(".")
+    .filter((l) => l !== "");
   return Buffer.concat([...labels.map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l, "ascii")])), Buffer.from([0])]);
 }
 
@@ -50,7 +53,7 @@ function ipv6Bytes(ip: string): Buffer {
   const t = tail !== undefined && tail !== "" ? tail.split(":") : [];
   const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill("0"), ...t];
   const out = Buffer.alloc(16);
-  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), i * 2));
+  for (const [i, g] of groups.entries()) out.writeUInt16BE(parseInt(g, 16), i * 2);
   return out;
 }
 

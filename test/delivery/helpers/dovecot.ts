@@ -23,7 +23,7 @@ export interface Dovecot {
 async function freePort(): Promise<number> {
   const s = createServer();
   await new Promise<void>((ok) => s.listen(0, "127.0.0.1", () => ok()));
-  const { port } = (s.address() as AddressInfo);
+  const { port } = s.address() as AddressInfo;
   await new Promise<void>((ok) => s.close(() => ok()));
   return port;
 }
@@ -80,10 +80,7 @@ export async function startDovecot(users: string[]): Promise<Dovecot> {
   const mail = join(dir, "mail");
   await mkdir(mail);
   if (process.getuid!() === 0) await chown(mail, uid, gid);
-  await writeFile(
-    join(dir, "users"),
-    users.map((u) => `${u}:{PLAIN}unused::::::${u.startsWith("full@") ? "userdb_quota_rule=*:storage=1B" : ""}\n`).join(""),
-  );
+  await writeFile(join(dir, "users"), users.map((u) => `${u}:{PLAIN}unused::::::${u.startsWith("full@") ? "userdb_quota_rule=*:storage=1B" : ""}\n`).join(""));
   const socket = join(dir, "lmtp.sock");
   await writeFile(
     join(dir, "dovecot.conf"),

@@ -191,7 +191,7 @@ class SinkSession {
         if (this.context && !this.tls && (o.starttls ?? !o.implicitTls)) ext.push("STARTTLS");
         if (o.auth && !this.authUser) ext.push("AUTH PLAIN");
         ext.push("ENHANCEDSTATUSCODES");
-        ext.forEach((text, i) => this.write(`250${i < ext.length - 1 ? "-" : " "}${text}`));
+        for (const [i, text] of ext.entries()) this.write(`250${i < ext.length - 1 ? "-" : " "}${text}`);
         return;
       }
       case "HELO":
@@ -353,9 +353,20 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
     get closedSessions() {
       return record.closedSessions;
     },
-    waitForMessages: (n, timeoutMs = 10_000) => waitFor("message", () => record.messages.length >= n, () => `${record.messages.length} of ${n} messages`, timeoutMs),
+    waitForMessages: (n, timeoutMs = 10_000) =>
+      waitFor(
+        "message",
+        () => record.messages.length >= n,
+        () => `${record.messages.length} of ${n} messages`,
+        timeoutMs,
+      ),
     waitForClosedSessions: (n, timeoutMs = 10_000) =>
-      waitFor("closed", () => record.closedSessions >= n, () => `${record.closedSessions} of ${n} connections closed`, timeoutMs),
+      waitFor(
+        "closed",
+        () => record.closedSessions >= n,
+        () => `${record.closedSessions} of ${n} connections closed`,
+        timeoutMs,
+      ),
     dropSessions(): void {
       for (const s of sockets) s.destroy();
     },

@@ -20,9 +20,23 @@ async function generate(): Promise<TestCert> {
     const key = join(dir, "k");
     const cert = join(dir, "c");
     await run("openssl", [
-      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-      "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost", "-days", "2",
-      "-keyout", key, "-out", cert,
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-subj",
+      "/CN=localhost",
+      "-addext",
+      "subjectAltName=DNS:localhost",
+      "-days",
+      "2",
+      "-keyout",
+      key,
+      "-out",
+      cert,
     ]);
     return { key: await readFile(key, "utf8"), cert: await readFile(cert, "utf8") };
   } finally {

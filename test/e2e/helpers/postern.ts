@@ -129,7 +129,10 @@ export async function startPostern(opts: { config?: Record<string, unknown>; use
     if (found) return Promise.resolve(found);
     return new Promise<LogLine>((ok, fail) => {
       const timer = setTimeout(() => {
-        const recent = logs.slice(-8).map((l) => JSON.stringify(l)).join("\n");
+        const recent = logs
+          .slice(-8)
+          .map((l) => JSON.stringify(l))
+          .join("\n");
         fail(new Error(`timed out waiting for a log line; the last ones:\n${recent}`));
       }, timeoutMs);
       waiters.push({ pred, resolve: (l) => (clearTimeout(timer), ok(l)) });

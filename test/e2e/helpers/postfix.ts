@@ -49,7 +49,9 @@ export interface PrivatePostfix {
 }
 
 function idOf(file: string, name: string): number | undefined {
-  const line = readFileSync(file, "latin1").split("\n").find((l) => l.startsWith(`${name}:`));
+  const line = readFileSync(file, "latin1")
+    .split("\n")
+    .find((l) => l.startsWith(`${name}:`));
   return line === undefined ? undefined : Number(line.split(":")[2]);
 }
 
@@ -86,7 +88,9 @@ export async function startPostfix(opts: PostfixOptions): Promise<PrivatePostfix
   const smtpPort = await freePort();
   const relayhost = `[127.0.0.1]:${opts.relayPort}`;
   await writeFile(join(dir, "sasl_passwd"), `${relayhost} ${opts.login}:${opts.password}\n`, { mode: 0o600 });
-  const transport = Object.entries(opts.transport ?? {}).map(([k, v]) => `${k} ${v}\n`).join("");
+  const transport = Object.entries(opts.transport ?? {})
+    .map(([k, v]) => `${k} ${v}\n`)
+    .join("");
   await writeFile(join(dir, "transport"), transport);
   await writeFile(
     join(dir, "main.cf"),
