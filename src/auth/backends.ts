@@ -8,6 +8,7 @@ import { DovecotAuthClient } from "./dovecot-client.js";
 import { DovecotMechanism } from "./dovecot-mechanism.js";
 import { PasswdFileStore } from "./passwd-file.js";
 import { SaslauthdAuthenticator } from "./saslauthd.js";
+import { PasswordOnlyAuthenticator } from "./password-only.js";
 import type { AuthLog, Authenticator, UserInfo } from "./types.js";
 import { createServerMechanism, findMechanism, mechanismRank, mechanismsFor } from "../sasl/index.js";
 import { SCRAM_DEFAULT_ITERATIONS, SCRAM_SALT_BYTES } from "../sasl/secrets.js";
@@ -38,8 +39,10 @@ interface Backend {
 const NOT_PASSED_THROUGH = new Set(["ANONYMOUS", "EXTERNAL"]);
 
 /** A Dovecot backend verifying plaintext (PLAIN through Dovecot) when our own mechanisms drive. */
-class DovecotVerifier implements Authenticator {
-  constructor(private readonly client: DovecotAuthClient) {}
+class DovecotVerifier extends PasswordOnlyAuthenticator {
+  constructor(private readonly client: DovecotAuthClient) {
+    super();
+  }
   async verifyPassword(user: string, password: string): Promise<VerifyResult> {
     if (user === "" || password === "") return { ok: false, reason: "bad-password", detail: "empty user or password" };
     const step = await new DovecotMechanism("PLAIN", this.client, {}).start(Buffer.from(`\0${user}\0${password}`, "utf8"));
@@ -47,22 +50,7 @@ class DovecotVerifier implements Authenticator {
     if (step.kind === "failure" && step.reason === "backend-error") return { ok: false, reason: "backend-error", detail: step.detail };
     return { ok: false, reason: "bad-password", detail: step.kind === "failure" ? step.detail : "unexpected challenge" };
   }
-  async scramSha256(): Promise<null> {
-    return null;
-  }
-  async cramMd5(): Promise<null> {
-    return null;
-  }
-  async digestMd5(): Promise<null> {
-    return null;
-  }
-  credentials(): readonly CredentialKind[] {
-    return ["password"];
-  }
-  async lookupUser(): Promise<UserInfo | null> {
-    return null;
-  }
-  close(): void {
+  override close(): void {
     this.client.close();
   }
 }

@@ -6,8 +6,9 @@
  * plaintext passwords (PAM, shadow, LDAP, …) and cannot tell an unknown user from a wrong password.
  */
 import { connect } from "node:net";
-import type { AuthLog, Authenticator, UserInfo } from "./types.js";
-import type { CredentialKind, VerifyResult } from "../sasl/types.js";
+import type { AuthLog } from "./types.js";
+import type { VerifyResult } from "../sasl/types.js";
+import { PasswordOnlyAuthenticator } from "./password-only.js";
 
 export interface SaslauthdOptions {
   /** The mux socket: /run/saslauthd/mux (Debian: /var/run/saslauthd/mux). */
@@ -52,8 +53,11 @@ export function saslauthdRequest(socketPath: string, fields: string[], timeoutMs
   });
 }
 
-export class SaslauthdAuthenticator implements Authenticator {
-  constructor(private readonly opts: SaslauthdOptions) {}
+/** saslauthd checks passwords and hands out no secrets. */
+export class SaslauthdAuthenticator extends PasswordOnlyAuthenticator {
+  constructor(private readonly opts: SaslauthdOptions) {
+    super();
+  }
 
   async verifyPassword(user: string, password: string): Promise<VerifyResult> {
     // SECURITY.md rule 15: never ask with an empty user or password (some PAM stacks accept them).
@@ -70,23 +74,4 @@ export class SaslauthdAuthenticator implements Authenticator {
       return { ok: false, reason: "backend-error", detail: `saslauthd: ${(err as Error).message}` };
     }
   }
-
-  async scramSha256(): Promise<null> {
-    return null;
-  }
-  async cramMd5(): Promise<null> {
-    return null;
-  }
-  async digestMd5(): Promise<null> {
-    return null;
-  }
-  /** saslauthd checks passwords and hands out no secrets. */
-  credentials(): readonly CredentialKind[] {
-    return ["password"];
-  }
-  /** saslauthd has no directory: accounts come from the local user store (or the login itself). */
-  async lookupUser(): Promise<UserInfo | null> {
-    return null;
-  }
-  close(): void {}
 }

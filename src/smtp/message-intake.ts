@@ -296,7 +296,7 @@ function asSenderRefusal(check: Extract<Decision, { allow: false }>): Refusal {
 }
 
 /** What the checks read when the client's lines are body to every next hop. */
-const NO_FIELDS: HeaderInfo = {
+export const NO_FIELDS: HeaderInfo = {
   fields: [],
   truncated: false,
   malformed: false,

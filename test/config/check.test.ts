@@ -5,38 +5,19 @@
  */
 import { describe, it, test } from "node:test";
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { runCli } from "../e2e/helpers/postern.js";
 import { closestKey, parseConfigText } from "../../src/config/load.js";
 import { configWarnings, netBreadth } from "../../src/config/risks.js";
 import { auditService, auditTls, maildirRoot } from "../../src/cli/config-audit.js";
-
-const run = promisify(execFile);
+import { makeSelfSigned } from "../helpers/self-signed.js";
 
 async function makePair(dir: string, name: string, days = 30): Promise<{ cert: string; key: string }> {
   const cert = join(dir, `${name}.crt`);
   const key = join(dir, `${name}.key`);
-  await run("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:P-256",
-    "-nodes",
-    "-subj",
-    `/CN=${name}`,
-    "-days",
-    String(days),
-    "-keyout",
-    key,
-    "-out",
-    cert,
-  ]);
+  await makeSelfSigned({ cn: name, cert, key, days });
   return { cert, key };
 }
 

@@ -5,20 +5,19 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { execFile, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { createServer, type AddressInfo, type Server } from "node:net";
 import { readFileSync } from "node:fs";
 import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { stringify } from "yaml";
 import { BIN } from "./helpers/postern.js";
 import { RawSmtp } from "./helpers/raw-smtp.js";
 import { serveOnce, type ServeResult } from "./helpers/serve-once.js";
 import { baseTestConfig } from "../helpers/test-config.js";
+import { makeSelfSigned } from "../helpers/self-signed.js";
 
-const run = promisify(execFile);
 /** An OpenSSL error code such as error:05800074 is not an explanation. */
 const OPENSSL_CODE = /error:[0-9A-F]{8}/;
 
@@ -127,23 +126,7 @@ describe("startup errors name the setting, the file and the fix (issue 12)", () 
       tls = join(dir, "tls");
       await mkdir(tls);
       for (const name of ["a", "b"]) {
-        await run("openssl", [
-          "req",
-          "-x509",
-          "-newkey",
-          "ec",
-          "-pkeyopt",
-          "ec_paramgen_curve:P-256",
-          "-nodes",
-          "-subj",
-          `/CN=${name}.example.org`,
-          "-days",
-          "2",
-          "-keyout",
-          join(tls, `${name}.key`),
-          "-out",
-          join(tls, `${name}.crt`),
-        ]);
+        await makeSelfSigned({ cn: `${name}.example.org`, key: join(tls, `${name}.key`), cert: join(tls, `${name}.crt`) });
       }
     });
 

@@ -4,37 +4,18 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect as netConnect } from "node:net";
 import { connect as tlsConnect } from "node:tls";
-import { promisify } from "node:util";
 import { parse, stringify } from "yaml";
 import { runCli, startPostern, type Postern } from "../e2e/helpers/postern.js";
 import { RawSmtp } from "../e2e/helpers/raw-smtp.js";
-
-const run = promisify(execFile);
+import { makeSelfSigned } from "../helpers/self-signed.js";
 
 async function makeCert(dir: string, cn: string): Promise<void> {
-  await run("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:P-256",
-    "-nodes",
-    "-subj",
-    `/CN=${cn}`,
-    "-days",
-    "2",
-    "-keyout",
-    join(dir, "key.pem"),
-    "-out",
-    join(dir, "cert.pem"),
-  ]);
+  await makeSelfSigned({ cn, key: join(dir, "key.pem"), cert: join(dir, "cert.pem") });
 }
 
 /** The CN of the certificate a fresh STARTTLS handshake on `port` gets. */

@@ -12,6 +12,7 @@ import { buffer } from "node:stream/consumers";
 import { ContentPipeline, type ContentContext, type ContentStep, type StepRun } from "../../src/smtp/content-steps.js";
 import { reply } from "../../src/smtp/reply.js";
 import type { HeaderInfo } from "../../src/smtp/headers.js";
+import { NO_FIELDS } from "../../src/smtp/message-intake.js";
 import { Spool } from "../../src/queue/spool.js";
 import type { NewEnvelope } from "../../src/queue/types.js";
 import { codes, ready, type Harness } from "./session-helpers.js";
@@ -146,16 +147,7 @@ test("a step that throws gets 451 4.3.0 and nothing is queued; a message refused
 
 // ---- the pipeline on its own ---------------------------------------------------------------
 
-const NO_HEADERS: HeaderInfo = {
-  fields: [],
-  truncated: false,
-  malformed: false,
-  nul: false,
-  disguised: [],
-  get: () => undefined,
-  getAll: () => [],
-  count: () => 0,
-};
+const NO_HEADERS: HeaderInfo = NO_FIELDS;
 const ENVELOPE: NewEnvelope = { mailFrom: "a@b.test", client: { ip: "127.0.0.1", helo: "h", listener: "mta" }, recipients: [{ address: "c@d.test" }] };
 
 function recorder(name: string, fields: string[], log: string[]): ContentStep {
