@@ -9,10 +9,11 @@ import { DovecotMechanism } from "./dovecot-mechanism.js";
 import { PasswdFileStore } from "./passwd-file.js";
 import { SaslauthdAuthenticator } from "./saslauthd.js";
 import { PasswordOnlyAuthenticator } from "./password-only.js";
-import type { AuthLog, Authenticator, UserInfo } from "./types.js";
+import type { Authenticator, UserInfo } from "./types.js";
 import { createServerMechanism, findMechanism, mechanismRank, mechanismsFor } from "../sasl/index.js";
 import { SCRAM_DEFAULT_ITERATIONS, SCRAM_SALT_BYTES } from "../sasl/secrets.js";
 import type { CredentialKind, CredentialVerifier, SaslServerMechanism, SaslServerOptions, VerifyResult } from "../sasl/types.js";
+import type { InfoWarnLog } from "../base/log.js";
 
 export type BackendName = "sqlite" | "passwd-file" | "dovecot" | "saslauthd";
 
@@ -63,7 +64,7 @@ export interface AuthBackendsOptions {
   /** Local domains: a bare login from saslauthd/Dovecot is `login@<first domain>` for sender checks. */
   localDomains: readonly string[];
   digestMd5: boolean;
-  log?: AuthLog;
+  log?: InfoWarnLog;
 }
 
 export class AuthBackends {

@@ -8,7 +8,7 @@
  * the handshake is done it offers no mechanisms (AUTH gets 504, a lost connection 454).
  */
 import { connect, type Socket } from "node:net";
-import type { AuthLog } from "./types.js";
+import type { InfoWarnLog } from "../base/log.js";
 
 export interface DovecotAuthOptions {
   /** "unix:/run/dovecot/auth-client", a bare absolute path, or "host:port". */
@@ -16,7 +16,7 @@ export interface DovecotAuthOptions {
   service: string;
   /** Per request step: Dovecot's own answer time (including its auth_failure_delay) must fit. */
   timeoutMs?: number;
-  log?: AuthLog;
+  log?: InfoWarnLog;
 }
 
 export interface DovecotReply {

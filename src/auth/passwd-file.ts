@@ -10,9 +10,10 @@
 import { readFileSync, statSync, watch, type FSWatcher } from "node:fs";
 import { basename, dirname } from "node:path";
 import { cramMd5SecretOf, parseStoredPassword, scramSecretOf, unsupportedReason, verifyStoredPassword, type StoredPassword } from "./dovecot-schemes.js";
-import type { AuthLog, Authenticator, UserInfo } from "./types.js";
+import type { Authenticator, UserInfo } from "./types.js";
 import { SCRAM_DEFAULT_ITERATIONS, SCRAM_SALT_BYTES } from "../sasl/secrets.js";
 import type { CramMd5Secret, CredentialKind, ScramCredentials, ScramShape, VerifyResult } from "../sasl/types.js";
+import type { InfoWarnLog } from "../base/log.js";
 
 interface Entry {
   user: string;
@@ -28,7 +29,7 @@ export interface SkippedLine {
 
 export interface PasswdFileOptions {
   path: string;
-  log?: AuthLog;
+  log?: InfoWarnLog;
 }
 
 /** ASCII case folding, like the SQLite store's COLLATE NOCASE. */

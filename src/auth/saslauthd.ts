@@ -6,9 +6,10 @@
  * plaintext passwords (PAM, shadow, LDAP, …) and cannot tell an unknown user from a wrong password.
  */
 import { connect } from "node:net";
-import type { AuthLog } from "./types.js";
+
 import type { VerifyResult } from "../sasl/types.js";
 import { PasswordOnlyAuthenticator } from "./password-only.js";
+import type { InfoWarnLog } from "../base/log.js";
 
 export interface SaslauthdOptions {
   /** The mux socket: /run/saslauthd/mux (Debian: /var/run/saslauthd/mux). */
@@ -17,7 +18,7 @@ export interface SaslauthdOptions {
   /** Realm sent with each check; empty by default (saslauthd -r splits user@realm itself). */
   realm?: string;
   timeoutMs?: number;
-  log?: AuthLog;
+  log?: InfoWarnLog;
 }
 
 const MAX_FIELD = 0xffff;

@@ -1,5 +1,4 @@
 import type { CredentialVerifier } from "../sasl/types.js";
-import type { InfoWarnLog } from "../base/log.js";
 
 /** A user as the policy and delivery layers see it. */
 export interface UserInfo {
@@ -17,6 +16,3 @@ export interface Authenticator extends CredentialVerifier {
   lookupUser(address: string): Promise<UserInfo | null>;
   close(): void;
 }
-
-/** What backends log through (src/base/log.ts; a pino logger fits). */
-export type AuthLog = InfoWarnLog;

@@ -4,12 +4,13 @@
  * transaction has started its replies stand). All recipients for the destination share one
  * transaction; sessions come from the pool (reuse, concurrency limits).
  */
-import type { Envelope, EnvelopeRecipient, QueueLogger, RecipientResult } from "../queue/types.js";
+import type { Envelope, EnvelopeRecipient, RecipientResult } from "../queue/types.js";
 import type { MessageSource } from "../queue/types.js";
 import type { MxResolver } from "./mx.js";
 import { SmtpClient, SmtpClientError, type SmtpTlsMode } from "./smtp-client.js";
 import type { SmtpPool } from "./smtp-pool.js";
 import type { TlsRequirement } from "./transport.js";
+import type { Log } from "../base/log.js";
 
 export interface SmtpEndpoint {
   host: string;
@@ -27,7 +28,7 @@ export interface SmtpEndpoint {
 export interface RemoteContext {
   pool: SmtpPool;
   heloName: string;
-  logger: QueueLogger;
+  logger: Log;
   /** Hosts tried per attempt at most (Postfix smtp_mx_address_limit is 5). */
   maxHosts?: number;
 }

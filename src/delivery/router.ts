@@ -4,7 +4,7 @@
  * discard, reject); recipients for the same destination share one session. Produces one
  * RecipientResult per recipient given: 2xx delivered, 4xx or a broken connection deferred, 5xx failed.
  */
-import type { DeliverFn, Envelope, EnvelopeRecipient, MessageSource, QueueLogger, RecipientResult } from "../queue/types.js";
+import type { DeliverFn, Envelope, EnvelopeRecipient, MessageSource, RecipientResult } from "../queue/types.js";
 import { normaliseDomain } from "../base/domain.js";
 import type { AliasResolver } from "./aliases.js";
 import { deliverLmtp } from "./lmtp.js";
@@ -15,6 +15,7 @@ import { isSafePath } from "./smtp-client.js";
 import type { SmarthostConfig } from "./smarthost.js";
 import { SmtpPool } from "./smtp-pool.js";
 import { transportKey, TransportTable, type Transport } from "./transport.js";
+import type { Log } from "../base/log.js";
 
 export interface DelivererOptions {
   /** Decides on the final domain, lower-cased without a trailing dot. */
@@ -24,7 +25,7 @@ export interface DelivererOptions {
   smarthost?: SmarthostConfig;
   heloName: string;
   fsync: boolean;
-  logger: QueueLogger;
+  logger: Log;
   /** Per-domain routes; without it: local → Maildir, the rest → smarthost, else MX. */
   transport?: TransportTable;
   /** MX lookups; without it a route to MX defers with NO_ROUTE_DETAIL. */

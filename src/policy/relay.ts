@@ -6,7 +6,7 @@ import type { ListenerMode } from "../base/listener-mode.js";
 import { normaliseDomain } from "../base/domain.js";
 import { C550MailboxUnavail, localError, policyRefusal, Se511BadDestMailbox } from "../base/reply-codes.js";
 import { reply } from "../base/reply.js";
-import { deny, type Decision } from "./decision.js";
+import { deny, type Decision } from "../base/decision.js";
 import type { NetworkList } from "./networks.js";
 
 /** The parts of a parsed path the policy needs (see smtp/address.ts). */

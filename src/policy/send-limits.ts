@@ -5,7 +5,7 @@
  * Counted when a message is queued. 0 turns a limit off. No I/O; the clock is injected.
  */
 import { policyDeferral } from "../base/reply-codes.js";
-import { ALLOW, deny, type Decision } from "./decision.js";
+import { ALLOW, deny, type Decision } from "../base/decision.js";
 
 export interface SendLimitsConfig {
   messagesPerHour: number;

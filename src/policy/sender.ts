@@ -16,7 +16,7 @@
 import { normaliseDomain } from "../base/domain.js";
 import { DEFAULT_RECIPIENT_DELIMITER, isSubaddressOf } from "../base/mailbox.js";
 import { contentRefusal, policyRefusal } from "../base/reply-codes.js";
-import { ALLOW, deny, type Decision } from "./decision.js";
+import { ALLOW, deny, type Decision } from "../base/decision.js";
 
 export interface SenderOwner {
   address: string;

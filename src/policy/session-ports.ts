@@ -6,14 +6,15 @@
 import { randomBytes } from "node:crypto";
 import { policyRefusal } from "../base/reply-codes.js";
 import type { MailPath } from "../smtp/address.js";
-import type { PolicyContext, SenderAccount, SessionLog, SessionPorts } from "../smtp/session-types.js";
+import type { PolicyContext, SenderAccount, SessionPorts } from "../smtp/session-types.js";
 import type { CredentialVerifier, SaslServerMechanism, SaslServerOptions } from "../sasl/types.js";
 import type { AuthThrottle } from "./auth-throttle.js";
 import { guardConnection } from "./auth-guard.js";
 import { authzidRule } from "./authzid.js";
-import { ALLOW, deny, type Decision } from "./decision.js";
+import { ALLOW, deny, type Decision } from "../base/decision.js";
 import type { RelayPolicy } from "./relay.js";
 import { checkEnvelopeSender, checkFromHeader } from "./sender.js";
+import type { InfoWarnLog } from "../base/log.js";
 
 /** What the credential backends offer (src/auth/backends.ts AuthBackends; a test store in tests). */
 export interface AuthSource {
@@ -58,7 +59,7 @@ export type PolicyPorts = Pick<
 /** The connection a session's policy ports serve. */
 export interface PolicyConnection {
   remoteIp: string;
-  log: SessionLog;
+  log: InfoWarnLog;
 }
 
 /**

@@ -6,7 +6,8 @@
 import type { Readable } from "node:stream";
 import type { QueueRunner } from "./scheduler.js";
 import type { QueueStore } from "./store.js";
-import type { Envelope, QueueLogger } from "./types.js";
+import type { Envelope } from "./types.js";
+import type { Log } from "../base/log.js";
 
 export type QueueStatus = "active" | "held" | "deferred" | "queued";
 
@@ -135,7 +136,7 @@ export class QueueAdmin extends QueueReader {
   constructor(
     spool: QueueStore,
     private readonly runner: QueueRunner,
-    private readonly logger: Pick<QueueLogger, "info">,
+    private readonly logger: Pick<Log, "info">,
     now: () => number = Date.now,
   ) {
     super(spool, now);

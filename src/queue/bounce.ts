@@ -21,7 +21,8 @@
  */
 import { buildDsn, type DsnAction, type DsnRecipient } from "./dsn-message.js";
 import type { QueueLease, QueueStore } from "./store.js";
-import type { Envelope, EnvelopeRecipient, NewEnvelope, QueueLogger } from "./types.js";
+import type { Envelope, EnvelopeRecipient, NewEnvelope } from "./types.js";
+import type { Log } from "../base/log.js";
 
 export interface DsnNotifierOptions {
   /** Where the original is read and the report is queued. */
@@ -36,7 +37,7 @@ export interface DsnNotifierOptions {
   maxLifetimeSec: number;
   /** Tells the runner a report was committed (QueueRunner.enqueued). */
   enqueue(id: string): void;
-  logger: QueueLogger;
+  logger: Log;
   now?: () => number;
 }
 

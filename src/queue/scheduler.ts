@@ -8,7 +8,8 @@
  * so a message does not outlive its lifetime by a whole back-off step.
  */
 import type { QueueLease, QueueStore } from "./store.js";
-import type { DeliverFn, Envelope, EnvelopeRecipient, QueueLogger, RecipientResult, RetrySchedule } from "./types.js";
+import type { DeliverFn, Envelope, EnvelopeRecipient, RecipientResult, RetrySchedule } from "./types.js";
+import type { Log } from "../base/log.js";
 
 export const DEFAULT_RETRY_SCHEDULE: RetrySchedule = {
   firstRetrySec: 300,
@@ -29,7 +30,7 @@ export interface QueueRunnerOptions {
   retrySchedule?: Partial<RetrySchedule>;
   /** Messages attempted at the same time. */
   concurrency: number;
-  logger: QueueLogger;
+  logger: Log;
   now?: () => number;
   /**
    * Called once no recipient is pending and at least one failed or asked for a success notice
@@ -57,7 +58,7 @@ export class QueueRunner {
   private readonly deliver: DeliverFn;
   private readonly schedule: RetrySchedule;
   private readonly concurrency: number;
-  private readonly logger: QueueLogger;
+  private readonly logger: Log;
   private readonly now: () => number;
   private readonly onFinal?: QueueRunnerOptions["onFinal"];
   private readonly onDeferred?: QueueRunnerOptions["onDeferred"];

@@ -26,12 +26,13 @@ import { assertQueueId, isQueueId } from "./queue-id.js";
 import { fileMessage } from "./message-file.js";
 import { SpoolMessageWriter, type SpoolFault, type SpoolFiles } from "./spool-writer.js";
 import { LeaseLostError, type QueueLease, type QueueStore } from "./store.js";
-import type { Envelope, MessageSource, QueueLogger, SpoolWriter } from "./types.js";
+import type { Envelope, MessageSource, SpoolWriter } from "./types.js";
+import type { Log } from "../base/log.js";
 
 export interface SpoolOptions {
   /** fsync files and directories before acknowledging (default true; only tests turn it off). */
   fsync?: boolean;
-  logger?: QueueLogger;
+  logger?: Log;
   /** Clock for receivedAt, ids and lease expiry (ms since epoch). */
   now?: () => number;
   /** TEST ONLY: makes the spool writer fail as a full or broken disk would (spool-writer.ts). */
@@ -95,7 +96,7 @@ export class Spool implements QueueStore, SpoolFiles {
   readonly dir: string;
   readonly fsync: boolean;
   readonly now: () => number;
-  private readonly logger?: QueueLogger;
+  private readonly logger?: Log;
   private readonly fault?: SpoolFault;
   private readonly leases = new Map<string, FileLease>();
   private readonly msgSyncer: DirSyncer;

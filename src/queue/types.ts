@@ -4,7 +4,6 @@
  */
 import type { Readable } from "node:stream";
 import type { ListenerMode } from "../base/listener-mode.js";
-import type { Log } from "../base/log.js";
 
 export type DsnNotify = "NEVER" | "SUCCESS" | "FAILURE" | "DELAY";
 
@@ -118,9 +117,6 @@ export interface RecipientResult {
   remoteMta?: string;
   dsnPassedOn?: boolean;
 }
-
-/** The structured logger the queue needs (src/base/log.ts: pino's signature, fields first). */
-export type QueueLogger = Log;
 
 /** One delivery attempt for some of a message's recipients; one result per recipient given. */
 export type DeliverFn = (env: Envelope, message: MessageSource, recipients: EnvelopeRecipient[]) => Promise<RecipientResult[]>;

@@ -6,7 +6,7 @@
 import { reply, type Reply } from "./reply.js";
 import type { MessageIntake } from "./message-intake.js";
 import type { CommandPhase, Phase } from "./session-phase.js";
-import type { SessionLog } from "./session-types.js";
+import type { InfoWarnLog } from "../base/log.js";
 
 export type ChunkPhase = Extract<Phase, { kind: "chunk" }>;
 
@@ -24,7 +24,7 @@ export type ChunkOutcome = { kind: "more" } | ChunkEnd;
  * rule 1, as in DATA: 521 5.5.2 and close); the rest of the chunk is never read (the connection
  * ends), so nothing after it can be taken as a command.
  */
-export async function takeChunkOctets(phase: ChunkPhase, bytes: Buffer, log: SessionLog): Promise<ChunkOutcome> {
+export async function takeChunkOctets(phase: ChunkPhase, bytes: Buffer, log: InfoWarnLog): Promise<ChunkOutcome> {
   const { chunk, resume } = phase;
   chunk.remaining -= bytes.length;
   // The octets of a refused BDAT (no message) are read and dropped.
@@ -45,7 +45,7 @@ function bareLineEnd(resume: Extract<Phase, { kind: "bdat" }>): ChunkEnd {
 }
 
 /** All the chunk's octets are in (or it had none): its reply, and the phase after it. */
-export function endChunk(phase: ChunkPhase, log: SessionLog): ChunkEnd {
+export function endChunk(phase: ChunkPhase, log: InfoWarnLog): ChunkEnd {
   const { chunk, resume } = phase;
   if (chunk.refusal) return { kind: "reply", next: resume, reply: chunk.refusal };
   if (resume.kind !== "bdat") throw new Error(`an accepted chunk outside the bdat phase (${resume.kind})`);

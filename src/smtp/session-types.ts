@@ -10,8 +10,6 @@ import type { InfoWarnLog } from "../base/log.js";
 import type { NewEnvelope, SpoolWriter } from "../queue/types.js";
 import type { ContentStep } from "./content-steps.js";
 
-export type { ListenerMode } from "../base/listener-mode.js";
-
 export interface SessionSettings {
   hostname: string;
   banner: string;
@@ -46,9 +44,6 @@ export interface ConnectionFacts {
   tls?: { version: string; cipher: string };
 }
 
-/** A logged event; the connection layer adds the connection id and client address. */
-export type SessionLog = InfoWarnLog;
-
 export interface SenderAccount {
   address: string;
   senders: readonly string[];
@@ -79,7 +74,7 @@ export interface SessionPorts {
   /** Called after a successful commit, before 250 is sent. */
   queued(id: string, envelope: NewEnvelope): void;
   delay(ms: number): Promise<void>;
-  log: SessionLog;
+  log: InfoWarnLog;
   now(): Date;
   /** Password-guessing defence for this connection (absent: none, as in unit tests). */
   authGuard?: AuthGuard;

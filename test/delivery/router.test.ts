@@ -9,11 +9,12 @@ import { createDeliverer, NO_ROUTE_DETAIL, type DelivererOptions } from "../../s
 import { QueueRunner } from "../../src/queue/scheduler.js";
 import { Spool } from "../../src/queue/spool.js";
 import { fileMessage } from "../../src/queue/message-file.js";
-import type { Envelope, EnvelopeRecipient, MessageSource, QueueLogger } from "../../src/queue/types.js";
+import type { Envelope, EnvelopeRecipient, MessageSource } from "../../src/queue/types.js";
 import { startSink } from "./helpers/sink.js";
 import { testCert } from "./helpers/tls-cert.js";
+import type { Log } from "../../src/base/log.js";
 
-const quiet: QueueLogger = { info: () => undefined, warn: () => undefined, error: () => undefined };
+const quiet: Log = { info: () => undefined, warn: () => undefined, error: () => undefined };
 
 async function tempDir(): Promise<string> {
   return mkdtemp(join(tmpdir(), "postern-router-"));

@@ -15,13 +15,14 @@ import { createDeliverer, type DelivererOptions } from "../../src/delivery/route
 import { SmtpPool } from "../../src/delivery/smtp-pool.js";
 import { TransportTable } from "../../src/delivery/transport.js";
 import { fileMessage } from "../../src/queue/message-file.js";
-import type { Envelope, EnvelopeRecipient, MessageSource, QueueLogger } from "../../src/queue/types.js";
+import type { Envelope, EnvelopeRecipient, MessageSource } from "../../src/queue/types.js";
 import { startDnsServer, type DnsServer } from "./helpers/dns-server.js";
 import { startSink, type Sink } from "./helpers/sink.js";
 import { testCert } from "./helpers/tls-cert.js";
+import type { Log } from "../../src/base/log.js";
 
 const logs: { event?: string }[] = [];
-const logger: QueueLogger = { info: (o) => void logs.push(o), warn: (o) => void logs.push(o), error: (o) => void logs.push(o) };
+const logger: Log = { info: (o) => void logs.push(o), warn: (o) => void logs.push(o), error: (o) => void logs.push(o) };
 let dns: DnsServer;
 let root: string;
 

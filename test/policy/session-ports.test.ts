@@ -13,9 +13,10 @@ import { SendLimits } from "../../src/policy/send-limits.js";
 import { AuthBackends } from "../../src/auth/backends.js";
 import { parsePath } from "../../src/smtp/address.js";
 import type { MailPath } from "../../src/smtp/address.js";
-import type { PolicyContext, SessionLog } from "../../src/smtp/session-types.js";
+import type { PolicyContext } from "../../src/smtp/session-types.js";
 import { MemoryVerifier } from "../helpers/memory-verifier.js";
 import { Harness, memoryDirectory, plain, USERS } from "../smtp/session-helpers.js";
+import type { InfoWarnLog } from "../../src/base/log.js";
 
 const ALICE = "alice@example.org";
 const path = (address: string): MailPath => {
@@ -66,7 +67,7 @@ function backends(): AuthBackends {
   });
 }
 
-function recorder(): SessionLog & { warnings: Record<string, unknown>[] } {
+function recorder(): InfoWarnLog & { warnings: Record<string, unknown>[] } {
   const warnings: Record<string, unknown>[] = [];
   return { warnings, info: () => undefined, warn: (fields) => void warnings.push(fields) };
 }

@@ -3,7 +3,8 @@ import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Spool, type SpoolOptions } from "../../src/queue/spool.js";
-import type { NewEnvelope, QueueLogger } from "../../src/queue/types.js";
+import type { NewEnvelope } from "../../src/queue/types.js";
+import type { Log } from "../../src/base/log.js";
 
 export async function tempDir(prefix = "postern-queue-"): Promise<string> {
   return mkdtemp(join(tmpdir(), prefix));
@@ -36,7 +37,7 @@ export interface LogEntry {
   msg: string;
 }
 
-export function memoryLogger(): QueueLogger & { entries: LogEntry[] } {
+export function memoryLogger(): Log & { entries: LogEntry[] } {
   const entries: LogEntry[] = [];
   return {
     entries,

@@ -20,7 +20,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { simpleParser } from "mailparser";
 import { DataEncoder } from "../../src/delivery/data-encoder.js";
-import { ALLOW } from "../../src/policy/decision.js";
+import { ALLOW } from "../../src/base/decision.js";
 import { ready, codes, type Harness, type HarnessOptions } from "./session-helpers.js";
 import { runs } from "./fuzz-config.js";
 

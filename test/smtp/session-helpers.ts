@@ -6,7 +6,8 @@
  * No sockets: the tests drive the state machine line by line, as the connection layer would.
  */
 import assert from "node:assert/strict";
-import { Session, type ConnectionFacts, type ListenerMode, type SessionOutput, type SessionPorts, type SessionSettings } from "../../src/smtp/session.js";
+import { Session, type ConnectionFacts, type SessionOutput, type SessionPorts, type SessionSettings } from "../../src/smtp/session.js";
+import type { ListenerMode } from "../../src/base/listener-mode.js";
 import type { Reply } from "../../src/smtp/reply.js";
 import { RelayPolicy } from "../../src/policy/relay.js";
 import { NetworkList } from "../../src/policy/networks.js";
