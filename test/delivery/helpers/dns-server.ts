@@ -1,6 +1,6 @@
 /**
  * A tiny authoritative DNS server for tests (RFC 1035 wire format over UDP on 127.0.0.1):
- * answers A, AAAA and MX from a zone given as data, NXDOMAIN for unknown names, NODATA for known
+ * answers A, AAAA, MX and TXT from a zone given as data, NXDOMAIN for unknown names, NODATA for known
  * names without the asked type. Enough for node's dns.promises.Resolver with setServers().
  */
 import { createSocket, type Socket } from "node:dgram";
@@ -11,6 +11,8 @@ export interface ZoneEntry {
   AAAA?: string[];
   /** exchange "" or "." is the null MX of RFC 7505. */
   MX?: { preference: number; exchange: string }[];
+  /** One string per record; longer than 255 octets, it is sent as several character-strings (RFC 7208 §3.3). */
+  TXT?: string[];
   /** Answer every query for this name with SERVFAIL (a temporary DNS failure). */
   servfail?: boolean;
 }
@@ -25,8 +27,8 @@ export interface DnsServer {
   close(): Promise<void>;
 }
 
-const TYPE = { A: 1, MX: 15, AAAA: 28 } as const;
-const TYPE_NAME: Record<number, string> = { 1: "A", 15: "MX", 28: "AAAA" };
+const TYPE = { A: 1, MX: 15, TXT: 16, AAAA: 28 } as const;
+const TYPE_NAME: Record<number, string> = { 1: "A", 15: "MX", 16: "TXT", 28: "AAAA" };
 
 function encodeName(name: string): Buffer {
   const labels = name
@@ -65,6 +67,17 @@ function rdataOf(type: number, entry: ZoneEntry): Buffer[] {
       const pref = Buffer.alloc(2);
       pref.writeUInt16BE(mx.preference);
       return Buffer.concat([pref, mx.exchange === "" || mx.exchange === "." ? Buffer.from([0]) : encodeName(mx.exchange)]);
+    });
+  }
+  if (type === TYPE.TXT) {
+    return (entry.TXT ?? []).map((text) => {
+      const bytes = Buffer.from(text, "utf8");
+      const strings: Buffer[] = [];
+      for (let i = 0; i < bytes.length || i === 0; i += 255) {
+        const part = bytes.subarray(i, i + 255);
+        strings.push(Buffer.from([part.length]), part);
+      }
+      return Buffer.concat(strings);
     });
   }
   return [];
