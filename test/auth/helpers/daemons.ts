@@ -9,10 +9,31 @@ import { chmod, mkdtemp, rm, writeFile, mkdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { randomBytes } from "node:crypto";
+import { connect } from "node:net";
 
 /** `doveadm pw -s SCHEME -p PASSWORD` → "{SCHEME}…". */
 export function doveadmPw(scheme: string, password: string): string {
   return execFileSync("doveadm", ["pw", "-s", scheme, "-p", password], { encoding: "utf8" }).trim();
+}
+
+/**
+ * Resolves once a daemon accepts connections on the unix socket `path`. The file appears at bind(),
+ * a moment before listen(): a connection in between is refused (ECONNREFUSED, seen under load), so
+ * after the file shows up, connect until one is accepted.
+ */
+export async function waitForListener(path: string, timeoutMs = 10_000): Promise<void> {
+  await waitForPath(path, timeoutMs);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const accepted = await new Promise<boolean>((resolve) => {
+      const c = connect(path);
+      c.once("connect", () => (c.destroy(), resolve(true)));
+      c.once("error", () => resolve(false));
+    });
+    if (accepted) return;
+    if (Date.now() > deadline) throw new Error(`nothing accepts connections on ${path}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 /** Resolves once `path` exists (fs.watch on its folder: no polling). */
@@ -78,7 +99,7 @@ export async function startDovecot(users: string[]): Promise<Daemon & { usersPat
   let stderr = "";
   child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
   const socket = join(run, "auth-client");
-  await waitForPath(socket);
+  await waitForListener(socket);
   return {
     dir,
     socket,
@@ -107,7 +128,7 @@ export async function startSaslauthd(): Promise<Daemon> {
   child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
   child.stdout!.on("data", (d: Buffer) => (stderr += d.toString()));
   const socket = join(dir, "mux");
-  await waitForPath(socket);
+  await waitForListener(socket);
   return {
     dir,
     socket,
