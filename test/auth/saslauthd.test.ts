@@ -25,18 +25,22 @@ test("the right password is OK, a wrong one and an unknown user are both NO (sas
   assert.equal(!wrong.ok && wrong.reason, "bad-password");
   const unknown = await auth.verifyPassword("nosuchuser-x", PASSWORD);
   assert.equal(!unknown.ok && unknown.reason, "bad-password");
-  assert.match(daemon.stderr(), new RegExp(`auth success: \\[user=${user.name}\\] \\[service=smtp\\]`));
+  await daemon.waitForOutput(new RegExp(`auth success: \\[user=${user.name}\\] \\[service=smtp\\]`));
 });
 
 test("empty user or password never reaches saslauthd (SECURITY.md rule 15)", async () => {
-  const before = daemon.stderr().length;
   const auth = new SaslauthdAuthenticator({ socket: daemon.socket, service: "smtp" });
+  // A request that goes through shows up in saslauthd's debug log, in order (one worker, -n 1):
+  // marker requests bracket the two that must not go through, and each is awaited in the log.
+  await auth.verifyPassword("marker-before", "x");
+  await daemon.waitForOutput(/\[user=marker-before\]/);
+  const before = daemon.stderr().length;
   assert.equal((await auth.verifyPassword(user.name, "")).ok, false);
   assert.equal((await auth.verifyPassword("", PASSWORD)).ok, false);
-  // A request that does go through shows up in saslauthd's debug log; these did not.
-  await auth.verifyPassword(user.name, "marker-wrong");
-  const newLog = daemon.stderr().slice(before);
-  assert.equal((newLog.match(/auth (success|failure)/g) ?? []).length, 1);
+  await auth.verifyPassword("marker-after", "x");
+  await daemon.waitForOutput(/\[user=marker-after\]/);
+  const between = daemon.stderr().slice(before);
+  assert.deepEqual(between.match(/auth (success|failure): \[user=[^\]]*\]/g), ["auth failure: [user=marker-after]"]);
 });
 
 test("a missing socket is backend-error (→ 454), and a silent peer times out", async () => {

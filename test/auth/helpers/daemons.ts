@@ -65,7 +65,36 @@ export interface Daemon {
   /** The socket Postern talks to. */
   socket: string;
   stderr(): string;
+  /** Resolves once the daemon's output so far contains `pattern` (checked as output arrives). */
+  waitForOutput(pattern: RegExp, timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
+}
+
+/** Collects a child's output and lets tests await a pattern in it instead of sleeping. */
+function outputOf(...streams: NodeJS.ReadableStream[]): Pick<Daemon, "stderr" | "waitForOutput"> {
+  let text = "";
+  const waiters = new Set<() => void>();
+  for (const s of streams) {
+    s.on("data", (d: Buffer) => {
+      text += d.toString();
+      for (const w of [...waiters]) w();
+    });
+  }
+  return {
+    stderr: () => text,
+    waitForOutput: (pattern, timeoutMs = 10_000) =>
+      new Promise((resolve, reject) => {
+        const timer = setTimeout(() => (waiters.delete(check), reject(new Error(`never printed ${pattern}; got:\n${text.slice(-500)}`))), timeoutMs);
+        const check = () => {
+          if (!pattern.test(text)) return;
+          clearTimeout(timer);
+          waiters.delete(check);
+          resolve();
+        };
+        waiters.add(check);
+        check();
+      }),
+  };
 }
 
 /** Dovecot's auth service alone; `users` are passwd-file lines. */
@@ -96,15 +125,14 @@ export async function startDovecot(users: string[]): Promise<Daemon & { usersPat
     ].join("\n"),
   );
   const child = spawn("dovecot", ["-F", "-c", conf], { stdio: ["ignore", "ignore", "pipe"] });
-  let stderr = "";
-  child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+  const output = outputOf(child.stderr!);
   const socket = join(run, "auth-client");
   await waitForListener(socket);
   return {
     dir,
     socket,
     usersPath,
-    stderr: () => stderr,
+    ...output,
     async stop() {
       await stopChild(child);
       await rm(dir, { recursive: true, force: true });
@@ -124,15 +152,13 @@ export async function startSaslauthd(): Promise<Daemon> {
   const dir = await mkdtemp(join(tmpdir(), "postern-saslauthd-"));
   // detached: saslauthd signals its whole process group when it shuts down; that must not be us.
   const child = spawn("saslauthd", ["-a", "shadow", "-m", dir, "-n", "1", "-d"], { stdio: ["ignore", "pipe", "pipe"], detached: true });
-  let stderr = "";
-  child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
-  child.stdout!.on("data", (d: Buffer) => (stderr += d.toString()));
+  const output = outputOf(child.stderr!, child.stdout!);
   const socket = join(dir, "mux");
   await waitForListener(socket);
   return {
     dir,
     socket,
-    stderr: () => stderr,
+    ...output,
     async stop() {
       await stopChild(child);
       await rm(dir, { recursive: true, force: true });
