@@ -91,9 +91,30 @@ export function markdown(report: BenchReport): string {
       for (const e of s.errors) notes.push(`- ⚠ ${key}, ${name}: ${e}`);
     }
   }
+  out.push(...dkimCost(report));
   if (notes.length) out.push("", "Skipped cells and errors:", "", ...notes);
   out.push("", "Details of the last run per cell are in the JSON file next to this one.", "");
   return out.join("\n");
+}
+
+/** The CPU that DKIM signing adds per message, when "Postern (DKIM)" ran beside "Postern" (`--dkim`). */
+export const DKIM_CPU_ROW = "1 server CPU per message (relay included)";
+
+export function dkimCost(report: BenchReport): string[] {
+  const plain = report.raw[DKIM_CPU_ROW]?.["Postern"];
+  const signed = report.raw[DKIM_CPU_ROW]?.["Postern (DKIM)"];
+  if (!plain || !signed) return [];
+  // Pair the two by round: they ran back to back, under the same machine noise.
+  const deltas = plain.map((p, i) => (signed[i]?.value ?? NaN) - p.value).filter((d) => !Number.isNaN(d));
+  const p = median(plain.map((m) => m.value));
+  const s = median(signed.map((m) => m.value));
+  return [
+    "",
+    "DKIM signing cost (scenario 1, 4 KB messages, Ed25519 + RSA-2048 dual signing):",
+    "",
+    `- server CPU per message: ${fmt(p)} ms unsigned, ${fmt(s)} ms signed (medians): ${(s / p).toFixed(2)}× ` +
+      `— signing adds ${fmt(median(deltas))} ms per message (median of the per-round differences: ${deltas.map(fmt).join(", ")})`,
+  ];
 }
 
 export function writeReport(dir: string, report: BenchReport): { md: string; json: string } {

@@ -1,7 +1,8 @@
 /**
- * `npm run bench [-- --quick] [--only Postern,Postfix] [--scenarios 1,2] [--runs N] [--keep]`
+ * `npm run bench [-- --quick] [--only Postern,Postfix] [--scenarios 1,2] [--runs N] [--keep] [--dkim]`
  * Starts every contender on 127.0.0.1, runs the scenarios round-robin (so each round compares
  * contenders under the same machine noise), writes bench/results/<time>-<mode>.{md,json}.
+ * --dkim adds "Postern (DKIM)", the same server signing every submitted message, beside "Postern".
  */
 import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { cpus, totalmem, tmpdir, release } from "node:os";
@@ -11,7 +12,7 @@ import { run } from "./contenders/common.js";
 import { startSinkProcess } from "./sink-process.js";
 import { scenarios, warmUp, type Measurement } from "./scenarios.js";
 import { summarize, writeReport, type BenchReport } from "./report.js";
-import { postern } from "./contenders/postern.js";
+import { postern, posternDkim } from "./contenders/postern.js";
 import { postfix } from "./contenders/postfix.js";
 import { haraka } from "./contenders/haraka.js";
 import { bareSink } from "./contenders/sink.js";
@@ -28,7 +29,10 @@ const only = flag("only")
   ?.split(",")
   .map((s) => s.toLowerCase());
 const wanted = flag("scenarios")?.split(",");
-const factories: ContenderFactory[] = [postern, postfix, haraka, bareSink].filter((f) => !only || only.some((o) => f.name.toLowerCase().includes(o)));
+// --dkim-first: the signing server goes first in each round (to rule out an order effect).
+const dkimPair = args.includes("--dkim-first") ? [posternDkim, postern] : args.includes("--dkim") ? [postern, posternDkim] : [postern];
+const all: ContenderFactory[] = [...dkimPair, postfix, haraka, bareSink];
+const factories = all.filter((f) => !only || only.some((o) => f.name.toLowerCase().includes(o)));
 const chosen = scenarios.filter((s) => !wanted || wanted.includes(s.id));
 
 const say = (text: string) => process.stderr.write(text + "\n");

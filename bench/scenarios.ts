@@ -85,6 +85,8 @@ async function loadAndVerify(ctx: ScenarioContext, o: LoadOptions) {
   const lost = missing(r.acceptedHashes, stats);
   const errors = [...r.errors];
   if (lost > 0) errors.push(`${lost} accepted messages never reached the sink (or arrived altered)`);
+  if (ctx.contender.signsDkim && stats.dkimSigned < stats.count)
+    errors.push(`${stats.count - stats.dkimSigned} messages reached the sink without a DKIM signature`);
   const lastArrival = Math.max(...stats.arrivals, t0);
   // Accepted → arrived at the sink, per message (same hash order is not guaranteed: match by hash).
   const arrivalByHash = new Map<string, number[]>();

@@ -23,6 +23,8 @@ export interface SinkStats {
   hashes: string[];
   /** Date.now() at each arrival, in the order of `hashes`. */
   arrivals: number[];
+  /** Messages that arrived with at least one DKIM-Signature field (the DKIM contender must sign all). */
+  dkimSigned: number;
 }
 
 const CRLF = Buffer.from("\r\n");
@@ -32,6 +34,7 @@ class SinkSession {
   private inData = false;
   private pending: Buffer = Buffer.alloc(0);
   private inHeader = true;
+  private signed = false;
   private hash: Hash | null = null;
   private authStep: "none" | "login-user" | "login-pass" = "none";
 
@@ -115,6 +118,7 @@ class SinkSession {
       case "DATA":
         this.inData = true;
         this.inHeader = true;
+        this.signed = false;
         this.hash = createHash("sha256");
         return "354 End data with <CR><LF>.<CR><LF>\r\n";
       case "QUIT":
@@ -137,6 +141,7 @@ class SinkSession {
         this.stats.count++;
         this.stats.hashes.push(this.hash!.digest("hex"));
         this.stats.arrivals.push(Date.now());
+        if (this.signed) this.stats.dkimSigned++;
         this.inData = false;
         this.pending = Buffer.alloc(0);
         this.socket.write("250 2.0.0 Ok: discarded\r\n");
@@ -146,6 +151,7 @@ class SinkSession {
       if (line[0] === 0x2e) line = line.subarray(1);
       if (this.inHeader) {
         if (line.length === 0) this.inHeader = false;
+        else if (line.length > 15 && line.toString("latin1", 0, 15).toLowerCase() === "dkim-signature:") this.signed = true;
         continue;
       }
       this.hash!.update(line);
@@ -156,7 +162,7 @@ class SinkSession {
 }
 
 export async function startSink(opts: SinkOptions): Promise<{ port: number; implicitPort?: number; stats: SinkStats }> {
-  const stats: SinkStats = { count: 0, hashes: [], arrivals: [] };
+  const stats: SinkStats = { count: 0, hashes: [], arrivals: [], dkimSigned: 0 };
   const material = opts.tls ? { key: readFileSync(opts.tls.key), cert: readFileSync(opts.tls.cert) } : undefined;
   const context = material ? createSecureContext(material) : undefined;
   const plain = createNetServer((s) => new SinkSession(s, context, opts, stats));
@@ -181,6 +187,7 @@ if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split("/").slice
       sink.stats.count = 0;
       sink.stats.hashes = [];
       sink.stats.arrivals = [];
+      sink.stats.dkimSigned = 0;
       process.send!({ reset: true });
     }
   });

@@ -7,71 +7,91 @@ import { openSync, closeSync, readFileSync, writeFileSync, mkdirSync } from "nod
 import { join, resolve } from "node:path";
 import { stringify } from "yaml";
 import { SqliteUserStore } from "../../src/auth/sqlite-store.js";
+import { dkimKeysDir, generateKey } from "../../src/dkim/keys.js";
 import { countMaildirNew } from "./common.js";
 import { LOCAL_DOMAIN, LOCAL_RECIPIENT, type Contender, type ContenderFactory, type ContenderSetup } from "./types.js";
 
 const ROOT = resolve(import.meta.dirname, "../../..");
 
-export const postern: ContenderFactory = {
-  name: "Postern",
-  async prepare() {
-    return null;
-  },
-  async start(setup: ContenderSetup): Promise<Contender> {
-    const dataDir = join(setup.workDir, "data");
-    const mailRoot = join(setup.workDir, "mail");
-    mkdirSync(dataDir, { recursive: true });
-    const config = {
-      hostname: "postern.bench.test",
-      dataDir,
-      domains: [LOCAL_DOMAIN],
-      listeners: [
-        { address: "127.0.0.1", port: 0, mode: "submission" },
-        { address: "127.0.0.1", port: 0, mode: "submissions" },
-      ],
-      tls: { cert: setup.tls.cert, key: setup.tls.key },
-      relay: { smarthost: { host: "127.0.0.1", port: setup.sinkPort, tls: "none" } },
-      delivery: { maildir: join(mailRoot, "{domain}/{localpart}") },
-      // As configured for Postfix: no per-client connection cap, no per-user send quota (the bench
-      // is one client and one sender). Everything else, fsync and logging included, stays default.
-      limits: { connections: { total: 20_000, perIp: 20_000 } },
-      sendLimits: { messagesPerHour: 0, recipientsPerHour: 0 },
-      ...extraConfig(),
-    };
-    const configPath = join(setup.workDir, "postern.yaml");
-    writeFileSync(configPath, stringify(config));
+export const postern: ContenderFactory = posternContender("Postern", false);
 
-    const store = new SqliteUserStore({ path: join(dataDir, "users.sqlite"), hostname: config.hostname });
-    for (const u of [...setup.users, { address: LOCAL_RECIPIENT, password: "inbox-password-not-used" }]) {
-      await store.addUser(u.address, u.password);
-    }
-    store.close();
+/**
+ * The same server with DKIM keys for the sender's domain (example.org), so every submitted message
+ * is signed: run beside "Postern" (`--dkim`), the pair measures the CPU that signing costs.
+ */
+export const posternDkim: ContenderFactory = posternContender("Postern (DKIM)", true);
 
-    const logPath = join(setup.workDir, "postern.log");
-    const logFd = openSync(logPath, "w");
-    const child: ChildProcess = spawn(process.execPath, [...nodeFlags(setup.workDir), join(ROOT, "bin/postern.js"), "serve", "--config", configPath], {
-      cwd: setup.workDir,
-      stdio: ["ignore", logFd, "inherit"],
-    });
-    closeSync(logFd);
-    const ports = await listeningPorts(child, logPath);
-    return {
-      name: "Postern",
-      submissionPort: ports.submission!,
-      implicitPort: ports.submissions,
-      pids: () => [child.pid!],
-      local: { recipient: LOCAL_RECIPIENT, delivered: () => countMaildirNew(mailRoot) },
-      passwordScheme: "scrypt N=2^15 r=8 p=1, verified-credentials cache 60 s",
-      notes: ["one Node process", "fsync on: data, envelope, directories (group commit)", "log level info, JSON lines to a file"],
-      async stop() {
-        if (child.exitCode !== null || child.signalCode !== null) return;
-        const exited = new Promise((r) => child.once("exit", r));
-        child.kill("SIGTERM");
-        await exited;
-      },
-    };
-  },
-};
+function posternContender(name: string, dkim: boolean): ContenderFactory {
+  return {
+    name,
+    async prepare() {
+      return null;
+    },
+    start: (setup) => startPostern(name, dkim, setup),
+  };
+}
+
+async function startPostern(name: string, dkim: boolean, setup: ContenderSetup): Promise<Contender> {
+  const dataDir = join(setup.workDir, "data");
+  const mailRoot = join(setup.workDir, "mail");
+  mkdirSync(dataDir, { recursive: true });
+  const config = {
+    hostname: "postern.bench.test",
+    dataDir,
+    domains: [LOCAL_DOMAIN],
+    listeners: [
+      { address: "127.0.0.1", port: 0, mode: "submission" },
+      { address: "127.0.0.1", port: 0, mode: "submissions" },
+    ],
+    tls: { cert: setup.tls.cert, key: setup.tls.key },
+    relay: { smarthost: { host: "127.0.0.1", port: setup.sinkPort, tls: "none" } },
+    delivery: { maildir: join(mailRoot, "{domain}/{localpart}") },
+    // As configured for Postfix: no per-client connection cap, no per-user send quota (the bench
+    // is one client and one sender). Everything else, fsync and logging included, stays default.
+    limits: { connections: { total: 20_000, perIp: 20_000 } },
+    sendLimits: { messagesPerHour: 0, recipientsPerHour: 0 },
+    ...extraConfig(),
+  };
+  const configPath = join(setup.workDir, "postern.yaml");
+  writeFileSync(configPath, stringify(config));
+  const signing = dkim ? dkimKeys(config) : undefined;
+
+  const store = new SqliteUserStore({ path: join(dataDir, "users.sqlite"), hostname: config.hostname });
+  for (const u of [...setup.users, { address: LOCAL_RECIPIENT, password: "inbox-password-not-used" }]) {
+    await store.addUser(u.address, u.password);
+  }
+  store.close();
+
+  const logPath = join(setup.workDir, "postern.log");
+  const logFd = openSync(logPath, "w");
+  const child: ChildProcess = spawn(process.execPath, [...nodeFlags(setup.workDir), join(ROOT, "bin/postern.js"), "serve", "--config", configPath], {
+    cwd: setup.workDir,
+    stdio: ["ignore", logFd, "inherit"],
+  });
+  closeSync(logFd);
+  const ports = await listeningPorts(child, logPath);
+  return {
+    name,
+    submissionPort: ports.submission!,
+    implicitPort: ports.submissions,
+    pids: () => [child.pid!],
+    local: { recipient: LOCAL_RECIPIENT, delivered: () => countMaildirNew(mailRoot) },
+    signsDkim: dkim,
+    passwordScheme: "scrypt N=2^15 r=8 p=1, verified-credentials cache 60 s",
+    notes: [
+      "one Node process",
+      "fsync on: data, envelope, directories (group commit)",
+      "log level info, JSON lines to a file",
+      ...(signing ? [`DKIM signing for ${LOCAL_DOMAIN}: ${signing}`] : []),
+    ],
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((r) => child.once("exit", r));
+      child.kill("SIGTERM");
+      await exited;
+    },
+  };
+}
 
 /** POSTERN_BENCH_CONFIG: JSON merged over the generated config (to try a setting without editing code). */
 function extraConfig(): Record<string, unknown> {
@@ -98,4 +118,11 @@ async function listeningPorts(child: ChildProcess, logPath: string): Promise<Rec
     if (Date.now() > until) throw new Error(`postern did not start listening; see ${logPath}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** Keys for the sender's domain from the key store, as `postern dkim keygen` makes them: Ed25519 and RSA-2048 (dual signing). */
+function dkimKeys(config: { dataDir: string }): string {
+  const keysDir = dkimKeysDir(config);
+  for (const algorithm of ["ed25519", "rsa"] as const) generateKey(keysDir, LOCAL_DOMAIN, `bench-${algorithm}`, algorithm, { state: "active" });
+  return "Ed25519 + RSA-2048";
 }

@@ -29,6 +29,8 @@ export interface Contender {
   ownSink?: SinkProcess;
   /** Where local mail goes (Maildir), when the contender delivers locally. */
   local?: { recipient: string; delivered(): number };
+  /** Signs relayed mail with DKIM: a message reaching the sink without a signature is an error. */
+  signsDkim?: boolean;
   /** How this contender stores and verifies passwords (for the report). */
   passwordScheme: string;
   notes: string[];

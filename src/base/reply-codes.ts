@@ -46,6 +46,8 @@ export const Se560Content = "5.6.0";
 export const Se567NonAsciiAddr = "5.6.7";
 export const Se570Security = "5.7.0";
 export const Se571DeliveryUnauth = "5.7.1";
+/** RFC 7372 §3.2: SPF validation failed. */
+export const Se5723SpfFail = "5.7.23";
 export const Se578BadCreds = "5.7.8";
 
 /** 421: we close the connection after this reply (RFC 5321 §3.8); say why with `enhanced`. */

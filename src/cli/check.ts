@@ -1,8 +1,15 @@
-/** `postern check HOST[:PORT]`: audit an SMTP server; exit 2 when any item FAILs. */
-import { readFileSync } from "node:fs";
+/** `postern check HOST[:PORT]`: audit an SMTP server; `postern check DOMAIN --dns`: its DNS. Exit 2 when any item FAILs. */
+import { existsSync, readFileSync } from "node:fs";
+import { isIP } from "node:net";
+import type { LocalDkimKey } from "../check/dns-dkim.js";
+import { checkResolver } from "../check/dns-lookup.js";
+import { runDnsCheck } from "../check/dns.js";
 import { runCheck } from "../check/run.js";
 import type { CheckItem, CheckTarget } from "../check/types.js";
 import { isListenerMode, LISTENER_MODES } from "../base/listener-mode.js";
+import type { Config } from "../config/schema.js";
+import { dkimKeysDir, listKeys, publishedKeys } from "../dkim/keys.js";
+import { commandConfig, configPathOf } from "./config-source.js";
 import { readPassword } from "./secret-input.js";
 
 export interface CheckOptions {
@@ -17,6 +24,12 @@ export interface CheckOptions {
   user?: string;
   passwordStdin?: boolean;
   timeout: string;
+  /** The argument is a DOMAIN: check its MX, SPF, DKIM and DMARC records instead of a server. */
+  dns?: boolean;
+  ip?: string[];
+  dnsServer?: string[];
+  selector?: string[];
+  config?: string;
 }
 
 export async function checkTarget(hostPort: string, o: CheckOptions): Promise<CheckTarget> {
@@ -59,11 +72,58 @@ export function formatItems(items: CheckItem[]): string {
 }
 
 export async function checkCommand(hostPort: string, o: CheckOptions): Promise<void> {
+  if (o.dns) return dnsCheckCommand(hostPort, o);
   const target = await checkTarget(hostPort, o);
   const items = await runCheck(target);
   const failed = items.some((i) => i.verdict === "FAIL");
   if (o.json) {
     process.stdout.write(JSON.stringify({ target: `${target.host}:${target.port}`, mode: target.mode, ok: !failed, items }, null, 2) + "\n");
   } else process.stdout.write(formatItems(items));
+  process.exitCode = failed ? 2 : 0;
+}
+
+/**
+ * The configuration for --dns, when there is one: --config, else $POSTERN_CONFIG or the default
+ * file if it exists. Without it the check still runs (system resolvers, no local keys to compare).
+ */
+function dnsCheckConfig(option: string | undefined): Config | undefined {
+  if (option) return commandConfig(option).config;
+  const { path } = configPathOf(undefined);
+  return existsSync(path) ? commandConfig(path).config : undefined;
+}
+
+/** The key store's keys for the domain, as the DNS check compares them (the store is the server's: mode 0700). */
+function localDkimKeys(config: Config, domain: string): LocalDkimKey[] | { unreadable: string } {
+  try {
+    // The keys `postern dkim dns` lists: retired ones only within their grace period.
+    return publishedKeys(listKeys(dkimKeysDir(config), domain), config.dkim.retiredGraceDays).map((k) => ({
+      selector: k.selector,
+      algorithm: k.algorithm,
+      dnsValue: k.publicKeyDnsValue,
+      state: k.state,
+    }));
+  } catch (err) {
+    return { unreadable: (err as Error).message };
+  }
+}
+
+async function dnsCheckCommand(domainArg: string, o: CheckOptions): Promise<void> {
+  const domain = domainArg.replace(/\.$/, "").toLowerCase();
+  if (!/^(?=.{1,253}$)([a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$/.test(domain))
+    throw new Error(`--dns: expected a domain, got ${JSON.stringify(domainArg)}`);
+  const config = dnsCheckConfig(o.config);
+  const ips = o.ip ?? config?.dns.ownAddresses ?? [];
+  for (const ip of ips) if (!isIP(ip)) throw new Error(`--ip: ${JSON.stringify(ip)} is not an IP address`);
+  const resolver = checkResolver(o.dnsServer ?? config?.dns.servers ?? [], Number(o.timeout) * 1000);
+  const items = await runDnsCheck({
+    domain,
+    resolver,
+    ips,
+    localKeys: config ? localDkimKeys(config, domain) : undefined,
+    selectors: o.selector ?? [],
+  });
+  const failed = items.some((i) => i.verdict === "FAIL");
+  if (o.json) process.stdout.write(JSON.stringify({ target: domain, mode: "dns", ok: !failed, items }, null, 2) + "\n");
+  else process.stdout.write(formatItems(items));
   process.exitCode = failed ? 2 : 0;
 }

@@ -6,6 +6,7 @@ import { userAdd, userDel, userList, userPasswd, userRelayClient } from "./user.
 import { configCheck } from "./config-check.js";
 import { normalizeArgv, registerToolbox } from "./toolbox.js";
 import { queueDelete, queueFlush, queueHold, queueList, queueRelease, queueShow } from "./queue.js";
+import { dkimActivate, dkimDns, dkimKeygen, dkimList, dkimRotate } from "./dkim.js";
 
 const program = new Command();
 program.name("postern").description("Authenticated SMTP submission server and MTA").version("0.1.0");
@@ -90,6 +91,38 @@ queue
   .option(...configOption)
   .option("--json", "machine-readable output")
   .action(queueRelease);
+
+const dkim = program.command("dkim").description('DKIM signing keys (README "DKIM signing")');
+dkim
+  .command("keygen <domain>")
+  .description("make signing keys: Ed25519 and RSA-2048 unless --algorithm; the first of each algorithm signs at once")
+  .option(...configOption)
+  .option("--selector <name>", "selector for the key (with --algorithm; default <yyyymm>e / <yyyymm>r)")
+  .option("--algorithm <name>", "ed25519 | rsa (default: both)")
+  .action(dkimKeygen);
+dkim
+  .command("dns <domain>")
+  .description("print the TXT records to publish, in zone-file form, one per line (retired keys during their grace period too)")
+  .option(...configOption)
+  .action(dkimDns);
+dkim
+  .command("rotate <domain>")
+  .description("make the next selectors as pending: they sign only once activated")
+  .option(...configOption)
+  .option("--algorithm <name>", "ed25519 | rsa (default: those of the active keys)")
+  .action(dkimRotate);
+dkim
+  .command("activate <domain> [selector]")
+  .description("sign with a pending key from now on; the active key of its algorithm retires")
+  .option(...configOption)
+  .option("--check-dns", "activate the pending keys whose records the configured resolvers (dns.servers) return")
+  .action(dkimActivate);
+dkim
+  .command("list [domain]")
+  .description("list the keys and their states")
+  .option(...configOption)
+  .option("--json", "machine-readable output")
+  .action(dkimList);
 
 const config = program.command("config").description("configuration tools");
 config

@@ -56,6 +56,14 @@ export function registerToolbox(program: Command): void {
     .option("-u, --user <name>", "also test a login (password: $POSTERN_PASSWORD, stdin, or a prompt)")
     .option("--password-stdin", "read the password from stdin")
     .option("--timeout <seconds>", "deadline for each reply", "10")
+    .option("--dns", "the argument is a DOMAIN: check its MX, SPF, DKIM (against the local keys) and DMARC records")
+    .option("--ip <address>", "with --dns: SPF must allow this address (repeatable; default dns.ownAddresses)", collect)
+    .option("--dns-server <host:port>", "with --dns: ask this resolver (repeatable; default dns.servers, else the system's)", collect)
+    .option("--selector <name>", "with --dns: also look up this DKIM selector (repeatable)", collect)
+    .option(
+      "-c, --config <file>",
+      "with --dns: read dns.* and the DKIM keys from this file (default: $POSTERN_CONFIG, else /etc/postern/postern.yaml if it exists)",
+    )
     .action(checkCommand);
 
   program

@@ -353,6 +353,32 @@ export const configSchema = z.strictObject({
       ownAddresses: z.array(z.string()).default([]),
     })
     .prefault({}),
+  /** Checks of mail from clients neither authenticated nor in mynetworks (src/inbound, README "Inbound checks"). */
+  inbound: z
+    .strictObject({
+      /** enforce: DMARC p=reject fails get 550 5.7.1, p=quarantine a header; report: the header only; off: no checks. */
+      dmarc: z.enum(["enforce", "report", "off"]).default("report"),
+      /** Refuse MAIL (550 5.7.23, RFC 7372) when the sender's SPF record says fail (-all). */
+      spfRejectFail: z.boolean().default(false),
+      /** DNS queries one message's checks may make, answers from the cache not counted. */
+      maxLookups: z.number().int().min(1).default(40),
+      /** Wall time for one message's DNS queries together; past it, results are temperror. */
+      timeBudgetMs: z.number().int().min(100).default(15_000),
+      /** Longest reuse of a DNS answer: A/AAAA are kept for their TTL up to this, other types (no TTL from node) this long. */
+      dnsCacheSec: z.number().int().min(0).default(300),
+    })
+    .prefault({}),
+  /** DKIM signing (src/dkim, README "DKIM signing"): mail from logins whose From: domain has active keys in the store. */
+  dkim: z
+    .strictObject({
+      /** The key store; relative paths are inside dataDir. Default: <dataDir>/dkim. */
+      keysDir: z.string().min(1).optional(),
+      /** false: sign nothing (the keys stay, `postern dkim dns` still lists them). */
+      sign: z.boolean().default(true),
+      /** How long `postern dkim dns` keeps listing a retired key, for mail signed before the switch. */
+      retiredGraceDays: z.number().int().min(0).default(7),
+    })
+    .prefault({}),
   outbound: z
     .strictObject({
       /** Port of MX hosts (25; test rigs point it at a sink). */

@@ -14,6 +14,7 @@ import { authzidRule } from "./authzid.js";
 import { ALLOW, deny, type Decision } from "../base/decision.js";
 import type { RelayPolicy } from "./relay.js";
 import { checkEnvelopeSender, checkFromHeader } from "./sender.js";
+import { checkSpfAtMail, type SpfAtMailSetup } from "./spf-at-mail.js";
 import type { InfoWarnLog } from "../base/log.js";
 
 /** What the credential backends offer (src/auth/backends.ts AuthBackends; a test store in tests). */
@@ -49,6 +50,8 @@ export interface PolicySetup {
   recipientDelimiter?: string;
   /** Key for faked SCRAM salts (docs/SECURITY.md 11.4). Default: random, one per setup. */
   fakeSaltKey?: Buffer;
+  /** inbound.spfRejectFail: the SPF check run at MAIL (spf-at-mail.ts); absent: none. */
+  spfAtMail?: SpfAtMailSetup["check"];
 }
 
 export type PolicyPorts = Pick<
@@ -89,7 +92,11 @@ export function createPolicyPorts(setup: PolicySetup): (conn: PolicyConnection) 
       account: (login) => auth.account(login),
       ...(guard ? { authGuard: guard.authGuard } : {}),
       ...(setup.sendLimits ? { sendLimits: setup.sendLimits } : {}),
-      checkSender: (ctx, sender, account) => checkSessionSender(ctx, sender, account, setup.recipientDelimiter),
+      checkSender: async (ctx, sender, account) => {
+        const decision = await checkSessionSender(ctx, sender, account, setup.recipientDelimiter);
+        if (!decision.allow || !setup.spfAtMail) return decision;
+        return checkSpfAtMail({ check: setup.spfAtMail, trusted: (c) => relay.mayRelay(c).allowed }, ctx, sender);
+      },
       checkRecipient: (ctx, rcpt) => relay.checkRecipient(ctx, rcpt),
       checkFromHeader: (account, from, sender) => checkFromHeader(account, from, sender, setup.recipientDelimiter),
       // Authenticated, or mynetworks on port 25: the same test as relaying (docs/SECURITY.md 11.3).

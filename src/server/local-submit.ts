@@ -15,7 +15,9 @@ import { execFileSync } from "node:child_process";
 import { parsePath } from "../smtp/address.js";
 import { HeaderCollector, type HeaderInfo } from "../smtp/headers.js";
 import { rfc5322Date } from "../smtp/trace.js";
-import type { SpoolWriter } from "../queue/types.js";
+import { ContentPipeline, type ContentStep } from "../smtp/content-steps.js";
+import { NO_FIELDS } from "../smtp/message-intake.js";
+import type { NewEnvelope, SpoolWriter } from "../queue/types.js";
 import type { Config } from "../config/schema.js";
 import { localSubmitSocketPath, type LocalSubmitRequest, type LocalSubmitResponse } from "./local-submit-protocol.js";
 import type { Logger } from "./log.js";
@@ -33,6 +35,8 @@ export interface LocalSubmitOptions {
   headerBytes: number;
   openSpool(): Promise<SpoolWriter>;
   queued(id: string): void;
+  /** Content steps (DKIM signing) before the commit, as for SMTP mail; absent: none. */
+  contentSteps?(): readonly ContentStep[];
   log: Logger;
 }
 
@@ -81,15 +85,26 @@ async function handle(socket: Socket, o: LocalSubmitOptions): Promise<void> {
   const recipients: string[] = [];
   let failed = false;
   let pending: Promise<void> = Promise.resolve();
+  let content: ContentPipeline | undefined;
+  let fields: HeaderInfo | undefined;
+  const envelope = (): NewEnvelope => ({
+    mailFrom: sender,
+    client: { ip: "127.0.0.1", helo: "localhost", listener: "submission", authUser: `local:${request!.user}` },
+    recipients: recipients.map((address) => ({ address })),
+  });
   const refuse = (r: LocalSubmitResponse) => {
     failed = true;
+    content?.abort();
     socket.removeAllListeners("data");
     void writer?.abort();
     answer(r);
   };
 
   const store = (pieces: Buffer[]) => {
-    for (const piece of pieces) pending = pending.then(() => writer!.write(piece));
+    for (const piece of pieces) {
+      content?.push(piece);
+      pending = pending.then(() => writer!.write(piece));
+    }
   };
 
   const onRequest = async (line: string, rest: Buffer) => {
@@ -116,7 +131,13 @@ async function handle(socket: Socket, o: LocalSubmitOptions): Promise<void> {
       return refuse({ ok: false, error: `queue unavailable: ${String(err)}`, temporary: true });
     }
     collector = new HeaderCollector({ maxHeaderBytes: o.headerBytes });
-    collector.setHeaderEndHook((info) => Buffer.from(traceFields(info, o, writer!.id, user, request!), "utf8"));
+    collector.setHeaderEndHook((info) => {
+      fields = info;
+      return Buffer.from(traceFields(info, o, writer!.id, user, request!), "utf8");
+    });
+    const steps = o.contentSteps?.() ?? [];
+    // The same steps as SMTP mail sees (message-intake.ts), over the same stored bytes.
+    if (steps.length > 0) content = new ContentPipeline(steps, () => ({ envelope: envelope(), headers: fields ?? NO_FIELDS }), o.headerBytes + 64 * 1024);
     if (rest.length > 0) store(collector.push(rest));
   };
 
@@ -163,19 +184,27 @@ async function handle(socket: Socket, o: LocalSubmitOptions): Promise<void> {
       if (!writer || !collector) return refuse({ ok: false, error: "incomplete request" });
       store(collector.finish());
       await pending;
+      const env = envelope();
+      let stepLog: Record<string, unknown> | undefined;
+      if (content) {
+        const outcome = await content.finish();
+        if (!outcome.ok) {
+          const why = "refusal" in outcome ? outcome.refusal.reason : `content step ${outcome.step} failed: ${String(outcome.error)}`;
+          o.log.warn({ event: "data-refused", from: sender, reason: why, via: "local" }, "local submission refused");
+          return refuse({ ok: false, error: why, temporary: !("refusal" in outcome) });
+        }
+        if (outcome.headerPrefix !== undefined) env.headerPrefix = outcome.headerPrefix;
+        stepLog = outcome.logFields;
+      }
       let id: string;
       try {
-        id = await writer.commit({
-          mailFrom: sender,
-          client: { ip: "127.0.0.1", helo: "localhost", listener: "submission", authUser: `local:${request!.user}` },
-          recipients: recipients.map((address) => ({ address })),
-        });
+        id = await writer.commit(env);
       } catch (err) {
         o.log.warn({ event: "spool-error", err: String(err), via: "local" }, "local submission failed");
         return refuse({ ok: false, error: "queue write failed", temporary: true });
       }
       o.log.info(
-        { event: "queued", id, from: sender, to: recipients, size: writer.bytesWritten, via: "local", user: request!.user, uid: request!.uid },
+        { ...stepLog, event: "queued", id, from: sender, to: recipients, size: writer.bytesWritten, via: "local", user: request!.user, uid: request!.uid },
         "queued (local submission)",
       );
       o.queued(id);
@@ -200,7 +229,7 @@ function traceFields(info: HeaderInfo, o: LocalSubmitOptions, id: string, user: 
 /** Starts the socket when `localSubmit.socket` is configured; null otherwise. */
 export async function startLocalSubmitFromConfig(
   config: Config,
-  queue: { openSpool(): Promise<SpoolWriter>; queued(id: string): void },
+  queue: { openSpool(): Promise<SpoolWriter>; queued(id: string): void; contentSteps?(): readonly ContentStep[] },
   log: Logger,
 ): Promise<{ close(): Promise<void> } | null> {
   const path = localSubmitSocketPath(config);

@@ -31,6 +31,8 @@ import { dropPrivileges, lookupIdentity, UnknownIdentityError, type Identity } f
 import { StartupError, checkTlsPair, listenError, type ConfigSource } from "./startup-errors.js";
 import { operations, type Operations } from "./operate.js";
 import { startLocalSubmitFromConfig } from "./local-submit.js";
+import { createInboundWiring } from "./inbound-wiring.js";
+import { createDkimSigner } from "./dkim-wiring.js";
 import type { Logger } from "./log.js";
 
 export interface RunningServer {
@@ -183,10 +185,16 @@ async function startLocked(
   let coreReady!: (c: { spool: Spool; queue: QueueRunner }) => void;
   const core = new Promise<{ spool: Spool; queue: QueueRunner }>((resolve) => (coreReady = resolve));
   let localSubmit: Awaited<ReturnType<typeof startLocalSubmitFromConfig>>;
+  // DKIM signing of mail from logins and the local injector (src/dkim); listed last, so on top.
+  const dkimSteps = createDkimSigner(config);
   try {
     localSubmit = await startLocalSubmitFromConfig(
       config,
-      { openSpool: async () => (await core).spool.openWriter(), queued: (id) => void core.then((c) => c.queue.enqueued(id)) },
+      {
+        openSpool: async () => (await core).spool.openWriter(),
+        queued: (id) => void core.then((c) => c.queue.enqueued(id)),
+        contentSteps: () => dkimSteps,
+      },
       log,
     );
   } catch (err) {
@@ -305,6 +313,8 @@ async function startLocked(
   );
   undo.push(() => control.close());
 
+  // SPF/DKIM/DMARC of mail from unauthenticated clients (src/inbound, README "Inbound checks").
+  const inbound = createInboundWiring(config, relay);
   // AUTH offer and guard, sender/recipient/From: checks, send limits: the rules are in src/policy.
   const policyPorts = createPolicyPorts({
     relay,
@@ -315,12 +325,13 @@ async function startLocked(
     lockoutSec: auth.lockoutSec,
     sendLimits: auth.sendLimits,
     recipientDelimiter: config.aliases.recipientDelimiter,
+    spfAtMail: inbound.spfAtMail,
   });
   const makePorts = (connLog: Logger, remoteIp: string): SessionPorts => ({
     ...policyPorts({ remoteIp, log: connLog }),
     openSpool: () => spool.openWriter(),
     // Content steps before the commit (src/smtp/content-steps.ts); DKIM signing will be the first.
-    contentSteps: () => [],
+    contentSteps: () => [inbound.step(connLog), ...dkimSteps],
     queued: (id) => queue.enqueued(id),
     delay: (ms) => new Promise((resolve) => setTimeout(resolve, ms).unref()),
     log: connLog,

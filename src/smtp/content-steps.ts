@@ -42,6 +42,8 @@ export interface ContentStepResult {
   prependHeaders?: string[];
   /** Refuse the message: nothing is queued and the client gets this reply. */
   refuse?: ContentRefusal;
+  /** Facts for the message's "queued" log line (e.g. `dkim: [selectors]`). */
+  logFields?: Record<string, unknown>;
 }
 
 /** One step's work on one message. */
@@ -61,7 +63,12 @@ export interface ContentStep {
 }
 
 export type ContentOutcome =
-  | { ok: true /** Envelope.headerPrefix: every added field with its CRLF; undefined when none. */; headerPrefix?: string }
+  | {
+      ok: true /** Envelope.headerPrefix: every added field with its CRLF; undefined when none. */;
+      headerPrefix?: string;
+      /** Every step's logFields, merged. */
+      logFields?: Record<string, unknown>;
+    }
   | { ok: false; refusal: ContentRefusal }
   | { ok: false; error: unknown; step: string };
 
@@ -117,6 +124,7 @@ export class ContentPipeline {
     if (!this.started) this.start(Buffer.concat(this.held)); // all header, or empty
     this.done = true;
     const fields: string[][] = [];
+    let logFields: Record<string, unknown> | undefined;
     for (const { name, run } of this.runs) {
       if (this.failure) break;
       try {
@@ -129,6 +137,7 @@ export class ContentPipeline {
         const bad = lines.find((l) => !FIELD.test(l));
         if (bad !== undefined) throw new Error(`not a header field: ${JSON.stringify(bad.slice(0, 80))}`);
         fields.push(lines);
+        if (result.logFields) logFields = { ...logFields, ...result.logFields };
       } catch (error) {
         this.failure = { error, step: name };
       }
@@ -138,7 +147,7 @@ export class ContentPipeline {
       return { ok: false, ...this.failure };
     }
     const top = fields.reverse().flat();
-    return { ok: true, headerPrefix: top.length > 0 ? top.map((l) => l + "\r\n").join("") : undefined };
+    return { ok: true, headerPrefix: top.length > 0 ? top.map((l) => l + "\r\n").join("") : undefined, ...(logFields && { logFields }) };
   }
 
   /** The message is dropped: every run is told once. */

@@ -46,6 +46,13 @@ export type HeaderEndHook = (info: HeaderInfo) => Buffer;
 export interface HeaderCollectorOptions {
   /** Most header bytes held in memory, e.g. 262144. */
   maxHeaderBytes: number;
+  /**
+   * Fields to remove before the header section is passed on (an Authentication-Results: field in
+   * our name, RFC 8601 §5): called with the name (or the name a lenient parser reads in a line
+   * that is no field to us) and the unfolded value. A removed field goes whole, folded lines and
+   * all, and is not in HeaderInfo.fields: what is stored and what the checks read stay the same.
+   */
+  dropField?: (name: string, value: string) => boolean;
 }
 
 const LF = 0x0a;
@@ -71,8 +78,14 @@ export class HeaderCollector {
   private nul = false;
   private disguised: string[] = [];
   private released = false;
+  /** Octets of complete lines read so far, from the message's first byte. */
+  private consumed = 0;
+  /** Where the logical line being read starts. */
+  private currentStart = 0;
+  /** [start, end) of each field to remove, in order. */
+  private dropped: [number, number][] = [];
 
-  constructor(options: HeaderCollectorOptions) {
+  constructor(private readonly options: HeaderCollectorOptions) {
     this.maxHeaderBytes = options.maxHeaderBytes;
   }
 
@@ -134,6 +147,7 @@ export class HeaderCollector {
     const isEmpty = (line.length === 1 && line[0] === LF) || (line.length === 2 && line[0] === CR && line[1] === LF);
     if (isEmpty) {
       this.endLine();
+      this.consumed += line.length;
       return true;
     }
     if (line.includes(0)) this.nul = true;
@@ -142,9 +156,12 @@ export class HeaderCollector {
       // Continuation of a folded field (RFC 5322 §2.2.3); before any line it is malformed.
       if (this.current.length > 0) this.current.push(line);
       else this.malformed = true;
+      this.consumed += line.length;
       return false;
     }
     this.endLine();
+    this.currentStart = this.consumed;
+    this.consumed += line.length;
     this.current = [line];
     this.currentIsField = fieldNameEnd(line) > 0;
     if (!this.currentIsField) this.malformed = true;
@@ -159,18 +176,20 @@ export class HeaderCollector {
       // Not a field to us, but a parser that trims names or takes the colon from a continuation
       // line ("From\r\n : x" is a From: to mailparser) may read one: remember which.
       const lenient = lenientName(raw);
-      if (lenient !== null) this.disguised.push(lenient);
+      if (lenient !== null && this.dropField?.(lenient, unfoldedValue(raw, raw.indexOf(COLON)))) this.dropped.push([this.currentStart, this.consumed]);
+      else if (lenient !== null) this.disguised.push(lenient);
       return;
     }
     const nameEnd = fieldNameEnd(raw);
     const colon = raw.indexOf(COLON, nameEnd);
     const name = raw.toString("latin1", 0, nameEnd);
-    // Unfolding removes the line breaks and keeps the whitespace after them.
-    const value = utf8
-      .decode(raw.subarray(colon + 1))
-      .replace(/\r?\n/g, "")
-      .trim();
-    this.fields.push({ name, value });
+    const value = unfoldedValue(raw, colon);
+    if (this.dropField?.(name, value)) this.dropped.push([this.currentStart, this.consumed]);
+    else this.fields.push({ name, value });
+  }
+
+  private get dropField(): HeaderCollectorOptions["dropField"] {
+    return this.options.dropField;
   }
 
   private hold(data: Buffer): void {
@@ -190,10 +209,31 @@ export class HeaderCollector {
     this.current = [];
     this.partialLine = [];
     const prefix = this.hook ? this.hook(makeInfo(this.fields, truncated, this.malformed, this.nul, this.disguised)) : undefined;
+    if (this.dropped.length > 0) this.held = withoutRanges(Buffer.concat(this.held), this.dropped);
     const out = [prefix, ...this.held, rest].filter((b): b is Buffer => b !== undefined && b.length > 0);
     this.held = [];
     return out;
   }
+}
+
+/** Unfolding removes the line breaks and keeps the whitespace after them. */
+function unfoldedValue(raw: Buffer, colon: number): string {
+  return utf8
+    .decode(raw.subarray(colon + 1))
+    .replace(/\r?\n/g, "")
+    .trim();
+}
+
+/** `bytes` without the given [start, end) ranges (in order, not overlapping). */
+function withoutRanges(bytes: Buffer, ranges: readonly [number, number][]): Buffer[] {
+  const kept: Buffer[] = [];
+  let at = 0;
+  for (const [start, end] of ranges) {
+    if (start > at) kept.push(bytes.subarray(at, start));
+    at = end;
+  }
+  if (at < bytes.length) kept.push(bytes.subarray(at));
+  return kept;
 }
 
 /**

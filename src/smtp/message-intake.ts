@@ -13,6 +13,7 @@ import type { DataError } from "./data-reader.js";
 import type { Decision } from "../base/decision.js";
 import { HeaderCollector, type HeaderInfo } from "./headers.js";
 import { ContentPipeline } from "./content-steps.js";
+import { ourAuthResultsField } from "./auth-results-field.js";
 import { buildReceivedHeader, rfc5322Date } from "./trace.js";
 import type { MailPath, MailParams } from "./address.js";
 import type { EnvelopeRecipient, NewEnvelope, SpoolWriter } from "../queue/types.js";
@@ -85,7 +86,8 @@ export class MessageIntake {
     private readonly ctx: IntakeContext,
     private readonly writer: SpoolWriter,
   ) {
-    this.headers = new HeaderCollector({ maxHeaderBytes: ctx.settings.limits.headerBytes });
+    // RFC 8601 §5: an Authentication-Results: field in our name is removed before it is stored.
+    this.headers = new HeaderCollector({ maxHeaderBytes: ctx.settings.limits.headerBytes, dropField: ourAuthResultsField(ctx.settings.hostname) });
     this.headers.setHeaderEndHook((info) => this.headerSectionDone(info));
     const steps = ctx.ports.contentSteps?.() ?? [];
     if (steps.length > 0) {
@@ -216,9 +218,10 @@ export class MessageIntake {
     else if (this.writeError !== undefined) refusal = { reply: storageErrorReply(this.writeError), reason: `spool write failed: ${String(this.writeError)}` };
     if (!refusal && authUser) refusal = this.checkSenderFields(tx.account);
     let headerPrefix: string | undefined;
+    let stepLog: Record<string, unknown> | undefined;
     if (!refusal && this.content) {
       const outcome = await this.content.finish();
-      if (outcome.ok) headerPrefix = outcome.headerPrefix;
+      if (outcome.ok) ({ headerPrefix, logFields: stepLog } = outcome);
       else if ("refusal" in outcome) refusal = outcome.refusal;
       else {
         ports.log.warn({ event: "content-step-error", step: outcome.step, err: String(outcome.error) }, "content step failed");
@@ -241,7 +244,10 @@ export class MessageIntake {
       ports.log.warn({ event: "spool-error", err: String(err) }, "queue commit failed");
       return { output: { replies: [storageErrorReply(err)] }, queued: false };
     }
-    ports.log.info({ event: "queued", id, from: tx.sender.address, to: tx.recipients.map((r) => r.address), size: this.writer.bytesWritten }, "message queued");
+    ports.log.info(
+      { ...stepLog, event: "queued", id, from: tx.sender.address, to: tx.recipients.map((r) => r.address), size: this.writer.bytesWritten },
+      "message queued",
+    );
     ports.queued(id, envelope);
     if (authUser) ports.sendLimits?.sent(authUser, tx.recipients.length);
     return { output: { replies: [reply(250, "2.0.0", `Ok: queued as ${id}`)] }, queued: true };

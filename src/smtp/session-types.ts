@@ -103,6 +103,8 @@ export interface PolicyContext {
   ip: string;
   mode: ListenerMode;
   authUser?: string;
+  /** The EHLO/HELO name (SPF's HELO identity and %{h}, RFC 7208 §2.3). */
+  helo?: string;
 }
 
 export type SessionAction = "close" | "starttls";

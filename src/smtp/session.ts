@@ -275,7 +275,7 @@ export class Session {
   // ---- MAIL / RCPT (src/smtp/mail-transaction.ts) --------------------------------------------
 
   private envelopeContext(hello: Hello): EnvelopeContext {
-    const policy = { ip: this.facts.remoteIp, mode: this.settings.mode, authUser: this.authUser ?? undefined };
+    const policy = { ip: this.facts.remoteIp, mode: this.settings.mode, authUser: this.authUser ?? undefined, helo: hello.name };
     const { settings, ports } = this;
     return { settings, ports, policy, tls: this.facts.tls !== undefined, esmtp: hello.esmtp, authOffered: this.authOffered() };
   }

@@ -10,9 +10,10 @@ import type { DeliveredContent } from "./format.js";
 
 /**
  * Trace fields Postern puts on top of a message: Received: (RFC 5321 §4.4), Return-Path: and
- * Delivered-To: at final delivery, Date: and Message-ID: on submission (RFC 6409 §8).
+ * Delivered-To: at final delivery, Date: and Message-ID: on submission (RFC 6409 §8), and
+ * Authentication-Results: on mail from unauthenticated clients (RFC 8601, src/inbound).
  */
-const TRACE_FIELDS = /^(?:(?:Received|Return-Path|Delivered-To|Date|Message-ID):[^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*)*$/i;
+const TRACE_FIELDS = /^(?:(?:Received|Return-Path|Delivered-To|Date|Message-ID|Authentication-Results):[^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*)*$/i;
 
 /**
  * Why the delivered bytes do not hold what `want` says, or null when they do. With `want.message`
