@@ -12,7 +12,8 @@ import { PasswordOnlyAuthenticator } from "./password-only.js";
 import type { Authenticator, UserInfo } from "./types.js";
 import { createServerMechanism, findMechanism, mechanismRank, mechanismsFor } from "../sasl/index.js";
 import { SCRAM_DEFAULT_ITERATIONS, SCRAM_SALT_BYTES } from "../sasl/secrets.js";
-import type { CredentialKind, CredentialVerifier, SaslServerMechanism, SaslServerOptions, VerifyResult } from "../sasl/types.js";
+import type { CredentialKind, CredentialVerifier, SaslServerMechanism, SaslServerOptions, TokenResult, VerifyResult } from "../sasl/types.js";
+import type { OAuthTokenVerifier } from "./oauth-tokens.js";
 import type { InfoWarnLog } from "../base/log.js";
 
 export type BackendName = "sqlite" | "passwd-file" | "dovecot" | "saslauthd";
@@ -64,6 +65,8 @@ export interface AuthBackendsOptions {
   /** Local domains: a bare login from saslauthd/Dovecot is `login@<first domain>` for sender checks. */
   localDomains: readonly string[];
   digestMd5: boolean;
+  /** auth.oauth: bearer tokens (OAUTHBEARER, XOAUTH2) for logins any backend has an account for. */
+  oauth?: OAuthTokenVerifier;
   log?: InfoWarnLog;
 }
 
@@ -78,7 +81,8 @@ export class AuthBackends {
     for (const [domain, cfg] of Object.entries(opts.domains)) this.byDomain.set(domain.toLowerCase(), this.build(cfg));
     const route = (user: string) => this.backendFor(user).auth;
     this.verifier = {
-      verifyPassword: (user, password) => route(user).verifyPassword(user, password),
+      verifyPassword: (user, password, context) => route(user).verifyPassword(user, password, context),
+      ...(opts.oauth ? { verifyToken: (token: string, claimedUser?: string) => this.verifyToken(opts.oauth!, token, claimedUser) } : {}),
       scramSha256: (user) => route(user).scramSha256(user),
       cramMd5: (user) => route(user).cramMd5(user),
       digestMd5: (user, realm) => route(user).digestMd5(user, realm),
@@ -125,10 +129,22 @@ export class AuthBackends {
     return this.byDomain.size === 0 ? this.fallback.dovecot : undefined;
   }
 
-  /** The credential kinds every backend can serve (so any user's login can work). */
+  /** The credential kinds every backend can serve (so any user's login can work); tokens when an issuer is configured. */
   private commonCredentials(): CredentialKind[] {
     const [first, ...rest] = this.all().map((b) => new Set(b.auth.credentials()));
-    return [...first!].filter((kind) => rest.every((s) => s.has(kind)));
+    const kinds = [...first!].filter((kind) => rest.every((s) => s.has(kind)));
+    return this.opts.oauth ? [...kinds, "bearer-token"] : kinds;
+  }
+
+  /** The issuer vouches for the token; the login must still be an account here, and not disabled. */
+  private async verifyToken(oauth: OAuthTokenVerifier, token: string, claimedUser?: string): Promise<TokenResult> {
+    const result = await oauth.verify(token, claimedUser);
+    const scope = oauth.scope === undefined ? {} : { scope: oauth.scope };
+    if (!result.ok) return { ...result, ...scope };
+    const account = await this.account(result.user);
+    if (!account || account.disabled)
+      return { ok: false, reason: "unknown-user", detail: account ? "account disabled" : "no account for the token's login", user: result.user, ...scope };
+    return result;
   }
 
   /** Opt-in mechanisms the configuration turned on (DIGEST-MD5: smtp.digestMd5). */
@@ -137,12 +153,12 @@ export class AuthBackends {
   }
 
   /** Our mechanisms that every backend can verify, strongest first. */
-  private commonMechanisms(): string[] {
-    return mechanismsFor(this.commonCredentials(), this.optIn);
+  private commonMechanisms(channelBound: boolean): string[] {
+    return mechanismsFor(this.commonCredentials(), this.optIn, channelBound);
   }
 
-  /** Offered right now, strongest first. */
-  mechanisms(): string[] {
+  /** Offered right now, strongest first; SCRAM -PLUS only when `channelBound` (a TLS 1.3 connection). */
+  mechanisms(channelBound = false): string[] {
     const dovecot = this.passThrough;
     if (dovecot) {
       // Our order (strongest first) for the mechanisms we know, then any others Dovecot offers.
@@ -152,7 +168,7 @@ export class AuthBackends {
         .filter((m) => !NOT_PASSED_THROUGH.has(m) && (!findMechanism(m)?.optIn || optIn.includes(m)))
         .sort((a, b) => mechanismRank(a) - mechanismRank(b));
     }
-    return this.commonMechanisms();
+    return this.commonMechanisms(channelBound);
   }
 
   /** `context.login` hears each login a passed-through exchange names (throws to refuse it). */
@@ -163,7 +179,7 @@ export class AuthBackends {
     verifier?: CredentialVerifier,
   ): SaslServerMechanism | null {
     const upper = name.toUpperCase();
-    if (!this.mechanisms().includes(upper)) return null;
+    if (!this.mechanisms(sasl.channelBinding?.() != null).includes(upper)) return null;
     const dovecot = this.passThrough;
     if (dovecot) {
       return new DovecotMechanism(upper, dovecot, { ...context, fakeSaltKey: sasl.fakeSaltKey, scramHoldMs: this.fallback.scramHoldMs ?? 0 });

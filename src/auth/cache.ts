@@ -5,7 +5,9 @@
  * Keys are HMAC-SHA-256(per-process random key, user NUL password): the cache never holds a
  * password, and the keys are useless outside this process. Each entry also carries a `stamp`
  * (the caller passes the stored password hash) so a password changed by another process (the
- * `postern user passwd` CLI) stops matching at once, without waiting for the TTL.
+ * `postern user passwd` CLI) stops matching at once, without waiting for the TTL. App passwords
+ * use the same rule with their own row's hash as the stamp: a revoked one has no row, so nothing
+ * to match.
  */
 import { createHmac, randomBytes } from "node:crypto";
 

@@ -9,12 +9,13 @@
  */
 import { closeSync, openSync } from "node:fs";
 import Database from "better-sqlite3";
+import { appPasswordId, canonicalAppPassword, checkAppPasswordName, generateAppPassword } from "./app-password.js";
 import { CredentialCache } from "./cache.js";
 import { DUMMY_PASSWORD_HASH } from "./password-hash.js";
 import { generateSecretsFor, SCRYPT_HASHER, type PasswordHasher, type UserSecrets } from "./user-secrets.js";
 import type { Authenticator, UserInfo } from "./types.js";
 import { SCRAM_DEFAULT_ITERATIONS, SCRAM_SALT_BYTES } from "../sasl/secrets.js";
-import type { CramMd5Secret, CredentialKind, ScramCredentials, ScramShape, VerifyResult } from "../sasl/types.js";
+import type { CramMd5Secret, CredentialKind, ScramCredentials, ScramShape, VerifyContext, VerifyResult } from "../sasl/types.js";
 
 export { generateSecretsFor, type PasswordHasher, type UserSecrets } from "./user-secrets.js";
 
@@ -28,7 +29,22 @@ export interface SqliteUserStoreOptions {
   cache?: CredentialCache;
   hasher?: PasswordHasher;
   scramIterations?: number;
+  /** auth.requireAppPasswords: the default for users without their own setting. Default false. */
+  requireAppPasswords?: boolean;
+  /** Injectable clock (app passwords' created and last-used times). */
+  now?: () => Date;
 }
+
+/** One app password as `postern user app-password list` shows it; never its value. */
+export interface AppPasswordInfo {
+  name: string;
+  createdAt: string;
+  lastUsedAt: string | null;
+  lastUsedIp: string | null;
+}
+
+/** A login from the same address within this long does not rewrite last-used (one fsync a minute at most). */
+const LAST_USED_RESOLUTION_MS = 60_000;
 
 /** Schema history: entry i upgrades user_version i to i+1. Never edit a shipped entry; append. */
 const MIGRATIONS = [
@@ -46,6 +62,21 @@ const MIGRATIONS = [
    ) STRICT`,
   // A mail server relaying for its domains (`postern user add … --relay-client`, src/policy/sender.ts).
   `ALTER TABLE users ADD COLUMN relay_client INT NOT NULL DEFAULT 0`,
+  // Per-device credentials (src/auth/app-password.ts): a scrypt hash each, found by a non-secret
+  // lookup id so a login checks one hash however many a user has.
+  `CREATE TABLE app_passwords (
+     address TEXT NOT NULL COLLATE NOCASE,
+     name TEXT NOT NULL,
+     lookup_id TEXT NOT NULL,
+     password_hash TEXT NOT NULL,
+     created_at TEXT NOT NULL,
+     last_used_at TEXT,
+     last_used_ip TEXT,
+     PRIMARY KEY (address, name),
+     UNIQUE (address, lookup_id)
+   ) STRICT`,
+  // 1: app passwords only, 0: the main password too, NULL: auth.requireAppPasswords decides.
+  `ALTER TABLE users ADD COLUMN require_app_passwords INT`,
 ];
 
 /** Every user has a password hash and the SCRAM, CRAM-MD5 and DIGEST-MD5 secrets derived at set time. */
@@ -71,20 +102,22 @@ function normalizeSender(entry: string): string {
 
 function prepareStatements(db: Database.Database) {
   return {
-    auth: db.prepare<[string], AuthRow>("SELECT address, password_hash, disabled FROM users WHERE address = ?"),
+    auth: db.prepare<[string], AuthRow>("SELECT address, password_hash, disabled, require_app_passwords FROM users WHERE address = ?"),
     info: db.prepare<[string], InfoRow>("SELECT address, senders, disabled, relay_client FROM users WHERE address = ?"),
     all: db.prepare<[], InfoRow>("SELECT address, senders, disabled, relay_client FROM users ORDER BY address"),
     scram: db.prepare<
-      [string],
+      [string, number],
       { scram_salt: Buffer | null; scram_iterations: number | null; scram_stored_key: Buffer | null; scram_server_key: Buffer | null }
-    >("SELECT scram_salt, scram_iterations, scram_stored_key, scram_server_key FROM users WHERE address = ? AND disabled = 0"),
+    >(`SELECT scram_salt, scram_iterations, scram_stored_key, scram_server_key FROM users WHERE address = ? AND disabled = 0 ${MAIN_ALLOWED}`),
     exists: db.prepare<[string], { one: number }>("SELECT 1 AS one FROM users WHERE address = ? AND disabled = 0"),
-    cram: db.prepare<[string], { cram_md5: Buffer | null }>("SELECT cram_md5 FROM users WHERE address = ? AND disabled = 0"),
-    digest: db.prepare<[string, string], { digest_ha1: Buffer | null }>("SELECT digest_ha1 FROM users WHERE address = ? AND digest_realm = ? AND disabled = 0"),
+    cram: db.prepare<[string, number], { cram_md5: Buffer | null }>(`SELECT cram_md5 FROM users WHERE address = ? AND disabled = 0 ${MAIN_ALLOWED}`),
+    digest: db.prepare<[string, string, number], { digest_ha1: Buffer | null }>(
+      `SELECT digest_ha1 FROM users WHERE address = ? AND digest_realm = ? AND disabled = 0 ${MAIN_ALLOWED}`,
+    ),
     insert: db.prepare(`INSERT INTO users (address, password_hash, scram_salt, scram_iterations, scram_stored_key, scram_server_key,
-      cram_md5, digest_ha1, digest_realm, senders, disabled, relay_client, created_at, updated_at)
+      cram_md5, digest_ha1, digest_realm, senders, disabled, relay_client, require_app_passwords, created_at, updated_at)
       VALUES (@address, @passwordHash, @scramSalt, @scramIterations, @scramStoredKey, @scramServerKey,
-      @cramMd5, @digestHa1, @digestRealm, @senders, 0, @relayClient, @now, @now)`),
+      @cramMd5, @digestHa1, @digestRealm, @senders, 0, @relayClient, @requireAppPasswords, @now, @now)`),
     updateSecrets: db.prepare(`UPDATE users SET password_hash = @passwordHash, scram_salt = @scramSalt,
       scram_iterations = @scramIterations, scram_stored_key = @scramStoredKey, scram_server_key = @scramServerKey,
       cram_md5 = @cramMd5, digest_ha1 = @digestHa1, digest_realm = @digestRealm, updated_at = @now WHERE address = @address`),
@@ -92,13 +125,37 @@ function prepareStatements(db: Database.Database) {
     updateDisabled: db.prepare<[number, string, string]>("UPDATE users SET disabled = ?, updated_at = ? WHERE address = ?"),
     updateRelayClient: db.prepare<[number, string, string]>("UPDATE users SET relay_client = ?, updated_at = ? WHERE address = ?"),
     delete: db.prepare<[string]>("DELETE FROM users WHERE address = ?"),
+    updateRequireApp: db.prepare<[number | null, string, string]>("UPDATE users SET require_app_passwords = ?, updated_at = ? WHERE address = ?"),
+    appByLookup: db.prepare<[string, string], AppPasswordRow>(
+      "SELECT name, password_hash, last_used_at, last_used_ip FROM app_passwords WHERE address = ? AND lookup_id = ?",
+    ),
+    appByName: db.prepare<[string, string], { one: number }>("SELECT 1 AS one FROM app_passwords WHERE address = ? AND name = ?"),
+    appList: db.prepare<[string], { name: string; created_at: string; last_used_at: string | null; last_used_ip: string | null }>(
+      "SELECT name, created_at, last_used_at, last_used_ip FROM app_passwords WHERE address = ? ORDER BY created_at, name",
+    ),
+    appInsert: db.prepare<[string, string, string, string, string]>(
+      "INSERT INTO app_passwords (address, name, lookup_id, password_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+    ),
+    appUsed: db.prepare<[string, string | null, string, string]>("UPDATE app_passwords SET last_used_at = ?, last_used_ip = ? WHERE address = ? AND name = ?"),
+    appRevoke: db.prepare<[string, string]>("DELETE FROM app_passwords WHERE address = ? AND name = ?"),
+    appDeleteAll: db.prepare<[string]>("DELETE FROM app_passwords WHERE address = ?"),
   };
 }
+
+/** The main secrets serve SCRAM, CRAM-MD5 and DIGEST-MD5 only where the main password is allowed (? = the default). */
+const MAIN_ALLOWED = "AND COALESCE(require_app_passwords, ?) = 0";
 
 interface AuthRow {
   address: string;
   password_hash: string;
   disabled: number;
+  require_app_passwords: number | null;
+}
+interface AppPasswordRow {
+  name: string;
+  password_hash: string;
+  last_used_at: string | null;
+  last_used_ip: string | null;
 }
 interface InfoRow {
   address: string;
@@ -114,9 +171,14 @@ export class SqliteUserStore implements Authenticator {
   private readonly hasher: PasswordHasher;
   private readonly scramIterations: number | undefined;
   private readonly sql: ReturnType<typeof prepareStatements>;
+  /** auth.requireAppPasswords as SQL wants it. */
+  private readonly requireAppDefault: number;
+  private readonly now: () => Date;
 
   constructor(options: SqliteUserStoreOptions) {
     this.hostname = options.hostname;
+    this.requireAppDefault = options.requireAppPasswords ? 1 : 0;
+    this.now = options.now ?? (() => new Date());
     this.hasher = options.hasher ?? SCRYPT_HASHER;
     this.scramIterations = options.scramIterations;
     const ttlSec = options.cacheTtlSec ?? 60;
@@ -146,8 +208,12 @@ export class SqliteUserStore implements Authenticator {
 
   // ---- CredentialVerifier -------------------------------------------------------------------
 
-  /** Never throws: a database problem is `backend-error`. Unknown and disabled users cost one dummy scrypt. */
-  async verifyPassword(user: string, password: string): Promise<VerifyResult> {
+  /**
+   * Never throws: a database problem is `backend-error`. Every login costs one scrypt: a dummy one
+   * for unknown and disabled users; for a known user the app password whose lookup id the password
+   * starts with, else the main password — however many app passwords the user has.
+   */
+  async verifyPassword(user: string, password: string, context: VerifyContext = {}): Promise<VerifyResult> {
     try {
       const address = normalizeAddress(user);
       const row = address === null || password === "" ? undefined : this.sql.auth.get(address);
@@ -160,11 +226,23 @@ export class SqliteUserStore implements Authenticator {
         await (this.cache ? this.cache.verifyShared(this.loginKey(user), password, DUMMY_PASSWORD_HASH, dummy) : dummy());
         return { ok: false, reason: "unknown-user" };
       }
-      if (this.cache?.has(row.address, password, row.password_hash)) return { ok: true, user: row.address };
-      const verify = () => this.hasher.verify(password, row.password_hash);
-      const ok = this.cache ? await this.cache.verifyShared(row.address, password, row.password_hash, verify) : await verify();
-      if (!ok) return { ok: false, reason: "bad-password" };
-      this.cache?.put(row.address, password, row.password_hash);
+      // A main password shaped like an app password whose id matches one of the user's is checked
+      // against that app password only (a 1 in 36^4 chance per app password, for such a password).
+      const appPassword = canonicalAppPassword(password);
+      const app = appPassword === null ? undefined : this.sql.appByLookup.get(row.address, appPasswordId(appPassword));
+      if (app && appPassword !== null) {
+        if (!(await this.checkHash(row.address, appPassword, app.password_hash))) {
+          return { ok: false, reason: "bad-password", detail: `app password ${JSON.stringify(app.name)}` };
+        }
+        this.noteAppPasswordUse(row.address, app, context.remoteIp);
+        return { ok: true, user: row.address, credential: app.name };
+      }
+      // The main password is checked even when it is refused, so a refusal costs what a wrong guess does.
+      const mainRefused = (row.require_app_passwords ?? this.requireAppDefault) !== 0;
+      if (!(await this.checkHash(row.address, password, row.password_hash, !mainRefused))) return { ok: false, reason: "bad-password" };
+      if (mainRefused) {
+        return { ok: false, reason: "app-password-required", detail: "main password refused: this user logs in with app passwords only" };
+      }
       return { ok: true, user: row.address };
     } catch {
       return { ok: false, reason: "backend-error", detail: "user database error" };
@@ -173,19 +251,19 @@ export class SqliteUserStore implements Authenticator {
 
   /** Null for unknown or disabled users. Throws on a database error (mechanisms report backend-error). */
   async scramSha256(user: string): Promise<ScramCredentials | null> {
-    const row = this.byAddress(user, (address) => this.sql.scram.get(address));
+    const row = this.byAddress(user, (address) => this.sql.scram.get(address, this.requireAppDefault));
     if (!row?.scram_salt || !row.scram_iterations || !row.scram_stored_key || !row.scram_server_key) return null;
     return { salt: row.scram_salt, iterations: row.scram_iterations, storedKey: row.scram_stored_key, serverKey: row.scram_server_key };
   }
 
   async cramMd5(user: string): Promise<CramMd5Secret | null> {
-    const secret = this.byAddress(user, (address) => this.sql.cram.get(address))?.cram_md5;
+    const secret = this.byAddress(user, (address) => this.sql.cram.get(address, this.requireAppDefault))?.cram_md5;
     return secret?.length === 32 ? { outer: secret.subarray(0, 16), inner: secret.subarray(16) } : null;
   }
 
   /** Only the realm the HA1 was computed for (the store's host name) has a secret. */
   async digestMd5(user: string, realm: string): Promise<Buffer | null> {
-    const ha1 = this.byAddress(user, (address) => this.sql.digest.get(address, realm))?.digest_ha1;
+    const ha1 = this.byAddress(user, (address) => this.sql.digest.get(address, realm, this.requireAppDefault))?.digest_ha1;
     return ha1?.length === 16 ? ha1 : null;
   }
 
@@ -223,13 +301,14 @@ export class SqliteUserStore implements Authenticator {
 
   // ---- administration (the `postern user` CLI) ----------------------------------------------
 
-  async addUser(address: string, password: string, opts: { senders?: string[]; relayClient?: boolean } = {}): Promise<void> {
+  async addUser(address: string, password: string, opts: { senders?: string[]; relayClient?: boolean; requireAppPasswords?: boolean } = {}): Promise<void> {
     const normalized = this.requireAddress(address);
     const senders = JSON.stringify((opts.senders ?? []).map(normalizeSender));
     if (this.sql.auth.get(normalized)) throw new Error(`user already exists: ${normalized}`);
     const secrets = await this.secretsFor(password, normalized);
     try {
-      this.sql.insert.run({ ...secretColumns(normalized, secrets), senders, relayClient: opts.relayClient ? 1 : 0 });
+      const requireAppPasswords = opts.requireAppPasswords === undefined ? null : opts.requireAppPasswords ? 1 : 0;
+      this.sql.insert.run({ ...secretColumns(normalized, secrets), senders, relayClient: opts.relayClient ? 1 : 0, requireAppPasswords });
     } catch (err) {
       // Another process may have added the same user while we were hashing.
       if ((err as { code?: string }).code === "SQLITE_CONSTRAINT_PRIMARYKEY") throw new Error(`user already exists: ${normalized}`);
@@ -248,7 +327,10 @@ export class SqliteUserStore implements Authenticator {
     const row = this.byAddress(address, (normalized) => this.sql.auth.get(normalized));
     if (!row) return false;
     this.cache?.invalidateUser(row.address);
-    return this.sql.delete.run(row.address).changes > 0;
+    return this.db.transaction(() => {
+      this.sql.appDeleteAll.run(row.address);
+      return this.sql.delete.run(row.address).changes > 0;
+    })();
   }
 
   listUsers(): UserInfo[] {
@@ -271,7 +353,80 @@ export class SqliteUserStore implements Authenticator {
     this.cache?.invalidateUser(row.address);
   }
 
+  /** `on`/`off` for this user, or null: auth.requireAppPasswords decides. */
+  setRequireAppPasswords(address: string, required: boolean | null): void {
+    const row = this.requireUser(address);
+    this.sql.updateRequireApp.run(required === null ? null : required ? 1 : 0, this.now().toISOString(), row.address);
+    this.cache?.invalidateUser(row.address);
+  }
+
+  /** Whether the main password is refused for this user, and whether by its own setting or the default. */
+  requiresAppPasswords(address: string): { required: boolean; byDefault: boolean } {
+    const row = this.requireUser(address);
+    return { required: (row.require_app_passwords ?? this.requireAppDefault) !== 0, byDefault: row.require_app_passwords === null };
+  }
+
+  /** A new app password for `name`: returned once, stored only as a hash. */
+  async addAppPassword(address: string, name: string): Promise<string> {
+    const row = this.requireUser(address);
+    const label = checkAppPasswordName(name);
+    if (this.sql.appByName.get(row.address, label)) throw new Error(`${row.address} already has an app password named ${JSON.stringify(label)}`);
+    let password = generateAppPassword();
+    // The lookup id must be unique per user: draw again on the rare clash.
+    while (this.sql.appByLookup.get(row.address, appPasswordId(canonicalAppPassword(password)!))) password = generateAppPassword();
+    const canonical = canonicalAppPassword(password)!;
+    const hash = await this.hasher.hash(canonical);
+    try {
+      this.sql.appInsert.run(row.address, label, appPasswordId(canonical), hash, this.now().toISOString());
+    } catch (err) {
+      // Another process added the same name (or drew the same id) while we were hashing.
+      if (String((err as { code?: string }).code).startsWith("SQLITE_CONSTRAINT")) {
+        throw new Error(`${row.address} already has an app password named ${JSON.stringify(label)} (or a clash: try again)`);
+      }
+      throw err;
+    }
+    return password;
+  }
+
+  listAppPasswords(address: string): AppPasswordInfo[] {
+    const row = this.requireUser(address);
+    return this.sql.appList.all(row.address).map((r) => ({ name: r.name, createdAt: r.created_at, lastUsedAt: r.last_used_at, lastUsedIp: r.last_used_ip }));
+  }
+
+  /**
+   * False when there is none of that name. Effective at once in every process: a login reads the
+   * app password's row (and its hash is the cache entry's stamp), so a deleted row matches nothing.
+   */
+  revokeAppPassword(address: string, name: string): boolean {
+    const row = this.requireUser(address);
+    const removed = this.sql.appRevoke.run(row.address, name.trim()).changes > 0;
+    this.cache?.invalidateUser(row.address);
+    return removed;
+  }
+
   // ---- helpers ------------------------------------------------------------------------------
+
+  /** One scrypt check through the cache (a success is remembered against `stamp`, the stored hash). */
+  private async checkHash(address: string, password: string, stored: string, remember = true): Promise<boolean> {
+    if (this.cache?.has(address, password, stored)) return true;
+    const verify = () => this.hasher.verify(password, stored);
+    const ok = this.cache ? await this.cache.verifyShared(address, password, stored, verify) : await verify();
+    if (ok && remember) this.cache?.put(address, password, stored);
+    return ok;
+  }
+
+  /** Last used, from where: written only when the address changed or a minute passed; never fails a login. */
+  private noteAppPasswordUse(address: string, app: AppPasswordRow, remoteIp: string | undefined): void {
+    const now = this.now();
+    const ip = remoteIp ?? null;
+    const last = app.last_used_at === null ? Number.NaN : Date.parse(app.last_used_at);
+    if (app.last_used_ip === ip && now.getTime() - last < LAST_USED_RESOLUTION_MS) return;
+    try {
+      this.sql.appUsed.run(now.toISOString(), ip, address, app.name);
+    } catch {
+      // A busy or read-only database: the login stands, the record waits for the next one.
+    }
+  }
 
   private byAddress<T>(address: string, query: (normalized: string) => T | undefined): T | undefined {
     const normalized = normalizeAddress(address);

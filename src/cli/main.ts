@@ -2,7 +2,17 @@
 import { Command } from "commander";
 import { ConfigError } from "../config/load.js";
 import { serveCommand } from "./serve.js";
-import { userAdd, userDel, userList, userPasswd, userRelayClient } from "./user.js";
+import {
+  appPasswordAdd,
+  appPasswordList,
+  appPasswordRevoke,
+  userAdd,
+  userDel,
+  userList,
+  userPasswd,
+  userRelayClient,
+  userRequireAppPasswords,
+} from "./user.js";
 import { configCheck } from "./config-check.js";
 import { normalizeArgv, registerToolbox } from "./toolbox.js";
 import { queueDelete, queueFlush, queueHold, queueList, queueRelease, queueShow } from "./queue.js";
@@ -29,7 +39,31 @@ user
   .option("--sender <address...>", "extra addresses or @domains this user may send as")
   .option("--no-password", "a mailbox entry only (auth.backend dovecot or saslauthd checks the password)")
   .option("--relay-client", "a mail server or app relaying for its @domains: hosts under them too, and its MAILER-DAEMON reports")
+  .option("--require-app-passwords", "refuse the main password for SMTP: devices log in with app passwords only")
   .action(userAdd);
+user
+  .command("require-app-passwords <address> <state>")
+  .description("on: the main password is refused for SMTP, only app passwords log in; off; default: auth.requireAppPasswords")
+  .option(...configOption)
+  .action(userRequireAppPasswords);
+const appPassword = user.command("app-password").description("per-device passwords for SMTP submission (generated, shown once, revocable)");
+appPassword
+  .command("add <address>")
+  .description("generate an app password: printed alone on stdout, shown only once")
+  .requiredOption("--name <name>", "what it is for, e.g. phone or laptop")
+  .option(...configOption)
+  .action(appPasswordAdd);
+appPassword
+  .command("list <address>")
+  .description("list app passwords: name, created, last used, from where")
+  .option(...configOption)
+  .option("--json", "machine-readable output")
+  .action(appPasswordList);
+appPassword
+  .command("revoke <address> <name>")
+  .description("revoke an app password (at once, also for a running server)")
+  .option(...configOption)
+  .action(appPasswordRevoke);
 user
   .command("relay-client <address> <state>")
   .description("mark a user as a relay client (on) or a normal user (off); see --relay-client")

@@ -24,7 +24,7 @@ export function registerToolbox(program: Command): void {
     .description("send a test message through any SMTP server and print the transcript (swaks-style)")
     .requiredOption("-s, --server <host[:port]>", "server to talk to (default port 587, or 465 with --tls implicit)")
     .option("--tls <mode>", "starttls | implicit | none", "starttls")
-    .option("-a, --auth <mechanism>", "PLAIN | LOGIN | CRAM-MD5 | SCRAM-SHA-256 | auto (default auto when --user is given)")
+    .option("-a, --auth <mechanism>", "PLAIN | LOGIN | CRAM-MD5 | SCRAM-SHA-256 | SCRAM-SHA-256-PLUS | auto (default auto when --user is given)")
     .option("-u, --user <name>", "authenticate as this user (password: $POSTERN_PASSWORD, stdin, or a prompt)")
     .option("--password-stdin", "read the password from stdin")
     .requiredOption("-f, --from <address>", "envelope sender and From:")

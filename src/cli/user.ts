@@ -1,4 +1,4 @@
-/** `postern user add|del|passwd|list`: manage the SQLite user store. */
+/** `postern user add|del|passwd|list|app-password|require-app-passwords`: manage the SQLite user store. */
 import { join } from "node:path";
 import { mkdirSync } from "node:fs";
 import { randomBytes } from "node:crypto";
@@ -9,7 +9,11 @@ import { readPassword } from "./secret-input.js";
 
 function openStore(config: Config): SqliteUserStore {
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
-  return new SqliteUserStore({ path: join(config.dataDir, "users.sqlite"), hostname: config.hostname });
+  return new SqliteUserStore({
+    path: join(config.dataDir, "users.sqlite"),
+    hostname: config.hostname,
+    requireAppPasswords: config.auth.requireAppPasswords,
+  });
 }
 
 /** The backend that checks this address's logins: auth.domains for its domain, else auth.backend. */
@@ -57,7 +61,7 @@ async function newPassword(fromStdin: boolean): Promise<string> {
 
 export async function userAdd(
   address: string,
-  opts: { config?: string; passwordStdin?: boolean; sender?: string[]; password?: boolean; relayClient?: boolean },
+  opts: { config?: string; passwordStdin?: boolean; sender?: string[]; password?: boolean; relayClient?: boolean; requireAppPasswords?: boolean },
 ): Promise<void> {
   const resolved = commandConfig(opts.config);
   const noPassword = opts.password === false;
@@ -69,8 +73,13 @@ export async function userAdd(
   announce(resolved);
   const store = openStore(resolved.config);
   try {
-    await store.addUser(address, password, { senders: opts.sender ?? [], relayClient: opts.relayClient === true });
-    process.stdout.write(`added ${address}${noPassword ? " (mailbox only, no password)" : ""}${opts.relayClient ? " (relay client)" : ""}\n`);
+    await store.addUser(address, password, {
+      senders: opts.sender ?? [],
+      relayClient: opts.relayClient === true,
+      ...(opts.requireAppPasswords ? { requireAppPasswords: true } : {}),
+    });
+    const notes = `${noPassword ? " (mailbox only, no password)" : ""}${opts.relayClient ? " (relay client)" : ""}${opts.requireAppPasswords ? " (app passwords only)" : ""}`;
+    process.stdout.write(`added ${address}${notes}\n`);
   } finally {
     store.close();
   }
@@ -134,6 +143,87 @@ export async function userRelayClient(address: string, state: string, opts: { co
   try {
     store.setRelayClient(address, state === "on");
     process.stdout.write(`${address}: relay client ${state}\n`);
+  } finally {
+    store.close();
+  }
+}
+
+/** App passwords are checked by the SQLite store only: refuse where another backend answers the logins. */
+function refuseOtherBackend(config: Config, address: string): void {
+  const b = backendOf(config, address);
+  if (b.backend !== "sqlite") {
+    throw new Error(`${address} logs in through ${b.backend} (${b.key}); app passwords work only with the SQLite store (auth.backend: sqlite)`);
+  }
+}
+
+/**
+ * `postern user app-password add USER --name NAME`: the new password alone on stdout (for a
+ * script or a QR code), everything else on stderr. Shown once; the store keeps only its hash.
+ */
+export async function appPasswordAdd(address: string, opts: { config?: string; name: string }): Promise<void> {
+  const resolved = commandConfig(opts.config);
+  refuseOtherBackend(resolved.config, address);
+  announce(resolved);
+  const store = openStore(resolved.config);
+  try {
+    const password = await store.addAppPassword(address, opts.name);
+    process.stdout.write(`${password}\n`);
+    process.stderr.write(
+      `postern: app password ${JSON.stringify(opts.name.trim())} added for ${address}; it is shown only this once.\n` +
+        "postern: use it as the SMTP password (PLAIN or LOGIN over TLS) with the login name as usual; the dashes are optional.\n",
+    );
+  } finally {
+    store.close();
+  }
+}
+
+/** `postern user app-password list USER`: name, created, last used, from where — never a password. */
+export async function appPasswordList(address: string, opts: { config?: string; json?: boolean }): Promise<void> {
+  const resolved = commandConfig(opts.config);
+  refuseOtherBackend(resolved.config, address);
+  const store = openStore(resolved.config);
+  try {
+    const list = store.listAppPasswords(address);
+    const { required, byDefault } = store.requiresAppPasswords(address);
+    if (opts.json) {
+      process.stdout.write(`${JSON.stringify({ address, requireAppPasswords: required, appPasswords: list }, null, 2)}\n`);
+      return;
+    }
+    process.stderr.write(`postern: ${address}: main password ${required ? "refused" : "accepted"}${byDefault ? " (auth.requireAppPasswords)" : ""}\n`);
+    if (list.length === 0) process.stderr.write(`postern: ${address} has no app passwords\n`);
+    for (const p of list) {
+      const used = p.lastUsedAt ? `last used ${p.lastUsedAt} from ${p.lastUsedIp ?? "an unknown address"}` : "never used";
+      process.stdout.write(`${p.name}  created ${p.createdAt}  ${used}\n`);
+    }
+  } finally {
+    store.close();
+  }
+}
+
+/** `postern user app-password revoke USER NAME`: at once, also for a running server (no cache outlives the row). */
+export async function appPasswordRevoke(address: string, name: string, opts: { config?: string }): Promise<void> {
+  const resolved = commandConfig(opts.config);
+  announce(resolved);
+  const store = openStore(resolved.config);
+  try {
+    if (!store.revokeAppPassword(address, name)) throw new Error(`${address} has no app password named ${JSON.stringify(name)}`);
+    process.stdout.write(`revoked app password ${JSON.stringify(name)} of ${address}\n`);
+  } finally {
+    store.close();
+  }
+}
+
+/** `postern user require-app-passwords USER on|off|default`: refuse (or accept) the main password for SMTP. */
+export async function userRequireAppPasswords(address: string, state: string, opts: { config?: string }): Promise<void> {
+  if (state !== "on" && state !== "off" && state !== "default") throw new Error(`expected on, off or default, not ${JSON.stringify(state)}`);
+  const resolved = commandConfig(opts.config);
+  refuseOtherBackend(resolved.config, address);
+  announce(resolved);
+  const store = openStore(resolved.config);
+  try {
+    store.setRequireAppPasswords(address, state === "default" ? null : state === "on");
+    const { required } = store.requiresAppPasswords(address);
+    process.stdout.write(`${address}: app passwords ${required ? "required" : "not required"}${state === "default" ? " (auth.requireAppPasswords)" : ""}\n`);
   } finally {
     store.close();
   }

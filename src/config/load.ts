@@ -167,5 +167,6 @@ function resolvePaths(config: Config, baseDir: string): Config {
       key: config.tls.key === undefined ? undefined : abs(config.tls.key),
     },
     delivery: { ...config.delivery, maildir: abs(config.delivery.maildir) },
+    ...(config.auth.oauth?.caFile ? { auth: { ...config.auth, oauth: { ...config.auth.oauth, caFile: abs(config.auth.oauth.caFile) } } } : {}),
   };
 }

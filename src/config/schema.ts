@@ -244,6 +244,24 @@ function requireBackendTarget(b: { backend: string; path?: string; socket?: stri
 }
 const authBackendOf = z.strictObject({ ...authBackendFields, backend: authBackendName }).superRefine(requireBackendTarget);
 
+/** Bearer tokens (OAUTHBEARER, XOAUTH2) as JWTs from an OIDC issuer (src/auth/oauth-tokens.ts). */
+const authOAuth = z.strictObject({
+  /** The issuer (`iss`); its discovery document names the keys. HTTPS only. */
+  issuer: z.url({ protocol: /^https$/ }),
+  /** The audience (`aud`) tokens for this server carry. */
+  audience: z.string().min(1),
+  /** A scope every token must carry (`scope` or `scp`). */
+  scope: z.string().min(1).optional(),
+  /** The claim naming the login (an address). */
+  claim: z.string().min(1).default("email"),
+  /** The JWKS address; skips discovery. HTTPS only. */
+  jwksUri: z.url({ protocol: /^https$/ }).optional(),
+  /** PEM file of extra CAs trusted for the issuer's HTTPS. */
+  caFile: z.string().min(1).optional(),
+  /** After a fetch of the keys, a token naming an unknown `kid` fetches them again no sooner than this. */
+  keysRefreshCooldownSec: z.number().int().min(0).default(30),
+});
+
 /** Password-guessing defence across connections (src/policy/auth-throttle.ts). */
 const authThrottle = z
   .strictObject({
@@ -280,11 +298,15 @@ export const configSchema = z.strictObject({
       backend: authBackendName.default("sqlite"),
       /** Verified-credentials cache TTL (Dovecot auth_cache_ttl); 0 turns it off. */
       cacheTtlSec: z.number().int().min(0).default(60),
+      /** SQLite store: users without their own setting log in with app passwords only (`postern user require-app-passwords`). */
+      requireAppPasswords: z.boolean().default(false),
       /** Overrides limits.authFailureDelayMs when set (the issue's `auth.failureDelayMs`). */
       failureDelayMs: z.number().int().min(0).optional(),
       /** A different backend per login domain: { "example.net": { backend: passwd-file, path: … } }. */
       domains: z.record(z.string().min(1), authBackendOf).default({}),
       throttle: authThrottle,
+      /** Absent: no OAUTHBEARER/XOAUTH2. */
+      oauth: authOAuth.optional(),
     })
     .superRefine(requireBackendTarget)
     .prefault({}),

@@ -149,11 +149,23 @@ export class SmtpClient {
     if (!name) {
       throw new SmtpClientError("policy", `no usable AUTH mechanism offered (server offers: ${offered.join(" ") || "none"})`);
     }
-    const mech = createClientMechanism(name, creds, { serverHostname: this.opts.servername ?? this.opts.host });
+    // SCRAM -PLUS binds to this TLS connection; plain SCRAM gets the binding only to say "y" (we
+    // could bind) when the server did not offer -PLUS (RFC 5802 §6 downgrade detection).
+    const binding = name.endsWith("-PLUS") || !offered.includes(`${name}-PLUS`) ? { channelBinding: () => this.conn.channelBinding() } : {};
+    const mech = createClientMechanism(name, creds, { serverHostname: this.opts.servername ?? this.opts.host, ...binding });
     if (!mech) throw new SmtpClientError("policy", `AUTH mechanism ${name} is not implemented`);
-    const initial = mech.initial();
+    let initial: Buffer | null;
+    try {
+      initial = mech.initial();
+    } catch (err) {
+      throw new SmtpClientError("policy", `AUTH ${name}: ${(err as Error).message}`);
+    }
     // RFC 4954 §4: "=" stands for an empty initial response.
-    const ir = initial === null ? "" : " " + (initial.length === 0 ? "=" : initial.toString("base64"));
+    let ir = initial === null ? "" : " " + (initial.length === 0 ? "=" : initial.toString("base64"));
+    // RFC 4954 §4: a command that would pass 512 octets (a bearer token) goes without the initial
+    // response, which then answers the server's empty challenge.
+    let deferred: Buffer | null = null;
+    if (`AUTH ${name}${ir}\r\n`.length > 512) [deferred, ir] = [initial, ""];
     this.conn.send(`AUTH ${name}${ir}`, this.opts.showSecrets ? undefined : `AUTH ${name}${ir ? " <credentials>" : ""}`);
     for (let round = 0; round < 10; round++) {
       const reply = await this.conn.readReply(this.timeoutMs, "AUTH");
@@ -163,7 +175,8 @@ export class SmtpClient {
       let response: Buffer;
       try {
         if (!challenge) throw new Error("server challenge is not valid base64");
-        response = mech.respond(challenge);
+        response = deferred && challenge.length === 0 ? deferred : mech.respond(challenge);
+        deferred = null;
       } catch (err) {
         // RFC 4954 §4: "*" cancels the exchange.
         this.conn.send("*");

@@ -7,6 +7,7 @@ import { constants as cryptoConstants } from "node:crypto";
 import { once } from "node:events";
 import { isIP, type Socket } from "node:net";
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from "node:tls";
+import { tlsExporterBinding } from "../sasl/tls-exporter.js";
 import { DataEncoder } from "./data-encoder.js";
 import { ReplyParser, SmtpProtocolError, type SmtpReply } from "./smtp-reply.js";
 
@@ -105,6 +106,11 @@ export class SmtpConnection {
   async established(timeoutMs: number): Promise<void> {
     const event = this.secure ? "secureConnect" : "connect";
     await this.withDeadline(once(this.socket, event), timeoutMs, "connect");
+  }
+
+  /** RFC 9266 tls-exporter data for SCRAM -PLUS: TLS 1.3 only, else null. */
+  channelBinding(): Buffer | null {
+    return this.secure ? tlsExporterBinding(this.socket as TLSSocket) : null;
   }
 
   /** Replies received so far: none since a point in time means the server acted on nothing since. */

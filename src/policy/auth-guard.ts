@@ -36,14 +36,30 @@ export function guardConnection(
   const v = verifier;
   const guarded: CredentialVerifier = {
     // A refused password check is a failed check (454 via backend-error), not an exception.
-    verifyPassword: async (user, password) => {
+    verifyPassword: async (user, password, context) => {
       try {
         login(user);
       } catch (err) {
         return { ok: false, reason: "backend-error", detail: (err as Error).message };
       }
-      return v.verifyPassword(user, password);
+      // The connection's address: an app password records where it was last used from.
+      return v.verifyPassword(user, password, { remoteIp, ...context });
     },
+    // The account counted: the a=/user= named, then the token's own login once it is known.
+    ...(v.verifyToken
+      ? {
+          verifyToken: async (token: string, claimedUser?: string) => {
+            try {
+              if (claimedUser) login(claimedUser);
+              const result = await v.verifyToken!(token, claimedUser);
+              if (result.user) login(result.user);
+              return result;
+            } catch (err) {
+              return { ok: false as const, reason: "backend-error" as const, detail: (err as Error).message };
+            }
+          },
+        }
+      : {}),
     scramSha256: async (user) => (login(user), v.scramSha256(user)),
     cramMd5: async (user) => (login(user), v.cramMd5(user)),
     digestMd5: async (user, realm) => (login(user), v.digestMd5(user, realm)),

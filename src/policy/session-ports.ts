@@ -21,8 +21,8 @@ import type { InfoWarnLog } from "../base/log.js";
 export interface AuthSource {
   /** Routes each lookup to the login's backend. */
   readonly verifier: CredentialVerifier;
-  /** Offered right now, strongest first. */
-  mechanisms(): string[];
+  /** Offered right now, strongest first; SCRAM -PLUS only when `channelBound` (TLS 1.3). */
+  mechanisms(channelBound?: boolean): string[];
   /** `context.login` hears each login a passed-through exchange names (throws to refuse it). */
   createMechanism(
     name: string,
@@ -63,6 +63,8 @@ export type PolicyPorts = Pick<
 export interface PolicyConnection {
   remoteIp: string;
   log: InfoWarnLog;
+  /** The connection's RFC 9266 tls-exporter data; null until TLS 1.3 (then SCRAM -PLUS is offered). */
+  channelBinding?: () => Buffer | null;
 }
 
 /**
@@ -80,15 +82,17 @@ export function createPolicyPorts(setup: PolicySetup): (conn: PolicyConnection) 
   const { relay, auth, throttle } = setup;
   const fakeSaltKey = setup.fakeSaltKey ?? randomBytes(32);
   const sasl = { hostname: setup.hostname, authzidAllowed: authzidRule(setup.authzidAdmins), fakeSaltKey };
-  return ({ remoteIp, log }) => {
+  return ({ remoteIp, log, channelBinding }) => {
+    const connSasl = channelBinding ? { ...sasl, channelBinding } : sasl;
     const guard = throttle
       ? guardConnection(throttle, remoteIp, auth.verifier, (scope, user) =>
           log.warn({ event: "auth-throttled", ip: remoteIp, scope, user, lockoutSec: setup.lockoutSec }, "AUTH throttled: too many failures"),
         )
       : undefined;
     return {
-      mechanisms: () => auth.mechanisms(),
-      createMechanism: (name) => auth.createMechanism(name, guard ? { remoteIp, login: guard.login } : { remoteIp }, sasl, guard?.verifier ?? auth.verifier),
+      mechanisms: () => auth.mechanisms(channelBinding?.() != null),
+      createMechanism: (name) =>
+        auth.createMechanism(name, guard ? { remoteIp, login: guard.login } : { remoteIp }, connSasl, guard?.verifier ?? auth.verifier),
       account: (login) => auth.account(login),
       ...(guard ? { authGuard: guard.authGuard } : {}),
       ...(setup.sendLimits ? { sendLimits: setup.sendLimits } : {}),

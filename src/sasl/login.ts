@@ -50,7 +50,7 @@ export class LoginServer implements SaslServerMechanism {
     if (password === null) return failure("malformed", "LOGIN password empty or not text");
     const result = await this.opts.verifier.verifyPassword(this.username, password);
     if (!result.ok) return failure(result.reason, result.detail);
-    return resolveIdentity(this.opts, this.username, result.user, "");
+    return resolveIdentity(this.opts, this.username, result.user, "", result.credential);
   }
 
   private end(step: SaslServerStep): SaslServerStep {

@@ -59,7 +59,7 @@ export class PlainServer implements SaslServerMechanism {
     if (!parsed) return failure("malformed", "PLAIN message is not authzid NUL authcid NUL password");
     const result = await this.opts.verifier.verifyPassword(parsed.authcid, parsed.password);
     if (!result.ok) return failure(result.reason, result.detail);
-    return resolveIdentity(this.opts, parsed.authcid, result.user, parsed.authzid);
+    return resolveIdentity(this.opts, parsed.authcid, result.user, parsed.authzid, result.credential);
   }
 
   private end(step: SaslServerStep): SaslServerStep {

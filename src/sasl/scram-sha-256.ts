@@ -1,6 +1,9 @@
 /**
- * SCRAM-SHA-256 (RFC 5802 with RFC 7677's hash), server and client. No channel binding: we do not
- * offer -PLUS, so a client asking for it ("p=") is refused and "y" is accepted (RFC 5802 §6).
+ * SCRAM-SHA-256 and SCRAM-SHA-256-PLUS (RFC 5802 with RFC 7677's hash), server and client. -PLUS
+ * binds to the TLS connection with `tls-exporter` (RFC 9266, TLS 1.3 only): c= carries the gs2
+ * header and the exported keying material, so a relay between two TLS connections fails. Where
+ * -PLUS is offered, plain SCRAM with "y" (client could bind, thinks we cannot) is a downgrade and
+ * refused (RFC 5802 §6); without an offer "y" is accepted; "p=" is for -PLUS only.
  *
  *   C: n,[a=authzid],n=user,r=cnonce                 client-first (gs2 header + bare)
  *   S: r=cnonce+snonce,s=salt,i=iterations           server-first
@@ -24,6 +27,11 @@ import type {
 } from "./types.js";
 
 const NAME = "SCRAM-SHA-256";
+const NAME_PLUS = "SCRAM-SHA-256-PLUS";
+/** The one channel binding type we support (RFC 9266). */
+export const TLS_EXPORTER = "tls-exporter";
+/** RFC 5056 §7 cb-name: 1*(ALPHA / DIGIT / "." / "-"). */
+const CB_NAME = /^[A-Za-z0-9.-]+$/;
 /** RFC 5802 §7 "printable": %x21-2B / %x2D-7E (no comma). */
 const PRINTABLE_NONCE = /^[\x21-\x2b\x2d-\x7e]+$/;
 /** An optional extension attribute: one letter, "=", a value without commas (RFC 5802 §7 attr-val). */
@@ -43,8 +51,12 @@ export function decodeSaslName(text: string): string | null {
   return hasControlChars(name) ? null : name;
 }
 
+/** The gs2 channel-binding flag: "n" cannot bind, "y" could but thinks the server cannot, "p" binds with `type`. */
+export type Gs2ChannelBinding = { flag: "n" | "y" } | { flag: "p"; type: string };
+
 export interface ClientFirstMessage {
   gs2Header: string;
+  cbind: Gs2ChannelBinding;
   authzid: string;
   username: string;
   clientNonce: string;
@@ -53,11 +65,20 @@ export interface ClientFirstMessage {
 
 /** Structural parse of the client-first message; a string is the (fixed-text) reason it is wrong. */
 export function parseClientFirst(text: string): ClientFirstMessage | string {
-  if (text.startsWith("p=")) return "channel binding requested but not offered";
-  if (!text.startsWith("n,") && !text.startsWith("y,")) return "bad gs2 channel-binding flag";
-  const headerEnd = text.indexOf(",", 2);
+  let cbind: Gs2ChannelBinding;
+  let flagEnd: number; // the comma after the flag
+  if (text.startsWith("p=")) {
+    flagEnd = text.indexOf(",");
+    const type = text.slice(2, flagEnd < 0 ? undefined : flagEnd);
+    if (flagEnd < 0 || !CB_NAME.test(type)) return "bad channel-binding name";
+    cbind = { flag: "p", type };
+  } else if (text.startsWith("n,") || text.startsWith("y,")) {
+    flagEnd = 1;
+    cbind = { flag: text[0] as "n" | "y" };
+  } else return "bad gs2 channel-binding flag";
+  const headerEnd = text.indexOf(",", flagEnd + 1);
   if (headerEnd < 0) return "gs2 header not terminated";
-  const authzPart = text.slice(2, headerEnd);
+  const authzPart = text.slice(flagEnd + 1, headerEnd);
   let authzid = "";
   if (authzPart !== "") {
     const decoded = authzPart.startsWith("a=") ? decodeSaslName(authzPart.slice(2)) : null;
@@ -74,7 +95,7 @@ export function parseClientFirst(text: string): ClientFirstMessage | string {
   if (username === null) return "bad user name";
   const clientNonce = attrs[1]!.slice(2);
   if (!PRINTABLE_NONCE.test(clientNonce)) return "bad client nonce";
-  return { gs2Header, authzid, username, clientNonce, bare };
+  return { gs2Header, cbind, authzid, username, clientNonce, bare };
 }
 
 export interface ClientFinalMessage {
@@ -123,7 +144,11 @@ export interface ScramServerTestHooks {
 }
 
 export class ScramSha256Server implements SaslServerMechanism {
-  readonly name = NAME;
+  readonly name: string = NAME;
+  /** -PLUS: the client must bind to this connection with tls-exporter. */
+  protected readonly binds: boolean = false;
+  /** The connection's tls-exporter data, read at client-first (-PLUS only). */
+  private bindingData: Buffer | null = null;
   private state: "new" | "awaiting-client-first" | "awaiting-store" | "awaiting-client-final" | "awaiting-ack" | "done" = "new";
   private first: ClientFirstMessage | null = null;
   private credentials: ScramCredentials | null = null;
@@ -166,6 +191,8 @@ export class ScramSha256Server implements SaslServerMechanism {
     const text = decodeUtf8(message);
     const first = text === null ? "not UTF-8" : parseClientFirst(text);
     if (typeof first === "string") return failure("malformed", `SCRAM client-first: ${first}`);
+    const unbound = this.checkBindingFlag(first.cbind);
+    if (unbound) return unbound;
 
     this.state = "awaiting-store";
     const stored = await askStore(() => this.opts.verifier.scramSha256(first.username));
@@ -194,7 +221,14 @@ export class ScramSha256Server implements SaslServerMechanism {
     const final = text === null ? "not UTF-8" : parseClientFinal(text);
     if (typeof final === "string") return failure("malformed", `SCRAM client-final: ${final}`);
     // Structure first, crypto after (SECURITY rule 12).
-    if (!final.channelBinding.equals(Buffer.from(first.gs2Header, "utf8"))) return failure("malformed", "SCRAM channel binding does not match gs2 header");
+    // c= is the gs2 header, then (-PLUS) the channel binding data.
+    const header = Buffer.from(first.gs2Header, "utf8");
+    const boundTo = final.channelBinding.subarray(header.length);
+    if (!final.channelBinding.subarray(0, header.length).equals(header) || (!this.bindingData && boundTo.length > 0)) {
+      return failure("malformed", "SCRAM channel binding does not match gs2 header");
+    }
+    // -PLUS: the data must be this TLS connection's; another's means a relay between two connections.
+    if (this.bindingData && !safeEqual(boundTo, this.bindingData)) return failure("channel-binding", "c= is not this TLS connection's tls-exporter data");
     if (final.nonce !== this.nonce) return failure("malformed", "SCRAM nonce mismatch");
 
     // RFC 5802 §3: ClientKey = ClientProof XOR HMAC(StoredKey, AuthMessage); H(ClientKey) must be StoredKey.
@@ -211,10 +245,31 @@ export class ScramSha256Server implements SaslServerMechanism {
     return challenge(`v=${hmacSha256(credentials.serverKey, authMessage).toString("base64")}`);
   }
 
+  /** RFC 5802 §6 and RFC 9266: which gs2 flag each mechanism accepts, before any lookup. */
+  private checkBindingFlag(cbind: Gs2ChannelBinding): SaslServerStep | null {
+    if (!this.binds) {
+      if (cbind.flag === "p") return failure("malformed", "SCRAM client-first: channel binding asked of a mechanism without it");
+      // "y": the client could bind but thinks we cannot. We offer -PLUS here, so someone removed it.
+      if (cbind.flag === "y" && this.opts.channelBinding?.()) return failure("channel-binding", "gs2 flag y while SCRAM-SHA-256-PLUS is offered (downgrade)");
+      return null;
+    }
+    if (cbind.flag !== "p") return failure("malformed", `SCRAM -PLUS client-first: gs2 flag ${cbind.flag}, expected p=`);
+    // RFC 5802 §7 "unsupported-channel-binding-type": SMTP has only 535 for it.
+    if (cbind.type !== TLS_EXPORTER) return failure("channel-binding", `unsupported channel binding type ${cbind.type.slice(0, 32)}`);
+    this.bindingData = this.opts.channelBinding?.() ?? null;
+    return this.bindingData ? null : failure("channel-binding", "no tls-exporter data on this connection (TLS 1.3 only)");
+  }
+
   private end(step: SaslServerStep): SaslServerStep {
     this.state = "done";
     return step;
   }
+}
+
+/** SCRAM-SHA-256-PLUS: the same exchange, bound to the TLS connection with tls-exporter (RFC 9266). */
+export class ScramSha256PlusServer extends ScramSha256Server {
+  override readonly name: string = NAME_PLUS;
+  protected override readonly binds: boolean = true;
 }
 
 export interface ScramClientTestHooks {
@@ -222,25 +277,43 @@ export interface ScramClientTestHooks {
   clientNonce?: string;
 }
 
+/** How the client binds: -PLUS sends p=tls-exporter; plain SCRAM sends "y" when it could have bound. */
+export interface ScramClientBinding {
+  plus: boolean;
+  /** This connection's tls-exporter data (TLS 1.3); null or absent: none. */
+  data?: () => Buffer | null;
+}
+
 export class ScramSha256Client implements SaslClientMechanism {
-  readonly name = NAME;
+  readonly name: string;
   private state: "new" | "sent-first" | "sent-final" | "done" = "new";
   private readonly clientNonce: string;
   private bare = "";
   private gs2Header = "";
+  /** The tls-exporter data c= carries after the gs2 header (-PLUS). */
+  private bindingData: Buffer = Buffer.alloc(0);
   private expectedServerSignature: Buffer | null = null;
 
   constructor(
     private readonly creds: SaslClientCredentials,
     hooks: ScramClientTestHooks = {},
+    private readonly binding: ScramClientBinding = { plus: false },
   ) {
+    this.name = binding.plus ? NAME_PLUS : NAME;
     this.clientNonce = hooks.clientNonce ?? randomNonce();
     if (!PRINTABLE_NONCE.test(this.clientNonce)) throw new Error("SCRAM client nonce must be printable without commas");
   }
 
   initial(): Buffer {
-    if (this.state !== "new") throw new Error("SCRAM-SHA-256: client-first already sent");
-    this.gs2Header = this.creds.authzid ? `n,a=${encodeSaslName(this.creds.authzid)},` : "n,,";
+    if (this.state !== "new") throw new Error(`${this.name}: client-first already sent`);
+    const data = this.binding.data?.() ?? null;
+    let flag = "n";
+    if (this.binding.plus) {
+      if (!data) throw new Error(`${this.name}: no tls-exporter channel binding (needs TLS 1.3)`);
+      flag = `p=${TLS_EXPORTER}`;
+      this.bindingData = data;
+    } else if (data) flag = "y"; // RFC 5802 §6: we could bind, but the server did not offer -PLUS
+    this.gs2Header = this.creds.authzid ? `${flag},a=${encodeSaslName(this.creds.authzid)},` : `${flag},,`;
     this.bare = `n=${encodeSaslName(this.creds.username)},r=${this.clientNonce}`;
     this.state = "sent-first";
     return Buffer.from(this.gs2Header + this.bare, "utf8");
@@ -272,7 +345,8 @@ export class ScramSha256Client implements SaslClientMechanism {
 
     const salted = scramSaltedPassword(this.creds.password, salt, iterations);
     const clientKey = hmacSha256(salted, "Client Key");
-    const withoutProof = `c=${Buffer.from(this.gs2Header, "utf8").toString("base64")},r=${nonce}`;
+    const cbind = Buffer.concat([Buffer.from(this.gs2Header, "utf8"), this.bindingData]);
+    const withoutProof = `c=${cbind.toString("base64")},r=${nonce}`;
     const authMessage = `${this.bare},${serverFirst},${withoutProof}`;
     const proof = xorBuffers(clientKey, hmacSha256(sha256(clientKey), authMessage));
     this.expectedServerSignature = hmacSha256(hmacSha256(salted, "Server Key"), authMessage);
@@ -302,7 +376,19 @@ export const SCRAM_SHA_256: MechanismDescriptor = {
   needs: "scram-sha-256",
   plaintext: false,
   createServer: (opts) => new ScramSha256Server(opts),
-  createClient: (creds) => new ScramSha256Client(creds),
+  // The caller passes the binding only when the server did not offer -PLUS (then "y").
+  createClient: (creds, options) => new ScramSha256Client(creds, {}, { plus: false, ...(options.channelBinding ? { data: options.channelBinding } : {}) }),
+  loginInFirstMessage: scramLoginInFirstMessage,
+};
+
+/** RFC 5802 -PLUS with RFC 9266 tls-exporter: same secrets, offered only on TLS 1.3 connections. */
+export const SCRAM_SHA_256_PLUS: MechanismDescriptor = {
+  name: NAME_PLUS,
+  needs: "scram-sha-256",
+  plaintext: false,
+  channelBinding: true,
+  createServer: (opts) => new ScramSha256PlusServer(opts),
+  createClient: (creds, options) => new ScramSha256Client(creds, {}, { plus: true, ...(options.channelBinding ? { data: options.channelBinding } : {}) }),
   loginInFirstMessage: scramLoginInFirstMessage,
 };
 

@@ -7,9 +7,10 @@ import type { CredentialKind, CredentialVerifier, SaslServerOptions, SaslServerS
  * name as sent when the store only hands out secrets). An authzid is honoured only when it names
  * the same user or the policy permits it (SECURITY rule 11; RFC 4616 §2, RFC 5802 §5.1 "a").
  */
-export function resolveIdentity(opts: SaslServerOptions, sentName: string, canonical: string, authzid: string): SaslServerStep {
+export function resolveIdentity(opts: SaslServerOptions, sentName: string, canonical: string, authzid: string, credential?: string): SaslServerStep {
+  const named = credential === undefined ? {} : { credential };
   if (authzid === "" || authzid === sentName || authzid === canonical) {
-    return { kind: "success", identity: { authcid: canonical, authzid: canonical } };
+    return { kind: "success", identity: { authcid: canonical, authzid: canonical, ...named } };
   }
   let permitted: boolean;
   try {
@@ -17,7 +18,7 @@ export function resolveIdentity(opts: SaslServerOptions, sentName: string, canon
   } catch {
     return failure("backend-error", "authzid policy threw");
   }
-  return permitted ? { kind: "success", identity: { authcid: canonical, authzid } } : failure("authzid-not-permitted");
+  return permitted ? { kind: "success", identity: { authcid: canonical, authzid, ...named } } : failure("authzid-not-permitted");
 }
 
 /**

@@ -7,6 +7,8 @@
 export interface SaslIdentity {
   authcid: string;
   authzid: string;
+  /** The app password's name when one was used instead of the main password (logged, never its value). */
+  credential?: string;
 }
 
 /** Why an exchange failed; logged by the server, never shown to the client. */
@@ -17,6 +19,9 @@ export type SaslFailureReason =
   | "authzid-not-permitted" // → 535 5.7.8
   | "mechanism-unavailable" // the store lacks the secret this mechanism needs → 535 5.7.8
   | "no-usable-secret" // the user exists, but its stored secret cannot serve this mechanism → 535 5.7.8
+  | "app-password-required" // the main password was right, but this user logs in with app passwords only → 535 5.7.8
+  | "bad-token" // OAUTHBEARER/XOAUTH2: the bearer token failed a check (after the error challenge) → 535 5.7.8
+  | "channel-binding" // SCRAM -PLUS: binding missing, unsupported or not this connection's; or "y" while we offer it → 535 5.7.8
   | "backend-error"; // → 454 4.7.0
 
 export type SaslServerStep =
@@ -52,17 +57,31 @@ export interface CramMd5Secret {
   outer: Buffer;
 }
 
-export type VerifyResult = { ok: true; user: string } | { ok: false; reason: "unknown-user" | "bad-password" | "backend-error"; detail?: string };
+export type VerifyResult =
+  | { ok: true; user: string /** The app password's name, when one matched. */; credential?: string }
+  | { ok: false; reason: "unknown-user" | "bad-password" | "app-password-required" | "backend-error"; detail?: string };
+
+/** Who is asking: the store records an app password's last use from it. */
+export interface VerifyContext {
+  remoteIp?: string;
+}
 
 /**
  * What a mechanism needs from the credential store: the password checked by the store
  * (PLAIN, LOGIN), or a secret derived from it that the mechanism checks itself.
  */
-export type CredentialKind = "password" | "scram-sha-256" | "cram-md5" | "digest-md5";
+export type CredentialKind = "password" | "scram-sha-256" | "cram-md5" | "digest-md5" | "bearer-token";
+
+/** A bearer token's check (src/auth/oauth-tokens.ts); `user` on failure: whose it claimed to be (throttling). */
+export type TokenResult =
+  | { ok: true; user: string }
+  | { ok: false; reason: "bad-token" | "unknown-user" | "backend-error"; detail?: string; user?: string; scope?: string };
 
 /** What a credential backend offers to the mechanisms. Unknown users cost the same as known ones. */
 export interface CredentialVerifier {
-  verifyPassword(user: string, password: string): Promise<VerifyResult>;
+  verifyPassword(user: string, password: string, context?: VerifyContext): Promise<VerifyResult>;
+  /** OAUTHBEARER/XOAUTH2: the token's login; `claimedUser` (a=, user=) must be that login. Absent: no tokens. */
+  verifyToken?(token: string, claimedUser?: string): Promise<TokenResult>;
   /** null when the user is unknown or the secret is not stored. */
   scramSha256(user: string): Promise<ScramCredentials | null>;
   cramMd5(user: string): Promise<CramMd5Secret | null>;
@@ -102,6 +121,8 @@ export interface SaslServerOptions {
   authzidAllowed(authcid: string, authzid: string): boolean;
   /** Secret used to fake SCRAM salts for unknown users (no user-existence oracle). */
   fakeSaltKey: Buffer;
+  /** RFC 9266 tls-exporter data of this TLS 1.3 connection; null or absent: no channel binding (no -PLUS). */
+  channelBinding?: () => Buffer | null;
 }
 
 export interface SaslClientCredentials {
@@ -121,6 +142,8 @@ export interface SaslClientMechanism {
 export interface ClientMechanismOptions {
   /** The server's host name, for DIGEST-MD5's digest-uri (defaults to the realm it offers). */
   serverHostname?: string;
+  /** RFC 9266 tls-exporter data of this TLS 1.3 connection: -PLUS binds to it; plain SCRAM then says "y". */
+  channelBinding?: () => Buffer | null;
 }
 
 /**
@@ -136,6 +159,8 @@ export interface MechanismDescriptor {
   readonly plaintext: boolean;
   /** Historic or risky: offered only when the configuration turns it on (DIGEST-MD5, RFC 6331). */
   readonly optIn?: boolean;
+  /** Binds to the TLS connection (SCRAM -PLUS): offered only where channel binding data exists (TLS 1.3). */
+  readonly channelBinding?: boolean;
   /** A fresh server object per AUTH attempt (SECURITY rule 12). */
   createServer(opts: SaslServerOptions): SaslServerMechanism;
   createClient(creds: SaslClientCredentials, options: ClientMechanismOptions): SaslClientMechanism;

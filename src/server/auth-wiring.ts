@@ -5,6 +5,7 @@
  */
 import type { Config } from "../config/schema.js";
 import { AuthBackends, type BackendConfig } from "../auth/backends.js";
+import { OAuthTokenVerifier } from "../auth/oauth-tokens.js";
 import type { Authenticator } from "../auth/types.js";
 import { AuthThrottle } from "../policy/auth-throttle.js";
 import { SendLimits } from "../policy/send-limits.js";
@@ -32,6 +33,7 @@ export function createAuthWiring(config: Config, sqlite: Authenticator, log: Log
     sqlite,
     localDomains: config.domains,
     digestMd5: config.smtp.digestMd5,
+    ...(config.auth.oauth ? { oauth: new OAuthTokenVerifier(config.auth.oauth) } : {}),
     log,
   });
   const throttle = new AuthThrottle(config.auth.throttle, config.limits.exempt);

@@ -3,7 +3,7 @@
  * All protocol decisions are the Session's; this file only moves bytes and keeps time.
  */
 import type { Socket } from "node:net";
-import type { SecureContext, TLSSocket } from "node:tls";
+import { type SecureContext, TLSSocket } from "node:tls";
 import { InputBuffer } from "../smtp/input-buffer.js";
 import { closingReply, Se430MailSystem, Se432NotAccepting, Se442BadConnection } from "../base/reply-codes.js";
 import { formatReply, type Reply } from "../smtp/reply.js";
@@ -11,6 +11,7 @@ import type { Session, Expecting, SessionOutput } from "../smtp/session.js";
 import type { Logger } from "./log.js";
 import type { ConnectionGuard } from "./connection-guard.js";
 import { serverTlsSocket } from "./tls.js";
+import { tlsExporterBinding } from "../sasl/tls-exporter.js";
 
 export interface ConnectionOptions {
   hostname: string;
@@ -67,6 +68,11 @@ export class SmtpConnection {
     this.greetTimer = pause > 0 ? setTimeout(() => this.greet(), pause) : setImmediate(() => this.greet());
     this.armDeadline(this.opts.idleTimeoutMs);
     this.opts.guard?.start((r) => this.expire(r));
+  }
+
+  /** RFC 9266 tls-exporter data for SCRAM -PLUS: TLS 1.3 only, null before TLS or mid-handshake. */
+  channelBinding(): Buffer | null {
+    return this.socket instanceof TLSSocket && !this.upgrading ? tlsExporterBinding(this.socket) : null;
   }
 
   /** A limit ended the session (lifetime, DATA rate): tell the client (unless mid-handshake), then close. */

@@ -229,7 +229,13 @@ async function startLocked(
     "dataDir",
     `cannot open the user store ${join(config.dataDir, "users.sqlite")}${asUser}`,
     dataFix,
-    () => new SqliteUserStore({ path: join(config.dataDir, "users.sqlite"), hostname: config.hostname, cacheTtlSec: config.auth.cacheTtlSec }),
+    () =>
+      new SqliteUserStore({
+        path: join(config.dataDir, "users.sqlite"),
+        hostname: config.hostname,
+        cacheTtlSec: config.auth.cacheTtlSec,
+        requireAppPasswords: config.auth.requireAppPasswords,
+      }),
   );
   undo.push(() => store.close());
   // Credential backends, AUTH throttle and send limits (auth-wiring.ts).
@@ -327,8 +333,8 @@ async function startLocked(
     recipientDelimiter: config.aliases.recipientDelimiter,
     spfAtMail: inbound.spfAtMail,
   });
-  const makePorts = (connLog: Logger, remoteIp: string): SessionPorts => ({
-    ...policyPorts({ remoteIp, log: connLog }),
+  const makePorts = (connLog: Logger, remoteIp: string, channelBinding: () => Buffer | null): SessionPorts => ({
+    ...policyPorts({ remoteIp, log: connLog, channelBinding }),
     openSpool: () => spool.openWriter(),
     // Content steps before the commit (src/smtp/content-steps.ts); DKIM signing will be the first.
     contentSteps: () => [inbound.step(connLog), ...dkimSteps],
@@ -360,8 +366,11 @@ async function startLocked(
       const facts = { remoteIp: client.ip, tls: client.tls };
       connLog.info({ event: "connect", port: client.port, proxy: client.proxiedBy, tls: facts.tls?.version, cipher: facts.tls?.cipher }, "connect");
       // Settings per session, not per listener: a SIGHUP reload of `limits` reaches new sessions.
-      const session = new Session({ ...sessionSettings(config, lc), tlsAvailable: !tls }, makePorts(connLog, client.ip), facts);
-      new SmtpConnection(socket, session, {
+      // SCRAM -PLUS binds to the connection's TLS (implicit, or after STARTTLS): asked when needed.
+      let connection: SmtpConnection | undefined;
+      const ports = makePorts(connLog, client.ip, () => connection?.channelBinding() ?? null);
+      const session = new Session({ ...sessionSettings(config, lc), tlsAvailable: !tls }, ports, facts);
+      connection = new SmtpConnection(socket, session, {
         hostname: config.hostname,
         secureContext: tlsContexts.forListener(lc),
         idleTimeoutMs: config.limits.idleTimeoutMs,
@@ -373,7 +382,8 @@ async function startLocked(
         log: connLog,
         registry,
         onClose: release,
-      }).start();
+      });
+      connection.start();
     };
     const acceptOptions: AcceptOptions = {
       listener: lc,

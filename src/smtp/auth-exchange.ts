@@ -104,7 +104,11 @@ export class AuthExchange {
     if (this.exchange === exchange) this.exchange = null;
     const mechanism = exchange.mechanism;
     if (step.kind === "success") {
-      this.ports.log.info({ event: "auth-success", mechanism: mechanism.name, user: step.identity.authzid, authcid: step.identity.authcid }, "AUTH succeeded");
+      const { authzid, authcid, credential } = step.identity;
+      this.ports.log.info(
+        { event: "auth-success", mechanism: mechanism.name, user: authzid, authcid, ...(credential ? { credential } : {}) },
+        "AUTH succeeded",
+      );
       this.ports.authGuard?.succeeded(step.identity.authcid);
       return { output: { replies: [reply(235, "2.7.0", "Authentication successful")] }, user: step.identity.authzid };
     }
@@ -125,10 +129,12 @@ export class AuthExchange {
    */
   private async failed(mechanism: string, started: number, reason: SaslFailureReason, detail?: string): Promise<SessionOutput> {
     this.budget.chargeAuthFailure();
-    const checkMs = this.clock() - started;
+    // One reading of the clock: what the check cost and what is left to wait add up to the deadline.
+    const now = this.clock();
+    const checkMs = now - started;
     // Answer failures late, later still for an IP that keeps failing (the guard's growing penalty).
     const penaltyMs = this.ports.authGuard?.failed() ?? 0;
-    const waitMs = Math.max(0, started + this.settings.limits.authFailureDelayMs + penaltyMs - this.clock());
+    const waitMs = Math.max(0, started + this.settings.limits.authFailureDelayMs + penaltyMs - now);
     // The log says why (and what the check cost, what was left to wait); the client only learns
     // that it failed (SECURITY.md rule 14).
     this.ports.log.warn({ event: "auth-failure", mechanism, reason, detail, failures: this.budget.authFailures, checkMs, waitMs }, "AUTH failed");

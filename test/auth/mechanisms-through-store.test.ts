@@ -2,19 +2,26 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { createClientMechanism, createServerMechanism, SERVER_MECHANISMS } from "../../src/sasl/index.js";
+import { createClientMechanism, createServerMechanism, SERVER_MECHANISMS as ALL_MECHANISMS } from "../../src/sasl/index.js";
+import { findMechanism } from "../../src/sasl/registry.js";
 import type { SaslServerOptions, SaslServerStep } from "../../src/sasl/types.js";
 import type { SqliteUserStore } from "../../src/auth/sqlite-store.js";
 import { runExchange } from "../sasl/helpers.js";
 import { HOSTNAME, withStore } from "./store-helpers.js";
 
+/** The password store's mechanisms; bearer tokens come from an issuer (test/e2e/oauth.test.ts). */
+const SERVER_MECHANISMS = ALL_MECHANISMS.filter((name) => findMechanism(name)?.needs !== "bearer-token");
 const PASSWORD = "s3cret wörd"; // non-ASCII on purpose
 const options = (store: SqliteUserStore): SaslServerOptions => ({
   verifier: store,
   hostname: HOSTNAME,
   authzidAllowed: (authcid, authzid) => authcid === "admin@example.org" && authzid.endsWith("@example.org"),
   fakeSaltKey: randomBytes(32),
+  channelBinding: () => BINDING,
 });
+/** The connection's tls-exporter data: SCRAM -PLUS binds to it (the other clients are not given it). */
+const BINDING = randomBytes(32);
+const bound = (name: string) => (name.endsWith("-PLUS") ? { channelBinding: () => BINDING } : {});
 const reason = (step: SaslServerStep) => (step.kind === "failure" ? step.reason : step.kind);
 
 test("every mechanism: success, bad password, unknown user, disabled user, authzid", () =>
@@ -24,7 +31,10 @@ test("every mechanism: success, bad password, unknown user, disabled user, authz
     await store.addUser("off@example.org", PASSWORD);
     store.setDisabled("off@example.org", true);
     const run = (name: string, username: string, password: string, authzid?: string) =>
-      runExchange(createServerMechanism(name, options(store))!, createClientMechanism(name, { username, password, ...(authzid ? { authzid } : {}) })!);
+      runExchange(
+        createServerMechanism(name, options(store))!,
+        createClientMechanism(name, { username, password, ...(authzid ? { authzid } : {}) }, bound(name))!,
+      );
 
     for (const name of SERVER_MECHANISMS) {
       assert.deepEqual(
@@ -69,7 +79,7 @@ test("a password change applies to every mechanism", () =>
     await store.setPassword("tim@example.org", "n3w");
     for (const name of SERVER_MECHANISMS) {
       const run = (password: string) =>
-        runExchange(createServerMechanism(name, options(store))!, createClientMechanism(name, { username: "tim@example.org", password })!);
+        runExchange(createServerMechanism(name, options(store))!, createClientMechanism(name, { username: "tim@example.org", password }, bound(name))!);
       assert.equal(reason(await run(PASSWORD)), "bad-password", name);
       assert.equal((await run("n3w")).kind, "success", name);
     }

@@ -103,5 +103,7 @@ test("Dovecot pass-through learns the login from the first client message of eac
   assert.equal(loginInFirstMessage("CRAM-MD5", b("john smith@example.org 0123456789abcdef0123456789abcdef")), "john smith@example.org");
   assert.equal(loginInFirstMessage("DIGEST-MD5", b('username="john@example.org",realm="x",nonce="n"')), "john@example.org");
   assert.equal(loginInFirstMessage("PLAIN", b("no nul at all")), undefined);
-  assert.equal(loginInFirstMessage("XOAUTH2", b("user=john\x01auth=Bearer x\x01\x01")), undefined, "others: Dovecot's user= tells");
+  assert.equal(loginInFirstMessage("XOAUTH2", b("user=john\x01auth=Bearer x\x01\x01")), "john");
+  assert.equal(loginInFirstMessage("OAUTHBEARER", b("n,a=john@example.org,\x01auth=Bearer x\x01\x01")), "john@example.org");
+  assert.equal(loginInFirstMessage("GSSAPI", b("\x60\x82")), undefined, "others: Dovecot's user= tells");
 });

@@ -177,11 +177,11 @@ test("database errors: verifyPassword returns backend-error, secret lookups thro
     await assert.rejects(store.scramSha256("tim@example.org"));
   }));
 
-test("schema: user_version 2 on create; a newer schema is refused", () =>
+test("schema: user_version 4 on create; a newer schema is refused", () =>
   withStore(async (store, { path }) => {
     store.close();
     const db = new Database(path);
-    assert.equal(db.pragma("user_version", { simple: true }), 2);
+    assert.equal(db.pragma("user_version", { simple: true }), 4);
     assert.equal(db.pragma("journal_mode", { simple: true }), "wal");
     db.pragma("user_version = 99");
     db.close();
@@ -207,7 +207,7 @@ test("relay-client flag (issue 12): set at add or later; a version-1 database is
 
     // Back to the version-1 schema (the column dropped), as a database written before the flag.
     const db = new Database(path);
-    db.exec("ALTER TABLE users DROP COLUMN relay_client");
+    db.exec("DROP TABLE app_passwords; ALTER TABLE users DROP COLUMN require_app_passwords; ALTER TABLE users DROP COLUMN relay_client");
     db.pragma("user_version = 1");
     db.close();
     const upgraded = new SqliteUserStore({ path, hostname: HOSTNAME });

@@ -175,3 +175,18 @@ test("a pass-through mechanism (Dovecot) gets the client's address and the locko
   ports.authGuard!.failed();
   assert.throws(() => seen[0]!.context.login!(ALICE), /account throttled/, "the hook refuses a locked-out account");
 });
+
+test("SCRAM-SHA-256-PLUS is offered and created only while the connection has tls-exporter data (TLS 1.3)", async () => {
+  let binding: Buffer | null = null;
+  const ports = createPolicyPorts(setup())({ remoteIp: "203.0.113.5", log: recorder(), channelBinding: () => binding });
+  assert.deepEqual(ports.mechanisms(), ["SCRAM-SHA-256", "CRAM-MD5", "PLAIN", "LOGIN"], "no TLS, or TLS 1.2");
+  assert.equal(ports.createMechanism("SCRAM-SHA-256-PLUS"), null);
+  // Plain SCRAM with "y" is honest while -PLUS is not offered.
+  const honest = await ports.createMechanism("SCRAM-SHA-256")!.start(Buffer.from("y,,n=alice@example.org,r=abcdef"));
+  assert.equal(honest.kind, "challenge");
+  binding = Buffer.alloc(32, 1);
+  assert.deepEqual(ports.mechanisms(), ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "CRAM-MD5", "PLAIN", "LOGIN"], "TLS 1.3");
+  assert.equal(ports.createMechanism("scram-sha-256-plus")?.name, "SCRAM-SHA-256-PLUS");
+  const downgraded = await ports.createMechanism("SCRAM-SHA-256")!.start(Buffer.from("y,,n=alice@example.org,r=abcdef"));
+  assert.equal(downgraded.kind === "failure" && downgraded.reason, "channel-binding");
+});

@@ -11,7 +11,7 @@ import { MemoryVerifier, serverOptions } from "./helpers.js";
 
 test("one descriptor per mechanism, strongest first; names upper case and unique", () => {
   const names = MECHANISMS.map((m) => m.name);
-  assert.deepEqual(names, ["SCRAM-SHA-256", "CRAM-MD5", "PLAIN", "LOGIN", "DIGEST-MD5"]);
+  assert.deepEqual(names, ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "OAUTHBEARER", "XOAUTH2", "CRAM-MD5", "PLAIN", "LOGIN", "DIGEST-MD5"]);
   assert.deepEqual([...SERVER_MECHANISMS], names, "the server's list is the registry's");
   assert.equal(new Set(names).size, names.length);
   for (const n of names) assert.equal(n, n.toUpperCase());
@@ -20,7 +20,10 @@ test("one descriptor per mechanism, strongest first; names upper case and unique
 test("each descriptor says what it needs from the store and whether the password crosses in clear", () => {
   const shape = Object.fromEntries(MECHANISMS.map((m) => [m.name, { needs: m.needs, plaintext: m.plaintext, optIn: m.optIn ?? false }]));
   assert.deepEqual(shape, {
+    "SCRAM-SHA-256-PLUS": { needs: "scram-sha-256", plaintext: false, optIn: false },
     "SCRAM-SHA-256": { needs: "scram-sha-256", plaintext: false, optIn: false },
+    OAUTHBEARER: { needs: "bearer-token", plaintext: true, optIn: false },
+    XOAUTH2: { needs: "bearer-token", plaintext: true, optIn: false },
     "CRAM-MD5": { needs: "cram-md5", plaintext: false, optIn: false },
     PLAIN: { needs: "password", plaintext: true, optIn: false },
     LOGIN: { needs: "password", plaintext: true, optIn: false },
@@ -41,14 +44,17 @@ test("the offered list is derived from the credential kinds a store serves, in p
   ]);
   assert.deepEqual(mechanismsFor(["password"], ["DIGEST-MD5"]), ["PLAIN", "LOGIN"], "opt-in still needs its credential");
   assert.deepEqual(mechanismsFor([]), []);
+  assert.deepEqual(mechanismsFor(["password", "scram-sha-256"], [], true), ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "PLAIN", "LOGIN"], "TLS 1.3: -PLUS too");
+  assert.deepEqual(mechanismsFor(["password"], [], true), ["PLAIN", "LOGIN"], "-PLUS needs the SCRAM secret too");
+  assert.deepEqual(mechanismsFor(["password", "bearer-token"]), ["OAUTHBEARER", "XOAUTH2", "PLAIN", "LOGIN"], "an OIDC issuer configured");
 });
 
 test("lookups are case-insensitive; unknown names rank after ours", () => {
   assert.equal(findMechanism("scram-sha-256")?.name, "SCRAM-SHA-256");
-  assert.equal(findMechanism("XOAUTH2"), undefined);
+  assert.equal(findMechanism("GSSAPI"), undefined);
   assert.deepEqual(
-    ["XOAUTH2", "LOGIN", "SCRAM-SHA-1", "plain", "SCRAM-SHA-256"].sort((a, b) => mechanismRank(a) - mechanismRank(b)),
-    ["SCRAM-SHA-256", "plain", "LOGIN", "XOAUTH2", "SCRAM-SHA-1"],
+    ["GSSAPI", "LOGIN", "SCRAM-SHA-1", "plain", "SCRAM-SHA-256"].sort((a, b) => mechanismRank(a) - mechanismRank(b)),
+    ["SCRAM-SHA-256", "plain", "LOGIN", "GSSAPI", "SCRAM-SHA-1"],
   );
 });
 
@@ -66,7 +72,7 @@ test("the factories are the descriptors': a fresh named object per call", () => 
 test("each mechanism reads the login from its client's first message (for the Dovecot pass-through)", () => {
   const creds = { username: "tim@example.org", password: "pw" };
   for (const m of MECHANISMS) {
-    const client = createClientMechanism(m.name, creds, { serverHostname: "mx.example.org" })!;
+    const client = createClientMechanism(m.name, creds, { serverHostname: "mx.example.org", channelBinding: () => Buffer.alloc(32) })!;
     let first = client.initial();
     if (first === null) {
       // The server speaks first: answer its challenge the way each mechanism's client would.

@@ -1,0 +1,211 @@
+/** App passwords in the SQLite store: one hash per login, requireAppPasswords, revocation across processes. */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import Database from "better-sqlite3";
+import { appPasswordId, canonicalAppPassword, generateAppPassword } from "../../src/auth/app-password.js";
+import { CredentialCache } from "../../src/auth/cache.js";
+import { DUMMY_PASSWORD_HASH } from "../../src/auth/password-hash.js";
+import { SqliteUserStore } from "../../src/auth/sqlite-store.js";
+import { HOSTNAME, RecordingHasher, withStore } from "./store-helpers.js";
+
+const PW = "main-Passw0rd-of-tim";
+const TIM = "tim@example.org";
+
+test("generated app passwords: five groups of four, ~103 bits, canonical form ignores dashes, spaces and case", () => {
+  const seen = new Set<string>();
+  for (let i = 0; i < 200; i++) {
+    const p = generateAppPassword();
+    assert.match(p, /^[a-z0-9]{4}(-[a-z0-9]{4}){4}$/);
+    seen.add(p);
+  }
+  assert.equal(seen.size, 200);
+  const p = generateAppPassword();
+  const canonical = p.replaceAll("-", "");
+  assert.equal(canonicalAppPassword(p), canonical);
+  assert.equal(canonicalAppPassword(p.toUpperCase().replaceAll("-", " ")), canonical);
+  assert.equal(appPasswordId(canonical), canonical.slice(0, 4));
+  assert.equal(canonicalAppPassword("short"), null);
+  assert.equal(canonicalAppPassword(`${canonical}x`), null);
+  assert.equal(canonicalAppPassword(PW), null);
+});
+
+test("an app password logs in as its user (named in the result), the main password still works, the wrong one does not", () =>
+  withStore(async (store) => {
+    await store.addUser(TIM, PW);
+    const phone = await store.addAppPassword(TIM, "phone");
+    const laptop = await store.addAppPassword(TIM, "laptop");
+    assert.notEqual(phone, laptop);
+    assert.deepEqual(await store.verifyPassword("Tim@Example.org", phone, { remoteIp: "192.0.2.7" }), { ok: true, user: TIM, credential: "phone" });
+    assert.deepEqual(await store.verifyPassword(TIM, laptop.toUpperCase().replaceAll("-", "")), { ok: true, user: TIM, credential: "laptop" });
+    assert.deepEqual(await store.verifyPassword(TIM, PW), { ok: true, user: TIM });
+    // Right id, wrong secret: refused, and the log's detail names the credential, not the value.
+    const wrong = `${phone.slice(0, 5)}${"a".repeat(4)}-${phone.slice(10)}`;
+    const result = await store.verifyPassword(TIM, wrong);
+    assert.equal(result.ok, false);
+    assert.equal(!result.ok && result.reason, "bad-password");
+    assert.equal(!result.ok && result.detail, 'app password "phone"');
+    // Another user's app password is no use here.
+    await store.addUser("ann@example.org", "ann-pw");
+    assert.equal((await store.verifyPassword("ann@example.org", phone)).ok, false);
+    await assert.rejects(store.addAppPassword(TIM, " phone "), /already has an app password named "phone"/);
+    await assert.rejects(store.addAppPassword(TIM, "bad\nname"), /invalid app password name/);
+    await assert.rejects(store.addAppPassword("who@example.org", "x"), /no such user/);
+  }));
+
+test("each login costs one hash, however many app passwords the user has (no oracle on their number)", () =>
+  withStore(async (store, { hasher }) => {
+    await store.addUser(TIM, PW);
+    await store.addUser("ann@example.org", "ann-pw");
+    const passwords: string[] = [];
+    for (let i = 0; i < 10; i++) passwords.push(await store.addAppPassword(TIM, `device ${i}`));
+    const count = async (login: string, password: string) => {
+      const before = hasher.verified.length;
+      await store.verifyPassword(login, password);
+      return hasher.verified.length - before;
+    };
+    assert.equal(await count(TIM, "wrong guess"), 1);
+    assert.equal(await count(TIM, generateAppPassword()), 1, "app-password-shaped guess");
+    assert.equal(await count("ann@example.org", "wrong guess"), 1, "a user without app passwords");
+    assert.equal(await count("nobody@example.org", generateAppPassword()), 1);
+    assert.equal(hasher.verified.at(-1), DUMMY_PASSWORD_HASH);
+    assert.equal(await count(TIM, passwords[7]!), 1);
+  }));
+
+test("requireAppPasswords: the main password is refused with its own reason, app passwords work, SCRAM/CRAM/DIGEST main secrets withheld", () =>
+  withStore(async (store) => {
+    await store.addUser(TIM, PW, { requireAppPasswords: true });
+    const phone = await store.addAppPassword(TIM, "phone");
+    const refused = await store.verifyPassword(TIM, PW);
+    assert.equal(!refused.ok && refused.reason, "app-password-required");
+    assert.deepEqual(await store.verifyPassword(TIM, "not it"), { ok: false, reason: "bad-password" }, "a wrong password says so");
+    assert.equal((await store.verifyPassword(TIM, phone)).ok, true);
+    assert.equal(await store.scramSha256(TIM), null);
+    assert.equal(await store.cramMd5(TIM), null);
+    assert.equal(await store.digestMd5(TIM, HOSTNAME), null);
+    assert.equal(store.hasUser(TIM), true, "the log then says no-usable-secret, not unknown-user");
+    assert.deepEqual(store.requiresAppPasswords(TIM), { required: true, byDefault: false });
+    store.setRequireAppPasswords(TIM, false);
+    assert.deepEqual(await store.verifyPassword(TIM, PW), { ok: true, user: TIM });
+    assert.notEqual(await store.scramSha256(TIM), null);
+  }));
+
+test("auth.requireAppPasswords is the default; a user's own setting overrides it", () =>
+  withStore(
+    async (store) => {
+      await store.addUser(TIM, PW);
+      await store.addUser("ann@example.org", "ann-pw", { requireAppPasswords: false });
+      assert.equal((await store.verifyPassword(TIM, PW)).ok, false);
+      assert.deepEqual(store.requiresAppPasswords(TIM), { required: true, byDefault: true });
+      assert.equal((await store.verifyPassword("ann@example.org", "ann-pw")).ok, true);
+      store.setRequireAppPasswords("ann@example.org", null);
+      assert.equal((await store.verifyPassword("ann@example.org", "ann-pw")).ok, false);
+    },
+    { requireAppPasswords: true },
+  ));
+
+test("a refused main password is never cached: turning requireAppPasswords on bites at once", () =>
+  withStore(
+    async (store, { path, hasher }) => {
+      await store.addUser(TIM, PW);
+      assert.equal((await store.verifyPassword(TIM, PW)).ok, true); // now cached
+      const cli = new SqliteUserStore({ path, hostname: HOSTNAME, hasher });
+      cli.setRequireAppPasswords(TIM, true);
+      cli.close();
+      const r = await store.verifyPassword(TIM, PW);
+      assert.equal(!r.ok && r.reason, "app-password-required");
+    },
+    { cache: new CredentialCache({ ttlMs: 60_000 }) },
+  ));
+
+test("revoking from another process (the CLI) stops a cached app password at once", () =>
+  withStore(
+    async (store, { path, hasher }) => {
+      await store.addUser(TIM, PW);
+      const phone = await store.addAppPassword(TIM, "phone");
+      const laptop = await store.addAppPassword(TIM, "laptop");
+      assert.equal((await store.verifyPassword(TIM, phone)).ok, true);
+      const before = hasher.verified.length;
+      assert.equal((await store.verifyPassword(TIM, phone)).ok, true);
+      assert.equal(hasher.verified.length, before, "second login served by the cache");
+      const cli = new SqliteUserStore({ path, hostname: HOSTNAME, hasher });
+      assert.equal(cli.revokeAppPassword(TIM, "phone"), true);
+      assert.equal(cli.revokeAppPassword(TIM, "phone"), false);
+      cli.close();
+      const r = await store.verifyPassword(TIM, phone);
+      assert.equal(!r.ok && r.reason, "bad-password");
+      assert.equal((await store.verifyPassword(TIM, laptop)).ok, true, "the other device keeps working");
+      assert.deepEqual(
+        store.listAppPasswords(TIM).map((p) => p.name),
+        ["laptop"],
+      );
+    },
+    { cache: new CredentialCache({ ttlMs: 60_000 }) },
+  ));
+
+test("last used time and address: recorded on success, rewritten only when the address changes or a minute passed", async () => {
+  let now = new Date("2026-12-01T10:00:00.000Z");
+  await withStore(
+    async (store) => {
+      await store.addUser(TIM, PW);
+      const phone = await store.addAppPassword(TIM, "phone");
+      assert.deepEqual(store.listAppPasswords(TIM), [{ name: "phone", createdAt: "2026-12-01T10:00:00.000Z", lastUsedAt: null, lastUsedIp: null }]);
+      await store.verifyPassword(TIM, "wrong-wrong-wrong");
+      assert.equal(store.listAppPasswords(TIM)[0]!.lastUsedAt, null, "a failure is no use");
+      now = new Date("2026-12-01T10:05:00.000Z");
+      await store.verifyPassword(TIM, phone, { remoteIp: "192.0.2.7" });
+      assert.deepEqual(store.listAppPasswords(TIM)[0], {
+        name: "phone",
+        createdAt: "2026-12-01T10:00:00.000Z",
+        lastUsedAt: "2026-12-01T10:05:00.000Z",
+        lastUsedIp: "192.0.2.7",
+      });
+      now = new Date("2026-12-01T10:05:30.000Z");
+      await store.verifyPassword(TIM, phone, { remoteIp: "192.0.2.7" });
+      assert.equal(store.listAppPasswords(TIM)[0]!.lastUsedAt, "2026-12-01T10:05:00.000Z", "same address within a minute: no write");
+      await store.verifyPassword(TIM, phone, { remoteIp: "2001:db8::1" });
+      assert.deepEqual(store.listAppPasswords(TIM)[0]!.lastUsedIp, "2001:db8::1");
+      assert.equal(store.listAppPasswords(TIM)[0]!.lastUsedAt, "2026-12-01T10:05:30.000Z");
+    },
+    { now: () => now },
+  );
+});
+
+test("stored hashed: neither the password nor its secret part is in the database; deleting the user drops them", () =>
+  withStore(async (store, { path }) => {
+    await store.addUser(TIM, PW);
+    const phone = await store.addAppPassword(TIM, "phone");
+    const canonical = phone.replaceAll("-", "");
+    const db = new Database(path, { readonly: true });
+    try {
+      const rows = db.prepare("SELECT * FROM app_passwords").all() as Record<string, unknown>[];
+      assert.equal(rows.length, 1);
+      const text = JSON.stringify(rows);
+      assert.ok(!text.includes(canonical.slice(4)) && !text.includes(phone.slice(5)), "no secret characters stored");
+      assert.equal(rows[0]!.lookup_id, canonical.slice(0, 4));
+      assert.match(String(rows[0]!.password_hash), /^\$scrypt\$/);
+      assert.equal(db.pragma("user_version", { simple: true }), 4);
+      assert.equal(store.deleteUser(TIM), true);
+      assert.equal((db.prepare("SELECT count(*) AS n FROM app_passwords").get() as { n: number }).n, 0);
+    } finally {
+      db.close();
+    }
+  }));
+
+test("a version-2 database (before app passwords) is upgraded in place, users kept", () =>
+  withStore(async (_store, { path }) => {
+    // Drop back to v2 by hand: what a Postern before app passwords left.
+    _store.close();
+    const db = new Database(path);
+    db.exec("DROP TABLE app_passwords; ALTER TABLE users DROP COLUMN require_app_passwords");
+    db.pragma("user_version = 2");
+    db.close();
+    const hasher = new RecordingHasher();
+    const store = new SqliteUserStore({ path, hostname: HOSTNAME, hasher });
+    try {
+      await store.addUser(TIM, PW);
+      const phone = await store.addAppPassword(TIM, "phone");
+      assert.equal((await store.verifyPassword(TIM, phone)).ok, true);
+    } finally {
+      store.close();
+    }
+  }));

@@ -1,0 +1,117 @@
+/**
+ * App passwords through the real server and the real CLI: a phone's own password submits mail,
+ * its revocation while the server runs bites at the next AUTH, and a user who requires app
+ * passwords is refused with the main password (535) with the reason in the log.
+ */
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import nodemailer from "nodemailer";
+import { runCli, startPostern, type Postern } from "./helpers/postern.js";
+import { b64, RawSmtp } from "./helpers/raw-smtp.js";
+import { startSink, type Sink } from "../delivery/helpers/sink.js";
+
+const JOHN = { address: "john@example.org", password: "john's main password" };
+const STRICT = { address: "strict@example.org", password: "strict's main password" };
+let server: Postern;
+let sink: Sink;
+
+before(async () => {
+  sink = await startSink({});
+  server = await startPostern({ users: [JOHN, STRICT], config: { relay: { smarthost: `127.0.0.1:${sink.port}` } } });
+  const r = await runCli(["user", "require-app-passwords", STRICT.address, "on", "--config", server.configPath]);
+  assert.equal(r.code, 0, r.stderr);
+});
+after(async () => {
+  await server?.cleanup();
+  await sink?.close();
+});
+
+async function addAppPassword(address: string, name: string): Promise<string> {
+  const r = await runCli(["user", "app-password", "add", address, "--name", name, "--config", server.configPath]);
+  assert.equal(r.code, 0, r.stderr);
+  const lines = r.stdout.split("\n");
+  assert.equal(lines.length, 2, "the password alone on its own line");
+  assert.match(lines[0]!, /^[a-z0-9]{4}(-[a-z0-9]{4}){4}$/);
+  assert.match(r.stderr, /shown only this once/);
+  return lines[0]!;
+}
+
+/** AUTH PLAIN on 465 (implicit TLS): the reply code. */
+async function authPlain(login: string, password: string): Promise<number> {
+  const c = await RawSmtp.open(server.ports.submissions, { tls: true });
+  try {
+    await c.reply();
+    await c.expect("EHLO phone.test", 250);
+    return (await c.cmd(`AUTH PLAIN ${b64(`\0${login}\0${password}`)}`)).code;
+  } finally {
+    c.close();
+  }
+}
+
+test("a phone's app password submits mail with nodemailer; the log names the credential, never its value", async () => {
+  const phone = await addAppPassword(JOHN.address, "phone");
+  const before = sink.messages.length;
+  const transport = nodemailer.createTransport({
+    host: "127.0.0.1",
+    port: server.ports.submission,
+    requireTLS: true,
+    tls: { rejectUnauthorized: false },
+    auth: { user: JOHN.address, pass: phone, method: "PLAIN" },
+  });
+  const info = await transport.sendMail({ from: JOHN.address, to: "friend@elsewhere.test", subject: "from my phone", text: "hi" });
+  assert.match(info.response, /^250 /);
+  await sink.waitForMessages(before + 1);
+  const success = await server.waitForLog((l) => l.event === "auth-success" && l.credential === "phone");
+  assert.equal(success.user, JOHN.address);
+  const compact = phone.replaceAll("-", "");
+  assert.ok(!server.logs.some((l) => JSON.stringify(l).includes(phone) || JSON.stringify(l).includes(compact)), "the value never logged");
+
+  // LOGIN, typed without dashes and in capitals, as a phone keyboard might.
+  const c = await RawSmtp.open(server.ports.submissions, { tls: true });
+  await c.reply();
+  await c.expect("EHLO phone.test", 250);
+  await c.expect("AUTH LOGIN", 334);
+  await c.expect(b64(JOHN.address), 334);
+  assert.equal((await c.cmd(b64(compact.toUpperCase()))).code, 235);
+  c.close();
+});
+
+test("revoked while the server runs: the next AUTH fails at once; the other device and the main password go on", async () => {
+  const tablet = await addAppPassword(JOHN.address, "tablet");
+  const laptop = await addAppPassword(JOHN.address, "laptop");
+  assert.equal(await authPlain(JOHN.address, tablet), 235);
+  assert.equal(await authPlain(JOHN.address, tablet), 235, "now in the server's credential cache");
+  const r = await runCli(["user", "app-password", "revoke", JOHN.address, "tablet", "--config", server.configPath]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(await authPlain(JOHN.address, tablet), 535);
+  const failure = await server.waitForLog((l) => l.event === "auth-failure" && l.reason === "bad-password" && l.detail === undefined);
+  assert.equal(failure.mechanism, "PLAIN");
+  assert.equal(await authPlain(JOHN.address, laptop), 235);
+  assert.equal(await authPlain(JOHN.address, JOHN.password), 235);
+  const again = await runCli(["user", "app-password", "revoke", JOHN.address, "tablet", "--config", server.configPath]);
+  assert.notEqual(again.code, 0);
+  assert.match(again.stderr, /no app password named "tablet"/);
+});
+
+test("requireAppPasswords: the main password is refused with 535 and the log says why; an app password works", async () => {
+  assert.equal(await authPlain(STRICT.address, STRICT.password), 535);
+  const refused = await server.waitForLog((l) => l.event === "auth-failure" && l.reason === "app-password-required");
+  assert.equal(refused.mechanism, "PLAIN");
+  const phone = await addAppPassword(STRICT.address, "phone");
+  assert.equal(await authPlain(STRICT.address, phone), 235);
+  const refusals = server.logs.filter((l) => l.event === "auth-failure" && l.reason === "app-password-required");
+  assert.equal(refusals.length, 1, "the app password's login is not refused");
+});
+
+test("list shows name, created, last used and from where", async () => {
+  const ci = await addAppPassword(JOHN.address, "ci job");
+  assert.equal(await authPlain(JOHN.address, ci), 235);
+  const r = await runCli(["user", "app-password", "list", JOHN.address, "--config", server.configPath]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^ci job {2}created \S+ {2}last used \S+ from 127\.0\.0\.1$/m);
+  assert.doesNotMatch(r.stdout, /^tablet/m, "revoked ones are gone");
+  const json = await runCli(["user", "app-password", "list", JOHN.address, "--json", "--config", server.configPath]);
+  const parsed = JSON.parse(json.stdout) as { requireAppPasswords: boolean; appPasswords: { name: string; lastUsedIp: string | null }[] };
+  assert.equal(parsed.requireAppPasswords, false);
+  assert.equal(parsed.appPasswords.find((p) => p.name === "ci job")?.lastUsedIp, "127.0.0.1");
+});
