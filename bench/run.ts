@@ -8,6 +8,7 @@ import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { cpus, totalmem, tmpdir, release } from "node:os";
 import { join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
+import { makeSelfSigned } from "../test/helpers/self-signed.js";
 import { run } from "./contenders/common.js";
 import { startSinkProcess } from "./sink-process.js";
 import { scenarios, warmUp, type Measurement } from "./scenarios.js";
@@ -50,23 +51,7 @@ async function main(): Promise<void> {
   try {
     const key = join(work, "key.pem");
     const cert = join(work, "cert.pem");
-    await run("openssl", [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
-      "-subj",
-      "/CN=bench.test",
-      "-days",
-      "2",
-      "-keyout",
-      key,
-      "-out",
-      cert,
-    ]);
+    await makeSelfSigned({ cn: "bench.test", key, cert });
     const users: BenchUser[] = Array.from({ length: 1 + (quick ? 16 : 32) * runs }, (_, i) => ({
       address: `bench${i}@example.org`,
       password: randomBytes(12).toString("base64url"),

@@ -37,24 +37,22 @@ export function contentMismatch(delivered: Buffer, want: DeliveredContent): stri
 /**
  * The message with this queue id as it reached `recipient`: a Maildir file below `<dir>/mail`
  * (found by its Delivered-To: and the id in our Received:), or what the smarthost sink received.
- * Waits up to timeoutMs: the queue delivers at once, but in the background.
+ * `delivered` resolves once the server has logged the recipient's delivery (the queue delivers in
+ * the background): the message is then on disk or in the sink, so it is looked up once.
  */
-export async function deliveredMessage(dir: string, sink: Sink, id: string, recipient: string, timeoutMs: number): Promise<Buffer> {
+export async function deliveredMessage(dir: string, sink: Sink, id: string, recipient: string, delivered: () => Promise<unknown>): Promise<Buffer> {
   const rcpt = recipient.toLowerCase();
   const ours = new RegExp(` id ${id.replace(/\W/g, "\\$&")}[;\\r]`);
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    for (const file of await maildirFiles(join(dir, "mail"))) {
-      const bytes = await readFile(file);
-      const text = bytes.toString("latin1");
-      const to = /^Delivered-To: (.*)\r\n/im.exec(text)?.[1]?.toLowerCase();
-      if (to === rcpt && ours.test(text)) return bytes;
-    }
-    const relayed = sink.messages.find((m) => m.to.some((t) => t.toLowerCase() === rcpt) && ours.test(m.data.toString("latin1")));
-    if (relayed) return relayed.data;
-    if (Date.now() > deadline) throw new Error(`message ${id} not delivered to ${recipient} within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
+  await delivered();
+  for (const file of await maildirFiles(join(dir, "mail"))) {
+    const bytes = await readFile(file);
+    const text = bytes.toString("latin1");
+    const to = /^Delivered-To: (.*)\r\n/im.exec(text)?.[1]?.toLowerCase();
+    if (to === rcpt && ours.test(text)) return bytes;
   }
+  const relayed = sink.messages.find((m) => m.to.some((t) => t.toLowerCase() === rcpt) && ours.test(m.data.toString("latin1")));
+  if (relayed) return relayed.data;
+  throw new Error(`message ${id} was logged delivered to ${recipient}, but is in no Maildir and not at the smarthost`);
 }
 
 /** Every file in a new/ folder of a Maildir below root. */

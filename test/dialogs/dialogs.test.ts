@@ -104,7 +104,11 @@ async function runDialog(server: Postern, sink: Sink, dialog: Dialog, file: stri
           break;
         case "delivered": {
           assert.ok(lastQueued, `${where}: no message was queued in this dialog yet`);
-          const message = await deliveredMessage(server.dir, sink, lastQueued, step.recipient, REPLY_TIMEOUT_MS).catch((err: Error) =>
+          const id = lastQueued;
+          const rcpt = step.recipient.toLowerCase();
+          const loggedDelivered = () =>
+            server.waitForLog((l) => l.event === "delivered" && l.id === id && String(l.to).toLowerCase() === rcpt, REPLY_TIMEOUT_MS);
+          const message = await deliveredMessage(server.dir, sink, id, step.recipient, loggedDelivered).catch((err: Error) =>
             assert.fail(`${where}: ${err.message}`),
           );
           const wrong = contentMismatch(message, step.content);
