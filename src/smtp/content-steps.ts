@@ -76,6 +76,7 @@ export type ContentOutcome =
 const FIELD = /^[\x21-\x39\x3b-\x7e]+:(?:[^\r\n]|\r\n[ \t])*$/;
 
 const CRLFCRLF = Buffer.from("\r\n\r\n");
+const CRLF = CRLFCRLF.subarray(0, 2);
 
 /**
  * Runs the steps side by side over one message's stored bytes. It finds where the header section
@@ -105,15 +106,24 @@ export class ContentPipeline {
       this.feed(bytes);
       return;
     }
+    // Only the new bytes (and the 3 before them, for a CRLFCRLF split across pushes) are searched,
+    // and the held bytes are joined once, when the header section ends: a header section arriving
+    // line by line costs linear time, not quadratic.
+    const before = this.heldLength;
+    const tail = this.tailOfHeld(3);
     this.held.push(bytes);
     this.heldLength += bytes.length;
-    const all = Buffer.concat(this.held);
-    const blank = all.subarray(0, 2).equals(CRLFCRLF.subarray(0, 2)) ? 0 : all.indexOf(CRLFCRLF);
-    const end = blank === 0 ? 2 : blank > 0 ? blank + 4 : this.heldLength > this.maxHeldBytes ? this.heldLength : -1;
-    if (end < 0) {
-      this.held = [all];
-      return;
+    const window = Buffer.concat([tail, bytes]);
+    let end = -1;
+    if (before < 2 && this.heldLength >= 2 && this.firstBytes(2).equals(CRLF))
+      end = 2; // no header fields at all
+    else {
+      const at = window.indexOf(CRLFCRLF);
+      if (at >= 0) end = before - tail.length + at + 4;
+      else if (this.heldLength > this.maxHeldBytes) end = this.heldLength;
     }
+    if (end < 0) return;
+    const all = Buffer.concat(this.held);
     this.start(all.subarray(0, end));
     if (end < all.length) this.feed(all.subarray(end));
   }
@@ -155,6 +165,23 @@ export class ContentPipeline {
     if (this.done) return;
     this.done = true;
     this.abortRuns();
+  }
+
+  /** The last n held bytes (fewer when less is held). */
+  private tailOfHeld(n: number): Buffer {
+    const parts: Buffer[] = [];
+    let need = n;
+    for (let i = this.held.length - 1; i >= 0 && need > 0; i--) {
+      const b = this.held[i]!;
+      parts.unshift(b.subarray(Math.max(0, b.length - need)));
+      need -= Math.min(need, b.length);
+    }
+    return Buffer.concat(parts);
+  }
+
+  /** The first n held bytes (fewer when less is held). */
+  private firstBytes(n: number): Buffer {
+    return Buffer.concat(this.held).subarray(0, n);
   }
 
   private start(headerSection: Buffer): void {

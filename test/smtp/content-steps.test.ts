@@ -210,3 +210,27 @@ test("pipeline: a field that is not a header field line fails the message (a ste
     assert.ok(!outcome.ok && "error" in outcome && outcome.step === "a");
   }
 });
+
+test("pipeline: any split of the bytes (every cut point, and byte by byte) finds the same header section and body", async () => {
+  const messages = ["Subject: s\r\nTo: t\r\n\r\nbody\r\n\r\nmore\r\n", "\r\nbody only\r\n", "Subject: only header\r\n", "A: 1\r\n\r\n"];
+  const seen = async (pieces: Buffer[]) => {
+    const log: string[] = [];
+    const p = new ContentPipeline([recorder("a", [], log)], () => ({ envelope: ENVELOPE, headers: NO_HEADERS }), 1000);
+    for (const piece of pieces) p.push(piece);
+    await p.finish();
+    const header = log[0]!;
+    const body = log
+      .slice(1)
+      .map((l) => JSON.parse(l.slice("a body ".length)) as string)
+      .join("");
+    return { header, body };
+  };
+  for (const text of messages) {
+    const bytes = Buffer.from(text);
+    const whole = await seen([bytes]);
+    assert.deepEqual(await seen([...bytes].map((b) => Buffer.from([b]))), whole, `byte by byte: ${JSON.stringify(text)}`);
+    for (let cut = 0; cut <= bytes.length; cut++) {
+      assert.deepEqual(await seen([bytes.subarray(0, cut), bytes.subarray(cut)]), whole, `cut at ${cut}: ${JSON.stringify(text)}`);
+    }
+  }
+});
