@@ -72,6 +72,13 @@ export interface Envelope {
    * (docs/SECURITY.md 11.3). Absent (spooled by an older version): vouched only if authUser is set.
    */
   senderVouched?: boolean;
+  /**
+   * RFC 8689 §4.1: MAIL FROM carried REQUIRETLS: every hop must be TLS verified by MTA-STS or DANE
+   * and offer REQUIRETLS, else the message bounces (5.7.30).
+   */
+  requireTls?: boolean;
+  /** RFC 8689 §5: the message had "TLS-Required: No" (and no REQUIRETLS): deliver even where a TLS policy fails. */
+  tlsRequiredNo?: boolean;
   recipients: EnvelopeRecipient[];
   /** Set by `postern queue hold`; the runner skips the message until released (survives restarts). */
   held?: boolean;

@@ -103,3 +103,19 @@ export interface TlsSessionOutcome {
 export interface TlsReportRecorder {
   record(outcome: TlsSessionOutcome): void;
 }
+
+// ---- What the delivery path asks of the parts (policy.ts wires them) ----------------------------
+
+/** MTA-STS (mta-sts.ts): the policy for a recipient domain, from cache or fetched (RFC 8461 §5). */
+export interface MtaStsSource {
+  policyFor(domain: string): Promise<MtaStsResult>;
+}
+
+/** DANE lookups (tlsa.ts); only consulted when `dns.dnssec` is "trust-ad". */
+export interface TlsaSource {
+  /** TLSA of `_PORT._tcp.HOST` (RFC 7672 §2.2.3: port 25 for MX delivery, whatever port the test rig uses). */
+  lookup(host: string, port: number): Promise<TlsaResult>;
+}
+
+/** DANE's check of a presented chain (dane.ts): the leaf first, as the peer sent it. */
+export type DaneVerdict = { ok: true; matched: string } | { ok: false; resultType: TlsRptResultType; detail: string };
