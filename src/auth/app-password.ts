@@ -33,6 +33,16 @@ export function canonicalAppPassword(sent: string): string | null {
   return SHAPE.test(compact) ? compact : null;
 }
 
+/**
+ * The texts a client may key SCRAM or CRAM-MD5 with (they see the password, not our folding):
+ * the grouped form as shown, and the same without separators.
+ */
+export function appPasswordForms(shown: string): string[] {
+  const grouped = shown.toLowerCase();
+  const compact = grouped.replace(/[-\s]/g, "");
+  return grouped === compact ? [grouped] : [grouped, compact];
+}
+
 /** The lookup id of a canonical app password. */
 export function appPasswordId(canonical: string): string {
   return canonical.slice(0, APP_PASSWORD_ID_LENGTH);

@@ -86,6 +86,7 @@ export class AuthBackends {
       scramSha256: (user) => route(user).scramSha256(user),
       cramMd5: (user) => route(user).cramMd5(user),
       digestMd5: (user, realm) => route(user).digestMd5(user, realm),
+      appPasswordUsed: (user, name, context) => route(user).appPasswordUsed?.(user, name, context),
       credentials: () => this.commonCredentials(),
       loginKey: (user) => route(user).loginKey?.(user) ?? user,
       hasUser: (user) => route(user).hasUser?.(user) ?? false,

@@ -9,12 +9,12 @@
  */
 import { closeSync, openSync } from "node:fs";
 import Database from "better-sqlite3";
-import { appPasswordId, canonicalAppPassword, checkAppPasswordName, generateAppPassword } from "./app-password.js";
+import { appPasswordForms, appPasswordId, canonicalAppPassword, checkAppPasswordName, generateAppPassword } from "./app-password.js";
 import { CredentialCache } from "./cache.js";
 import { DUMMY_PASSWORD_HASH } from "./password-hash.js";
 import { generateSecretsFor, SCRYPT_HASHER, type PasswordHasher, type UserSecrets } from "./user-secrets.js";
 import type { Authenticator, UserInfo } from "./types.js";
-import { SCRAM_DEFAULT_ITERATIONS, SCRAM_SALT_BYTES } from "../sasl/secrets.js";
+import { deriveCramMd5Secret, deriveScramSha256, SCRAM_DEFAULT_ITERATIONS, SCRAM_SALT_BYTES } from "../sasl/secrets.js";
 import type { CramMd5Secret, CredentialKind, ScramCredentials, ScramShape, VerifyContext, VerifyResult } from "../sasl/types.js";
 
 export { generateSecretsFor, type PasswordHasher, type UserSecrets } from "./user-secrets.js";
@@ -77,6 +77,13 @@ const MIGRATIONS = [
    ) STRICT`,
   // 1: app passwords only, 0: the main password too, NULL: auth.requireAppPasswords decides.
   `ALTER TABLE users ADD COLUMN require_app_passwords INT`,
+  // App passwords for SCRAM-SHA-256 and CRAM-MD5: derived secrets of each form a user may type
+  // (APP_PASSWORD_FORMS), SCRAM with the user's salt and iteration count at creation (kept here:
+  // a key derived with another salt than the user's current one cannot serve).
+  `ALTER TABLE app_passwords ADD COLUMN scram_salt BLOB;
+   ALTER TABLE app_passwords ADD COLUMN scram_iterations INT;
+   ALTER TABLE app_passwords ADD COLUMN scram_keys BLOB;   -- per form: StoredKey (32), ServerKey (32)
+   ALTER TABLE app_passwords ADD COLUMN cram_md5 BLOB;     -- per form: outer state (16), inner state (16)`,
 ];
 
 /** Every user has a password hash and the SCRAM, CRAM-MD5 and DIGEST-MD5 secrets derived at set time. */
@@ -106,11 +113,22 @@ function prepareStatements(db: Database.Database) {
     info: db.prepare<[string], InfoRow>("SELECT address, senders, disabled, relay_client FROM users WHERE address = ?"),
     all: db.prepare<[], InfoRow>("SELECT address, senders, disabled, relay_client FROM users ORDER BY address"),
     scram: db.prepare<
-      [string, number],
-      { scram_salt: Buffer | null; scram_iterations: number | null; scram_stored_key: Buffer | null; scram_server_key: Buffer | null }
-    >(`SELECT scram_salt, scram_iterations, scram_stored_key, scram_server_key FROM users WHERE address = ? AND disabled = 0 ${MAIN_ALLOWED}`),
+      [number, string],
+      {
+        address: string;
+        main_refused: number;
+        scram_salt: Buffer | null;
+        scram_iterations: number | null;
+        scram_stored_key: Buffer | null;
+        scram_server_key: Buffer | null;
+      }
+    >(
+      `SELECT address, ${MAIN_REFUSED}, scram_salt, scram_iterations, scram_stored_key, scram_server_key FROM users WHERE address = ? AND disabled = 0`,
+    ),
     exists: db.prepare<[string], { one: number }>("SELECT 1 AS one FROM users WHERE address = ? AND disabled = 0"),
-    cram: db.prepare<[string, number], { cram_md5: Buffer | null }>(`SELECT cram_md5 FROM users WHERE address = ? AND disabled = 0 ${MAIN_ALLOWED}`),
+    cram: db.prepare<[number, string], { address: string; main_refused: number; cram_md5: Buffer | null }>(
+      `SELECT address, ${MAIN_REFUSED}, cram_md5 FROM users WHERE address = ? AND disabled = 0`,
+    ),
     digest: db.prepare<[string, string, number], { digest_ha1: Buffer | null }>(
       `SELECT digest_ha1 FROM users WHERE address = ? AND digest_realm = ? AND disabled = 0 ${MAIN_ALLOWED}`,
     ),
@@ -130,11 +148,22 @@ function prepareStatements(db: Database.Database) {
       "SELECT name, password_hash, last_used_at, last_used_ip FROM app_passwords WHERE address = ? AND lookup_id = ?",
     ),
     appByName: db.prepare<[string, string], { one: number }>("SELECT 1 AS one FROM app_passwords WHERE address = ? AND name = ?"),
+    appUsageByName: db.prepare<[string, string], AppPasswordRow>(
+      "SELECT name, password_hash, last_used_at, last_used_ip FROM app_passwords WHERE address = ? AND name = ?",
+    ),
+    appScram: db.prepare<[string, Buffer, number], { name: string; scram_keys: Buffer | null }>(
+      "SELECT name, scram_keys FROM app_passwords WHERE address = ? AND scram_salt = ? AND scram_iterations = ? ORDER BY name",
+    ),
+    appCram: db.prepare<[string], { name: string; cram_md5: Buffer | null }>("SELECT name, cram_md5 FROM app_passwords WHERE address = ? ORDER BY name"),
+    appHasScram: db.prepare<[string], { scram_salt: Buffer; scram_iterations: number }>(
+      "SELECT scram_salt, scram_iterations FROM app_passwords WHERE address = ? AND scram_keys IS NOT NULL LIMIT 1",
+    ),
     appList: db.prepare<[string], { name: string; created_at: string; last_used_at: string | null; last_used_ip: string | null }>(
       "SELECT name, created_at, last_used_at, last_used_ip FROM app_passwords WHERE address = ? ORDER BY created_at, name",
     ),
-    appInsert: db.prepare<[string, string, string, string, string]>(
-      "INSERT INTO app_passwords (address, name, lookup_id, password_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+    appInsert: db.prepare<[string, string, string, string, string, Buffer | null, number | null, Buffer | null, Buffer]>(
+      `INSERT INTO app_passwords (address, name, lookup_id, password_hash, created_at, scram_salt, scram_iterations, scram_keys, cram_md5)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
     appUsed: db.prepare<[string, string | null, string, string]>("UPDATE app_passwords SET last_used_at = ?, last_used_ip = ? WHERE address = ? AND name = ?"),
     appRevoke: db.prepare<[string, string]>("DELETE FROM app_passwords WHERE address = ? AND name = ?"),
@@ -144,6 +173,8 @@ function prepareStatements(db: Database.Database) {
 
 /** The main secrets serve SCRAM, CRAM-MD5 and DIGEST-MD5 only where the main password is allowed (? = the default). */
 const MAIN_ALLOWED = "AND COALESCE(require_app_passwords, ?) = 0";
+/** 1 when the main password may not log in (? = the default); app passwords still may. */
+const MAIN_REFUSED = "COALESCE(require_app_passwords, ?) <> 0 AS main_refused";
 
 interface AuthRow {
   address: string;
@@ -251,14 +282,40 @@ export class SqliteUserStore implements Authenticator {
 
   /** Null for unknown or disabled users. Throws on a database error (mechanisms report backend-error). */
   async scramSha256(user: string): Promise<ScramCredentials | null> {
-    const row = this.byAddress(user, (address) => this.sql.scram.get(address, this.requireAppDefault));
+    const row = this.byAddress(user, (address) => this.sql.scram.get(this.requireAppDefault, address));
     if (!row?.scram_salt || !row.scram_iterations || !row.scram_stored_key || !row.scram_server_key) return null;
-    return { salt: row.scram_salt, iterations: row.scram_iterations, storedKey: row.scram_stored_key, serverKey: row.scram_server_key };
+    // Only app passwords derived with the user's current salt and count can match the proof.
+    const appPasswords = this.sql.appScram
+      .all(row.address, row.scram_salt, row.scram_iterations)
+      .flatMap((app) => splitForms(app.scram_keys, 64).map((keys) => ({ name: app.name, secret: { storedKey: keys.subarray(0, 32), serverKey: keys.subarray(32) } })));
+    return {
+      salt: row.scram_salt,
+      iterations: row.scram_iterations,
+      storedKey: row.scram_stored_key,
+      serverKey: row.scram_server_key,
+      appPasswords,
+      ...(row.main_refused ? { mainRefused: true } : {}),
+    };
   }
 
   async cramMd5(user: string): Promise<CramMd5Secret | null> {
-    const secret = this.byAddress(user, (address) => this.sql.cram.get(address, this.requireAppDefault))?.cram_md5;
-    return secret?.length === 32 ? { outer: secret.subarray(0, 16), inner: secret.subarray(16) } : null;
+    const row = this.byAddress(user, (address) => this.sql.cram.get(this.requireAppDefault, address));
+    if (row?.cram_md5?.length !== 32) return null;
+    const appPasswords = this.sql.appCram
+      .all(row.address)
+      .flatMap((app) => splitForms(app.cram_md5, 32).map((state) => ({ name: app.name, secret: { outer: state.subarray(0, 16), inner: state.subarray(16) } })));
+    return { outer: row.cram_md5.subarray(0, 16), inner: row.cram_md5.subarray(16), appPasswords, ...(row.main_refused ? { mainRefused: true } : {}) };
+  }
+
+  /** SCRAM or CRAM-MD5 logged in with an app password: recorded like a PLAIN login with one. */
+  appPasswordUsed(user: string, name: string, context: VerifyContext = {}): void {
+    try {
+      const address = normalizeAddress(user);
+      const app = address === null ? undefined : this.sql.appUsageByName.get(address, name);
+      if (app && address !== null) this.noteAppPasswordUse(this.sql.auth.get(address)?.address ?? address, app, context.remoteIp);
+    } catch {
+      // The login stands; the record waits for the next one.
+    }
   }
 
   /** Only the realm the HA1 was computed for (the store's host name) has a secret. */
@@ -318,7 +375,10 @@ export class SqliteUserStore implements Authenticator {
 
   async setPassword(address: string, password: string): Promise<void> {
     const row = this.requireUser(address);
-    const secrets = await this.secretsFor(password, row.address);
+    // App passwords' SCRAM keys were derived with the user's salt and count: keep those, so a new
+    // main password does not silently take SCRAM away from every device.
+    const kept = this.sql.appHasScram.get(row.address);
+    const secrets = await this.secretsFor(password, row.address, kept ? { salt: kept.scram_salt, iterations: kept.scram_iterations } : undefined);
     if (this.sql.updateSecrets.run(secretColumns(row.address, secrets)).changes === 0) throw new Error(`no such user: ${row.address}`);
     this.cache?.invalidateUser(row.address);
   }
@@ -376,8 +436,30 @@ export class SqliteUserStore implements Authenticator {
     while (this.sql.appByLookup.get(row.address, appPasswordId(canonicalAppPassword(password)!))) password = generateAppPassword();
     const canonical = canonicalAppPassword(password)!;
     const hash = await this.hasher.hash(canonical);
+    // SCRAM and CRAM-MD5 key on the exact text the client types: the grouped form as shown, and
+    // the same without dashes. SCRAM uses the user's salt and count (the server announces those
+    // before it knows which credential the client holds).
+    const forms = appPasswordForms(password);
+    const scram = this.sql.scram.get(this.requireAppDefault, row.address);
+    const salt = scram?.scram_salt ?? null;
+    const iterations = scram?.scram_iterations ?? null;
+    const scramKeys =
+      salt && iterations
+        ? Buffer.concat(
+            forms.flatMap((form) => {
+              const keys = deriveScramSha256(form, salt, iterations);
+              return [keys.storedKey, keys.serverKey];
+            }),
+          )
+        : null;
+    const cram = Buffer.concat(
+      forms.flatMap((form) => {
+        const state = deriveCramMd5Secret(form);
+        return [state.outer, state.inner];
+      }),
+    );
     try {
-      this.sql.appInsert.run(row.address, label, appPasswordId(canonical), hash, this.now().toISOString());
+      this.sql.appInsert.run(row.address, label, appPasswordId(canonical), hash, this.now().toISOString(), salt, iterations, scramKeys, cram);
     } catch (err) {
       // Another process added the same name (or drew the same id) while we were hashing.
       if (String((err as { code?: string }).code).startsWith("SQLITE_CONSTRAINT")) {
@@ -445,12 +527,21 @@ export class SqliteUserStore implements Authenticator {
     return row;
   }
 
-  private secretsFor(password: string, address: string): Promise<UserSecrets> {
+  private secretsFor(password: string, address: string, scram?: { salt: Buffer; iterations: number }): Promise<UserSecrets> {
     return generateSecretsFor(password, address, this.hostname, {
       hasher: this.hasher,
       ...(this.scramIterations ? { scramIterations: this.scramIterations } : {}),
+      ...(scram ? { scramSalt: scram.salt, scramIterations: scram.iterations } : {}),
     });
   }
+}
+
+/** A blob of equal-sized per-form secrets, split; none when absent or of the wrong size. */
+function splitForms(blob: Buffer | null, size: number): Buffer[] {
+  if (!blob || blob.length === 0 || blob.length % size !== 0) return [];
+  const out: Buffer[] = [];
+  for (let i = 0; i < blob.length; i += size) out.push(blob.subarray(i, i + size));
+  return out;
 }
 
 /** SQLite's NOCASE folds A-Z only. */

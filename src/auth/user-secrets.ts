@@ -28,12 +28,13 @@ export async function generateSecretsFor(
   password: string,
   address: string,
   realm: string,
-  options: { hasher?: PasswordHasher; scramIterations?: number } = {},
+  /** scramSalt: keep the user's salt (its app passwords' SCRAM keys depend on it). */
+  options: { hasher?: PasswordHasher; scramIterations?: number; scramSalt?: Buffer } = {},
 ): Promise<UserSecrets> {
   if (password === "") throw new Error("empty password refused");
   return {
     passwordHash: await (options.hasher ?? SCRYPT_HASHER).hash(password),
-    scram: deriveScramSha256(password, undefined, options.scramIterations ?? SCRAM_DEFAULT_ITERATIONS),
+    scram: deriveScramSha256(password, options.scramSalt, options.scramIterations ?? SCRAM_DEFAULT_ITERATIONS),
     cramMd5: deriveCramMd5Secret(password),
     digestHa1: deriveDigestMd5Ha1(address, realm, password),
     digestRealm: realm,

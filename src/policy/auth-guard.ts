@@ -63,6 +63,8 @@ export function guardConnection(
     scramSha256: async (user) => (login(user), v.scramSha256(user)),
     cramMd5: async (user) => (login(user), v.cramMd5(user)),
     digestMd5: async (user, realm) => (login(user), v.digestMd5(user, realm)),
+    // The connection's address again: where the app password was last used from.
+    ...(v.appPasswordUsed ? { appPasswordUsed: (user: string, name: string) => v.appPasswordUsed!(user, name, { remoteIp }) } : {}),
     credentials: () => v.credentials(),
     // SCRAM fakes an unknown login's salt and iteration count from these (docs/SECURITY.md 11.4).
     loginKey: (user) => v.loginKey?.(user) ?? user,

@@ -6,9 +6,9 @@
 import { createHmac, randomBytes } from "node:crypto";
 import { hmacMd5FromSecret } from "./md5-state.js";
 import { deriveCramMd5Secret, normalizePassword } from "./secrets.js";
-import { askStore, missingSecretReason, resolveIdentity } from "./server-support.js";
+import { askStore, identityFor, missingSecretReason, whichCredential } from "./server-support.js";
 import { ALREADY_FINISHED, challenge, decodeCredentialText, failure, safeEqual } from "./text.js";
-import type { MechanismDescriptor, SaslClientCredentials, SaslClientMechanism, SaslServerMechanism, SaslServerOptions, SaslServerStep } from "./types.js";
+import type { CramMd5State, MechanismDescriptor, SaslClientCredentials, SaslClientMechanism, SaslServerMechanism, SaslServerOptions, SaslServerStep } from "./types.js";
 
 /** Unknown users are checked against this, so they cost the same work as known ones. */
 const DUMMY_SECRET = deriveCramMd5Secret(randomBytes(24).toString("base64"));
@@ -56,11 +56,12 @@ export class CramMd5Server implements SaslServerMechanism {
     const stored = await askStore(() => this.opts.verifier.cramMd5(user));
     if (!stored.ok) return stored.step;
     const secret = stored.value ?? DUMMY_SECRET;
-    const expected = hmacMd5FromSecret(secret, Buffer.from(this.challengeText, "utf8"));
-    const matches = safeEqual(expected, Buffer.from(digestHex, "hex"));
+    const sent = Buffer.from(digestHex, "hex");
+    const challengeBytes = Buffer.from(this.challengeText, "utf8");
+    const match = whichCredential<CramMd5State>(secret, secret.appPasswords, (s) => safeEqual(hmacMd5FromSecret(s, challengeBytes), sent));
     if (stored.value === null) return failure(missingSecretReason(this.opts.verifier, "cram-md5", user));
-    if (!matches) return failure("bad-password");
-    return resolveIdentity(this.opts, user, user, "");
+    if (!match) return failure("bad-password");
+    return identityFor(this.opts, match, secret.mainRefused, user, "");
   }
 
   private end(step: SaslServerStep): SaslServerStep {

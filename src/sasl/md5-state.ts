@@ -6,7 +6,7 @@
  * Dovecot's `{CRAM-MD5}` scheme stores them. Finishing HMAC from those states needs this file.
  * States are 16 bytes: the words A, B, C, D, each little-endian (the same layout as a digest).
  */
-import type { CramMd5Secret } from "./types.js";
+import type { CramMd5State } from "./types.js";
 
 /** Per-round left-rotation amounts (RFC 1321 §3.4). */
 const SHIFTS = [7, 12, 17, 22, 5, 9, 14, 20, 4, 11, 16, 23, 6, 10, 15, 21];
@@ -91,7 +91,7 @@ export function md5Resume(state: Buffer, bytesSoFar: number, data: Buffer): Buff
 }
 
 /** HMAC-MD5(key, message) computed from a stored CRAM-MD5 secret instead of the key. */
-export function hmacMd5FromSecret(secret: CramMd5Secret, message: Buffer): Buffer {
+export function hmacMd5FromSecret(secret: CramMd5State, message: Buffer): Buffer {
   const innerDigest = md5Resume(secret.inner, 64, message);
   return md5Resume(secret.outer, 64, innerDigest);
 }

@@ -13,7 +13,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { hmacSha256, scramSaltedPassword, sha256, SCRAM_DEFAULT_ITERATIONS, SCRAM_SALT_BYTES } from "./secrets.js";
-import { askStore, missingSecretReason, resolveIdentity } from "./server-support.js";
+import { askStore, identityFor, missingSecretReason, whichCredential } from "./server-support.js";
 import { ALREADY_FINISHED, challenge, decodeBase64Strict, decodeUtf8, failure, hasControlChars, randomNonce, safeEqual, xorBuffers } from "./text.js";
 import type {
   CredentialVerifier,
@@ -24,6 +24,7 @@ import type {
   SaslServerOptions,
   SaslServerStep,
   ScramCredentials,
+  ScramKeys,
 } from "./types.js";
 
 const NAME = "SCRAM-SHA-256";
@@ -233,16 +234,18 @@ export class ScramSha256Server implements SaslServerMechanism {
 
     // RFC 5802 §3: ClientKey = ClientProof XOR HMAC(StoredKey, AuthMessage); H(ClientKey) must be StoredKey.
     const authMessage = `${first.bare},${this.serverFirst},${final.withoutProof}`;
-    const clientSignature = hmacSha256(credentials.storedKey, authMessage);
-    const proofMatches = safeEqual(sha256(xorBuffers(final.proof, clientSignature)), credentials.storedKey);
+    // App passwords share the salt and iteration count, so each is one more HMAC against the proof.
+    const proofMatches = (keys: ScramKeys) => safeEqual(sha256(xorBuffers(final.proof, hmacSha256(keys.storedKey, authMessage))), keys.storedKey);
+    const match = whichCredential(credentials, credentials.appPasswords, proofMatches);
     if (this.missingReason) return failure(this.missingReason);
-    if (!proofMatches) return failure("bad-password");
+    if (!match) return failure("bad-password");
 
-    const outcome = resolveIdentity(this.opts, first.username, first.username, first.authzid);
+    const outcome = identityFor(this.opts, match, credentials.mainRefused, first.username, first.authzid);
     if (outcome.kind !== "success") return outcome; // no server-final unless the exchange succeeds
     this.success = outcome;
     this.state = "awaiting-ack";
-    return challenge(`v=${hmacSha256(credentials.serverKey, authMessage).toString("base64")}`);
+    const serverKey = match.kind === "main" ? credentials.serverKey : credentials.appPasswords![match.index]!.secret.serverKey;
+    return challenge(`v=${hmacSha256(serverKey, authMessage).toString("base64")}`);
   }
 
   /** RFC 5802 §6 and RFC 9266: which gs2 flag each mechanism accepts, before any lookup. */

@@ -1,6 +1,6 @@
 /** Steps every server mechanism shares: deciding the identity and asking the credential store. */
 import { failure } from "./text.js";
-import type { CredentialKind, CredentialVerifier, SaslServerOptions, SaslServerStep } from "./types.js";
+import type { AppPasswordSecret, CredentialKind, CredentialVerifier, SaslServerOptions, SaslServerStep } from "./types.js";
 
 /**
  * The identity after the secret checked out. `canonical` is the name the store reported (or the
@@ -42,4 +42,29 @@ export async function askStore<T>(call: () => Promise<T>): Promise<{ ok: true; v
   } catch {
     return { ok: false, step: failure("backend-error", "credential store failed") };
   }
+}
+
+export type CredentialMatch = { kind: "main" } | { kind: "app"; name: string; index: number };
+
+/**
+ * Which of a user's credentials the client's proof matches: the main secret, else the first app
+ * password's. Every candidate is computed (no early exit), so the time taken does not say which.
+ */
+export function whichCredential<S>(main: S, apps: readonly AppPasswordSecret<S>[] | undefined, matches: (secret: S) => boolean): CredentialMatch | null {
+  let found: CredentialMatch | null = matches(main) ? { kind: "main" } : null;
+  for (const [index, app] of (apps ?? []).entries()) {
+    if (matches(app.secret) && found === null) found = { kind: "app", name: app.name, index };
+  }
+  return found;
+}
+
+/** The identity for a derived-secret match; the store hears of an app password's use (last used, from where). */
+export function identityFor(opts: SaslServerOptions, match: CredentialMatch, mainRefused: boolean | undefined, user: string, authzid: string): SaslServerStep {
+  if (match.kind === "main") {
+    if (mainRefused) return failure("app-password-required", "main password refused: this user logs in with app passwords only");
+    return resolveIdentity(opts, user, user, authzid);
+  }
+  const outcome = resolveIdentity(opts, user, user, authzid, match.name);
+  if (outcome.kind === "success") opts.verifier.appPasswordUsed?.(user, match.name);
+  return outcome;
 }

@@ -41,20 +41,42 @@ export interface SaslServerMechanism {
   step(response: Buffer): Promise<SaslServerStep>;
 }
 
-export interface ScramCredentials {
-  salt: Buffer;
-  iterations: number;
+export interface ScramKeys {
   storedKey: Buffer;
   serverKey: Buffer;
+}
+
+/**
+ * A user's SCRAM secrets. App passwords are derived with the user's salt and iteration count: the
+ * server names those in its first message, before it can know which credential the client holds.
+ */
+export interface ScramCredentials extends ScramKeys {
+  salt: Buffer;
+  iterations: number;
+  /** The user's app passwords (src/auth/app-password.ts), each checked against the proof. */
+  appPasswords?: AppPasswordSecret<ScramKeys>[];
+  /** The main password must not log in (requireAppPasswords): its match fails as app-password-required. */
+  mainRefused?: boolean;
 }
 
 /**
  * CRAM-MD5 secret as Dovecot stores it: the MD5 chaining state after one block of
  * (key XOR ipad) and after one block of (key XOR opad), 16 bytes each.
  */
-export interface CramMd5Secret {
+export interface CramMd5Secret extends CramMd5State {
+  appPasswords?: AppPasswordSecret<CramMd5State>[];
+  mainRefused?: boolean;
+}
+
+export interface CramMd5State {
   inner: Buffer;
   outer: Buffer;
+}
+
+/** One app password's derived secret; several per name (the forms a user may type). */
+export interface AppPasswordSecret<S> {
+  name: string;
+  secret: S;
 }
 
 export type VerifyResult =
@@ -87,6 +109,8 @@ export interface CredentialVerifier {
   cramMd5(user: string): Promise<CramMd5Secret | null>;
   /** HA1 = MD5(user ":" realm ":" password), 16 bytes; null when unknown. */
   digestMd5(user: string, realm: string): Promise<Buffer | null>;
+  /** A mechanism that checks derived secrets itself (SCRAM, CRAM-MD5) logged in with app password `name`. */
+  appPasswordUsed?(user: string, name: string, context?: VerifyContext): void;
   /**
    * True when the store knows the user: asked only after a secret lookup returned null, so the
    * admin's log can tell "no such user" from "this user's secret cannot serve the mechanism". The

@@ -180,7 +180,8 @@ export class SmtpConnection {
       this.armDeadline(this.opts.idleTimeoutMs);
       return result.output;
     }
-    const line = this.input.takeLine(this.session.lineLimit);
+    const authLimit = this.session.authCommandLimit;
+    const line = this.input.takeLine(this.session.lineLimit, authLimit === null ? undefined : { prefix: "AUTH ", maxLength: authLimit });
     if (line === null) return null;
     if (line.kind === "error") return this.session.lineError(line.error);
     this.armDeadline(this.opts.idleTimeoutMs);

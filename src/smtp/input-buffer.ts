@@ -9,6 +9,12 @@
 
 export type LineError = "too-long" | "bare-lf" | "bare-cr";
 
+/** Lines starting with `prefix` may be up to `maxLength` long (AUTH with an initial response). */
+export interface LongerLine {
+  prefix: string;
+  maxLength: number;
+}
+
 export type LineResult = { kind: "line"; line: Buffer } | { kind: "error"; error: LineError };
 
 const CR = 0x0d;
@@ -44,13 +50,15 @@ export class InputBuffer {
    * Errors consume nothing and repeat on the next call: the caller is expected
    * to reply and close the connection.
    */
-  takeLine(maxLength: number): LineResult | null {
+  takeLine(maxLength: number, longer?: LongerLine): LineResult | null {
     const { buf, end } = this;
     let i = this.scanned;
     while (i < end && buf[i] !== CR && buf[i] !== LF) i++;
     this.scanned = i;
     const lineLength = i - this.start;
-    if (lineLength > maxLength) return { kind: "error", error: "too-long" };
+    if (lineLength > maxLength && !(longer && lineLength <= longer.maxLength && this.startsWith(longer.prefix))) {
+      return { kind: "error", error: "too-long" };
+    }
     if (i === end) return null;
     if (buf[i] === LF) return { kind: "error", error: "bare-lf" };
     // buf[i] is CR: a CR as the last pending byte may still be the start of CRLF.
@@ -59,6 +67,15 @@ export class InputBuffer {
     const line = Buffer.from(buf.subarray(this.start, i));
     this.consume(lineLength + 2);
     return { kind: "line", line };
+  }
+
+  /** The pending bytes begin with `prefix` (upper-case ASCII), ASCII case ignored. */
+  private startsWith(prefix: string): boolean {
+    if (this.end - this.start < prefix.length) return false;
+    for (let k = 0; k < prefix.length; k++) {
+      if ((this.buf[this.start + k]! & 0xdf) !== prefix.charCodeAt(k) && this.buf[this.start + k] !== prefix.charCodeAt(k)) return false;
+    }
+    return true;
   }
 
   /** Everything pending (a copy), leaving the buffer empty; used when DATA starts. */

@@ -61,6 +61,15 @@ export class Session {
     return this.phase.kind === "auth" ? this.settings.limits.authLineLength : this.settings.limits.commandLineLength;
   }
 
+  /**
+   * While AUTH is offered, an "AUTH" command line may be as long as a SASL response line: RFC 4954
+   * §4 tells a client to move a long initial response to the next line, but OAuth clients (Python's
+   * smtplib, XOAUTH2 libraries) put a whole bearer token on the AUTH line, as Gmail accepts.
+   */
+  get authCommandLimit(): number | null {
+    return this.phase.kind !== "auth" && this.authOffered() ? this.settings.limits.authLineLength : null;
+  }
+
   get authenticatedUser(): string | null {
     return this.authUser;
   }

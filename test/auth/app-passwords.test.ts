@@ -6,6 +6,9 @@ import { appPasswordId, canonicalAppPassword, generateAppPassword } from "../../
 import { CredentialCache } from "../../src/auth/cache.js";
 import { DUMMY_PASSWORD_HASH } from "../../src/auth/password-hash.js";
 import { SqliteUserStore } from "../../src/auth/sqlite-store.js";
+import { createClientMechanism, createServerMechanism } from "../../src/sasl/index.js";
+import type { SaslServerStep } from "../../src/sasl/types.js";
+import { runExchange } from "../sasl/helpers.js";
 import { HOSTNAME, RecordingHasher, withStore } from "./store-helpers.js";
 
 const PW = "main-Passw0rd-of-tim";
@@ -79,14 +82,15 @@ test("requireAppPasswords: the main password is refused with its own reason, app
     assert.equal(!refused.ok && refused.reason, "app-password-required");
     assert.deepEqual(await store.verifyPassword(TIM, "not it"), { ok: false, reason: "bad-password" }, "a wrong password says so");
     assert.equal((await store.verifyPassword(TIM, phone)).ok, true);
-    assert.equal(await store.scramSha256(TIM), null);
-    assert.equal(await store.cramMd5(TIM), null);
+    // SCRAM and CRAM-MD5 still get the user's secrets (app passwords live beside them), marked refused.
+    assert.equal((await store.scramSha256(TIM))?.mainRefused, true);
+    assert.equal((await store.cramMd5(TIM))?.mainRefused, true);
     assert.equal(await store.digestMd5(TIM, HOSTNAME), null);
     assert.equal(store.hasUser(TIM), true, "the log then says no-usable-secret, not unknown-user");
     assert.deepEqual(store.requiresAppPasswords(TIM), { required: true, byDefault: false });
     store.setRequireAppPasswords(TIM, false);
     assert.deepEqual(await store.verifyPassword(TIM, PW), { ok: true, user: TIM });
-    assert.notEqual(await store.scramSha256(TIM), null);
+    assert.equal((await store.scramSha256(TIM))?.mainRefused, undefined);
   }));
 
 test("auth.requireAppPasswords is the default; a user's own setting overrides it", () =>
@@ -183,7 +187,7 @@ test("stored hashed: neither the password nor its secret part is in the database
       assert.ok(!text.includes(canonical.slice(4)) && !text.includes(phone.slice(5)), "no secret characters stored");
       assert.equal(rows[0]!.lookup_id, canonical.slice(0, 4));
       assert.match(String(rows[0]!.password_hash), /^\$scrypt\$/);
-      assert.equal(db.pragma("user_version", { simple: true }), 4);
+      assert.equal(db.pragma("user_version", { simple: true }), 5);
       assert.equal(store.deleteUser(TIM), true);
       assert.equal((db.prepare("SELECT count(*) AS n FROM app_passwords").get() as { n: number }).n, 0);
     } finally {
@@ -209,3 +213,54 @@ test("a version-2 database (before app passwords) is upgraded in place, users ke
       store.close();
     }
   }));
+
+test("SCRAM-SHA-256 and CRAM-MD5 take app passwords, as shown or without dashes; the main secret is refused under requireAppPasswords; use recorded; revocation bites", () => {
+  let now = new Date("2026-12-03T10:00:00Z");
+  return withStore(
+    async (clocked) => {
+      await clocked.addUser(TIM, PW);
+      const phone = await clocked.addAppPassword(TIM, "phone");
+      const laptop = await clocked.addAppPassword(TIM, "laptop");
+      const logins: string[] = [];
+      const verifier = Object.assign(Object.create(clocked) as SqliteUserStore, {
+        appPasswordUsed: (user: string, name: string) => (logins.push(`${user}:${name}`), clocked.appPasswordUsed(user, name, { remoteIp: "192.0.2.7" })),
+      });
+      const run = (mechanism: string, password: string) =>
+        runExchange(
+          createServerMechanism(mechanism, { verifier, hostname: HOSTNAME, authzidAllowed: () => false, fakeSaltKey: Buffer.alloc(32, 1) })!,
+          createClientMechanism(mechanism, { username: TIM, password })!,
+        );
+      const who = (step: SaslServerStep) =>
+        step.kind === "success" ? (step.identity.credential ?? "main") : step.kind === "failure" ? step.reason : step.kind;
+      for (const mechanism of ["SCRAM-SHA-256", "CRAM-MD5"]) {
+        assert.equal(who(await run(mechanism, phone)), "phone", `${mechanism}, grouped as shown`);
+        assert.equal(who(await run(mechanism, phone.replaceAll("-", ""))), "phone", `${mechanism}, without dashes`);
+        assert.equal(who(await run(mechanism, laptop)), "laptop", mechanism);
+        assert.equal(who(await run(mechanism, PW)), "main", mechanism);
+        assert.equal(who(await run(mechanism, "abcd-efgh-ijkl-mnop-qrst")), "bad-password", mechanism);
+      }
+      assert.ok(logins.includes(`${TIM}:phone`) && logins.includes(`${TIM}:laptop`));
+      const listed = clocked.listAppPasswords(TIM).find((p) => p.name === "phone");
+      assert.equal(listed?.lastUsedIp, "192.0.2.7");
+      assert.equal(listed?.lastUsedAt, now.toISOString());
+
+      clocked.setRequireAppPasswords(TIM, true);
+      for (const mechanism of ["SCRAM-SHA-256", "CRAM-MD5"]) {
+        assert.equal(who(await run(mechanism, PW)), "app-password-required", mechanism);
+        assert.equal(who(await run(mechanism, phone)), "phone", mechanism);
+      }
+      // A new main password keeps the user's SCRAM salt, so the devices' SCRAM keys stay valid.
+      await clocked.setPassword(TIM, "a new main password");
+      clocked.setRequireAppPasswords(TIM, false);
+      now = new Date("2026-12-03T11:00:00Z");
+      assert.equal(who(await run("SCRAM-SHA-256", phone)), "phone");
+      assert.equal(who(await run("SCRAM-SHA-256", "a new main password")), "main");
+      assert.equal(clocked.revokeAppPassword(TIM, "phone"), true);
+      for (const mechanism of ["SCRAM-SHA-256", "CRAM-MD5"]) {
+        assert.equal(who(await run(mechanism, phone)), "bad-password", `${mechanism}: revoked`);
+        assert.equal(who(await run(mechanism, laptop)), "laptop", `${mechanism}: the other device goes on`);
+      }
+    },
+    { now: () => now },
+  );
+});

@@ -6,7 +6,8 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import nodemailer from "nodemailer";
-import { runCli, startPostern, type Postern } from "./helpers/postern.js";
+import { execFile } from "node:child_process";
+import { BIN, ROOT, runCli, startPostern, type Postern } from "./helpers/postern.js";
 import { b64, RawSmtp } from "./helpers/raw-smtp.js";
 import { startSink, type Sink } from "../delivery/helpers/sink.js";
 
@@ -114,4 +115,46 @@ test("list shows name, created, last used and from where", async () => {
   const parsed = JSON.parse(json.stdout) as { requireAppPasswords: boolean; appPasswords: { name: string; lastUsedIp: string | null }[] };
   assert.equal(parsed.requireAppPasswords, false);
   assert.equal(parsed.appPasswords.find((p) => p.name === "ci job")?.lastUsedIp, "127.0.0.1");
+});
+
+/** `postern send` on 465 with a mechanism, the password from the environment: exit code and transcript. */
+function posternSend(mechanism: string, login: string, password: string): Promise<{ code: number; out: string }> {
+  const args = ["send", "--server", `127.0.0.1:${server.ports.submissions}`, "--tls", "implicit", "--insecure", "--ehlo", "laptop.test"];
+  args.push("--from", login, "--to", "friend@elsewhere.test", "--user", login, "--auth", mechanism, "--subject", mechanism);
+  return new Promise((resolve) => {
+    const child = execFile(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, POSTERN_PASSWORD: password } }, (err, stdout, stderr) =>
+      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, out: stdout + stderr }),
+    );
+    child.stdin?.end();
+  });
+}
+
+test("SCRAM-SHA-256 and CRAM-MD5 with an app password: sent, named in the log, last use recorded; the main password refused for a strict user", async () => {
+  const laptop = await addAppPassword(STRICT.address, "laptop");
+  for (const mechanism of ["SCRAM-SHA-256", "CRAM-MD5"]) {
+    const sent = await posternSend(mechanism, STRICT.address, laptop);
+    assert.equal(sent.code, 0, sent.out);
+    assert.match(sent.out, /<- 235 2\.7\.0/);
+    const ok = await server.waitForLog((l) => l.event === "auth-success" && l.mechanism === mechanism && l.credential === "laptop");
+    assert.equal(ok.user, STRICT.address);
+    const refused = await posternSend(mechanism, STRICT.address, STRICT.password);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.out, /<- 535 5\.7\.8/);
+    await server.waitForLog((l) => l.event === "auth-failure" && l.mechanism === mechanism && l.reason === "app-password-required");
+  }
+  // nodemailer's own CRAM-MD5, the password typed without dashes.
+  const transport = nodemailer.createTransport({
+    host: "127.0.0.1",
+    port: server.ports.submission,
+    requireTLS: true,
+    tls: { rejectUnauthorized: false },
+    auth: { user: STRICT.address, pass: laptop.replaceAll("-", ""), method: "CRAM-MD5" },
+  });
+  const info = await transport.sendMail({ from: STRICT.address, to: "friend@elsewhere.test", subject: "cram", text: "hi" });
+  assert.match(info.response, /^250 /);
+  const listed = JSON.parse((await runCli(["user", "app-password", "list", STRICT.address, "--json", "--config", server.configPath])).stdout) as {
+    appPasswords: { name: string; lastUsedIp: string | null }[];
+  };
+  assert.equal(listed.appPasswords.find((p) => p.name === "laptop")?.lastUsedIp, "127.0.0.1");
+  assert.ok(!server.logs.some((l) => JSON.stringify(l).includes(laptop)), "the value never logged");
 });

@@ -249,6 +249,20 @@ describe("OAUTHBEARER and XOAUTH2 with a local OIDC issuer", () => {
     }
   });
 
+  it("a whole token on the AUTH line itself (as Python's smtplib and many XOAUTH2 libraries send it) is read and checked", async () => {
+    const t = await token({ name: "J".repeat(1500) });
+    for (const [mechanism, message] of [
+      ["XOAUTH2", xoauth2("john@example.org", t)],
+      ["OAUTHBEARER", oauthbearer("john@example.org", t)],
+    ] as const) {
+      assert.ok(message.length > 2000, "far over the 512-octet command line");
+      const { smtp } = await tlsSession();
+      const r = await smtp.cmd(`AUTH ${mechanism} ${message}`);
+      assert.equal(r.code, 235, `${mechanism}: ${r.text}`);
+      smtp.close();
+    }
+  });
+
   it("a malformed OAUTHBEARER message is a 501, with no challenge", async () => {
     const { smtp } = await tlsSession();
     const r = await auth(smtp, "OAUTHBEARER", b64("n,,\x01host=x\x01\x01"));

@@ -126,3 +126,23 @@ test("many pipelined lines arriving in tiny pieces come out in order", () => {
   for (let i = 0; i < wire.length; i += 7) chunks.push(wire.subarray(i, i + 7));
   assert.deepEqual(run(chunks), lines);
 });
+
+test("a line with the longer prefix may reach the longer cap, any ASCII case; others keep the short one", () => {
+  const longer = { prefix: "AUTH ", maxLength: 100 };
+  const take = (text: string) => {
+    const b = new InputBuffer();
+    b.push(Buffer.from(`${text}\r\n`));
+    return b.takeLine(20, longer);
+  };
+  assert.equal(take(`AUTH ${"x".repeat(95)}`)?.kind, "line");
+  assert.equal(take(`aUtH ${"x".repeat(95)}`)?.kind, "line");
+  assert.deepEqual(take(`AUTH ${"x".repeat(96)}`), { kind: "error", error: "too-long" });
+  assert.deepEqual(take(`AUTHX${"x".repeat(30)}`), { kind: "error", error: "too-long" });
+  assert.deepEqual(take(`NOOP ${"x".repeat(30)}`), { kind: "error", error: "too-long" });
+  // A line still arriving: the prefix decides as soon as the short cap is passed.
+  const b = new InputBuffer();
+  b.push(Buffer.from(`AUTH ${"x".repeat(50)}`));
+  assert.equal(b.takeLine(20, longer), null);
+  b.push(Buffer.from("x".repeat(50)));
+  assert.deepEqual(b.takeLine(20, longer), { kind: "error", error: "too-long" });
+});
