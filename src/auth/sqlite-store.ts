@@ -122,9 +122,7 @@ function prepareStatements(db: Database.Database) {
         scram_stored_key: Buffer | null;
         scram_server_key: Buffer | null;
       }
-    >(
-      `SELECT address, ${MAIN_REFUSED}, scram_salt, scram_iterations, scram_stored_key, scram_server_key FROM users WHERE address = ? AND disabled = 0`,
-    ),
+    >(`SELECT address, ${MAIN_REFUSED}, scram_salt, scram_iterations, scram_stored_key, scram_server_key FROM users WHERE address = ? AND disabled = 0`),
     exists: db.prepare<[string], { one: number }>("SELECT 1 AS one FROM users WHERE address = ? AND disabled = 0"),
     cram: db.prepare<[number, string], { address: string; main_refused: number; cram_md5: Buffer | null }>(
       `SELECT address, ${MAIN_REFUSED}, cram_md5 FROM users WHERE address = ? AND disabled = 0`,
@@ -287,7 +285,9 @@ export class SqliteUserStore implements Authenticator {
     // Only app passwords derived with the user's current salt and count can match the proof.
     const appPasswords = this.sql.appScram
       .all(row.address, row.scram_salt, row.scram_iterations)
-      .flatMap((app) => splitForms(app.scram_keys, 64).map((keys) => ({ name: app.name, secret: { storedKey: keys.subarray(0, 32), serverKey: keys.subarray(32) } })));
+      .flatMap((app) =>
+        splitForms(app.scram_keys, 64).map((keys) => ({ name: app.name, secret: { storedKey: keys.subarray(0, 32), serverKey: keys.subarray(32) } })),
+      );
     return {
       salt: row.scram_salt,
       iterations: row.scram_iterations,

@@ -8,7 +8,15 @@ import { hmacMd5FromSecret } from "./md5-state.js";
 import { deriveCramMd5Secret, normalizePassword } from "./secrets.js";
 import { askStore, identityFor, missingSecretReason, whichCredential } from "./server-support.js";
 import { ALREADY_FINISHED, challenge, decodeCredentialText, failure, safeEqual } from "./text.js";
-import type { CramMd5State, MechanismDescriptor, SaslClientCredentials, SaslClientMechanism, SaslServerMechanism, SaslServerOptions, SaslServerStep } from "./types.js";
+import type {
+  CramMd5State,
+  MechanismDescriptor,
+  SaslClientCredentials,
+  SaslClientMechanism,
+  SaslServerMechanism,
+  SaslServerOptions,
+  SaslServerStep,
+} from "./types.js";
 
 /** Unknown users are checked against this, so they cost the same work as known ones. */
 const DUMMY_SECRET = deriveCramMd5Secret(randomBytes(24).toString("base64"));
