@@ -293,7 +293,7 @@ export class SqliteUserStore implements Authenticator {
       iterations: row.scram_iterations,
       storedKey: row.scram_stored_key,
       serverKey: row.scram_server_key,
-      appPasswords,
+      ...(appPasswords.length > 0 ? { appPasswords } : {}),
       ...(row.main_refused ? { mainRefused: true } : {}),
     };
   }
@@ -304,7 +304,12 @@ export class SqliteUserStore implements Authenticator {
     const appPasswords = this.sql.appCram
       .all(row.address)
       .flatMap((app) => splitForms(app.cram_md5, 32).map((state) => ({ name: app.name, secret: { outer: state.subarray(0, 16), inner: state.subarray(16) } })));
-    return { outer: row.cram_md5.subarray(0, 16), inner: row.cram_md5.subarray(16), appPasswords, ...(row.main_refused ? { mainRefused: true } : {}) };
+    return {
+      outer: row.cram_md5.subarray(0, 16),
+      inner: row.cram_md5.subarray(16),
+      ...(appPasswords.length > 0 ? { appPasswords } : {}),
+      ...(row.main_refused ? { mainRefused: true } : {}),
+    };
   }
 
   /** SCRAM or CRAM-MD5 logged in with an app password: recorded like a PLAIN login with one. */

@@ -177,11 +177,11 @@ test("database errors: verifyPassword returns backend-error, secret lookups thro
     await assert.rejects(store.scramSha256("tim@example.org"));
   }));
 
-test("schema: user_version 4 on create; a newer schema is refused", () =>
+test("schema: user_version 5 on create; a newer schema is refused", () =>
   withStore(async (store, { path }) => {
     store.close();
     const db = new Database(path);
-    assert.equal(db.pragma("user_version", { simple: true }), 4);
+    assert.equal(db.pragma("user_version", { simple: true }), 5);
     assert.equal(db.pragma("journal_mode", { simple: true }), "wal");
     db.pragma("user_version = 99");
     db.close();
