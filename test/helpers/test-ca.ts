@@ -47,7 +47,8 @@ function opensslTime(d: Date): string {
 
 const DAY = 86_400_000;
 
-async function caFiles(dir: string, name: string): Promise<{ cnf: string }> {
+/** The files `openssl ca` keeps in `dir`, and its config. */
+async function caFiles(dir: string): Promise<void> {
   await mkdir(join(dir, "newcerts"), { recursive: true });
   await writeFile(join(dir, "index.txt"), "");
   await writeFile(join(dir, "serial"), `${Date.now().toString(16).padStart(16, "0")}\n`);
@@ -81,11 +82,9 @@ async function caFiles(dir: string, name: string): Promise<{ cnf: string }> {
       "",
     ].join("\n"),
   );
-  void name;
-  return { cnf };
 }
 
-async function signWith(dir: string, cnf: string, csr: string, out: string, section: "leaf" | "sub", san: string, from: Date, until: Date) {
+async function signWith(cnf: string, csr: string, out: string, section: "leaf" | "sub", san: string, from: Date, until: Date) {
   await run(
     "openssl",
     [
@@ -107,7 +106,6 @@ async function signWith(dir: string, cnf: string, csr: string, out: string, sect
     ],
     { env: { ...process.env, TEST_CA_SAN: san } },
   );
-  void dir;
 }
 
 async function newKeyAndCsr(dir: string, base: string, cn: string): Promise<{ key: string; csr: string }> {
@@ -118,7 +116,7 @@ async function newKeyAndCsr(dir: string, base: string, cn: string): Promise<{ ke
 }
 
 function caAt(dir: string, certPem: string, chainBelowRoot: string): TestCa {
-  const { cnf } = { cnf: join(dir, "ca.cnf") };
+  const cnf = join(dir, "ca.cnf");
   let count = 0;
   return {
     certPem,
@@ -130,7 +128,7 @@ function caAt(dir: string, certPem: string, chainBelowRoot: string): TestCa {
       const out = join(dir, `${base}.crt`);
       const from = o.notBefore ?? new Date(Date.now() - DAY);
       const until = o.notAfter ?? new Date(Date.now() + DAY);
-      await signWith(dir, cnf, csr, out, "leaf", o.names.map((n) => `DNS:${n}`).join(","), from, until);
+      await signWith(cnf, csr, out, "leaf", o.names.map((n) => `DNS:${n}`).join(","), from, until);
       const leafPem = await readFile(out, "utf8");
       const certPem = leafPem + chainBelowRoot;
       const certFile = join(dir, `${base}-chain.crt`);
@@ -139,10 +137,9 @@ function caAt(dir: string, certPem: string, chainBelowRoot: string): TestCa {
     },
     async intermediate(name) {
       const sub = join(dir, `sub${++count}`);
-      await caFiles(sub, name);
-      const { key, csr } = await newKeyAndCsr(sub, "ca", name);
-      void key;
-      await signWith(dir, cnf, csr, join(sub, "ca.crt"), "sub", "DNS:unused.invalid", new Date(Date.now() - DAY), new Date(Date.now() + 2 * DAY));
+      await caFiles(sub);
+      const { csr } = await newKeyAndCsr(sub, "ca", name);
+      await signWith(cnf, csr, join(sub, "ca.crt"), "sub", "DNS:unused.invalid", new Date(Date.now() - DAY), new Date(Date.now() + 2 * DAY));
       const subPem = await readFile(join(sub, "ca.crt"), "utf8");
       return caAt(sub, subPem, subPem + chainBelowRoot);
     },
@@ -151,7 +148,7 @@ function caAt(dir: string, certPem: string, chainBelowRoot: string): TestCa {
 
 /** A new root CA in `dir` (which must exist and be private to the test). */
 export async function makeTestCa(dir: string, name = "Postern Test Root"): Promise<TestCa> {
-  await caFiles(dir, name);
+  await caFiles(dir);
   await run("openssl", [
     "req",
     "-x509",
