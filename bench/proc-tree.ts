@@ -4,6 +4,7 @@
  * shared pages once, and a single Node process reads about the same as its RSS. CPU: user + system
  * time of the tree, including children that already exited and were reaped.
  */
+import { execFileSync } from "node:child_process";
 import { readFileSync, readdirSync } from "node:fs";
 
 function children(): Map<number, number[]> {
@@ -81,4 +82,18 @@ export function peakSampler(roots: () => number[], everyMs = 25): { stop(): numb
       return Math.max(peak, treePssMb(roots()));
     },
   };
+}
+
+/**
+ * Pins each root, its descendants and all their threads to `cpus` (a taskset list, "0" or "0,1").
+ * Children forked later inherit the mask, so a process-per-session server stays pinned too.
+ */
+export function pinTree(roots: number[], cpus: string): void {
+  for (const pid of tree(roots)) {
+    try {
+      execFileSync("taskset", ["-a", "-p", "-c", cpus, String(pid)], { stdio: "ignore" });
+    } catch {
+      // the process ended while we pinned it
+    }
+  }
 }

@@ -1,11 +1,16 @@
 /**
- * `npm run bench [-- --quick] [--only Postern,Postfix] [--scenarios 1,2] [--runs N] [--keep] [--dkim]`
+ * `npm run bench [-- --quick] [--only Postern,Postfix] [--scenarios 1,2] [--runs N] [--keep] [--dkim]
+ *   [--pin | --no-pin] [--profile] [--baseline DIR]`
  * Starts every contender on 127.0.0.1, runs the scenarios round-robin (so each round compares
  * contenders under the same machine noise), writes bench/results/<time>-<mode>.{md,json}.
  * --dkim adds "Postern (DKIM)", the same server signing every submitted message, beside "Postern".
+ * --pin (default when there are ≥ 2 cores): servers on core 0, load generator and relay sink on
+ * core 1 (`taskset`), so the client's own CPU does not decide the result.
+ * --profile: Postern runs under `node --cpu-prof`; the .cpuprofile lands in bench/results/profiles/
+ * (summarise it with `node dist/bench/profile-summary.js FILE`).
  */
 import { chmodSync, mkdtempSync, rmSync } from "node:fs";
-import { cpus, totalmem, tmpdir, release } from "node:os";
+import { cpus, loadavg, totalmem, tmpdir, release } from "node:os";
 import { join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
 import { makeSelfSigned } from "../test/helpers/self-signed.js";
@@ -13,9 +18,10 @@ import { run } from "./contenders/common.js";
 import { startSinkProcess } from "./sink-process.js";
 import { scenarios, warmUp, type Measurement } from "./scenarios.js";
 import { summarize, writeReport, type BenchReport } from "./report.js";
-import { postern, posternDkim } from "./contenders/postern.js";
+import { postern, posternBaseline, posternDkim, posternWorkers } from "./contenders/postern.js";
 import { postfix } from "./contenders/postfix.js";
-import { haraka } from "./contenders/haraka.js";
+import { haraka, harakaDiscard } from "./contenders/haraka.js";
+import { pinTree } from "./proc-tree.js";
 import { bareSink } from "./contenders/sink.js";
 import type { BenchUser, Contender, ContenderFactory } from "./contenders/types.js";
 
@@ -32,8 +38,19 @@ const only = flag("only")
 const wanted = flag("scenarios")?.split(",");
 // --dkim-first: the signing server goes first in each round (to rule out an order effect).
 const dkimPair = args.includes("--dkim-first") ? [posternDkim, postern] : args.includes("--dkim") ? [postern, posternDkim] : [postern];
-const all: ContenderFactory[] = [...dkimPair, postfix, haraka, bareSink];
-const factories = all.filter((f) => !only || only.some((o) => f.name.toLowerCase().includes(o)));
+// --baseline DIR: another build of Postern beside this one (a change measured in the same rounds).
+const baselineDir = flag("baseline");
+const baseline = baselineDir ? [posternBaseline(baselineDir)] : [];
+const all: ContenderFactory[] = [...dkimPair, ...baseline, posternWorkers, postfix, haraka, harakaDiscard, bareSink];
+const pin = args.includes("--no-pin") ? false : args.includes("--pin") || cpus().length >= 2;
+const resultsDir = resolve(import.meta.dirname, "../../bench/results");
+const startedAt = new Date().toISOString();
+if (args.includes("--profile")) process.env.POSTERN_BENCH_PROFILE = join(resultsDir, "profiles", startedAt.replace(/[:.]/g, "-"));
+// --only NAME: a contender's exact name picks it alone ("postern"), else any name containing it
+// ("haraka": both); --dkim's signing server always comes with "Postern".
+const picks = (f: ContenderFactory, o: string) =>
+  f.name.toLowerCase() === o || (!all.some((g) => g.name.toLowerCase() === o) && f.name.toLowerCase().includes(o));
+const factories = all.filter((f) => !only || only.some((o) => picks(f, o)) || (f === posternDkim && dkimPair.includes(f)) || baseline.includes(f));
 const chosen = scenarios.filter((s) => !wanted || wanted.includes(s.id));
 
 const say = (text: string) => process.stderr.write(text + "\n");
@@ -47,6 +64,8 @@ async function main(): Promise<void> {
     for (const c of started.splice(0)) await c.stop().catch((e: Error) => say(`stopping ${c.name}: ${e.message}`));
   };
   for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => void stopAll().then(() => process.exit(130)));
+  // The load generator (this process) and the relay sink forked next share core 1.
+  if (pin) pinTree([process.pid], "1");
   const relaySink = await startSinkProcess({});
   try {
     const key = join(work, "key.pem");
@@ -58,8 +77,14 @@ async function main(): Promise<void> {
     }));
 
     const report: BenchReport = {
-      startedAt: new Date().toISOString(),
-      machine: await machine(),
+      startedAt,
+      machine: {
+        ...(await machine()),
+        pinning: pin
+          ? "taskset: each server on core 0 (a multi-process one on all cores); load generator and relay sink on core 1"
+          : "none (servers, load generator and sink share every core)",
+        "load average (1 min) at start": loadavg()[0]!.toFixed(2),
+      },
       mode: quick ? "quick" : "full",
       contenders: [],
       rows: {},
@@ -78,7 +103,9 @@ async function main(): Promise<void> {
         const dir = join(work, f.name.replace(/\W/g, "-"));
         const c = await f.start({ workDir: dir, sinkPort: relaySink.port, tls: { key, cert }, users });
         started.push(c);
-        report.contenders.push({ name: c.name, status: "ran", passwordScheme: c.passwordScheme, notes: c.notes });
+        // Started from this process, it inherited core 1: move it to the server's core(s).
+        if (pin) pinTree(c.pids(), c.cores === "all" ? `0-${cpus().length - 1}` : "0");
+        report.contenders.push({ name: c.name, status: "ran", work: c.work, passwordScheme: c.passwordScheme, notes: c.notes });
       } catch (e) {
         report.contenders.push({ name: f.name, status: `skipped: start failed: ${(e as Error).message.split("\n")[0]}` });
         say(`  start failed: ${(e as Error).message}`);
@@ -115,11 +142,13 @@ async function main(): Promise<void> {
     for (const [key, byName] of Object.entries(report.raw)) {
       report.rows[key] = Object.fromEntries(Object.entries(byName).map(([n, ms]) => [n, summarize(ms)]));
     }
-    const files = writeReport(resolve(import.meta.dirname, "../../bench/results"), report);
+    report.machine["load average (1 min) at end"] = loadavg()[0]!.toFixed(2);
+    const files = writeReport(resultsDir, report);
     say(`\nwrote ${files.md}\n      ${files.json}`);
   } finally {
     await stopAll();
     await relaySink.stop();
+    if (process.env.POSTERN_BENCH_PROFILE && process.env.POSTERN_BENCH_PROFILE !== "1") say(`CPU profiles in ${process.env.POSTERN_BENCH_PROFILE}`);
     if (args.includes("--keep")) say(`kept ${work} (configs, logs, profiles)`);
     else rmSync(work, { recursive: true, force: true });
   }

@@ -3,10 +3,11 @@
  * fsync on (the default), log level info (the default, one JSON line per event, to a file).
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { openSync, closeSync, readFileSync, writeFileSync, mkdirSync } from "node:fs";
+import { openSync, closeSync, existsSync, readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { stringify } from "yaml";
 import { SqliteUserStore } from "../../src/auth/sqlite-store.js";
+import { configSchema } from "../../src/config/schema.js";
 import { dkimKeysDir, generateKey } from "../../src/dkim/keys.js";
 import { countMaildirNew } from "./common.js";
 import { LOCAL_DOMAIN, LOCAL_RECIPIENT, type Contender, type ContenderFactory, type ContenderSetup } from "./types.js";
@@ -14,6 +15,24 @@ import { LOCAL_DOMAIN, LOCAL_RECIPIENT, type Contender, type ContenderFactory, t
 const ROOT = resolve(import.meta.dirname, "../../..");
 
 export const postern: ContenderFactory = posternContender("Postern", false);
+
+/**
+ * Postern with `process.workers: 2` (issue 18): skipped with the reason while this build has no
+ * such setting. Pinned to every core the bench has: it exists to use more than one.
+ */
+export const posternWorkers: ContenderFactory = {
+  name: "Postern (2 workers)",
+  async prepare() {
+    return workersSupported() ? null : "this build has no process.workers setting";
+  },
+  start: (setup) => startPostern("Postern (2 workers)", false, setup, 2),
+};
+
+/** True when the config schema knows `process.workers` (strict objects reject unknown keys). */
+function workersSupported(): boolean {
+  const parsed = configSchema.safeParse({ process: { workers: 1 } });
+  return parsed.success || !parsed.error.issues.some((i) => i.code === "unrecognized_keys" && i.path.join(".") === "process");
+}
 
 /**
  * The same server with DKIM keys for the sender's domain (example.org), so every submitted message
@@ -31,7 +50,23 @@ function posternContender(name: string, dkim: boolean): ContenderFactory {
   };
 }
 
-async function startPostern(name: string, dkim: boolean, setup: ContenderSetup): Promise<Contender> {
+/**
+ * `--baseline DIR`: another build of Postern (DIR holds its bin/ and dist/, and node_modules or a
+ * link to it) beside this one, so a change's effect is measured in the same rounds, under the
+ * same machine noise; the report pairs the two round by round.
+ */
+export function posternBaseline(root: string): ContenderFactory {
+  const name = "Postern (baseline)";
+  return {
+    name,
+    async prepare() {
+      return existsSync(join(root, "bin/postern.js")) ? null : `no bin/postern.js in ${root}`;
+    },
+    start: (setup) => startPostern(name, false, setup, 1, resolve(root)),
+  };
+}
+
+async function startPostern(name: string, dkim: boolean, setup: ContenderSetup, workers = 1, root = ROOT): Promise<Contender> {
   const dataDir = join(setup.workDir, "data");
   const mailRoot = join(setup.workDir, "mail");
   mkdirSync(dataDir, { recursive: true });
@@ -50,6 +85,8 @@ async function startPostern(name: string, dkim: boolean, setup: ContenderSetup):
     // is one client and one sender). Everything else, fsync and logging included, stays default.
     limits: { connections: { total: 20_000, perIp: 20_000 } },
     sendLimits: { messagesPerHour: 0, recipientsPerHour: 0 },
+    // One process unless this contender is the workers one (the default would be one per core).
+    ...(workersSupported() ? { process: { workers } } : {}),
     ...extraConfig(),
   };
   const configPath = join(setup.workDir, "postern.yaml");
@@ -64,7 +101,7 @@ async function startPostern(name: string, dkim: boolean, setup: ContenderSetup):
 
   const logPath = join(setup.workDir, "postern.log");
   const logFd = openSync(logPath, "w");
-  const child: ChildProcess = spawn(process.execPath, [...nodeFlags(setup.workDir), join(ROOT, "bin/postern.js"), "serve", "--config", configPath], {
+  const child: ChildProcess = spawn(process.execPath, [...nodeFlags(setup.workDir, name), join(root, "bin/postern.js"), "serve", "--config", configPath], {
     cwd: setup.workDir,
     stdio: ["ignore", logFd, "inherit"],
   });
@@ -77,9 +114,11 @@ async function startPostern(name: string, dkim: boolean, setup: ContenderSetup):
     pids: () => [child.pid!],
     local: { recipient: LOCAL_RECIPIENT, delivered: () => countMaildirNew(mailRoot) },
     signsDkim: dkim,
+    work: "fsync before 250 (data, envelope, directory), relays after (smarthost = the sink)",
+    cores: workers > 1 ? "all" : undefined,
     passwordScheme: "scrypt N=2^15 r=8 p=1, verified-credentials cache 60 s",
     notes: [
-      "one Node process",
+      workers > 1 ? `${workers} worker processes` : "one Node process",
       "fsync on: data, envelope, directories (group commit)",
       "log level info, JSON lines to a file",
       ...(signing ? [`DKIM signing for ${LOCAL_DOMAIN}: ${signing}`] : []),
@@ -98,9 +137,16 @@ function extraConfig(): Record<string, unknown> {
   return JSON.parse(process.env.POSTERN_BENCH_CONFIG ?? "{}") as Record<string, unknown>;
 }
 
-/** `POSTERN_BENCH_PROFILE=1` runs the server under `node --cpu-prof` (profile in the work folder). */
-function nodeFlags(workDir: string): string[] {
-  return process.env.POSTERN_BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${join(workDir, "profile")}`] : [];
+/**
+ * `--profile` (run.ts sets POSTERN_BENCH_PROFILE to a folder under bench/results/) or
+ * `POSTERN_BENCH_PROFILE=1` (the work folder) runs the server under `node --cpu-prof`; the
+ * .cpuprofile is written when the server exits at the end of the run.
+ */
+function nodeFlags(workDir: string, name: string): string[] {
+  const where = process.env.POSTERN_BENCH_PROFILE;
+  if (!where) return [];
+  const dir = where === "1" ? join(workDir, "profile") : join(where, name.replace(/\W+/g, "-").replace(/-$/, ""));
+  return ["--cpu-prof", `--cpu-prof-dir=${dir}`];
 }
 
 /** Reads the log file until every listener announced its port (the log is a file: polled). */

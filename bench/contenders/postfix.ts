@@ -54,6 +54,7 @@ export const postfix: ContenderFactory = {
       implicitPort: implicit,
       pids: () => [masterPid(), dovecotPid()],
       local: { recipient: LOCAL_RECIPIENT, delivered: () => countMaildirNew(mailRoot) },
+      work: "fsync before 250 (cleanup writes the queue file), relays after",
       passwordScheme: "Dovecot passwd-file, SHA512-CRYPT (5,000 rounds), auth_cache off (Debian default)",
       notes: [(await run("postconf", ["-c", dir, "-h", "mail_version"])).stdout.trim(), "process per session (smtpd) + Dovecot auth; memory is their PSS sum"],
       async stop() {

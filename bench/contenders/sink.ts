@@ -16,6 +16,7 @@ export const bareSink: ContenderFactory = {
       pids: () => [sink.pid],
       ownSink: sink,
       passwordScheme: "none (accepts any password)",
+      work: "discards after hashing the body (no queue, no fsync, no relay); verified at itself",
       notes: ["bare Node TLS SMTP: accept and discard, no queue, no checks"],
       stop: () => sink.stop(),
     };

@@ -33,6 +33,15 @@ export interface Contender {
   signsDkim?: boolean;
   /** How this contender stores and verifies passwords (for the report). */
   passwordScheme: string;
+  /** The work behind each 250, for the report: fsync before 250? relays? discards? */
+  work: string;
+  /**
+   * Answers 250 and throws the message away (no queue, no relay): nothing reaches a sink, so its
+   * accepted 250s are counted as they are ("discard: not verified at the sink").
+   */
+  discards?: boolean;
+  /** With --pin: "all" leaves the server on every core (a multi-process contender); default core 0. */
+  cores?: "all";
   notes: string[];
   stop(): Promise<void>;
 }

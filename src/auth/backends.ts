@@ -175,7 +175,7 @@ export class AuthBackends {
   /** `context.login` hears each login a passed-through exchange names (throws to refuse it). */
   createMechanism(
     name: string,
-    context: { remoteIp?: string; login?(user: string): void },
+    context: { remoteIp?: string; login?(user: string): void | Promise<void> },
     sasl: Omit<SaslServerOptions, "verifier">,
     verifier?: CredentialVerifier,
   ): SaslServerMechanism | null {

@@ -22,8 +22,8 @@ import type { SaslServerMechanism, SaslServerStep } from "../sasl/types.js";
 
 export interface DovecotMechanismOptions {
   remoteIp?: string;
-  /** Told each login the exchange names; throws to refuse it (an account locked out: 454). */
-  login?(user: string): void;
+  /** Told each login the exchange names; throws (or rejects) to refuse it (an account locked out: 454). */
+  login?(user: string): void | Promise<void>;
   /** SCRAM: key for the fake salts of logins Dovecot refuses at the client-first. */
   fakeSaltKey?: Buffer;
   /**
@@ -82,7 +82,7 @@ export class DovecotMechanism implements SaslServerMechanism {
     if (this.state !== "new") return this.finish(failure("malformed", "exchange already finished"));
     this.state = "exchanging";
     const started = performance.now();
-    const first = initial === null ? null : this.firstMessage(initial);
+    const first = initial === null ? null : await this.firstMessage(initial);
     if (first?.refused) return this.finish(first.refused);
     try {
       const request = this.client.begin(this.name, initial, this.options);
@@ -108,7 +108,7 @@ export class DovecotMechanism implements SaslServerMechanism {
       return failure("bad-password", "Dovecot: FAIL (at the SCRAM client-first)");
     }
     if (this.state !== "exchanging") return this.finish(failure("malformed", "exchange already finished"));
-    const first = this.firstMessage(response);
+    const first = await this.firstMessage(response);
     if (first?.refused) return this.finish(first.refused);
     try {
       return await this.answer(await this.client.continue(this.id, response), started, first?.scram);
@@ -121,7 +121,7 @@ export class DovecotMechanism implements SaslServerMechanism {
    * The client's first message names the login: count it, refuse it when locked out. A SCRAM
    * client-first is checked here as our own SCRAM would (a fake needs its nonce).
    */
-  private firstMessage(message: Buffer): { refused?: SaslServerStep; scram?: { nonce: string; login: string } } | null {
+  private async firstMessage(message: Buffer): Promise<{ refused?: SaslServerStep; scram?: { nonce: string; login: string } } | null> {
     if (this.clientMessages++ > 0) return null;
     let scram: { nonce: string; login: string } | undefined;
     if (isScram(this.name)) {
@@ -133,7 +133,7 @@ export class DovecotMechanism implements SaslServerMechanism {
     const login = loginInFirstMessage(this.name, message);
     if (login !== undefined) {
       try {
-        this.options.login?.(login);
+        await this.options.login?.(login);
       } catch (err) {
         return { refused: failure("backend-error", (err as Error).message) };
       }
@@ -162,9 +162,10 @@ export class DovecotMechanism implements SaslServerMechanism {
   private noteLogin(user: string | undefined): void {
     if (!user) return;
     try {
-      this.options.login?.(user);
-    } catch {
       // Only counted here: the exchange is over either way.
+      Promise.resolve(this.options.login?.(user)).catch(() => undefined);
+    } catch {
+      // (a throttle that answers at once throws at once)
     }
   }
 

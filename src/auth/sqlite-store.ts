@@ -9,15 +9,27 @@
  */
 import { closeSync, openSync } from "node:fs";
 import Database from "better-sqlite3";
-import { appPasswordForms, appPasswordId, canonicalAppPassword, checkAppPasswordName, generateAppPassword } from "./app-password.js";
+import { appPasswordId, canonicalAppPassword, checkAppPasswordName, generateAppPassword } from "./app-password.js";
 import { CredentialCache } from "./cache.js";
-import { DUMMY_PASSWORD_HASH } from "./password-hash.js";
 import { generateSecretsFor, SCRYPT_HASHER, type PasswordHasher, type UserSecrets } from "./user-secrets.js";
 import type { Authenticator, UserInfo } from "./types.js";
-import { deriveCramMd5Secret, deriveScramSha256, SCRAM_DEFAULT_ITERATIONS, SCRAM_SALT_BYTES } from "../sasl/secrets.js";
+import {
+  appPasswordSecrets,
+  appPasswordUseWorthRecording,
+  normalizeAddress,
+  normalizeSender,
+  splitForms,
+  userLoginKey,
+  verifyStoredPassword,
+  type AppPasswordInfo,
+  type LoginAppPassword,
+  type UserStoreAdmin,
+} from "./user-store-rules.js";
+import { SCRAM_DEFAULT_ITERATIONS, SCRAM_SALT_BYTES } from "../sasl/secrets.js";
 import type { CramMd5Secret, CredentialKind, ScramCredentials, ScramShape, VerifyContext, VerifyResult } from "../sasl/types.js";
 
 export { generateSecretsFor, type PasswordHasher, type UserSecrets } from "./user-secrets.js";
+export { normalizeAddress, type AppPasswordInfo } from "./user-store-rules.js";
 
 export interface SqliteUserStoreOptions {
   path: string;
@@ -34,17 +46,6 @@ export interface SqliteUserStoreOptions {
   /** Injectable clock (app passwords' created and last-used times). */
   now?: () => Date;
 }
-
-/** One app password as `postern user app-password list` shows it; never its value. */
-export interface AppPasswordInfo {
-  name: string;
-  createdAt: string;
-  lastUsedAt: string | null;
-  lastUsedIp: string | null;
-}
-
-/** A login from the same address within this long does not rewrite last-used (one fsync a minute at most). */
-const LAST_USED_RESOLUTION_MS = 60_000;
 
 /** Schema history: entry i upgrades user_version i to i+1. Never edit a shipped entry; append. */
 const MIGRATIONS = [
@@ -88,24 +89,6 @@ const MIGRATIONS = [
 
 /** Every user has a password hash and the SCRAM, CRAM-MD5 and DIGEST-MD5 secrets derived at set time. */
 const CREDENTIALS: readonly CredentialKind[] = ["password", "scram-sha-256", "cram-md5", "digest-md5"];
-const MAX_ADDRESS_LENGTH = 254;
-
-/** Trim, lower-case the domain, keep the local part; null when it is not a plain `local@domain`. */
-export function normalizeAddress(input: string): string | null {
-  const address = input.trim();
-  const at = address.lastIndexOf("@");
-  if (at <= 0 || at === address.length - 1 || address.length > MAX_ADDRESS_LENGTH) return null;
-  if (address.indexOf("@") !== at || /[\s\u0000-\u001f\u007f"]/.test(address)) return null;
-  return `${address.slice(0, at)}@${address.slice(at + 1).toLowerCase()}`;
-}
-
-/** A sender entry is an address or a whole domain ("@example.net"). */
-function normalizeSender(entry: string): string {
-  const trimmed = entry.trim();
-  const normalized = trimmed.startsWith("@") ? normalizeAddress(`x${trimmed}`)?.slice(1) : normalizeAddress(trimmed);
-  if (!normalized) throw new Error(`invalid sender entry: ${JSON.stringify(entry)}`);
-  return normalized;
-}
 
 function prepareStatements(db: Database.Database) {
   return {
@@ -193,7 +176,7 @@ interface InfoRow {
   relay_client: number;
 }
 
-export class SqliteUserStore implements Authenticator {
+export class SqliteUserStore implements Authenticator, UserStoreAdmin {
   private readonly db: Database.Database;
   private readonly hostname: string;
   private readonly cache: CredentialCache | null;
@@ -237,45 +220,26 @@ export class SqliteUserStore implements Authenticator {
 
   // ---- CredentialVerifier -------------------------------------------------------------------
 
-  /**
-   * Never throws: a database problem is `backend-error`. Every login costs one scrypt: a dummy one
-   * for unknown and disabled users; for a known user the app password whose lookup id the password
-   * starts with, else the main password — however many app passwords the user has.
-   */
-  async verifyPassword(user: string, password: string, context: VerifyContext = {}): Promise<VerifyResult> {
-    try {
-      const address = normalizeAddress(user);
-      const row = address === null || password === "" ? undefined : this.sql.auth.get(address);
-      if (!row || row.disabled) {
-        // Shared like a known user's check below, so concurrent identical guesses cost the same
-        // for an unknown user as for a known one (SECURITY.md rule 14: no oracle).
-        // Keyed by the login as lookups fold it, as a known user's check is by its row: spellings
-        // of one unknown login share a hash exactly when those of a known login would.
-        const dummy = () => this.hasher.verify(password, DUMMY_PASSWORD_HASH);
-        await (this.cache ? this.cache.verifyShared(this.loginKey(user), password, DUMMY_PASSWORD_HASH, dummy) : dummy());
-        return { ok: false, reason: "unknown-user" };
-      }
-      // A main password shaped like an app password whose id matches one of the user's is checked
-      // against that app password only (a 1 in 36^4 chance per app password, for such a password).
-      const appPassword = canonicalAppPassword(password);
-      const app = appPassword === null ? undefined : this.sql.appByLookup.get(row.address, appPasswordId(appPassword));
-      if (app && appPassword !== null) {
-        if (!(await this.checkHash(row.address, appPassword, app.password_hash))) {
-          return { ok: false, reason: "bad-password", detail: `app password ${JSON.stringify(app.name)}` };
-        }
-        this.noteAppPasswordUse(row.address, app, context.remoteIp);
-        return { ok: true, user: row.address, credential: app.name };
-      }
-      // The main password is checked even when it is refused, so a refusal costs what a wrong guess does.
-      const mainRefused = (row.require_app_passwords ?? this.requireAppDefault) !== 0;
-      if (!(await this.checkHash(row.address, password, row.password_hash, !mainRefused))) return { ok: false, reason: "bad-password" };
-      if (mainRefused) {
-        return { ok: false, reason: "app-password-required", detail: "main password refused: this user logs in with app passwords only" };
-      }
-      return { ok: true, user: row.address };
-    } catch {
-      return { ok: false, reason: "backend-error", detail: "user database error" };
-    }
+  /** PLAIN/LOGIN: the rules of user-store-rules.ts (one scrypt however it ends; never throws). */
+  verifyPassword(user: string, password: string, context: VerifyContext = {}): Promise<VerifyResult> {
+    return verifyStoredPassword(
+      {
+        hasher: this.hasher,
+        cache: this.cache,
+        user: async (address) => {
+          const row = this.sql.auth.get(address);
+          return row && { address: row.address, passwordHash: row.password_hash, disabled: row.disabled !== 0, mainRefused: this.mainRefused(row) };
+        },
+        appPasswordByLookupId: async (address, lookupId) => {
+          const app = this.sql.appByLookup.get(address, lookupId);
+          return app && loginAppPassword(app);
+        },
+        noteAppPasswordUse: (address, app, remoteIp) => this.noteAppPasswordUse(address, app, remoteIp),
+      },
+      user,
+      password,
+      context,
+    );
   }
 
   /** Null for unknown or disabled users. Throws on a database error (mechanisms report backend-error). */
@@ -317,7 +281,7 @@ export class SqliteUserStore implements Authenticator {
     try {
       const address = normalizeAddress(user);
       const app = address === null ? undefined : this.sql.appUsageByName.get(address, name);
-      if (app && address !== null) this.noteAppPasswordUse(this.sql.auth.get(address)?.address ?? address, app, context.remoteIp);
+      if (app && address !== null) this.noteAppPasswordUse(this.sql.auth.get(address)?.address ?? address, loginAppPassword(app), context.remoteIp);
     } catch {
       // The login stands; the record waits for the next one.
     }
@@ -340,7 +304,7 @@ export class SqliteUserStore implements Authenticator {
 
   /** What lookups match on: normalizeAddress (trim, domain lower-cased), then NOCASE's ASCII folding. */
   loginKey(user: string): string {
-    return asciiLower(normalizeAddress(user) ?? user.trim());
+    return userLoginKey(user);
   }
 
   /** New secrets get these (an unknown login shows the same; docs/SECURITY.md 11.4). */
@@ -428,7 +392,7 @@ export class SqliteUserStore implements Authenticator {
   /** Whether the main password is refused for this user, and whether by its own setting or the default. */
   requiresAppPasswords(address: string): { required: boolean; byDefault: boolean } {
     const row = this.requireUser(address);
-    return { required: (row.require_app_passwords ?? this.requireAppDefault) !== 0, byDefault: row.require_app_passwords === null };
+    return { required: this.mainRefused(row), byDefault: row.require_app_passwords === null };
   }
 
   /** A new app password for `name`: returned once, stored only as a hash. */
@@ -441,28 +405,11 @@ export class SqliteUserStore implements Authenticator {
     while (this.sql.appByLookup.get(row.address, appPasswordId(canonicalAppPassword(password)!))) password = generateAppPassword();
     const canonical = canonicalAppPassword(password)!;
     const hash = await this.hasher.hash(canonical);
-    // SCRAM and CRAM-MD5 key on the exact text the client types: the grouped form as shown, and
-    // the same without dashes. SCRAM uses the user's salt and count (the server announces those
-    // before it knows which credential the client holds).
-    const forms = appPasswordForms(password);
+    // SCRAM and CRAM-MD5 key on the exact text the client types, SCRAM with the user's salt and count.
     const scram = this.sql.scram.get(this.requireAppDefault, row.address);
     const salt = scram?.scram_salt ?? null;
     const iterations = scram?.scram_iterations ?? null;
-    const scramKeys =
-      salt && iterations
-        ? Buffer.concat(
-            forms.flatMap((form) => {
-              const keys = deriveScramSha256(form, salt, iterations);
-              return [keys.storedKey, keys.serverKey];
-            }),
-          )
-        : null;
-    const cram = Buffer.concat(
-      forms.flatMap((form) => {
-        const state = deriveCramMd5Secret(form);
-        return [state.outer, state.inner];
-      }),
-    );
+    const { scramKeys, cramMd5: cram } = appPasswordSecrets(password, salt, iterations);
     try {
       this.sql.appInsert.run(row.address, label, appPasswordId(canonical), hash, this.now().toISOString(), salt, iterations, scramKeys, cram);
     } catch (err) {
@@ -493,21 +440,15 @@ export class SqliteUserStore implements Authenticator {
 
   // ---- helpers ------------------------------------------------------------------------------
 
-  /** One scrypt check through the cache (a success is remembered against `stamp`, the stored hash). */
-  private async checkHash(address: string, password: string, stored: string, remember = true): Promise<boolean> {
-    if (this.cache?.has(address, password, stored)) return true;
-    const verify = () => this.hasher.verify(password, stored);
-    const ok = this.cache ? await this.cache.verifyShared(address, password, stored, verify) : await verify();
-    if (ok && remember) this.cache?.put(address, password, stored);
-    return ok;
+  private mainRefused(row: AuthRow): boolean {
+    return (row.require_app_passwords ?? this.requireAppDefault) !== 0;
   }
 
   /** Last used, from where: written only when the address changed or a minute passed; never fails a login. */
-  private noteAppPasswordUse(address: string, app: AppPasswordRow, remoteIp: string | undefined): void {
+  private noteAppPasswordUse(address: string, app: LoginAppPassword, remoteIp: string | undefined): void {
     const now = this.now();
     const ip = remoteIp ?? null;
-    const last = app.last_used_at === null ? Number.NaN : Date.parse(app.last_used_at);
-    if (app.last_used_ip === ip && now.getTime() - last < LAST_USED_RESOLUTION_MS) return;
+    if (!appPasswordUseWorthRecording(app.lastUsedAt, app.lastUsedIp, ip, now)) return;
     try {
       this.sql.appUsed.run(now.toISOString(), ip, address, app.name);
     } catch {
@@ -541,16 +482,9 @@ export class SqliteUserStore implements Authenticator {
   }
 }
 
-/** A blob of equal-sized per-form secrets, split; none when absent or of the wrong size. */
-function splitForms(blob: Buffer | null, size: number): Buffer[] {
-  if (!blob || blob.length === 0 || blob.length % size !== 0) return [];
-  const out: Buffer[] = [];
-  for (let i = 0; i < blob.length; i += size) out.push(blob.subarray(i, i + size));
-  return out;
+function loginAppPassword(app: AppPasswordRow): LoginAppPassword {
+  return { name: app.name, passwordHash: app.password_hash, lastUsedAt: app.last_used_at, lastUsedIp: app.last_used_ip };
 }
-
-/** SQLite's NOCASE folds A-Z only. */
-const asciiLower = (text: string) => text.replace(/[A-Z]/g, (c) => c.toLowerCase());
 
 function toUserInfo(row: InfoRow): UserInfo {
   const senders: unknown = JSON.parse(row.senders);

@@ -49,6 +49,10 @@ export const Se571DeliveryUnauth = "5.7.1";
 /** RFC 7372 §3.2: SPF validation failed. */
 export const Se5723SpfFail = "5.7.23";
 export const Se578BadCreds = "5.7.8";
+/** X.7.10 "Encryption needed" (RFC 5248 registry), for REQUIRETLS when TLS fails (RFC 8689 §4.2.1). */
+export const Se5710EncryptionNeeded = "5.7.10";
+/** RFC 8689 §7 (with 550): a REQUIRETLS message found no next hop that offers REQUIRETLS. */
+export const Se5730RequireTlsSupport = "5.7.30";
 
 /** 421: we close the connection after this reply (RFC 5321 §3.8); say why with `enhanced`. */
 export function closingReply(enhanced: string, text: string): Reply {

@@ -7,7 +7,10 @@ import { normaliseDomain } from "../base/domain.js";
 import { dkimItems, type LocalDkimKey } from "./dns-dkim.js";
 import { dmarcItems } from "./dns-dmarc.js";
 import { addressesOf, dnsError, isNoRecord, type Resolver } from "./dns-lookup.js";
+import { type MtaStsCheckOptions, mtaStsItems } from "./dns-mtasts.js";
 import { spfItems } from "./dns-spf.js";
+import { type DaneCheckOptions, tlsaItems } from "./dns-tlsa.js";
+import { tlsRptItems } from "./dns-tlsrpt.js";
 import { type CheckItem, item } from "./types.js";
 
 export interface DnsCheckTarget {
@@ -19,6 +22,10 @@ export interface DnsCheckTarget {
   localKeys: LocalDkimKey[] | undefined | { unreadable: string };
   /** More selectors to look up (--selector). */
   selectors: string[];
+  /** DANE section (dns-tlsa.ts); absent: not checked. */
+  dane?: DaneCheckOptions;
+  /** MTA-STS section (dns-mtasts.ts); absent: not checked. */
+  mtaSts?: MtaStsCheckOptions;
 }
 
 export async function runDnsCheck(t: DnsCheckTarget): Promise<CheckItem[]> {
@@ -28,6 +35,9 @@ export async function runDnsCheck(t: DnsCheckTarget): Promise<CheckItem[]> {
     ...(await spfItems(t.resolver, domain, t.ips)),
     ...(await dkimItems(t.resolver, domain, t.localKeys, t.selectors)),
     ...(await dmarcItems(t.resolver, domain)),
+    ...(await tlsRptItems(t.resolver, domain)),
+    ...(t.mtaSts ? await mtaStsItems(t.resolver, domain, t.mtaSts) : []),
+    ...(t.dane ? await tlsaItems(t.resolver, domain, t.dane) : []),
   ];
 }
 

@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import type { LocalDkimKey } from "../check/dns-dkim.js";
 import { checkResolver } from "../check/dns-lookup.js";
+import type { MtaStsCheckOptions } from "../check/dns-mtasts.js";
 import { runDnsCheck } from "../check/dns.js";
 import { runCheck } from "../check/run.js";
 import type { CheckItem, CheckTarget } from "../check/types.js";
@@ -107,6 +108,16 @@ function localDkimKeys(config: Config, domain: string): LocalDkimKey[] | { unrea
   }
 }
 
+/** The MTA-STS policy fetch as delivery does it: --ca, else outbound.mtaSts.caFile / outbound.caFile, else the system's CAs. */
+function mtaStsCheckOptions(config: Config | undefined, o: CheckOptions): MtaStsCheckOptions {
+  const caFile = o.ca ?? config?.outbound.mtaSts.caFile ?? config?.outbound.caFile;
+  return {
+    timeoutMs: Number(o.timeout) * 1000,
+    ...(config ? { httpsPort: config.outbound.mtaSts.httpsPort } : {}),
+    ...(caFile ? { ca: readFileSync(caFile) } : {}),
+  };
+}
+
 async function dnsCheckCommand(domainArg: string, o: CheckOptions): Promise<void> {
   const domain = domainArg.replace(/\.$/, "").toLowerCase();
   if (!/^(?=.{1,253}$)([a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$/.test(domain))
@@ -114,13 +125,16 @@ async function dnsCheckCommand(domainArg: string, o: CheckOptions): Promise<void
   const config = dnsCheckConfig(o.config);
   const ips = o.ip ?? config?.dns.ownAddresses ?? [];
   for (const ip of ips) if (!isIP(ip)) throw new Error(`--ip: ${JSON.stringify(ip)} is not an IP address`);
-  const resolver = checkResolver(o.dnsServer ?? config?.dns.servers ?? [], Number(o.timeout) * 1000);
+  const dnsServers = o.dnsServer ?? config?.dns.servers ?? [];
+  const resolver = checkResolver(dnsServers, Number(o.timeout) * 1000);
   const items = await runDnsCheck({
     domain,
     resolver,
     ips,
     localKeys: config ? localDkimKeys(config, domain) : undefined,
     selectors: o.selector ?? [],
+    dane: { mode: config?.dns.dnssec ?? "off", servers: dnsServers, timeoutMs: Number(o.timeout) * 1000, ehlo: o.ehlo },
+    mtaSts: mtaStsCheckOptions(config, o),
   });
   const failed = items.some((i) => i.verdict === "FAIL");
   if (o.json) process.stdout.write(JSON.stringify({ target: domain, mode: "dns", ok: !failed, items }, null, 2) + "\n");

@@ -3,7 +3,7 @@
  * loopback, SQLite users, a generated certificate and one demo user whose fresh password is printed.
  */
 import { randomBytes } from "node:crypto";
-import type { SqliteUserStore } from "../auth/sqlite-store.js";
+import type { UserStoreAdmin } from "../auth/user-store-rules.js";
 
 export const DEMO_USER = "demo@example.org";
 
@@ -20,11 +20,13 @@ export function demoConfig(): Record<string, unknown> {
     ],
     delivery: { maildir: "./data/mail/{domain}/{localpart}" },
     log: { format: "pretty" },
+    // One process: the demo is for trying Postern out, not for load.
+    process: { workers: 1 },
   };
 }
 
 /** Creates the demo user, or gives it a fresh password: the printed one is always true. */
-export async function resetDemoUser(store: SqliteUserStore): Promise<string> {
+export async function resetDemoUser(store: UserStoreAdmin): Promise<string> {
   const password = randomBytes(12).toString("base64url");
   if (await store.lookupUser(DEMO_USER)) await store.setPassword(DEMO_USER, password);
   else await store.addUser(DEMO_USER, password);

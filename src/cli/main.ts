@@ -17,6 +17,9 @@ import { configCheck } from "./config-check.js";
 import { normalizeArgv, registerToolbox } from "./toolbox.js";
 import { queueDelete, queueFlush, queueHold, queueList, queueRelease, queueShow } from "./queue.js";
 import { dkimActivate, dkimDns, dkimKeygen, dkimList, dkimRotate } from "./dkim.js";
+import { dnsCommand } from "./dns.js";
+import { storeImport, storeMigrate } from "./store.js";
+import { storeImportSpool } from "./store-import-spool.js";
 
 const program = new Command();
 program.name("postern").description("Authenticated SMTP submission server and MTA").version("0.1.0");
@@ -30,7 +33,9 @@ program
   .option("--demo-ports <base>", "the demo listens on BASE (mta), BASE+1 (submission), BASE+2 (submissions); 0: any free ports")
   .action(serveCommand);
 
-const user = program.command("user").description("manage users in the SQLite store (auth.backend: sqlite)");
+const user = program
+  .command("user")
+  .description("manage users in the built-in store: SQLite, or PostgreSQL with store.backend postgres (auth.backend: sqlite)");
 user
   .command("add <address>")
   .description("add a user (password from a prompt, or stdin with --password-stdin)")
@@ -157,6 +162,31 @@ dkim
   .option(...configOption)
   .option("--json", "machine-readable output")
   .action(dkimList);
+
+program
+  .command("dns <domain>")
+  .description("print every DNS record to publish for one of our domains, in zone-file form (MX, SRV, autoconfig, SPF, DKIM, DMARC, MTA-STS, TLS-RPT)")
+  .option(...configOption)
+  .action(dnsCommand);
+
+const store = program.command("store").description("the PostgreSQL store shared by several nodes (store.backend: postgres)");
+store
+  .command("migrate")
+  .description("create or upgrade the database schema (safe on several nodes at once)")
+  .option(...configOption)
+  .action(storeMigrate);
+store
+  .command("import")
+  .description("copy users and app passwords (secrets as stored) from a SQLite user store; existing users are skipped")
+  .option("--from-sqlite <path>", "the SQLite user store, e.g. /var/lib/postern/users.sqlite")
+  .option(...configOption)
+  .action(storeImport);
+store
+  .command("import-spool")
+  .description("copy the messages of a stopped server's file spool (envelope and bytes) into the PostgreSQL queue; already imported ids are skipped")
+  .requiredOption("--spool <dir>", "the spool, e.g. /var/lib/postern/queue")
+  .option(...configOption)
+  .action(storeImportSpool);
 
 const config = program.command("config").description("configuration tools");
 config

@@ -6,6 +6,7 @@
 import { createConnection } from "node:net";
 import { join } from "node:path";
 import { Spool } from "../queue/spool.js";
+import { clusterQueueRequest } from "./queue-cluster.js";
 import { QueueReader, type QueueEntry } from "../queue/admin.js";
 import { controlSocketPath, type ControlRequest, type ControlResponse } from "../server/control.js";
 import { announce, commandConfig } from "./config-source.js";
@@ -48,7 +49,7 @@ function context(opts: CommonOptions, op: ControlRequest["op"]) {
   const resolved = commandConfig(opts.config);
   if (CHANGES.has(op)) announce(resolved);
   const { config } = resolved;
-  return { socketPath: controlSocketPath(config.dataDir), spoolDir: join(config.dataDir, "queue") };
+  return { config, socketPath: controlSocketPath(config.dataDir), spoolDir: join(config.dataDir, "queue") };
 }
 
 /**
@@ -63,6 +64,8 @@ async function request(opts: CommonOptions, req: ControlRequest, offline?: (read
     return await ask(ctx.socketPath, req);
   } catch (err) {
     if (!(err instanceof NoServerError)) throw err;
+    // A cluster's queue is in its database: without a server here, act on it directly (under leases).
+    if (ctx.config.store.backend === "postgres") return clusterQueueRequest(ctx.config, req);
     if (!offline) throw new Error(`${err.message}: start the server (postern serve) to change the queue`);
     return offline(new QueueReader(new Spool(ctx.spoolDir)));
   }
@@ -100,9 +103,28 @@ export async function queueList(opts: CommonOptions): Promise<void> {
   print(opts, entries, formatList(entries));
 }
 
+const TLS_POLICY_TEXT: Record<string, string> = {
+  none: "none (route without TLS)",
+  opportunistic: "opportunistic STARTTLS",
+  "mta-sts-enforce": "MTA-STS enforce",
+  "mta-sts-testing": "MTA-STS testing",
+  dane: "DANE",
+};
+
+/** Per recipient: its state, the outbound TLS policy of the last attempt, and why it waits. */
+export function formatRecipients(entry: QueueEntry): string {
+  const lines = entry.recipients.map((r) => {
+    const tls = r.tlsPolicy ? `; TLS policy: ${TLS_POLICY_TEXT[r.tlsPolicy] ?? r.tlsPolicy}` : "";
+    const next = r.status === "pending" && r.nextAttemptAt ? `; next attempt ${r.nextAttemptAt}` : "";
+    const why = r.lastResult && r.attempts > 0 ? `\n      last: ${r.lastResult}` : "";
+    return `  <${r.address}> ${r.status}, ${r.attempts} attempt${r.attempts === 1 ? "" : "s"}${tls}${next}${why}`;
+  });
+  return `Recipients:\n${lines.join("\n")}\n`;
+}
+
 export async function queueShow(id: string, opts: CommonOptions): Promise<void> {
   const shown = (await request(opts, { op: "show", id }, (r) => r.show(id))) as { envelope: unknown; headers: string; entry: QueueEntry };
-  print(opts, shown, `${JSON.stringify(shown.envelope, null, 2)}\n\n${shown.headers}`);
+  print(opts, shown, `${JSON.stringify(shown.envelope, null, 2)}\n\n${formatRecipients(shown.entry)}\n${shown.headers}`);
 }
 
 export async function queueFlush(id: string | undefined, opts: CommonOptions): Promise<void> {

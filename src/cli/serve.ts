@@ -24,7 +24,10 @@ export async function serveCommand(opts: { config?: string; demoPorts?: string }
   const metrics = new Metrics();
   const log = createLogger(config.log, process.stdout, metrics.observe);
   // Errors that stop the start name the setting and the file (src/server/startup-errors.ts).
-  const server = await startServer(config, log, { source });
+  // process.workers > 1: this process is the primary, its workers serve SMTP (src/server/workers.ts).
+  const server = await startServer(config, log, { source, hourly: metrics.hourly, ...(config.process.workers > 1 ? { role: { kind: "primary" } } : {}) });
+  const workers = server.workers;
+  if (workers) metrics.combineWith(() => workers.metrics());
   if (source.demo) {
     const password = await resetDemoUser(server.store);
     process.stdout.write(demoBanner(config.dataDir, server.listeners, password));

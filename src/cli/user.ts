@@ -1,19 +1,15 @@
-/** `postern user add|del|passwd|list|app-password|require-app-passwords`: manage the SQLite user store. */
-import { join } from "node:path";
-import { mkdirSync } from "node:fs";
+/**
+ * `postern user add|del|passwd|list|app-password|require-app-passwords`: manage the built-in user
+ * store, SQLite or (store.backend: postgres) the PostgreSQL every node reads.
+ */
 import { randomBytes } from "node:crypto";
-import { SqliteUserStore } from "../auth/sqlite-store.js";
 import type { Config } from "../config/schema.js";
+import { openUserStore, type OpenedUserStore } from "../store/user-store.js";
 import { announce, commandConfig } from "./config-source.js";
 import { readPassword } from "./secret-input.js";
 
-function openStore(config: Config): SqliteUserStore {
-  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
-  return new SqliteUserStore({
-    path: join(config.dataDir, "users.sqlite"),
-    hostname: config.hostname,
-    requireAppPasswords: config.auth.requireAppPasswords,
-  });
+function openStore(config: Config): Promise<OpenedUserStore> {
+  return openUserStore(config);
 }
 
 /** The backend that checks this address's logins: auth.domains for its domain, else auth.backend. */
@@ -71,7 +67,7 @@ export async function userAdd(
   // --no-password: a random secret nobody knows, so the entry can never be logged into here.
   const password = noPassword ? randomBytes(32).toString("base64url") : await newPassword(opts.passwordStdin === true);
   announce(resolved);
-  const store = openStore(resolved.config);
+  const { store, close } = await openStore(resolved.config);
   try {
     await store.addUser(address, password, {
       senders: opts.sender ?? [],
@@ -81,7 +77,7 @@ export async function userAdd(
     const notes = `${noPassword ? " (mailbox only, no password)" : ""}${opts.relayClient ? " (relay client)" : ""}${opts.requireAppPasswords ? " (app passwords only)" : ""}`;
     process.stdout.write(`added ${address}${notes}\n`);
   } finally {
-    store.close();
+    await close();
   }
 }
 
@@ -90,24 +86,24 @@ export async function userPasswd(address: string, opts: { config?: string; passw
   refuseUnusedPassword(resolved.config, address, "passwd");
   const password = await newPassword(opts.passwordStdin === true);
   announce(resolved);
-  const store = openStore(resolved.config);
+  const { store, close } = await openStore(resolved.config);
   try {
     await store.setPassword(address, password);
     process.stdout.write(`password changed for ${address}\n`);
   } finally {
-    store.close();
+    await close();
   }
 }
 
 export async function userDel(address: string, opts: { config?: string }): Promise<void> {
   const resolved = commandConfig(opts.config);
   announce(resolved);
-  const store = openStore(resolved.config);
+  const { store, close } = await openStore(resolved.config);
   try {
-    if (!store.deleteUser(address)) throw new Error(`no such user: ${address}`);
+    if (!(await store.deleteUser(address))) throw new Error(`no such user: ${address}`);
     process.stdout.write(`deleted ${address}\n`);
   } finally {
-    store.close();
+    await close();
   }
 }
 
@@ -116,9 +112,9 @@ export async function userList(opts: { config?: string; json?: boolean }): Promi
   const b = config.auth.backend;
   if (b === "passwd-file") process.stderr.write(`postern: auth.backend is passwd-file: the users are in ${config.auth.path}, not in this store\n`);
   else if (b !== "sqlite") process.stderr.write(`postern: auth.backend is ${b}: these entries are mailboxes and sender addresses; ${b} checks the passwords\n`);
-  const store = openStore(config);
+  const { store, close } = await openStore(config);
   try {
-    const users = store.listUsers();
+    const users = await store.listUsers();
     if (opts.json) process.stdout.write(JSON.stringify(users, null, 2) + "\n");
     else
       for (const u of users)
@@ -126,7 +122,7 @@ export async function userList(opts: { config?: string; json?: boolean }): Promi
           `${u.address}${u.disabled ? " (disabled)" : ""}${u.relayClient ? " (relay client)" : ""}${u.senders.length ? `  senders: ${u.senders.join(", ")}` : ""}\n`,
         );
   } finally {
-    store.close();
+    await close();
   }
 }
 
@@ -139,16 +135,16 @@ export async function userRelayClient(address: string, state: string, opts: { co
   if (state !== "on" && state !== "off") throw new Error(`expected on or off, not ${JSON.stringify(state)}`);
   const resolved = commandConfig(opts.config);
   announce(resolved);
-  const store = openStore(resolved.config);
+  const { store, close } = await openStore(resolved.config);
   try {
-    store.setRelayClient(address, state === "on");
+    await store.setRelayClient(address, state === "on");
     process.stdout.write(`${address}: relay client ${state}\n`);
   } finally {
-    store.close();
+    await close();
   }
 }
 
-/** App passwords are checked by the SQLite store only: refuse where another backend answers the logins. */
+/** App passwords are checked by the built-in store only: refuse where another backend answers the logins. */
 function refuseOtherBackend(config: Config, address: string): void {
   const b = backendOf(config, address);
   if (b.backend !== "sqlite") {
@@ -164,7 +160,7 @@ export async function appPasswordAdd(address: string, opts: { config?: string; n
   const resolved = commandConfig(opts.config);
   refuseOtherBackend(resolved.config, address);
   announce(resolved);
-  const store = openStore(resolved.config);
+  const { store, close } = await openStore(resolved.config);
   try {
     const password = await store.addAppPassword(address, opts.name);
     process.stdout.write(`${password}\n`);
@@ -173,7 +169,7 @@ export async function appPasswordAdd(address: string, opts: { config?: string; n
         "postern: use it as the SMTP password (PLAIN or LOGIN over TLS) with the login name as usual; the dashes are optional.\n",
     );
   } finally {
-    store.close();
+    await close();
   }
 }
 
@@ -181,10 +177,10 @@ export async function appPasswordAdd(address: string, opts: { config?: string; n
 export async function appPasswordList(address: string, opts: { config?: string; json?: boolean }): Promise<void> {
   const resolved = commandConfig(opts.config);
   refuseOtherBackend(resolved.config, address);
-  const store = openStore(resolved.config);
+  const { store, close } = await openStore(resolved.config);
   try {
-    const list = store.listAppPasswords(address);
-    const { required, byDefault } = store.requiresAppPasswords(address);
+    const list = await store.listAppPasswords(address);
+    const { required, byDefault } = await store.requiresAppPasswords(address);
     if (opts.json) {
       process.stdout.write(`${JSON.stringify({ address, requireAppPasswords: required, appPasswords: list }, null, 2)}\n`);
       return;
@@ -196,7 +192,7 @@ export async function appPasswordList(address: string, opts: { config?: string; 
       process.stdout.write(`${p.name}  created ${p.createdAt}  ${used}\n`);
     }
   } finally {
-    store.close();
+    await close();
   }
 }
 
@@ -204,12 +200,12 @@ export async function appPasswordList(address: string, opts: { config?: string; 
 export async function appPasswordRevoke(address: string, name: string, opts: { config?: string }): Promise<void> {
   const resolved = commandConfig(opts.config);
   announce(resolved);
-  const store = openStore(resolved.config);
+  const { store, close } = await openStore(resolved.config);
   try {
-    if (!store.revokeAppPassword(address, name)) throw new Error(`${address} has no app password named ${JSON.stringify(name)}`);
+    if (!(await store.revokeAppPassword(address, name))) throw new Error(`${address} has no app password named ${JSON.stringify(name)}`);
     process.stdout.write(`revoked app password ${JSON.stringify(name)} of ${address}\n`);
   } finally {
-    store.close();
+    await close();
   }
 }
 
@@ -219,12 +215,12 @@ export async function userRequireAppPasswords(address: string, state: string, op
   const resolved = commandConfig(opts.config);
   refuseOtherBackend(resolved.config, address);
   announce(resolved);
-  const store = openStore(resolved.config);
+  const { store, close } = await openStore(resolved.config);
   try {
-    store.setRequireAppPasswords(address, state === "default" ? null : state === "on");
-    const { required } = store.requiresAppPasswords(address);
+    await store.setRequireAppPasswords(address, state === "default" ? null : state === "on");
+    const { required } = await store.requiresAppPasswords(address);
     process.stdout.write(`${address}: app passwords ${required ? "required" : "not required"}${state === "default" ? " (auth.requireAppPasswords)" : ""}\n`);
   } finally {
-    store.close();
+    await close();
   }
 }

@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { isIP } from "node:net";
+import { availableParallelism, hostname as osHostname } from "node:os";
 import { parseTransport } from "../delivery/transport.js";
 import { defaultTlsProfile, TLS_PROFILES } from "../server/tls.js";
 import { LISTENER_MODES } from "../base/listener-mode.js";
@@ -211,6 +212,11 @@ const smtp = z
     authzidAdmins: z.array(z.string()).default([]),
     /** Banner text after the host name. */
     banner: z.string().default("ESMTP Postern"),
+    /**
+     * Offer REQUIRETLS (RFC 8689) on every listener once the session is TLS (after STARTTLS, or on
+     * the implicit-TLS port); never in clear (§2). Off: the MAIL parameter is refused (555 5.5.4).
+     */
+    requireTls: z.boolean().default(true),
   })
   .prefault({});
 
@@ -279,9 +285,38 @@ const authThrottle = z
   })
   .prefault({});
 
+/**
+ * Where users, counters (and the queue) live: the embedded SQLite + file spool, or one PostgreSQL
+ * shared by several nodes (src/store/pg).
+ */
+const store = z
+  .strictObject({
+    backend: z.enum(["sqlite", "postgres"]).default("sqlite"),
+    /** postgres://user:password@host:port/database; required with backend postgres. */
+    url: z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL")
+      .optional(),
+    /** Connections this node keeps open to the database. */
+    poolSize: z.number().int().min(1).default(10),
+    /** Names this node as a lease holder; default: the machine's host name. */
+    nodeName: z.string().min(1).optional(),
+    /** Queue leases (src/store/pg/queue.ts): renewed while held; a dead node's lapse after this long and are taken over. */
+    leaseSec: z.number().int().min(1).default(30),
+    /** How often each node polls the shared queue for due messages (another node's, or a dead node's). */
+    pollMs: z.number().int().min(10).default(1000),
+  })
+  .superRefine((s, ctx) => {
+    if (s.backend === "postgres" && s.url === undefined)
+      ctx.addIssue({ code: "custom", path: ["url"], message: "store.url is required with backend postgres" });
+  })
+  .transform((s) => ({ ...s, nodeName: s.nodeName ?? osHostname() }))
+  .prefault({});
+
 export const configSchema = z.strictObject({
   hostname: z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/, "must be a host name"),
   dataDir: z.string().default("./data"),
+  store,
   domains: z.array(z.string().min(1)).min(1),
   /** IP literals ([192.0.2.1]) accepted as local only when listed here (SECURITY.md rule 7). */
   localAddressLiterals: z.array(z.string()).default([]),
@@ -341,6 +376,45 @@ export const configSchema = z.strictObject({
       port: z.number().int().min(0).max(65535).optional(),
     })
     .prefault({}),
+  /**
+   * The HTTPS web face (src/web, README "Client autoconfiguration"): client autoconfiguration and
+   * the web UI; off unless `port` is set. TLS with the server's certificate.
+   */
+  web: z
+    .strictObject({
+      address: z.string().default("127.0.0.1"),
+      port: z.number().int().min(0).max(65535).optional(),
+      /** The name clients are told to connect to (SMTP, and the web face itself). Default: hostname. */
+      hostname: z.string().min(1).optional(),
+      /** Mailbox servers to announce (Postern serves no IMAP/POP3): "host:port" each. */
+      incoming: z
+        .strictObject({
+          imap: hostPort.optional(),
+          imaps: hostPort.optional(),
+          pop3: hostPort.optional(),
+          pop3s: hostPort.optional(),
+        })
+        .optional(),
+      /**
+       * MTA-STS (RFC 8461 §3.2): serve the policy at https://mta-sts.DOMAIN/.well-known/mta-sts.txt
+       * for our domains (the mta-sts.DOMAIN name must point here, on port 443). Absent: not served.
+       */
+      mtaSts: z
+        .strictObject({
+          mode: z.enum(["testing", "enforce", "none"]).default("testing"),
+          /** RFC 8461 §3.2: at most 31557600; weeks are usual. */
+          maxAgeSec: z.number().int().min(86_400).max(31_557_600).default(604_800),
+        })
+        .optional(),
+      /** Users of the SQLite store who may use the admin pages (/ui/admin), logging in with their main password. */
+      admins: z.array(z.string().min(3)).default([]),
+      /** Client networks the admin pages answer; the self-service pages answer any user of the store. */
+      adminFrom: z.array(cidr).default(["127.0.0.0/8", "::1/128"]),
+      /** Web login sessions end after this long idle, and this long after login whatever happens. */
+      sessionIdleSec: z.number().int().min(60).default(1800),
+      sessionMaxSec: z.number().int().min(60).default(43_200),
+    })
+    .prefault({}),
   /** Privilege drop after binding (root binds 25/587/465, then runs as `user`) and shutdown bound. */
   process: z
     .strictObject({
@@ -349,6 +423,16 @@ export const configSchema = z.strictObject({
       group: z.string().min(1).optional(),
       /** SIGTERM: how long in-flight transactions may take before their connections are cut. */
       shutdownGraceMs: z.number().int().min(0).default(30_000),
+      /**
+       * Processes serving SMTP sessions (src/server/workers.ts): one per core by default; 1 is a
+       * single process doing everything, as before workers existed.
+       */
+      workers: z
+        .number()
+        .int()
+        .min(1)
+        .max(256)
+        .default(() => availableParallelism()),
     })
     .prefault({}),
   /** Delivery status notifications (RFC 3464), src/queue/bounce.ts. */
@@ -373,6 +457,12 @@ export const configSchema = z.strictObject({
       timeoutMs: z.number().int().min(100).default(5000),
       /** Our public addresses: an MX resolving to one is a loop (RFC 5321 §5.1). */
       ownAddresses: z.array(z.string()).default([]),
+      /**
+       * DANE (RFC 7672): "trust-ad" believes the AD bit of the resolvers above. Off by default: the
+       * AD bit is only as trustworthy as the path to a validating resolver, so trust it only when
+       * that resolver is local or otherwise trusted (RFC 6840 §5.7, RFC 7672 §1.3).
+       */
+      dnssec: z.enum(["off", "trust-ad"]).default("off"),
     })
     .prefault({}),
   /** Checks of mail from clients neither authenticated nor in mynetworks (src/inbound, README "Inbound checks"). */
@@ -413,6 +503,38 @@ export const configSchema = z.strictObject({
       maxMessagesPerSession: z.number().int().min(1).default(100),
       /** CA bundle (PEM file) for routes with verify=yes; default: the system's. */
       caFile: z.string().optional(),
+      /** MTA-STS (RFC 8461, src/delivery/tls-policy/mta-sts.ts): policies of recipient domains, fetched and cached. */
+      mtaSts: z
+        .strictObject({
+          enabled: z.boolean().default(true),
+          /** Policy cache; relative paths are inside dataDir. Default: <dataDir>/mta-sts. */
+          cacheDir: z.string().min(1).optional(),
+          /** Port of the policy hosts mta-sts.DOMAIN: 443 (test rigs only change it). */
+          httpsPort: z.number().int().min(1).max(65535).default(443),
+          /** The whole policy fetch; RFC 8461 §3.3 asks for a short timeout. */
+          fetchTimeoutMs: z.number().int().min(100).default(10_000),
+          /** CA bundle (PEM file) for the policy hosts' certificates; default outbound.caFile, else the system's. */
+          caFile: z.string().min(1).optional(),
+        })
+        .prefault({}),
+      /**
+       * TLS-RPT (RFC 8460, src/delivery/tls-policy/tls-report.ts): daily reports to the domains we
+       * deliver to. Off by default: a stranger's DNS then chooses where we send mail and HTTPS
+       * POSTs each day, and the reports reveal our sending addresses and volume.
+       */
+      tlsRpt: z
+        .strictObject({
+          enabled: z.boolean().default(false),
+          /** organization-name (§4.4); default: hostname. */
+          organization: z.string().min(1).optional(),
+          /** contact-info (§4.4) and From: of mailed reports; default: postmaster@hostname. */
+          contact: z.string().min(1).optional(),
+          /** Where the day's counts are kept; relative paths are inside dataDir. Default: <dataDir>/tls-rpt. */
+          stateDir: z.string().min(1).optional(),
+          /** Minutes after UTC midnight when the previous day's reports go out. */
+          sendAfterMinutes: z.number().int().min(0).max(1380).default(60),
+        })
+        .prefault({}),
     })
     .prefault({}),
   aliases: z
@@ -434,3 +556,4 @@ export const configSchema = z.strictObject({
 export type Config = z.infer<typeof configSchema>;
 export type ListenerConfig = z.infer<typeof listener>;
 export type LimitsConfig = Config["limits"];
+export type StoreConfig = Config["store"];

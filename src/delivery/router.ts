@@ -16,6 +16,7 @@ import type { SmarthostConfig } from "./smarthost.js";
 import { SmtpPool } from "./smtp-pool.js";
 import { transportKey, TransportTable, type Transport } from "./transport.js";
 import type { Log } from "../base/log.js";
+import type { OutboundTlsPolicy } from "./tls-policy/policy.js";
 
 export interface DelivererOptions {
   /** Decides on the final domain, lower-cased without a trailing dot. */
@@ -42,6 +43,8 @@ export interface DelivererOptions {
   pool?: SmtpPool;
   /** Deadline for each SMTP/LMTP command's reply. */
   timeoutMs?: number;
+  /** MTA-STS, DANE and TLS-RPT for MX delivery (issue 15); opportunistic TLS without it. */
+  tlsPolicy?: OutboundTlsPolicy;
 }
 
 export const NO_ROUTE_DETAIL = "no route: MX delivery not configured";
@@ -149,7 +152,7 @@ async function deliverGroup(
     .map((r) => ({ address: r.address, outcome: "failed", detail: "553 5.1.3 address not usable on an SMTP command line" }));
   const sendable = recipients.filter((r) => !unsafe(r));
   if (sendable.length === 0) return refused;
-  const ctx: RemoteContext = { pool, heloName: opts.heloName, logger: opts.logger };
+  const ctx: RemoteContext = { pool, heloName: opts.heloName, logger: opts.logger, tlsPolicy: opts.tlsPolicy };
   if (transport.kind === "mx") {
     if (!opts.mx) return [...refused, ...sendable.map((r) => ({ address: r.address, outcome: "deferred" as const, detail: NO_ROUTE_DETAIL }))];
     const endpointFor = (host: string, address: string): SmtpEndpoint => ({
@@ -162,7 +165,7 @@ async function deliverGroup(
       ca: opts.ca,
       timeoutMs: opts.timeoutMs,
     });
-    return [...refused, ...(await deliverViaMx(ctx, domain, opts.mx, endpointFor, env, message, sendable))];
+    return [...refused, ...(await deliverViaMx(ctx, domain, opts.mx, endpointFor, env, message, sendable, transport.tls === "none"))];
   }
   return [...refused, ...(await relayToSmarthost(opts, ctx, transport, env, message, sendable))];
 }
@@ -222,9 +225,18 @@ async function relayToSmarthost(
     auth: "auth" in base ? base.auth : undefined,
     timeoutMs: ("timeoutMs" in base ? base.timeoutMs : undefined) ?? opts.timeoutMs,
   };
+  // RFC 8689 §4.2.1: a REQUIRETLS message goes to the relay only over verified TLS, and only if it offers REQUIRETLS.
+  const requireTls = env.requireTls === true;
+  if (requireTls) {
+    if (ep.tls === "none") return everyone("failed", `550 5.7.30 REQUIRETLS support required: the relay ${ep.host}:${ep.port} is configured without TLS`);
+    if (ep.tls !== "implicit") ep.tls = "starttls-required";
+    ep.rejectUnauthorized = true;
+  }
   const where = `${ep.host}:${ep.port}`;
-  const attempt = await deliverToEndpoint(ctx, `smarthost:${where}`, ep, env, message, recipients);
+  const policy = requireTls ? { key: "requiretls", requireTls: true } : undefined;
+  const attempt = await deliverToEndpoint(ctx, `smarthost:${where}`, ep, env, message, recipients, policy);
   if (attempt.kind === "done") return attempt.results;
+  if (attempt.requireTlsRefusal) return everyone("failed", `smarthost ${where}: ${attempt.error}`);
   // Trouble before MAIL (refused connection, TLS, AUTH) is ours or the relay's, never the
   // recipient's: defer so the admin can fix it without bouncing mail.
   opts.logger.warn({ event: "smarthost-error", id: env.id, relay: where, err: attempt.error }, "delivery: smarthost session failed");

@@ -57,6 +57,8 @@ export interface SendMailOptions {
   smtputf8?: boolean;
   ret?: "FULL" | "HDRS";
   envid?: string;
+  /** RFC 8689 §4.2.1: MAIL FROM carries REQUIRETLS (the caller checked the peer offers it). */
+  requireTls?: boolean;
   /** The message; consumed, or destroyed when it is not sent. */
   message: Readable;
 }
@@ -111,6 +113,7 @@ export class SmtpClient {
     const conn = new SmtpConnection(socket, implicit, opts.onTranscript);
     try {
       await conn.established(timeoutMs);
+      if (implicit) conn.checkPeer(opts.verifyPeer);
       const greeting = await conn.readReply(timeoutMs, "greeting");
       if (greeting.code !== 220) throw new SmtpClientError("reply", `greeting: ${describeReply(greeting)}`, greeting);
       const client = new SmtpClient(conn, opts, greeting);
@@ -244,12 +247,16 @@ export class SmtpClient {
     const mode = this.opts.tls;
     if (mode !== "starttls-opportunistic" && mode !== "starttls-required") return;
     if (!this.capabilities.starttls) {
-      if (mode === "starttls-required") throw new SmtpClientError("tls", "STARTTLS required but not offered by the server");
+      if (mode === "starttls-required") {
+        throw new SmtpClientError("tls", "STARTTLS required but not offered by the server", undefined, { cause: { code: "STARTTLS_NOT_OFFERED" } });
+      }
       return; // opportunistic: carry on in clear
     }
     const reply = await this.command("STARTTLS", "STARTTLS");
     if (reply.code !== 220) {
-      if (mode === "starttls-required") throw new SmtpClientError("tls", `STARTTLS: ${describeReply(reply)}`, reply);
+      if (mode === "starttls-required") {
+        throw new SmtpClientError("tls", `STARTTLS: ${describeReply(reply)}`, reply, { cause: { code: "STARTTLS_NOT_OFFERED" } });
+      }
       return; // RFC 3207 §4: the session continues unencrypted
     }
     // Anything already received arrived in clear but would be read as if it came over TLS
@@ -270,6 +277,11 @@ export class SmtpClient {
     if (caps.size && mail.size !== undefined) params.push(`SIZE=${Math.max(0, Math.floor(mail.size))}`);
     if (mail.body8bit && caps.eightBitMime) params.push("BODY=8BITMIME");
     if (mail.smtputf8 && caps.smtputf8) params.push("SMTPUTF8");
+    if (mail.requireTls) {
+      // RFC 8689 §4.2.1: only over TLS and only to a peer that offers it.
+      if (!this.secure || !caps.requireTls) throw new SmtpClientError("policy", "550 5.7.30 REQUIRETLS support required");
+      params.push("REQUIRETLS");
+    }
     if (caps.dsn) {
       if (mail.ret) params.push(`RET=${mail.ret === "HDRS" ? "HDRS" : "FULL"}`);
       if (mail.envid) params.push(`ENVID=${encodeXtext(mail.envid)}`);

@@ -40,6 +40,46 @@ export interface TlsParams {
   servername?: string;
   rejectUnauthorized?: boolean;
   ca?: string | Buffer;
+  /**
+   * Checks the peer once the handshake is done (implicit TLS, or after STARTTLS): null accepts,
+   * a text refuses and the session is dropped without QUIT (DANE, MTA-STS: tls-policy/policy.ts).
+   */
+  verifyPeer?: (socket: TLSSocket) => string | null;
+}
+
+/**
+ * OpenSSL's X509 verification codes (as Node reports them) and Node's own name check: certificate
+ * problems, which are TLS failures, never network ones (RFC 8461 §4.2, RFC 8460 §4.3).
+ */
+const CERTIFICATE_ERROR_CODES = new Set([
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_CRL",
+  "UNABLE_TO_DECRYPT_CERT_SIGNATURE",
+  "UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY",
+  "CERT_SIGNATURE_FAILURE",
+  "CERT_NOT_YET_VALID",
+  "CERT_HAS_EXPIRED",
+  "ERROR_IN_CERT_NOT_BEFORE_FIELD",
+  "ERROR_IN_CERT_NOT_AFTER_FIELD",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "CERT_CHAIN_TOO_LONG",
+  "CERT_REVOKED",
+  "INVALID_CA",
+  "PATH_LENGTH_EXCEEDED",
+  "INVALID_PURPOSE",
+  "CERT_UNTRUSTED",
+  "CERT_REJECTED",
+  "HOSTNAME_MISMATCH",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+]);
+
+/** True for an error that says the peer's certificate was refused. */
+export function isCertificateError(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return typeof code === "string" && CERTIFICATE_ERROR_CODES.has(code);
 }
 
 /** SNI only for names: RFC 6066 §3 forbids IP literals in server_name. */
@@ -80,6 +120,8 @@ export class SmtpConnection {
   private closedByUs = false;
   /** Set once STARTTLS's handshake began: from then on plaintext commands are meaningless. */
   private upgradeStarted = false;
+  /** True while a TLS handshake runs: whatever fails then is a TLS failure. */
+  private handshaking = false;
   /** Rejects once the connection has failed, so every wait ends promptly. */
   private readonly failed: Promise<never>;
   private rejectFailed!: (err: SmtpClientError) => void;
@@ -105,7 +147,19 @@ export class SmtpConnection {
   /** Waits for the TCP (or TLS) connection to be established. */
   async established(timeoutMs: number): Promise<void> {
     const event = this.secure ? "secureConnect" : "connect";
+    // Implicit TLS: the handshake is part of connecting. A refused TCP connection is still
+    // "network" (ECONNREFUSED is no TLS error); a certificate refusal is "tls" (classify).
     await this.withDeadline(once(this.socket, event), timeoutMs, "connect");
+  }
+
+  /** Runs the caller's check of the peer after the handshake; a refusal drops the session without QUIT. */
+  checkPeer(verifyPeer: TlsParams["verifyPeer"]): void {
+    if (!verifyPeer || !this.secure) return;
+    const refusal = verifyPeer(this.socket as TLSSocket);
+    if (refusal === null) return;
+    const err = new SmtpClientError("tls", refusal, undefined, { cause: { code: "PEER_REFUSED" } });
+    this.fail(err);
+    throw err;
   }
 
   /** RFC 9266 tls-exporter data for SCRAM -PLUS: TLS 1.3 only, else null. */
@@ -218,8 +272,14 @@ export class SmtpConnection {
     this.socket = secure;
     this.parser = new ReplyParser();
     this.attach(secure);
-    await this.withDeadline(once(secure, "secureConnect"), timeoutMs, "TLS handshake");
+    this.handshaking = true;
+    try {
+      await this.withDeadline(once(secure, "secureConnect"), timeoutMs, "TLS handshake");
+    } finally {
+      this.handshaking = false;
+    }
     this.secure = true;
+    this.checkPeer(params.verifyPeer);
   }
 
   /** Best-effort QUIT without waiting, then close; used when giving up on a healthy session. */
@@ -284,7 +344,12 @@ export class SmtpConnection {
 
   private classify(err: unknown): SmtpClientError {
     const e = err as NodeJS.ErrnoException;
-    const tlsError = typeof e?.code === "string" && (/CERT|SSL|TLS|SELF_SIGNED|HOSTNAME|ALTNAME/.test(e.code) || e.code.startsWith("ERR_SSL"));
+    // Certificate errors (UNABLE_TO_VERIFY_LEAF_SIGNATURE has none of the words below) and any
+    // failure during the STARTTLS handshake are TLS failures, not network errors.
+    const tlsError =
+      this.handshaking ||
+      isCertificateError(err) ||
+      (typeof e?.code === "string" && (/CERT|SSL|TLS|SELF_SIGNED|HOSTNAME|ALTNAME/.test(e.code) || e.code.startsWith("ERR_SSL")));
     return new SmtpClientError(tlsError ? "tls" : "network", e?.message ?? String(err), undefined, { cause: err });
   }
 

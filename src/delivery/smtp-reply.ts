@@ -105,6 +105,7 @@ export interface PeerCapabilities {
   smtputf8: boolean; // RFC 6531
   dsn: boolean; // RFC 3461
   enhancedStatusCodes: boolean; // RFC 2034
+  requireTls: boolean; // RFC 8689 §2
   /** Every keyword with its parameters, upper-cased keyword. */
   keywords: Map<string, string>;
 }
@@ -120,6 +121,7 @@ export function noCapabilities(): PeerCapabilities {
     smtputf8: false,
     dsn: false,
     enhancedStatusCodes: false,
+    requireTls: false,
     keywords: new Map(),
   };
 }
@@ -165,6 +167,9 @@ export function parseEhloReply(reply: SmtpReply): PeerCapabilities {
         break;
       case "ENHANCEDSTATUSCODES":
         caps.enhancedStatusCodes = true;
+        break;
+      case "REQUIRETLS":
+        caps.requireTls = true;
         break;
     }
   }

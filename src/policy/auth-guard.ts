@@ -7,21 +7,45 @@
  * read); a Dovecot pass-through names it through `login` when the client's message (or Dovecot's
  * `user=`) does (docs/SECURITY.md 11.8).
  */
-import type { AuthThrottle } from "./auth-throttle.js";
+import type { AuthThrottle, AuthThrottlePort } from "./auth-throttle.js";
 import type { AuthGuard } from "../smtp/session-types.js";
 import type { CredentialVerifier } from "../sasl/types.js";
 
-export interface ConnectionAuthGuard {
+/** The guard of an in-memory throttle: it answers at once. */
+export interface ImmediateAuthGuard extends AuthGuard {
+  refusal(): string | null;
+  failed(): number;
+  succeeded(user: string): void;
+}
+
+export interface ConnectionAuthGuard<G extends AuthGuard = AuthGuard> {
   /** The session's port: refuse an AUTH from a locked-out IP, count failures, forget on success. */
-  authGuard: AuthGuard;
-  /** Remembers the login an exchange names; throws when that account is locked out here. */
-  login(user: string): void;
+  authGuard: G;
+  /** Remembers the login an exchange names; throws (or rejects) when that account is locked out here. */
+  login(user: string): void | Promise<void>;
   /** `verifier` with `login` asked first on every lookup. */
   verifier: CredentialVerifier;
 }
 
+/** f applied to v now, or once v resolves: an in-memory throttle's answers stay immediate. */
+function andThen<T, U>(v: T | Promise<T>, f: (value: T) => U): U | Promise<U> {
+  return v instanceof Promise ? v.then(f) : f(v);
+}
+
 export function guardConnection(
   throttle: AuthThrottle,
+  remoteIp: string,
+  verifier: CredentialVerifier,
+  lockedOut: (scope: "ip" | "account", user: string | undefined) => void,
+): ConnectionAuthGuard<ImmediateAuthGuard>;
+export function guardConnection(
+  throttle: AuthThrottlePort,
+  remoteIp: string,
+  verifier: CredentialVerifier,
+  lockedOut: (scope: "ip" | "account", user: string | undefined) => void,
+): ConnectionAuthGuard;
+export function guardConnection(
+  throttle: AuthThrottlePort,
   remoteIp: string,
   verifier: CredentialVerifier,
   /** Told once for each lockout a failure starts (for the log). */
@@ -30,15 +54,16 @@ export function guardConnection(
   let tried: string | undefined;
   const login = (user: string) => {
     tried = user;
-    const verdict = throttle.checkAccount(remoteIp, user);
-    if (verdict.refused) throw new Error(`account throttled for ${verdict.retryAfterSec} s`);
+    return andThen(throttle.checkAccount(remoteIp, user), (verdict) => {
+      if (verdict.refused) throw new Error(`account throttled for ${verdict.retryAfterSec} s`);
+    });
   };
   const v = verifier;
   const guarded: CredentialVerifier = {
     // A refused password check is a failed check (454 via backend-error), not an exception.
     verifyPassword: async (user, password, context) => {
       try {
-        login(user);
+        await login(user);
       } catch (err) {
         return { ok: false, reason: "backend-error", detail: (err as Error).message };
       }
@@ -50,9 +75,9 @@ export function guardConnection(
       ? {
           verifyToken: async (token: string, claimedUser?: string) => {
             try {
-              if (claimedUser) login(claimedUser);
+              if (claimedUser) await login(claimedUser);
               const result = await v.verifyToken!(token, claimedUser);
-              if (result.user) login(result.user);
+              if (result.user) await login(result.user);
               return result;
             } catch (err) {
               return { ok: false as const, reason: "backend-error" as const, detail: (err as Error).message };
@@ -60,9 +85,9 @@ export function guardConnection(
           },
         }
       : {}),
-    scramSha256: async (user) => (login(user), v.scramSha256(user)),
-    cramMd5: async (user) => (login(user), v.cramMd5(user)),
-    digestMd5: async (user, realm) => (login(user), v.digestMd5(user, realm)),
+    scramSha256: async (user) => (await login(user), v.scramSha256(user)),
+    cramMd5: async (user) => (await login(user), v.cramMd5(user)),
+    digestMd5: async (user, realm) => (await login(user), v.digestMd5(user, realm)),
     // The connection's address again: where the app password was last used from.
     ...(v.appPasswordUsed ? { appPasswordUsed: (user: string, name: string) => v.appPasswordUsed!(user, name, { remoteIp }) } : {}),
     credentials: () => v.credentials(),
@@ -74,16 +99,17 @@ export function guardConnection(
   const authGuard: AuthGuard = {
     refusal() {
       tried = undefined;
-      const verdict = throttle.checkIp(remoteIp);
-      return verdict.refused ? `${verdict.scope} locked out for ${verdict.retryAfterSec} s` : null;
+      return andThen(throttle.checkIp(remoteIp), (verdict) => (verdict.refused ? `${verdict.scope} locked out for ${verdict.retryAfterSec} s` : null));
     },
     failed() {
-      const { penaltyMs, locked } = throttle.failed(remoteIp, tried);
-      for (const scope of locked) lockedOut(scope, scope === "account" ? tried : undefined);
-      return penaltyMs;
+      const user = tried;
+      return andThen(throttle.failed(remoteIp, user), ({ penaltyMs, locked }) => {
+        for (const scope of locked) lockedOut(scope, scope === "account" ? user : undefined);
+        return penaltyMs;
+      });
     },
     succeeded(user) {
-      throttle.succeeded(remoteIp, tried ?? user);
+      return throttle.succeeded(remoteIp, tried ?? user);
     },
   };
   return { authGuard, login, verifier: guarded };

@@ -44,12 +44,59 @@ const MAX_KEYS = 100_000;
 
 export type ThrottleVerdict = { refused: false } | { refused: true; scope: "ip" | "account"; retryAfterSec: number };
 
+/** A lockout in force, for the web dashboard: a client (IP or /64) or an account from a block. */
+export interface Lockout {
+  scope: "ip" | "account";
+  client: string;
+  account?: string;
+  retryAfterSec: number;
+}
+
+type Awaitable<T> = T | Promise<T>;
+
+/**
+ * The throttle as its users see it: this in-memory one (one node, answers at once) or the
+ * cluster-wide one on PostgreSQL (src/store/pg/counters.ts, answers with a promise), so callers await.
+ */
+export interface AuthThrottlePort {
+  isExempt(ip: string): boolean;
+  checkIp(ip: string): Awaitable<ThrottleVerdict>;
+  checkAccount(ip: string, user: string): Awaitable<ThrottleVerdict>;
+  failed(ip: string, user?: string): Awaitable<{ penaltyMs: number; locked: ("ip" | "account")[] }>;
+  succeeded(ip: string, user: string): Awaitable<void>;
+  lockedOut(): Awaitable<Lockout[]>;
+}
+
+/** The counter key of a client's failures. */
+export function ipCounterKey(ip: string): string {
+  return `ip ${clientKey(ip)}`;
+}
+
+/** The counter key of an account's failures from the client's network block. */
+export function accountCounterKey(config: Pick<AuthThrottleConfig, "ipv4Prefix" | "ipv6Prefix">, ip: string, user: string): string {
+  // Folding more than any store does (all case, outer space) only merges spellings: never evades.
+  const client = clientKey(ip);
+  const block = networkBlock(isIP(client) === 4 ? client : ip, config.ipv4Prefix, config.ipv6Prefix);
+  return `acct ${user.trim().toLowerCase()} ${block}`;
+}
+
+/** The delay after the client's n-th failure in the window: none for the first, then doubling to the max. */
+export function failurePenaltyMs(config: Pick<AuthThrottleConfig, "penaltyBaseMs" | "maxPenaltyMs">, n: number): number {
+  return n < 2 || config.penaltyBaseMs === 0 ? 0 : Math.min(config.maxPenaltyMs, config.penaltyBaseMs * 2 ** (n - 2));
+}
+
+/** A lockout from its counter key (ipCounterKey, accountCounterKey). */
+export function lockoutOf(key: string, retryAfterSec: number): Lockout {
+  const [kind, a, b] = key.split(" ") as [string, string, string | undefined];
+  return kind === "ip" ? { scope: "ip", client: a, retryAfterSec } : { scope: "account", client: b ?? "", account: a, retryAfterSec };
+}
+
 interface Counter {
   failures: number[];
   lockedUntil: number;
 }
 
-export class AuthThrottle {
+export class AuthThrottle implements AuthThrottlePort {
   private readonly counters = new Map<string, Counter>();
   private readonly exempt: NetworkList;
 
@@ -67,7 +114,7 @@ export class AuthThrottle {
 
   /** Before an AUTH starts: is this IP locked out? */
   checkIp(ip: string): ThrottleVerdict {
-    return this.verdict(`ip ${clientKey(ip)}`, "ip", ip);
+    return this.verdict(ipCounterKey(ip), "ip", ip);
   }
 
   /** Once the login name is known: is this account locked out from this IP's block? */
@@ -82,20 +129,28 @@ export class AuthThrottle {
   failed(ip: string, user?: string): { penaltyMs: number; locked: ("ip" | "account")[] } {
     if (this.isExempt(ip)) return { penaltyMs: 0, locked: [] };
     const locked: ("ip" | "account")[] = [];
-    const ipCount = this.count(`ip ${clientKey(ip)}`, this.config.ipFailures);
+    const ipCount = this.count(ipCounterKey(ip), this.config.ipFailures);
     if (ipCount.locked) locked.push("ip");
     if (user) {
       const acc = this.count(this.accountKey(ip, user), this.config.accountFailures);
       if (acc.locked) locked.push("account");
     }
-    const n = ipCount.failures;
-    const penaltyMs = n < 2 || this.config.penaltyBaseMs === 0 ? 0 : Math.min(this.config.maxPenaltyMs, this.config.penaltyBaseMs * 2 ** (n - 2));
-    return { penaltyMs, locked };
+    return { penaltyMs: failurePenaltyMs(this.config, ipCount.failures), locked };
   }
 
   /** A success forgets the account's failures from this block (the IP's own count stays). */
   succeeded(ip: string, user: string): void {
     this.counters.delete(this.accountKey(ip, user));
+  }
+
+  /** The lockouts in force now, for the web dashboard: a client (IP or /64) or an account from a block. */
+  lockedOut(): Lockout[] {
+    const now = this.now();
+    const out: Lockout[] = [];
+    for (const [key, c] of this.counters) {
+      if (c.lockedUntil > now) out.push(lockoutOf(key, Math.ceil((c.lockedUntil - now) / 1000)));
+    }
+    return out;
   }
 
   private verdict(key: string, scope: "ip" | "account", ip: string): ThrottleVerdict {
@@ -123,10 +178,7 @@ export class AuthThrottle {
   }
 
   private accountKey(ip: string, user: string): string {
-    // Folding more than any store does (all case, outer space) only merges spellings: never evades.
-    const client = clientKey(ip);
-    const block = networkBlock(isIP(client) === 4 ? client : ip, this.config.ipv4Prefix, this.config.ipv6Prefix);
-    return `acct ${user.trim().toLowerCase()} ${block}`;
+    return accountCounterKey(this.config, ip, user);
   }
 }
 

@@ -50,6 +50,12 @@ export interface LimitsSnapshot {
   ended: Record<string, number>;
 }
 
+/**
+ * What one process tells the others when several serve the same listeners (src/server/workers.ts):
+ * a counted connection attempt (the rate), and a connection opened or closed, per client key.
+ */
+export type ClientLimitsChange = { kind: "attempt" | "open" | "close"; client: string };
+
 interface RateWindow {
   start: number;
   count: number;
@@ -65,6 +71,11 @@ export class ClientLimits {
   private readonly refused: Record<RefusalReason, number> = { total: 0, "per-ip": 0, rate: 0 };
   private readonly ended: Record<string, number> = {};
   private version = 0;
+  /** The other processes' open connections, per process, per client (their caps are the same). */
+  private readonly peers = new Map<string, Map<string, number>>();
+  private peerOpen = 0;
+  /** Told of this process's own changes, for the other processes (shared-limits.ts). */
+  onChange?: (change: ClientLimitsChange) => void;
 
   /** A function for config: read at every decision, so a reload (SIGHUP) reaches the limits at once. */
   constructor(
@@ -90,18 +101,22 @@ export class ClientLimits {
   admit(ip: string): Admission {
     const exempt = this.isExempt(ip);
     const client = clientKey(ip);
-    if (this.open >= this.config.total) return this.refuse("total", `${this.hostname} Error: too many connections`);
-    if (!exempt && this.config.ratePerIp > 0 && this.rateExceeded(client)) {
-      return this.refuse("rate", `${this.hostname} Error: too many connections from your IP address; try again later`);
+    if (this.open + this.peerOpen >= this.config.total) return this.refuse("total", `${this.hostname} Error: too many connections`);
+    if (!exempt && this.config.ratePerIp > 0) {
+      this.onChange?.({ kind: "attempt", client });
+      if (this.countAttempt(client) > this.config.ratePerIp) {
+        return this.refuse("rate", `${this.hostname} Error: too many connections from your IP address; try again later`);
+      }
     }
     const mine = this.perIp.get(client) ?? 0;
-    if (!exempt && mine >= this.config.perIp) {
+    if (!exempt && mine + this.peerCount(client) >= this.config.perIp) {
       return this.refuse("per-ip", `${this.hostname} Error: too many connections from your IP address`);
     }
     this.perIp.set(client, mine + 1);
     this.open++;
     this.admitted++;
     this.version++;
+    this.onChange?.({ kind: "open", client });
     let released = false;
     return {
       ok: true,
@@ -114,6 +129,7 @@ export class ClientLimits {
         if (left > 0) this.perIp.set(client, left);
         else this.perIp.delete(client);
         this.version++;
+        this.onChange?.({ kind: "close", client });
       },
     };
   }
@@ -139,8 +155,34 @@ export class ClientLimits {
     };
   }
 
+  /** Another process's change (`peer` names it): its connections count against the same caps. */
+  peerChanged(peer: string, change: ClientLimitsChange): void {
+    if (change.kind === "attempt") return void this.countAttempt(change.client);
+    let counts = this.peers.get(peer);
+    if (!counts) this.peers.set(peer, (counts = new Map()));
+    const n = (counts.get(change.client) ?? 0) + (change.kind === "open" ? 1 : -1);
+    if (n < 0) return; // a close whose open came before this process started
+    this.peerOpen += change.kind === "open" ? 1 : -1;
+    if (n > 0) counts.set(change.client, n);
+    else counts.delete(change.client);
+  }
+
+  /** A process that ended: its connections are gone with it. */
+  peerGone(peer: string): void {
+    const counts = this.peers.get(peer);
+    if (!counts) return;
+    for (const n of counts.values()) this.peerOpen -= n;
+    this.peers.delete(peer);
+  }
+
+  private peerCount(client: string): number {
+    let n = 0;
+    for (const counts of this.peers.values()) n += counts.get(client) ?? 0;
+    return n;
+  }
+
   /** Fixed windows per client, like Postfix's anvil: every attempt counts, refused ones too. */
-  private rateExceeded(ip: string): boolean {
+  private countAttempt(ip: string): number {
     const now = this.now();
     const windowMs = this.config.rateWindowSec * 1000;
     let w = this.rates.get(ip);
@@ -150,7 +192,7 @@ export class ClientLimits {
       this.rates.set(ip, w);
     }
     w.count++;
-    return w.count > this.config.ratePerIp;
+    return w.count;
   }
 
   private sweep(now: number, windowMs: number): void {

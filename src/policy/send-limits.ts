@@ -13,6 +13,18 @@ export interface SendLimitsConfig {
 }
 
 const HOUR_MS = 3600_000;
+
+/** At MAIL, with `messages` already sent this hour. */
+export function messageLimitDecision(limit: number, messages: number): Decision {
+  if (limit === 0 || messages < limit) return ALLOW;
+  return deny(policyDeferral(`Error: message limit reached (${limit} per hour); try again later`), `send limit: ${limit} messages per hour`);
+}
+
+/** At RCPT, with `recipients` already sent to this hour and `pending` in this transaction. */
+export function recipientLimitDecision(limit: number, recipients: number, pending: number): Decision {
+  if (limit === 0 || recipients + pending < limit) return ALLOW;
+  return deny(policyDeferral(`Error: recipient limit reached (${limit} per hour); try again later`), `send limit: ${limit} recipients per hour`);
+}
 /** Users tracked at most (the oldest are dropped first). */
 const MAX_USERS = 100_000;
 
@@ -40,15 +52,13 @@ export class SendLimits {
   /** At MAIL: may `user` start another message this hour? */
   checkMessage(user: string): Decision {
     const limit = this.config.messagesPerHour;
-    if (limit === 0 || this.current(user).messages < limit) return ALLOW;
-    return deny(policyDeferral(`Error: message limit reached (${limit} per hour); try again later`), `send limit: ${limit} messages per hour`);
+    return messageLimitDecision(limit, limit === 0 ? 0 : this.current(user).messages);
   }
 
   /** At RCPT: may `user` add one more recipient, with `pending` already in this transaction? */
   checkRecipient(user: string, pending: number): Decision {
     const limit = this.config.recipientsPerHour;
-    if (limit === 0 || this.current(user).recipients + pending < limit) return ALLOW;
-    return deny(policyDeferral(`Error: recipient limit reached (${limit} per hour); try again later`), `send limit: ${limit} recipients per hour`);
+    return recipientLimitDecision(limit, limit === 0 ? 0 : this.current(user).recipients, pending);
   }
 
   /** A message from `user` was queued for `recipients` recipients. */

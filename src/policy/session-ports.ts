@@ -8,7 +8,7 @@ import { policyRefusal } from "../base/reply-codes.js";
 import type { MailPath } from "../smtp/address.js";
 import type { PolicyContext, SenderAccount, SessionPorts } from "../smtp/session-types.js";
 import type { CredentialVerifier, SaslServerMechanism, SaslServerOptions } from "../sasl/types.js";
-import type { AuthThrottle } from "./auth-throttle.js";
+import type { AuthThrottlePort } from "./auth-throttle.js";
 import { guardConnection } from "./auth-guard.js";
 import { authzidRule } from "./authzid.js";
 import { ALLOW, deny, type Decision } from "../base/decision.js";
@@ -26,7 +26,7 @@ export interface AuthSource {
   /** `context.login` hears each login a passed-through exchange names (throws to refuse it). */
   createMechanism(
     name: string,
-    context: { remoteIp?: string; login?(user: string): void },
+    context: { remoteIp?: string; login?(user: string): void | Promise<void> },
     sasl: Omit<SaslServerOptions, "verifier">,
     verifier?: CredentialVerifier,
   ): SaslServerMechanism | null;
@@ -42,7 +42,7 @@ export interface PolicySetup {
   /** Logins that may act as any authzid (smtp.authzidAdmins). */
   authzidAdmins: readonly string[];
   /** The cross-connection AUTH throttle. Absent: no guard (unit tests that count plain delays). */
-  throttle?: AuthThrottle;
+  throttle?: AuthThrottlePort;
   /** auth.throttle.lockoutSec, for the lockout log line. */
   lockoutSec?: number;
   sendLimits?: SessionPorts["sendLimits"];

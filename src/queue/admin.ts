@@ -8,6 +8,7 @@ import type { QueueRunner } from "./scheduler.js";
 import type { QueueStore } from "./store.js";
 import type { Envelope } from "./types.js";
 import type { Log } from "../base/log.js";
+import type { TlsPolicyName } from "../delivery/tls-policy/types.js";
 
 export type QueueStatus = "active" | "held" | "deferred" | "queued";
 
@@ -18,7 +19,7 @@ export interface QueueEntry {
   ageSec: number;
   size: number;
   sender: string;
-  recipients: { address: string; status: string; attempts: number; nextAttemptAt?: string; lastResult?: string }[];
+  recipients: { address: string; status: string; attempts: number; nextAttemptAt?: string; lastResult?: string; tlsPolicy?: TlsPolicyName }[];
   status: QueueStatus;
   /** The newest failure text among recipients still pending (or failed). */
   lastError?: string;
@@ -57,6 +58,7 @@ export function entryOf(env: Envelope, now: number, active = false): QueueEntry 
       attempts: r.attempts,
       nextAttemptAt: r.nextAttemptAt,
       lastResult: r.lastResult,
+      tlsPolicy: r.tlsPolicy,
     })),
     status: statusOf(env, active),
     lastError: withError.at(-1)?.lastResult,

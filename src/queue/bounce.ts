@@ -8,6 +8,10 @@
  * message. A message from the null sender is never reported on (RFC 3461 §6.2, RFC 5321 §4.5.5): no
  * bounce loops.
  *
+ * REQUIRETLS (RFC 8689 §5): a report about a message sent with REQUIRETLS carries the header
+ * section only and is itself tagged REQUIRETLS; one about a "TLS-Required: No" message is tagged
+ * and headed the same way (§6).
+ *
  * Backscatter (docs/SECURITY.md 11.3): a stranger on port 25 can write anyone's address in MAIL
  * FROM. Only a sender vouched for at intake (Envelope.senderVouched: authenticated, mynetworks,
  * local sendmail) gets what it asks for. Anyone else's NOTIFY=SUCCESS and DELAY are accepted and
@@ -127,7 +131,8 @@ export class DsnNotifier {
       notices[kind] = { id: writer.id, injected: false };
       await this.opts.spool.updateEnvelope(env, lease);
       // The body goes back only to a sender vouched for; anyone else gets the header section.
-      const returnFull = env.ret === "FULL" && kind === "final" && senderVouched(env);
+      // RFC 8689 §5: a REQUIRETLS message is reported as if RET=HDRS, whatever RET says.
+      const returnFull = env.ret === "FULL" && kind === "final" && senderVouched(env) && !env.requireTls;
       const now = new Date(this.now());
       const retryUntil = new Date(Date.parse(env.receivedAt) + this.opts.maxLifetimeSec * 1000);
       const text = buildDsn({ reportingMta: this.opts.hostname, reportId: writer.id, env, recipients, returnFull, now, retryUntil });
@@ -141,6 +146,11 @@ export class DsnNotifier {
         client: { ip: "127.0.0.1", helo: this.opts.hostname, listener: "mta" },
         recipients: [{ address: env.mailFrom }],
         dsnOf: env.id,
+        // RFC 8689 §5: the report is protected as the original was (sent with REQUIRETLS; from the
+        // null sender, so a next hop without REQUIRETLS does not lose it, §4.2.1); §6: a
+        // "TLS-Required: No" original makes a report that asks the same.
+        requireTls: env.requireTls || undefined,
+        tlsRequiredNo: (!env.requireTls && env.tlsRequiredNo) || undefined,
       };
       await writer.commit(report);
     } catch (err) {

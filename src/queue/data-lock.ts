@@ -12,11 +12,11 @@
  * server would lose while still running. The file is never removed: unlinking a lock file lets
  * two processes lock two different inodes. The PID written into it only serves the message.
  */
-import { closeSync, constants, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync, writeSync } from "node:fs";
+import { appendFileSync, closeSync, constants, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync, writeSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join, resolve } from "node:path";
 
-const { flockSync } = createRequire(import.meta.url)("fs-ext") as { flockSync(fd: number, flags: "exnb" | "un"): void };
+const { flockSync } = createRequire(import.meta.url)("fs-ext") as { flockSync(fd: number, flags: "exnb" | "shnb" | "un"): void };
 
 export const DATA_LOCK_NAME = "postern.lock";
 
@@ -96,5 +96,77 @@ function holderPid(path: string): number | undefined {
     return /^\d{1,10}$/.test(text) ? Number(text) : undefined;
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * Workers (src/server/workers.ts) write to the spool without the data directory's lock, which the
+ * primary holds. Each holds this one shared for its life, so a primary starting after a crash can
+ * wait, before recovery, until the workers of the last one are gone: recovery removes what a
+ * still-running worker is writing.
+ */
+export const WORKERS_LOCK_NAME = "workers.lock";
+
+function openWorkersLock(dataDir: string, create = true): number {
+  const flags = constants.O_RDWR | constants.O_NOFOLLOW | constants.O_NONBLOCK | (create ? constants.O_CREAT : 0);
+  return openSync(join(resolve(dataDir), WORKERS_LOCK_NAME), flags, 0o600);
+}
+
+/** In a worker: held (shared) until the process ends; its pid is added to the file. */
+export function holdWorkersLock(dataDir: string): void {
+  const fd = openWorkersLock(dataDir);
+  flockSync(fd, "shnb");
+  appendFileSync(fd, `${process.pid}\n`);
+}
+
+/** Holders listed in the file that are still worker processes (checked in /proc, so a reused pid is left alone). */
+function leftoverWorkers(fd: number): number[] {
+  const pids = readFileSync(fd, "utf8")
+    .split("\n")
+    .filter((l) => /^\d{1,10}$/.test(l))
+    .map(Number);
+  return pids.filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("worker-main");
+    } catch {
+      return false;
+    }
+  });
+}
+
+/**
+ * Before recovery: resolves once no worker of an earlier server holds the workers' lock, false
+ * after `timeoutMs`. `create`: make the file (a server with workers); else none there means none ran.
+ */
+export async function waitForOldWorkers(dataDir: string, timeoutMs: number, create: boolean): Promise<boolean> {
+  let fd: number;
+  try {
+    fd = openWorkersLock(dataDir, create);
+  } catch (err) {
+    if (!create && (err as NodeJS.ErrnoException).code === "ENOENT") return true;
+    throw err;
+  }
+  const started = Date.now();
+  let killed = false;
+  try {
+    for (;;) {
+      try {
+        flockSync(fd, "exnb");
+        ftruncateSync(fd, 0); // their pids; this server's workers add theirs
+        return true;
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== "EAGAIN" && code !== "EWOULDBLOCK") throw err;
+        if (Date.now() - started >= timeoutMs) return false;
+        // A worker exits when its primary dies; one that has not within a second is stuck: end it.
+        if (!killed && Date.now() - started >= 1000) {
+          killed = true;
+          for (const pid of leftoverWorkers(fd)) process.kill(pid, "SIGKILL");
+        }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+  } finally {
+    closeSync(fd); // the exclusive lock (if taken) goes with it
   }
 }

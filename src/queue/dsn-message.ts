@@ -151,6 +151,8 @@ export function buildDsn(input: DsnInput): DsnText {
     `Message-ID: <${input.reportId}@${input.reportingMta}>`,
     // RFC 3834 §5: a machine's answer, so vacation responders and the like stay quiet.
     "Auto-Submitted: auto-replied",
+    // RFC 8689 §4.3, §6: a report about a message that did not require TLS says so too.
+    ...(input.env.tlsRequiredNo && !input.env.requireTls ? ["TLS-Required: No"] : []),
     "MIME-Version: 1.0",
     `Content-Type: multipart/report; report-type=delivery-status;${CRLF}\tboundary="${boundary}"`,
     `Content-Transfer-Encoding: ${eightBit ? "8bit" : "7bit"}`,

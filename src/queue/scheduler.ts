@@ -7,7 +7,7 @@
  * deferred maxLifetimeSec after receivedAt fails. The last retry is pulled in to the expiry time
  * so a message does not outlive its lifetime by a whole back-off step.
  */
-import type { QueueLease, QueueStore } from "./store.js";
+import { isSharedQueueStore, type QueueLease, type QueueStore, type SharedQueueStore } from "./store.js";
 import type { DeliverFn, Envelope, EnvelopeRecipient, RecipientResult, RetrySchedule } from "./types.js";
 import type { Log } from "../base/log.js";
 
@@ -44,6 +44,11 @@ export interface QueueRunnerOptions {
   onDeferred?: (env: Envelope, lease: QueueLease) => Promise<void>;
   /** Lease length for an attempt or an admin change (ms). */
   leaseMs?: number;
+  /**
+   * A store shared between nodes (isSharedQueueStore): how often to look for due messages this
+   * node has no timer for — enqueued by another node, or left by a dead one (ms; default 1000).
+   */
+  pollMs?: number;
 }
 
 /** Delay (seconds) before the next attempt after the `attempts`-th deferral (1-based). */
@@ -74,6 +79,13 @@ export class QueueRunner {
   private idleWaiters: (() => void)[] = [];
   private timer: NodeJS.Timeout | undefined;
   private stopped = true;
+  /** Set when the store is shared between nodes: the runner polls it for due work. */
+  private readonly shared?: SharedQueueStore;
+  private readonly pollMs: number;
+  private pollTimer: NodeJS.Timeout | undefined;
+  private polling: Promise<void> | undefined;
+  /** The last poll filled every free slot: poll again as soon as a slot frees up. */
+  private backlog = false;
 
   constructor(opts: QueueRunnerOptions) {
     this.spool = opts.spool;
@@ -85,11 +97,20 @@ export class QueueRunner {
     this.onFinal = opts.onFinal;
     this.onDeferred = opts.onDeferred;
     this.leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS;
+    if (isSharedQueueStore(opts.spool)) this.shared = opts.spool;
+    this.pollMs = opts.pollMs ?? 1000;
   }
 
   /** Loads every committed message from the spool (the queue survives restarts) and runs what is due. */
   async start(): Promise<void> {
     this.stopped = false;
+    if (this.shared) {
+      // The shared store says what is due; reading every envelope of the cluster's queue here
+      // would only duplicate that.
+      this.logger.info({ event: "queue-started", shared: true, pollMs: this.pollMs }, "queue: started (shared store, polling)");
+      this.poll();
+      return;
+    }
     for (const id of await this.spool.list()) {
       if (this.running.has(id)) continue;
       try {
@@ -108,6 +129,32 @@ export class QueueRunner {
     if (this.stopped) return; // still on disk; start() picks it up
     this.due.set(id, this.now());
     void this.runDue();
+  }
+
+  /**
+   * Schedules committed messages the runner was not told of (a worker that died between its commit
+   * and its notice: src/server/workers.ts); what it already knows keeps its schedule.
+   */
+  async rescan(): Promise<number> {
+    if (this.stopped) return 0;
+    if (this.shared) {
+      this.poll(); // the shared store says what is due; polling finds it
+      return 0;
+    }
+    let found = 0;
+    for (const id of await this.spool.list()) {
+      if (this.due.has(id) || this.running.has(id) || this.ready.includes(id)) continue;
+      try {
+        const env = await this.spool.readEnvelope(id);
+        if (env.held) continue;
+        this.due.set(id, this.nextDue(env));
+        found++;
+      } catch {
+        // gone meanwhile (delivered, deleted): nothing to schedule
+      }
+    }
+    if (found > 0) void this.runDue();
+    return found;
   }
 
   /** Retries every queued message now, ignoring back-off. */
@@ -143,6 +190,9 @@ export class QueueRunner {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    if (this.pollTimer) clearTimeout(this.pollTimer);
+    this.pollTimer = undefined;
+    await this.polling;
     for (const id of this.ready.splice(0)) this.due.set(id, this.now());
     await Promise.allSettled([...this.running.values()]);
   }
@@ -209,22 +259,70 @@ export class QueueRunner {
     while (!this.stopped && this.running.size < this.concurrency && this.ready.length > 0) {
       const id = this.ready.shift()!;
       if (this.running.has(id)) continue;
-      const attempt = this.attempt(id)
-        .catch((err) => {
-          // Anything unexpected (spool I/O): keep the message and try again later.
-          this.logger.error({ event: "attempt-error", id, err: String(err) }, "queue: attempt failed");
-          this.due.set(id, this.now() + this.schedule.firstRetrySec * 1000);
-        })
-        .finally(() => {
-          this.running.delete(id);
-          this.pump();
-          this.arm();
-        });
-      this.running.set(id, attempt);
+      this.launch(id, this.attempt(id));
     }
     if (this.ready.length === 0 && this.running.size === 0) {
       for (const resolve of this.idleWaiters.splice(0)) resolve();
     }
+    if (this.backlog && !this.polling && this.running.size < this.concurrency) this.poll();
+  }
+
+  /**
+   * Shared store: claims due messages for the free slots (FOR UPDATE SKIP LOCKED, so nodes never
+   * claim the same one) and attempts them; then polls again after pollMs, or as soon as a slot
+   * frees up when the last poll found more than it could take.
+   */
+  private poll(): void {
+    const store = this.shared;
+    if (!store || this.stopped || this.polling) return;
+    if (this.pollTimer) clearTimeout(this.pollTimer);
+    this.pollTimer = undefined;
+    const free = this.concurrency - this.running.size - this.ready.length;
+    this.polling = (async () => {
+      const leases = free > 0 ? await store.claimDue(free, this.leaseMs) : [];
+      this.backlog = free > 0 && leases.length === free;
+      for (const lease of leases) {
+        const id = lease.id;
+        if (this.stopped || this.running.has(id)) {
+          await lease.release();
+          continue;
+        }
+        this.due.delete(id);
+        const at = this.ready.indexOf(id);
+        if (at >= 0) this.ready.splice(at, 1);
+        this.launch(id, this.attemptWith(id, lease));
+      }
+    })()
+      .catch((err: unknown) => {
+        this.backlog = false;
+        this.logger.error({ event: "queue-poll-error", err: String(err) }, "queue: could not poll the shared store");
+      })
+      .finally(() => {
+        this.polling = undefined;
+        if (this.stopped) return;
+        if (this.backlog && this.running.size < this.concurrency) {
+          setImmediate(() => this.poll());
+          return;
+        }
+        this.pollTimer = setTimeout(() => this.poll(), this.pollMs);
+        this.pollTimer.unref();
+      });
+  }
+
+  /** Runs an attempt in a slot; `running` holding it is the per-message lock. */
+  private launch(id: string, work: Promise<void>): void {
+    const attempt = work
+      .catch((err) => {
+        // Anything unexpected (store I/O): keep the message and try again later.
+        this.logger.error({ event: "attempt-error", id, err: String(err) }, "queue: attempt failed");
+        this.due.set(id, this.now() + this.schedule.firstRetrySec * 1000);
+      })
+      .finally(() => {
+        this.running.delete(id);
+        this.pump();
+        this.arm();
+      });
+    this.running.set(id, attempt);
   }
 
   /** One timer for the earliest due message; unref'd so it never keeps the process alive. */
@@ -250,9 +348,15 @@ export class QueueRunner {
     const lease = await this.spool.claim(id, this.leaseMs);
     if (!lease) {
       this.forced.delete(id);
-      this.due.set(id, this.now() + this.schedule.firstRetrySec * 1000);
+      // Shared store: another node has it now; polling finds it again if it is still due later.
+      if (this.shared) this.due.delete(id);
+      else this.due.set(id, this.now() + this.schedule.firstRetrySec * 1000);
       return;
     }
+    return this.attemptWith(id, lease);
+  }
+
+  private async attemptWith(id: string, lease: QueueLease): Promise<void> {
     try {
       await this.attemptLeased(id, lease);
     } finally {
@@ -323,7 +427,8 @@ export class QueueRunner {
     rcpt.lastResult = detail;
     if (result?.remoteMta !== undefined) rcpt.remoteMta = result.remoteMta;
     if (result?.dsnPassedOn !== undefined) rcpt.dsnPassedOn = result.dsnPassedOn;
-    const log = { id: env.id, to: rcpt.address, attempts: rcpt.attempts, detail };
+    if (result?.tlsPolicy !== undefined) rcpt.tlsPolicy = result.tlsPolicy;
+    const log = { id: env.id, to: rcpt.address, attempts: rcpt.attempts, detail, ...(result?.tlsPolicy ? { tlsPolicy: result.tlsPolicy } : {}) };
     if (outcome === "delivered" || outcome === "failed") {
       rcpt.status = outcome;
       delete rcpt.nextAttemptAt;

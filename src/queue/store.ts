@@ -56,3 +56,17 @@ export interface QueueStore {
   /** Durably removes the message and its envelope. */
   remove(id: string, lease?: QueueLease): Promise<void>;
 }
+
+/**
+ * A store several nodes share (PostgreSQL, src/store/pg/queue.ts): messages appear in it that
+ * this node did not enqueue, and leases of a dead node lapse, so its runner also polls for work.
+ */
+export interface SharedQueueStore extends QueueStore {
+  readonly shared: true;
+  /** Claims up to `limit` due messages that are neither held nor leased (or whose lease lapsed). */
+  claimDue(limit: number, ttlMs: number): Promise<QueueLease[]>;
+}
+
+export function isSharedQueueStore(store: QueueStore): store is SharedQueueStore {
+  return (store as Partial<SharedQueueStore>).shared === true && typeof (store as Partial<SharedQueueStore>).claimDue === "function";
+}

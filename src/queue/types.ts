@@ -4,6 +4,7 @@
  */
 import type { Readable } from "node:stream";
 import type { ListenerMode } from "../base/listener-mode.js";
+import type { TlsPolicyName } from "../delivery/tls-policy/types.js";
 
 export type DsnNotify = "NEVER" | "SUCCESS" | "FAILURE" | "DELAY";
 
@@ -26,6 +27,8 @@ export interface EnvelopeRecipient {
   remoteMta?: string;
   /** The peer accepted it with DSN support, so it owns the success notice (RFC 3461 §6.2.2). */
   dsnPassedOn?: boolean;
+  /** The outbound TLS policy of the last attempt (issue 15), shown by `postern queue show`. */
+  tlsPolicy?: TlsPolicyName;
 }
 
 export interface ClientInfo {
@@ -123,6 +126,8 @@ export interface RecipientResult {
   /** Optional, for DSNs: the host that answered, and whether it took over DSN duties (see EnvelopeRecipient). */
   remoteMta?: string;
   dsnPassedOn?: boolean;
+  /** The outbound TLS policy that applied (MX delivery). */
+  tlsPolicy?: TlsPolicyName;
 }
 
 /** One delivery attempt for some of a message's recipients; one result per recipient given. */

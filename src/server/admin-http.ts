@@ -25,7 +25,7 @@ export async function startAdminServer(
       return;
     }
     if (path === "/metrics") {
-      metrics.registry.metrics().then(
+      metrics.exposition().then(
         (body) => res.writeHead(200, { "content-type": metrics.registry.contentType }).end(body),
         (err: unknown) => res.writeHead(500).end(String(err)),
       );

@@ -3,10 +3,11 @@
  * and metrics and logs can never disagree) plus gauges read from the running server on scrape.
  * Note: an event only counts when its log level is enabled (info, the default, covers all).
  */
-import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import { AggregatorRegistry, Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import type { LogObserver } from "./log.js";
 import { SERVER_MECHANISMS } from "../sasl/index.js";
 import { LISTENER_MODES } from "../base/listener-mode.js";
+import { HourlyCounters } from "./hourly-counters.js";
 
 export interface MetricsSources {
   /** Open SMTP connections per listener mode. */
@@ -103,6 +104,8 @@ const mechanismOf = (v: unknown): string => (typeof v === "string" ? oneOf(MECHA
 
 export class Metrics {
   readonly registry = new Registry();
+  /** The same events per hour, last 24 hours: the web dashboard's chart (src/web/ui). */
+  readonly hourly = new HourlyCounters();
   private sources: MetricsSources | undefined;
   private readonly connections = new Counter({
     name: "postern_connections_total",
@@ -197,8 +200,24 @@ export class Metrics {
     this.sources = sources;
   }
 
+  /** The workers' metrics (src/server/workers.ts), summed with these on every scrape. */
+  private others?: () => Promise<Awaited<ReturnType<Registry["getMetricsAsJSON"]>>[]>;
+
+  combineWith(others: () => Promise<Awaited<ReturnType<Registry["getMetricsAsJSON"]>>[]>): void {
+    this.others = others;
+  }
+
+  /** The Prometheus text for /metrics: this process's, or the sum over the primary and its workers. */
+  async exposition(): Promise<string> {
+    if (!this.others) return this.registry.metrics();
+    const [own, others] = await Promise.all([this.registry.getMetricsAsJSON(), this.others()]);
+    // Counters and gauges are summed across processes (prom-client's cluster aggregation).
+    return AggregatorRegistry.aggregate([own, ...others]).metrics();
+  }
+
   /** The log observer: one switch over the event names the README lists. */
   readonly observe: LogObserver = (f, bindings) => {
+    this.hourly.observe(f);
     const listener = f.listener === undefined && bindings.listener === undefined ? "local" : listenerOf(f.listener ?? bindings.listener);
     switch (f.event) {
       case "connect":

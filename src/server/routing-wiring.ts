@@ -9,11 +9,18 @@ import { MxResolver } from "../delivery/mx.js";
 import type { DelivererOptions } from "../delivery/router.js";
 import { SmtpPool } from "../delivery/smtp-pool.js";
 import { TransportTable } from "../delivery/transport.js";
+import { matchDane } from "../delivery/tls-policy/dane.js";
+import { createMtaStsResolver, mxMatches } from "../delivery/tls-policy/mta-sts.js";
+import { OutboundTlsPolicy } from "../delivery/tls-policy/policy.js";
+import { TlsaResolver } from "../delivery/tls-policy/tlsa.js";
+import type { TlsReportRecorder } from "../delivery/tls-policy/types.js";
 import type { Logger } from "./log.js";
 
 export interface Routing {
   aliases: AliasResolver;
-  delivererOptions: Pick<DelivererOptions, "transport" | "mx" | "mxPort" | "ca" | "aliases" | "pool">;
+  delivererOptions: Pick<DelivererOptions, "transport" | "mx" | "mxPort" | "ca" | "aliases" | "pool" | "tlsPolicy">;
+  /** TLS-RPT: where delivery counts its TLS sessions (set once the report store is open). */
+  useTlsRecorder(recorder: TlsReportRecorder): void;
   close(): Promise<void>;
 }
 
@@ -47,6 +54,15 @@ export function createRouting(
     idleTimeoutMs: o.idleTimeoutMs,
     maxMessagesPerSession: o.maxMessagesPerSession,
   });
+  const ca = o.caFile ? readFileSync(o.caFile) : undefined;
+  // Issue 15: DANE (only with dns.dnssec trust-ad, RFC 7672 §2.1), MTA-STS (RFC 8461), TLS-RPT.
+  const mtaSts = createMtaStsResolver(config);
+  const tlsPolicy = new OutboundTlsPolicy({
+    mtaSts,
+    tlsa: config.dns.dnssec === "trust-ad" ? new TlsaResolver({ mode: "trust-ad", servers: config.dns.servers, timeoutMs: config.dns.timeoutMs }) : undefined,
+    matchDane: (usable, chain, mxHost) => matchDane(usable, chain, mxHost),
+    mxMatches,
+  });
   if (config.aliases.file) log.info({ event: "aliases-loaded", file: config.aliases.file }, "alias file loaded");
   return {
     aliases,
@@ -54,10 +70,15 @@ export function createRouting(
       transport,
       mx,
       mxPort: o.mxPort,
-      ca: o.caFile ? readFileSync(o.caFile) : undefined,
+      ca,
       aliases,
       pool,
+      tlsPolicy,
     },
-    close: () => pool.close(),
+    useTlsRecorder: (recorder) => tlsPolicy.setRecorder(recorder),
+    close: async () => {
+      await pool.close();
+      await mtaSts?.idle();
+    },
   };
 }

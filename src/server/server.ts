@@ -6,12 +6,16 @@ import { createServer as createTcpServer, type Server as NetServer, type Socket,
 import { join } from "node:path";
 import type { Config, ListenerConfig } from "../config/schema.js";
 import { SqliteUserStore } from "../auth/sqlite-store.js";
+import { openPgPool } from "../store/pg/pool.js";
+import { requireCurrentSchema } from "../store/pg/migrations.js";
+import { PgUserStore } from "../store/pg/users.js";
+import type { UserStore } from "../store/user-store.js";
 import { createAuthWiring } from "./auth-wiring.js";
 import { RelayPolicy } from "../policy/relay.js";
 import { domainOf } from "../base/domain.js";
 import { NetworkList } from "../policy/networks.js";
 import { createPolicyPorts } from "../policy/session-ports.js";
-import { Spool } from "../queue/spool.js";
+import { openQueueStore, type QueueStoreHandle } from "./queue-store-wiring.js";
 import type { SpoolFault } from "../queue/spool-writer.js";
 import { QueueRunner } from "../queue/scheduler.js";
 import { DsnNotifier } from "../queue/bounce.js";
@@ -26,31 +30,59 @@ import { acceptConnection, connectionEnded, type AcceptOptions, type ClientInfo 
 import { connectionGuard, createClientLimits } from "./limits-wiring.js";
 import type { LimitsSnapshot } from "../policy/client-limits.js";
 import { ensureCertificate, loadTlsMaterial, secureContextOf, type TlsMaterial } from "./tls.js";
-import { lockDataDir, DataDirBusyError, type DataDirLock } from "../queue/data-lock.js";
+import { lockDataDir, waitForOldWorkers, DataDirBusyError, type DataDirLock } from "../queue/data-lock.js";
 import { dropPrivileges, lookupIdentity, UnknownIdentityError, type Identity } from "./privileges.js";
 import { StartupError, checkTlsPair, listenError, type ConfigSource } from "./startup-errors.js";
 import { operations, type Operations } from "./operate.js";
 import { startLocalSubmitFromConfig } from "./local-submit.js";
 import { createInboundWiring } from "./inbound-wiring.js";
 import { createDkimSigner } from "./dkim-wiring.js";
+import { createTlsReportWiring } from "./tls-report-wiring.js";
+import { startWebFromConfig } from "./web-wiring.js";
 import type { Logger } from "./log.js";
+import type { HourlyCounters } from "./hourly-counters.js";
+import { startWorkerPool, type WorkerPool } from "./workers.js";
+import { shareLimits, type SharedLimits, type SharedLimitEvent } from "./shared-limits.js";
 
 export interface RunningServer {
   listeners: { mode: ListenerConfig["mode"]; address: string; port: number }[];
-  store: SqliteUserStore;
+  store: UserStore;
   queue: QueueRunner;
   /** Connection-limit counters (for metrics; also logged as `event: "limits"`). */
   limits(): LimitsSnapshot;
   /** Reload, drain and session counts (src/server/operate.ts): SIGHUP and SIGTERM in serve.ts. */
   ops: Operations;
   close(): Promise<void>;
+  /** The primary of several processes (process.workers > 1): its workers serve the SMTP sessions. */
+  workers?: WorkerPool;
+  /** In a worker: serves a connection the primary accepted on listener `index` (config.listeners order). */
+  serveHandedOver?(index: number, socket: Socket): void;
+  /** In a worker: applies the other processes' throttle and limit counts (shared-limits.ts). */
+  sharedLimits?: SharedLimits;
 }
+
+/** How this process takes part when process.workers > 1 (src/server/workers.ts). */
+export type ProcessRole =
+  | { kind: "primary" }
+  | {
+      kind: "worker";
+      /** The primary's certificate and key, read as root when started so (the key may be root's alone). */
+      tlsMaterial: TlsMaterial;
+      /** A message this worker committed: the primary's queue runner delivers it. */
+      queued(id: string): void;
+      /** A change to the AUTH throttle, send limits or connection counts, for the other processes. */
+      publish(event: SharedLimitEvent): void;
+    };
 
 export interface StartOptions {
   /** Where the configuration came from: error messages name the file (or the demo). */
   source?: ConfigSource;
   /** TEST ONLY: a disk fault for the spool writer (test/e2e/helpers/serve-with-fault.ts). */
   spoolFault?: SpoolFault;
+  /** Per-hour counts fed by the log (Metrics.hourly): the web dashboard's chart. */
+  hourly?: HourlyCounters;
+  /** Absent: one process does everything (process.workers: 1). */
+  role?: ProcessRole;
 }
 
 /**
@@ -65,6 +97,19 @@ export interface StartOptions {
  */
 export async function startServer(config: Config, log: Logger, opts: StartOptions = {}): Promise<RunningServer> {
   const source = opts.source ?? {};
+  if (opts.role?.kind === "worker") {
+    // The primary holds the lock, recovered the spool and dropped root before forking this worker.
+    const undo: (() => unknown)[] = [];
+    try {
+      return await startLocked(config, log, source, undefined, undo, opts.spoolFault, opts.hourly, opts.role);
+    } catch (err) {
+      for (const step of undo.reverse())
+        await Promise.resolve()
+          .then(step)
+          .catch(() => undefined);
+      throw err;
+    }
+  }
   let lock: DataDirLock;
   try {
     lock = lockDataDir(config.dataDir);
@@ -85,7 +130,7 @@ export async function startServer(config: Config, log: Logger, opts: StartOption
   }
   const undo: (() => unknown)[] = [() => lock.release()];
   try {
-    return await startLocked(config, log, source, lock, undo, opts.spoolFault);
+    return await startLocked(config, log, source, lock, undo, opts.spoolFault, opts.hourly, opts.role);
   } catch (err) {
     for (const step of undo.reverse())
       await Promise.resolve()
@@ -103,12 +148,13 @@ interface BoundListener {
   accept?: (s: Socket) => void;
 }
 
-async function bindListener(lc: ListenerConfig, index: number, source: ConfigSource): Promise<BoundListener> {
+async function bindListener(lc: ListenerConfig, index: number, source: ConfigSource, handOver = false): Promise<BoundListener> {
   const b: BoundListener = { lc, server: undefined!, held: [] };
   // Plain TCP on every port: on 465 the PROXY header comes before the TLS handshake (accept.ts).
   // noDelay: replies are written once per pipelined group (connection.ts), so Nagle's algorithm
   // would only hold a reply back until the client's delayed ACK (up to 40 ms on Linux).
-  b.server = createTcpServer({ noDelay: true }, (s) => {
+  // handOver (the primary of several processes): not a byte is read here, the worker reads them all.
+  b.server = createTcpServer({ noDelay: true, pauseOnConnect: handOver }, (s) => {
     if (b.accept) return b.accept(s);
     // Accepted by the kernel while we were still root or still starting: not read, not answered.
     s.on("error", () => undefined);
@@ -156,16 +202,22 @@ async function startLocked(
   config: Config,
   log: Logger,
   source: ConfigSource,
-  lock: DataDirLock,
+  /** Absent in a worker: the primary holds it. */
+  lock: DataDirLock | undefined,
   undo: (() => unknown)[],
   spoolFault?: SpoolFault,
+  hourly?: HourlyCounters,
+  role?: ProcessRole,
 ): Promise<RunningServer> {
-  const identity = identityOf(config, source);
+  const worker = role?.kind === "worker" ? role : undefined;
+  const primary = role?.kind === "primary";
+  // A worker runs as whoever the primary became; it binds nothing and reads no root-only file.
+  const identity = worker ? undefined : identityOf(config, source);
   // A configured certificate is read now, as root if started so (the key may be readable by root
   // alone), and checked so that a wrong file fails the start in words. A generated one is made
   // later, by process.user, in its data directory.
-  let tlsMaterial: TlsMaterial | undefined;
-  if (config.tls.cert && config.tls.key) {
+  let tlsMaterial: TlsMaterial | undefined = worker?.tlsMaterial;
+  if (!worker && config.tls.cert && config.tls.key) {
     checkTlsPair({ cert: config.tls.cert, key: config.tls.key }, source);
     tlsMaterial = loadTlsMaterial({ cert: config.tls.cert, key: config.tls.key }, config.tls.minVersion);
   }
@@ -177,26 +229,32 @@ async function startLocked(
       for (const s of b.held) s.destroy();
     }
   });
-  for (const [index, lc] of config.listeners.entries()) bound.push(await bindListener(lc, index, source));
+  for (const [index, lc] of config.listeners.entries()) {
+    // A worker's listeners are never bound: the primary hands it each accepted connection.
+    bound.push(worker ? { lc, server: createTcpServer(), held: [] } : await bindListener(lc, index, source, primary));
+  }
 
   // `postern sendmail` talks to this; off unless localSubmit.socket is set. Bound as root (its
   // folder, e.g. /run/postern, may be root's) and last: root is dropped in the same turn of the
   // event loop, so no connection to it is handled before. Its messages wait for the spool.
-  let coreReady!: (c: { spool: Spool; queue: QueueRunner }) => void;
-  const core = new Promise<{ spool: Spool; queue: QueueRunner }>((resolve) => (coreReady = resolve));
+  let coreReady!: (c: { spool: QueueStoreHandle; queue: QueueRunner }) => void;
+  const core = new Promise<{ spool: QueueStoreHandle; queue: QueueRunner }>((resolve) => (coreReady = resolve));
   let localSubmit: Awaited<ReturnType<typeof startLocalSubmitFromConfig>>;
   // DKIM signing of mail from logins and the local injector (src/dkim); listed last, so on top.
   const dkimSteps = createDkimSigner(config);
   try {
-    localSubmit = await startLocalSubmitFromConfig(
-      config,
-      {
-        openSpool: async () => (await core).spool.openWriter(),
-        queued: (id) => void core.then((c) => c.queue.enqueued(id)),
-        contentSteps: () => dkimSteps,
-      },
-      log,
-    );
+    // The primary serves it (a worker has no root to bind it with, and one socket is enough).
+    localSubmit = worker
+      ? null
+      : await startLocalSubmitFromConfig(
+          config,
+          {
+            openSpool: async () => (await core).spool.openWriter(),
+            queued: (id) => void core.then((c) => c.queue.enqueued(id)),
+            contentSteps: () => dkimSteps,
+          },
+          log,
+        );
   } catch (err) {
     throw listenError(err, { key: "localSubmit.socket", what: "the sendmail socket", address: "", port: 0, path: config.localSubmit.socket }, source);
   }
@@ -225,22 +283,25 @@ async function startLocked(
   };
   const asUser = identity ? ` (as ${identity.user}, process.user)` : "";
   const dataFix = `dataDir must be a directory that postern${asUser} can read and write`;
-  const store = await step(
-    "dataDir",
-    `cannot open the user store ${join(config.dataDir, "users.sqlite")}${asUser}`,
-    dataFix,
-    () =>
-      new SqliteUserStore({
-        path: join(config.dataDir, "users.sqlite"),
-        hostname: config.hostname,
-        cacheTtlSec: config.auth.cacheTtlSec,
-        requireAppPasswords: config.auth.requireAppPasswords,
-      }),
-  );
+  // store.backend postgres: one pool for this node's users, counters and queue (src/store/pg).
+  const pgPool = config.store.backend === "postgres" ? openPgPool(config.store, log) : undefined;
+  if (pgPool) undo.push(() => pgPool.end());
+  const userStoreOptions = { hostname: config.hostname, cacheTtlSec: config.auth.cacheTtlSec, requireAppPasswords: config.auth.requireAppPasswords };
+  const store: UserStore = pgPool
+    ? await step("store.url", "cannot use the PostgreSQL store", "check store.url, and run `postern store migrate`", async () => {
+        await requireCurrentSchema(pgPool);
+        return new PgUserStore({ pool: pgPool, ...userStoreOptions });
+      })
+    : await step(
+        "dataDir",
+        `cannot open the user store ${join(config.dataDir, "users.sqlite")}${asUser}`,
+        dataFix,
+        () => new SqliteUserStore({ path: join(config.dataDir, "users.sqlite"), ...userStoreOptions }),
+      );
   undo.push(() => store.close());
   // Credential backends, AUTH throttle and send limits (auth-wiring.ts).
   const auth = await step("auth", "cannot set up the authentication backend", "check the auth section (backend, path, socket)", () =>
-    createAuthWiring(config, store, log),
+    createAuthWiring(config, store, log, pgPool),
   );
   undo.push(() => auth.close());
   if (!tlsMaterial) {
@@ -254,11 +315,26 @@ async function startLocked(
   // TLS profile (tls.ts: ciphers, versions, no renegotiation); each listener takes its own.
   let tlsContexts = secureContextOf(tlsMaterial);
 
-  const spool = new Spool(join(config.dataDir, "queue"), { fsync: config.queue.fsync, logger: log, fault: spoolFault });
-  const recovered = await step("dataDir", `cannot open the queue ${join(config.dataDir, "queue")}${asUser}`, dataFix, () => spool.init());
+  // The file spool, or the queue in the PostgreSQL the nodes share (queue-store-wiring.ts).
+  const spool = openQueueStore(config, log, spoolFault, pgPool);
+  // A worker only writes new messages: recovery (and the in-use marker) is the primary's, done
+  // before any worker started, since recovery removes what a running receiver is still writing;
+  // so workers left by a server that was killed must be gone first (they exit when it dies).
+  if (!worker) {
+    const gone = await step("dataDir", "cannot check for workers of an earlier server", dataFix, () => waitForOldWorkers(config.dataDir, 10_000, primary));
+    if (!gone) {
+      throw new StartupError(
+        `workers of an earlier postern still hold ${join(config.dataDir, "workers.lock")}`,
+        "dataDir",
+        "stop those processes (worker-main.js) first",
+        source,
+      );
+    }
+  }
+  const recovered = worker ? undefined : await step(spool.startup.key, `${spool.startup.what}${asUser}`, spool.startup.fix ?? dataFix, () => spool.init());
   // Recovery is done: a start that fails from here on was no unclean stop (the marker goes).
-  undo.push(() => spool.close());
-  if (recovered.uncleanStop) {
+  if (!worker) undo.push(() => spool.close());
+  if (recovered?.uncleanStop) {
     log.warn(
       { event: "spool-recovered", queued: recovered.queued, removedIncomplete: recovered.removedIncomplete.length },
       "the last stop was unclean: spool checked",
@@ -282,6 +358,15 @@ async function startLocked(
     // Refused at RCPT, not bounced after acceptance (docs/SECURITY.md 11.3).
     refusedDomain: (domain) => routing.delivererOptions.transport?.lookup(domain).kind === "reject",
   });
+  // TLS-RPT (RFC 8460): the recorder the delivery path counts TLS sessions into; reports go out daily.
+  // Delivery is the primary's alone: a worker keeps no TLS-RPT state.
+  const tlsReports = worker
+    ? null
+    : await step("outbound.tlsRpt", "cannot open the TLS-RPT state", "outbound.tlsRpt.stateDir must be a directory postern can write", () =>
+        createTlsReportWiring(config, log),
+      );
+  undo.push(() => tlsReports?.close());
+  if (tlsReports) routing.useTlsRecorder(tlsReports.recorder);
   const deliver = createDeliverer({
     isLocalDomain: (d) => relay.isLocalDomain(d),
     maildirTemplate: config.delivery.maildir,
@@ -300,6 +385,7 @@ async function startLocked(
     enqueue: (id) => queue.enqueued(id),
     logger: log,
   });
+  // Built in a worker too but never started there: the primary's runner alone delivers.
   const queue: QueueRunner = new QueueRunner({
     spool,
     deliver,
@@ -312,12 +398,15 @@ async function startLocked(
     },
     concurrency: config.queue.concurrency,
     logger: log,
+    ...spool.runnerOptions,
   });
-  // `postern queue …` talks to this (src/cli/queue.ts).
-  const control = await step("dataDir", "cannot open the control socket for `postern queue`", dataFix, () =>
-    startControlServer(config.dataDir, new QueueAdmin(spool, queue, log), log),
-  );
-  undo.push(() => control.close());
+  // `postern queue …` talks to this (src/cli/queue.ts), and the web admin (web-wiring.ts).
+  const queueAdmin = new QueueAdmin(spool, queue, log);
+  // Served by the process that owns the queue (the primary, when there are workers).
+  const control = worker
+    ? null
+    : await step("dataDir", "cannot open the control socket for `postern queue`", dataFix, () => startControlServer(config.dataDir, queueAdmin, log));
+  undo.push(() => control?.close());
 
   // SPF/DKIM/DMARC of mail from unauthenticated clients (src/inbound, README "Inbound checks").
   const inbound = createInboundWiring(config, relay);
@@ -327,9 +416,9 @@ async function startLocked(
     auth: auth.backends,
     hostname: config.hostname,
     authzidAdmins: auth.authzidAdmins,
-    throttle: auth.throttle,
+    throttle: auth.throttlePort,
     lockoutSec: auth.lockoutSec,
-    sendLimits: auth.sendLimits,
+    sendLimits: auth.sendLimitsPort,
     recipientDelimiter: config.aliases.recipientDelimiter,
     spfAtMail: inbound.spfAtMail,
   });
@@ -338,7 +427,7 @@ async function startLocked(
     openSpool: () => spool.openWriter(),
     // Content steps before the commit (src/smtp/content-steps.ts); DKIM signing will be the first.
     contentSteps: () => [inbound.step(connLog), ...dkimSteps],
-    queued: (id) => queue.enqueued(id),
+    queued: worker ? (id) => worker.queued(id) : (id) => queue.enqueued(id),
     delay: (ms) => new Promise((resolve) => setTimeout(resolve, ms).unref()),
     log: connLog,
     now: () => new Date(),
@@ -348,14 +437,39 @@ async function startLocked(
   const sockets = new Set<Socket>();
   const clientLimits = createClientLimits(config, log);
   undo.push(() => clientLimits.stop());
+  // Several processes: each keeps every counter, and tells the others of its own changes (shared-limits.ts).
+  const sharedLimits =
+    worker || primary
+      ? shareLimits({ throttle: auth.throttle, sendLimits: auth.sendLimits, clientLimits: clientLimits.limits }, worker ? worker.publish : () => undefined)
+      : undefined;
   const listeners: RunningServer["listeners"] = [];
   const registries: { mode: string; connections: Set<SmtpConnection> }[] = [];
 
-  await queue.start();
-  undo.push(() => queue.stop());
+  if (!worker) {
+    await queue.start();
+    undo.push(() => queue.stop());
+  }
+  tlsReports?.start({ openWriter: () => spool.openWriter(), enqueue: (id) => queue.enqueued(id) });
   coreReady({ spool, queue });
 
-  for (const b of bound) {
+  // The primary of several processes: workers start now (the spool is recovered, root is dropped)
+  // and serve every SMTP connection; held connections wait until the first is ready.
+  let pool: WorkerPool | undefined;
+  if (primary) {
+    pool = await startWorkerPool({
+      config,
+      log,
+      tlsMaterial: tlsMaterial,
+      spoolFault,
+      queued: (id) => queue.enqueued(id),
+      shared: sharedLimits!,
+      workerGone: () => void queue.rescan(),
+      ...(hourly ? { hourly } : {}),
+    });
+    undo.push(() => pool?.close());
+  }
+
+  for (const [index, b] of bound.entries()) {
     const lc = b.lc;
     const registry = new Set<SmtpConnection>();
     registries.push({ mode: lc.mode, connections: registry });
@@ -402,35 +516,93 @@ async function startLocked(
       sockets,
       serve,
     };
-    // Serving starts now; the connections that arrived while starting are taken first.
-    b.accept = (s) => void acceptConnection(s, acceptOptions);
+    // Serving starts now; the connections that arrived while starting are taken first. The
+    // primary of several processes only hands each connection, unread, to the next worker.
+    const handOver = pool;
+    b.accept = handOver ? (s) => handOver.dispatch(index, s) : (s) => void acceptConnection(s, acceptOptions);
     for (const s of b.held.splice(0)) if (!s.destroyed) b.accept(s);
+    if (worker) continue;
     const addr = b.server.address() as AddressInfo;
     listeners.push({ mode: lc.mode, address: addr.address, port: addr.port });
     log.info({ event: "listening", mode: lc.mode, address: addr.address, port: addr.port }, `listening (${lc.mode})`);
   }
 
+  // The HTTPS web face (web-wiring.ts): autoconfig and the UI; off unless web.port is set. Opened
+  // after the privilege drop, like the admin listener (a port below 1024 needs CAP_NET_BIND_SERVICE).
+  const material = tlsMaterial;
+  let web: Awaited<ReturnType<typeof startWebFromConfig>>;
+  // The web pages take the SQLite store until they use UserStoreAdmin (store.backend postgres: off, logged).
+  const webStore = worker || !(store instanceof SqliteUserStore) ? undefined : store;
+  if (!worker && !webStore && config.web.port !== undefined) log.warn({ event: "web-off" }, "web pages are not served with store.backend postgres yet");
+  try {
+    // The primary's alone (one port, and it reads the queue).
+    web = !webStore
+      ? undefined
+      : await startWebFromConfig({
+          config,
+          log,
+          listeners,
+          store: webStore,
+          auth,
+          queueAdmin,
+          sessionsOpen: () => {
+            // With workers, theirs (this process serves none).
+            const counts: Record<string, number> = pool ? pool.sessionCounts() : {};
+            for (const r of registries) counts[r.mode] = (counts[r.mode] ?? 0) + r.connections.size;
+            return counts;
+          },
+          ...(hourly ? { hourly } : {}),
+          tls: material,
+          secureContext: () => tlsContexts.forListener({ mode: "submissions" }),
+        });
+  } catch (err) {
+    throw listenError(err, { key: "web.port", what: "the web listener (web)", address: config.web.address, port: config.web.port ?? 0 }, source, {
+      privilegesDropped: identity !== undefined,
+    });
+  }
+  undo.push(() => web?.close());
+
+  const ops = operations({ config, log, servers, sockets, registries, source, tlsMaterial, setSecureContext: (ctx) => (tlsContexts = ctx) });
   return {
     listeners,
     store,
     queue,
     limits: () => clientLimits.limits.snapshot(),
-    ops: operations({ config, log, servers, sockets, registries, source, tlsMaterial, setSecureContext: (ctx) => (tlsContexts = ctx) }),
+    // With workers, a reload and a drain reach every one of them too.
+    ops: pool ? pool.operations(ops) : ops,
+    ...(pool ? { workers: pool } : {}),
+    ...(sharedLimits ? { sharedLimits } : {}),
+    ...(worker
+      ? {
+          serveHandedOver(index: number, socket: Socket) {
+            const b = bound[index];
+            if (!b) return void socket.destroy();
+            socket.setNoDelay(true);
+            if (b.accept) b.accept(socket);
+            else b.held.push(socket);
+          },
+        }
+      : {}),
     async close() {
       // Stop accepting, end the open connections (which releases their limiter slots), then wait.
       const closed = servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+      // The workers end their sessions and exit before the queue and the spool close.
+      await pool?.close();
       const gone = [...sockets].map(connectionEnded);
       for (const s of sockets) s.destroy();
       await Promise.all([...closed, ...gone]);
       clientLimits.stop();
-      await control.close();
+      await web?.close();
+      await control?.close();
       await localSubmit?.close();
+      await tlsReports?.close();
       await queue.stop();
-      await spool.close();
+      if (!worker) await spool.close();
       await routing.close();
       auth.close();
       store.close();
-      lock.release();
+      await pgPool?.end();
+      lock?.release();
     },
   };
 }
@@ -444,6 +616,7 @@ export function sessionSettings(config: Config, lc: ListenerConfig): SessionSett
     // AUTH is the point of the submission ports; on port 25 it is on unless turned off per listener.
     authEnabled: lc.mode !== "mta" || lc.auth !== false,
     authWithoutTls: lc.authWithoutTls,
+    requireTls: config.smtp.requireTls,
     limits: { ...config.limits, authFailureDelayMs: config.auth.failureDelayMs ?? config.limits.authFailureDelayMs },
     bareLineEnds: config.smtp.bareLineEnds,
     postmaster: `postmaster@${config.domains[0]!.toLowerCase()}`,

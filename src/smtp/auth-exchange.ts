@@ -58,7 +58,7 @@ export class AuthExchange {
       return { output: { replies: [reply(504, "5.5.4", "Unrecognized authentication type")] } };
     }
     // SECURITY.md rule 13: an IP (or account) past its failure budget is refused before any work.
-    const refusal = this.ports.authGuard?.refusal();
+    const refusal = await this.ports.authGuard?.refusal();
     if (refusal) {
       const spent = this.budget.chargeAuthFailure();
       this.ports.log.warn({ event: "auth-refused", mechanism: name, reason: "throttled", detail: refusal }, "AUTH refused");
@@ -109,7 +109,7 @@ export class AuthExchange {
         { event: "auth-success", mechanism: mechanism.name, user: authzid, authcid, ...(credential ? { credential } : {}) },
         "AUTH succeeded",
       );
-      this.ports.authGuard?.succeeded(step.identity.authcid);
+      void this.ports.authGuard?.succeeded(step.identity.authcid);
       return { output: { replies: [reply(235, "2.7.0", "Authentication successful")] }, user: step.identity.authzid };
     }
     if (step.reason === "malformed") {
@@ -133,7 +133,7 @@ export class AuthExchange {
     const now = this.clock();
     const checkMs = now - started;
     // Answer failures late, later still for an IP that keeps failing (the guard's growing penalty).
-    const penaltyMs = this.ports.authGuard?.failed() ?? 0;
+    const penaltyMs = (await this.ports.authGuard?.failed()) ?? 0;
     const waitMs = Math.max(0, started + this.settings.limits.authFailureDelayMs + penaltyMs - now);
     // The log says why (and what the check cost, what was left to wait); the client only learns
     // that it failed (SECURITY.md rule 14).
@@ -156,7 +156,7 @@ export class AuthExchange {
     const fields = { event: "auth-failure", mechanism: exchange.mechanism.name, reason, detail, failures: this.budget.authFailures };
     if (reason === "cancelled") this.ports.log.info(fields, "AUTH cancelled by client");
     else this.ports.log.warn(fields, "AUTH failed");
-    this.ports.authGuard?.failed();
+    void this.ports.authGuard?.failed();
     return { replies: reason === "abandoned" ? [] : [r ?? reply(501, "5.7.0", "Authentication cancelled")] };
   }
 

@@ -12,6 +12,11 @@ export interface EhloOffer {
   startTls: boolean;
   /** SASL mechanisms offered (RFC 4954); none: no AUTH keyword. */
   mechanisms: string[];
+  /**
+   * REQUIRETLS is offered (RFC 8689 §2): only on a TLS-protected session, since a client may use
+   * the MAIL parameter only there and must see the keyword in the EHLO after STARTTLS.
+   */
+  requireTls?: boolean;
 }
 
 export function helloReply(kind: "EHLO" | "HELO", domain: string, offer: EhloOffer): Reply {
@@ -20,5 +25,6 @@ export function helloReply(kind: "EHLO" | "HELO", domain: string, offer: EhloOff
   const ext = ["PIPELINING", `SIZE ${offer.messageSize}`, "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "DSN", "CHUNKING"];
   if (offer.startTls) ext.push("STARTTLS");
   if (offer.mechanisms.length > 0) ext.push(`AUTH ${offer.mechanisms.join(" ")}`);
+  if (offer.requireTls) ext.push("REQUIRETLS");
   return reply(250, undefined, first, ...ext);
 }

@@ -2,7 +2,7 @@
  * ESMTP parameters of MAIL and RCPT (RFC 5321 §4.1.2 Mail-parameters), and
  * typed validators for the ones Postern understands (SECURITY rule 8):
  * SIZE (RFC 1870), BODY (RFC 6152), SMTPUTF8 (RFC 6531), RET/ENVID/NOTIFY/ORCPT
- * (RFC 3461), AUTH (RFC 4954 §5). Anything else, or anything not advertised,
+ * (RFC 3461), AUTH (RFC 4954 §5), REQUIRETLS (RFC 8689). Anything else, or anything not advertised,
  * is refused with 555 5.5.4 (§4.1.1.11).
  */
 import { argumentError, C555UnrecognisedParams, Se554InvalidArgs } from "../base/reply-codes.js";
@@ -21,6 +21,8 @@ export interface MailParamsAllowed {
   smtputf8: boolean;
   dsn: boolean;
   auth: boolean;
+  /** REQUIRETLS was offered (RFC 8689 §2: over TLS only); absent: not offered. */
+  requireTls?: boolean;
 }
 
 export interface MailParams {
@@ -32,6 +34,8 @@ export interface MailParams {
   envid?: string;
   /** Decoded xtext: an addr-spec or "<>" (RFC 4954 §5). Trust it only from an authenticated client. */
   auth?: string;
+  /** RFC 8689 §4.1: the message must travel over verified TLS on every hop. */
+  requireTls?: boolean;
 }
 
 export interface RcptParamsAllowed {
@@ -132,6 +136,11 @@ export function parseMailParams(params: EsmtpParam[] | string, allowed: MailPara
         out.auth = auth;
         break;
       }
+      case "REQUIRETLS": // RFC 8689 §2 item 4: no value
+        if (!allowed.requireTls) return unsupported(keyword);
+        if (value !== null) return bad("REQUIRETLS takes no value");
+        out.requireTls = true;
+        break;
       default:
         return unsupported(keyword);
     }

@@ -20,6 +20,8 @@ export interface EnvelopeContext {
   esmtp: boolean;
   /** AUTH is still offered: MAIL's AUTH= parameter is allowed then too. */
   authOffered: boolean;
+  /** EHLO listed REQUIRETLS (RFC 8689 §2): MAIL's REQUIRETLS parameter is allowed. */
+  requireTlsOffered?: boolean;
 }
 
 /** RFC 6409 §4.3 / RFC 3207 §4: the submission ports take mail only over TLS and after AUTH. */
@@ -50,6 +52,8 @@ export async function startTransaction(
     dsn: esmtp,
     // RFC 4954 §5: AUTH= stays valid after AUTH succeeded (when EHLO no longer lists AUTH).
     auth: esmtp && (authUser !== undefined || ctx.authOffered),
+    // Not offered in clear, so refused there like any unknown parameter (555 5.5.4).
+    requireTls: ctx.requireTlsOffered === true,
   });
   if (!parsedParams.ok) return { reply: parsedParams.reply };
   const params = parsedParams.value;
@@ -57,7 +61,7 @@ export async function startTransaction(
   if (!path.ok) return { reply: path.reply };
   if (params.size !== undefined && params.size > settings.limits.messageSize) return { reply: refusal("sizeExceeded") }; // RFC 1870 §6.2
   const account = authUser ? await ports.account(authUser) : null;
-  const limited = authUser ? ports.sendLimits?.checkMessage(authUser) : undefined;
+  const limited = authUser ? await ports.sendLimits?.checkMessage(authUser) : undefined;
   const decision = limited && !limited.allow ? limited : await ports.checkSender(policy, path.path, account);
   if (!decision.allow) {
     ports.log.info({ event: "mail-refused", from: path.path.address, reason: decision.reason }, "MAIL refused");
@@ -65,7 +69,7 @@ export async function startTransaction(
   }
   // Decided now, with the other sender checks, and kept in the envelope for the bounce generator.
   const senderVouched = ports.senderVouched ? ports.senderVouched(policy) : authUser !== undefined;
-  ports.log.info({ event: "mail", from: path.path.address, size: params.size }, "MAIL accepted");
+  ports.log.info({ event: "mail", from: path.path.address, size: params.size, requireTls: params.requireTls }, "MAIL accepted");
   return {
     tx: { sender: path.path, params, recipients: [], refusedRecipients: 0, account, senderVouched },
     reply: reply(250, "2.1.0", "Ok"),
@@ -81,7 +85,7 @@ export async function addRecipient(ctx: EnvelopeContext, tx: Transaction, pathTe
   const path = parsePath(pathText, { allowNull: false, allowUtf8: tx.params.smtputf8 === true, role: "recipient" });
   if (!path.ok) return path.reply;
   const authUser = policy.authUser;
-  const limited = authUser ? ports.sendLimits?.checkRecipient(authUser, tx.recipients.length) : undefined;
+  const limited = authUser ? await ports.sendLimits?.checkRecipient(authUser, tx.recipients.length) : undefined;
   const decision = limited && !limited.allow ? limited : await ports.checkRecipient(policy, path.path);
   if (!decision.allow) {
     tx.refusedRecipients++;

@@ -14,6 +14,7 @@ import type { Decision } from "../base/decision.js";
 import { HeaderCollector, type HeaderInfo } from "./headers.js";
 import { ContentPipeline } from "./content-steps.js";
 import { ourAuthResultsField } from "./auth-results-field.js";
+import { taggedTlsRequiredNo } from "./tls-required-field.js";
 import { buildReceivedHeader, rfc5322Date } from "./trace.js";
 import type { MailPath, MailParams } from "./address.js";
 import type { EnvelopeRecipient, NewEnvelope, SpoolWriter } from "../queue/types.js";
@@ -81,6 +82,8 @@ export class MessageIntake {
   private readonly content?: ContentPipeline;
   /** The fields the checks read, for the content steps. */
   private checkedHeaders: HeaderInfo = NO_FIELDS;
+  /** Envelope.tlsRequiredNo, read from the header section (RFC 8689 §4.1). */
+  private tlsRequiredNo = false;
 
   private constructor(
     private readonly ctx: IntakeContext,
@@ -169,6 +172,7 @@ export class MessageIntake {
     const startsWithSpace = this.firstByte === 0x20 || this.firstByte === 0x09;
     const own = startsWithSpace ? NO_FIELDS : info;
     this.checkedHeaders = own;
+    this.tlsRequiredNo = taggedTlsRequiredNo(own, tx.params.requireTls === true);
     if (settings.mode !== "mta" && authUser !== null) {
       // RFC 6409 §8.2, §8.3: the MSA adds Date and Message-ID when the client left them out. Not
       // on port 25, even after AUTH: there we are an MTA, and an MTA leaves the header section
@@ -245,11 +249,20 @@ export class MessageIntake {
       return { output: { replies: [storageErrorReply(err)] }, queued: false };
     }
     ports.log.info(
-      { ...stepLog, event: "queued", id, from: tx.sender.address, to: tx.recipients.map((r) => r.address), size: this.writer.bytesWritten },
+      {
+        ...stepLog,
+        event: "queued",
+        id,
+        from: tx.sender.address,
+        to: tx.recipients.map((r) => r.address),
+        size: this.writer.bytesWritten,
+        requireTls: envelope.requireTls,
+        tlsRequiredNo: envelope.tlsRequiredNo,
+      },
       "message queued",
     );
     ports.queued(id, envelope);
-    if (authUser) ports.sendLimits?.sent(authUser, tx.recipients.length);
+    if (authUser) void ports.sendLimits?.sent(authUser, tx.recipients.length);
     return { output: { replies: [reply(250, "2.0.0", `Ok: queued as ${id}`)] }, queued: true };
   }
 
@@ -283,6 +296,9 @@ export class MessageIntake {
       envid: tx.params.envid,
       client: { ip: facts.remoteIp, helo: helo ?? "", listener: settings.mode, authUser: authUser ?? undefined, tls: facts.tls },
       senderVouched: tx.senderVouched,
+      // RFC 8689 §4.1: the message is tagged; delivery and the bounce generator read the tags.
+      requireTls: tx.params.requireTls || undefined,
+      tlsRequiredNo: this.tlsRequiredNo || undefined,
       recipients: tx.recipients,
     };
   }

@@ -20,6 +20,8 @@ export interface SessionSettings {
   authEnabled: boolean;
   /** Admin explicitly allowed AUTH (and submission) before TLS on this listener. */
   authWithoutTls: boolean;
+  /** Offer REQUIRETLS once the session is TLS (RFC 8689 §2); absent: offered. */
+  requireTls?: boolean;
   limits: {
     commandLineLength: number;
     authLineLength: number;
@@ -82,21 +84,24 @@ export interface SessionPorts {
   sendLimits?: SendLimitsPort;
 }
 
-/** Cross-connection AUTH throttling, as the exchange sees it (src/policy/auth-throttle.ts). */
+/**
+ * Cross-connection AUTH throttling, as the exchange sees it (src/policy/auth-throttle.ts). A promise
+ * when the counters are cluster-wide (PostgreSQL); it never rejects.
+ */
 export interface AuthGuard {
   /** Before an AUTH starts: a reason to refuse it (454 4.7.0), or null. */
-  refusal(): string | null;
+  refusal(): string | null | Promise<string | null>;
   /** After a failed exchange: the penalty delay (ms) to add to authFailureDelayMs. */
-  failed(): number;
-  succeeded(user: string): void;
+  failed(): number | Promise<number>;
+  succeeded(user: string): void | Promise<void>;
 }
 
-/** Per-user sending limits (src/policy/send-limits.ts). */
+/** Per-user sending limits (src/policy/send-limits.ts); promises when cluster-wide, never rejecting. */
 export interface SendLimitsPort {
-  checkMessage(user: string): Decision;
+  checkMessage(user: string): Decision | Promise<Decision>;
   /** `pending`: recipients already accepted in this transaction. */
-  checkRecipient(user: string, pending: number): Decision;
-  sent(user: string, recipients: number): void;
+  checkRecipient(user: string, pending: number): Decision | Promise<Decision>;
+  sent(user: string, recipients: number): void | Promise<void>;
 }
 
 export interface PolicyContext {

@@ -230,7 +230,13 @@ export class Session {
       startTls: this.settings.tlsAvailable && !this.facts.tls,
       // The mechanisms are looked up for EHLO only.
       mechanisms: kind === "EHLO" && this.authOffered() ? this.ports.mechanisms() : [],
+      requireTls: this.requireTlsOffered(),
     });
+  }
+
+  /** RFC 8689 §2: REQUIRETLS only on a TLS-protected session (never under authWithoutTls in clear). */
+  private requireTlsOffered(): boolean {
+    return this.facts.tls !== undefined && this.settings.requireTls !== false;
   }
 
   private authOffered(): boolean {
@@ -286,7 +292,15 @@ export class Session {
   private envelopeContext(hello: Hello): EnvelopeContext {
     const policy = { ip: this.facts.remoteIp, mode: this.settings.mode, authUser: this.authUser ?? undefined, helo: hello.name };
     const { settings, ports } = this;
-    return { settings, ports, policy, tls: this.facts.tls !== undefined, esmtp: hello.esmtp, authOffered: this.authOffered() };
+    return {
+      settings,
+      ports,
+      policy,
+      tls: this.facts.tls !== undefined,
+      esmtp: hello.esmtp,
+      authOffered: this.authOffered(),
+      requireTlsOffered: hello.esmtp && this.requireTlsOffered(),
+    };
   }
 
   private async mail(hello: Hello, pathText: string, paramText: string): Promise<Reply> {

@@ -44,6 +44,7 @@ function goodZone(domain: string): Record<string, ZoneEntry> {
     [`ed1._domainkey.${domain}`]: { TXT: [ed.dnsValue] },
     [`rsa1._domainkey.${domain}`]: { TXT: [rsa.dnsValue] },
     [`_dmarc.${domain}`]: { TXT: [`v=DMARC1; p=reject; rua=mailto:dmarc@${domain}`] },
+    [`_smtp._tls.${domain}`]: { TXT: [`v=TLSRPTv1; rua=mailto:tls-reports@${domain}`] },
   };
 }
 
@@ -123,6 +124,7 @@ describe("postern check --dns", () => {
       "dkim (rsa1)",
       "dmarc",
       "dmarc-reports",
+      "tlsrpt",
     ]);
     assert.match(find(items, "spf-evaluation")!.reason, /1 of 10 DNS lookups/);
     assert.ok(dns.queries.includes("_dmarc.good.test TXT"), "asked the test responder, not the system's resolver");
@@ -219,6 +221,9 @@ describe("postern check --dns", () => {
       "dkim (s2ed)": "WARN",
       dmarc: "PASS",
       "dmarc-reports": "PASS",
+      tlsrpt: "PASS",
+      "mta-sts": "INFO",
+      dane: "INFO",
     });
     assert.match(find(report.items, "dkim (s2ed)")!.reason, /not published yet/);
     assert.equal(report.ok, true);

@@ -17,6 +17,8 @@ export function baseTestConfig(dir: string): Record<string, unknown> {
     log: { level: "debug" },
     // Never the public DNS (nor the machine's resolver): a closed loopback port, so MX lookups fail fast.
     dns: { servers: ["127.0.0.1:9"] },
+    // One process (the schema's default is one per core); test/e2e/workers*.test.ts set more.
+    process: { workers: 1 },
   };
 }
 

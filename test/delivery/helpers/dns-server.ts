@@ -1,10 +1,13 @@
 /**
- * A tiny authoritative DNS server for tests (RFC 1035 wire format over UDP on 127.0.0.1):
- * answers A, AAAA, MX and TXT from a zone given as data, NXDOMAIN for unknown names, NODATA for known
- * names without the asked type. Enough for node's dns.promises.Resolver with setServers().
+ * A tiny authoritative DNS server for tests (RFC 1035 wire format over UDP and TCP on 127.0.0.1):
+ * answers A, AAAA, MX, TXT, TLSA and CNAME from a zone given as data, NXDOMAIN for unknown names,
+ * NODATA for known names without the asked type; the AD bit where the zone says so (a stand-in for
+ * a validating resolver); an EDNS0 OPT record in a query is echoed (RFC 6891 §7). Enough for
+ * node's dns.promises.Resolver with setServers(), and for dns-packet queries.
  */
 import { createSocket, type Socket } from "node:dgram";
 import { once } from "node:events";
+import { createServer, type Server, type Socket as TcpSocket } from "node:net";
 
 export interface ZoneEntry {
   A?: string[];
@@ -13,8 +16,18 @@ export interface ZoneEntry {
   MX?: { preference: number; exchange: string }[];
   /** One string per record; longer than 255 octets, it is sent as several character-strings (RFC 7208 §3.3). */
   TXT?: string[];
+  /** TLSA records (RFC 6698 §2.1), served for `_25._tcp.host` style names. */
+  TLSA?: { usage: number; selector: number; matchingType: number; data: Buffer }[];
+  /** This name is an alias: the answer carries the CNAME, then the target's records of the asked type. */
+  CNAME?: string;
+  /** Set the AD bit in answers about this name (and, through a CNAME, only if the target has it too). */
+  ad?: boolean;
   /** Answer every query for this name with SERVFAIL (a temporary DNS failure). */
   servfail?: boolean;
+  /** Over UDP, answer with TC set and no records, so the client asks again over TCP (RFC 7766 §5). */
+  truncate?: boolean;
+  /** Never answer (a timeout). */
+  silent?: boolean;
 }
 
 export interface DnsServer {
@@ -27,8 +40,8 @@ export interface DnsServer {
   close(): Promise<void>;
 }
 
-const TYPE = { A: 1, MX: 15, TXT: 16, AAAA: 28 } as const;
-const TYPE_NAME: Record<number, string> = { 1: "A", 15: "MX", 16: "TXT", 28: "AAAA" };
+const TYPE = { A: 1, CNAME: 5, MX: 15, TXT: 16, AAAA: 28, OPT: 41, TLSA: 52 } as const;
+const TYPE_NAME: Record<number, string> = { 1: "A", 5: "CNAME", 15: "MX", 16: "TXT", 28: "AAAA", 52: "TLSA" };
 
 function encodeName(name: string): Buffer {
   const labels = name
@@ -80,55 +93,131 @@ function rdataOf(type: number, entry: ZoneEntry): Buffer[] {
       return Buffer.concat(strings);
     });
   }
+  if (type === TYPE.TLSA) {
+    return (entry.TLSA ?? []).map((t) => Buffer.concat([Buffer.from([t.usage, t.selector, t.matchingType]), t.data]));
+  }
+  if (type === TYPE.CNAME && entry.CNAME !== undefined) return [encodeName(entry.CNAME)];
   return [];
 }
 
-export function answer(query: Buffer, zone: Record<string, ZoneEntry>, log: string[]): Buffer {
+function resourceRecord(owner: Buffer, type: number, rdata: Buffer): Buffer {
+  const rr = Buffer.alloc(10);
+  rr.writeUInt16BE(type, 0);
+  rr.writeUInt16BE(1, 2); // IN
+  rr.writeUInt32BE(60, 4);
+  rr.writeUInt16BE(rdata.length, 8);
+  return Buffer.concat([owner, rr, rdata]);
+}
+
+/** The query's EDNS0 OPT record (RFC 6891 §6.1), if its additional section has one: its flags (DO). */
+function queryOpt(query: Buffer, afterQuestion: number): { flags: number } | undefined {
+  if (query.readUInt16BE(10) === 0 || query.length < afterQuestion + 11) return undefined;
+  if (query[afterQuestion] !== 0 || query.readUInt16BE(afterQuestion + 1) !== TYPE.OPT) return undefined;
+  return { flags: query.readUInt16BE(afterQuestion + 7) };
+}
+
+/** The answer to one query; null for a name marked `silent`. `overUdp`: a `truncate` name gets TC. */
+export function answer(query: Buffer, zone: Record<string, ZoneEntry>, log: string[], overUdp = true): Buffer | null {
   const id = query.readUInt16BE(0);
   const { name, end } = readName(query, 12);
   const qtype = query.readUInt16BE(end);
   const question = query.subarray(12, end + 4);
   log.push(`${name} ${TYPE_NAME[qtype] ?? qtype}`);
-  const entry = zone[name];
+  let entry = zone[name];
+  if (entry?.silent) return null;
+  const truncated = overUdp && entry?.truncate === true;
+  const answers: Buffer[] = [];
+  let ad = entry?.ad === true;
+  let owner: Buffer = Buffer.from([0xc0, 0x0c]); // pointer to the question's name
+  // Follow CNAMEs as a recursive resolver would (RFC 1034 §3.6.2), at most a few hops.
+  for (let hops = 0; entry?.CNAME !== undefined && qtype !== TYPE.CNAME && !entry.servfail && !truncated && hops < 8; hops++) {
+    answers.push(resourceRecord(owner, TYPE.CNAME, encodeName(entry.CNAME)));
+    owner = encodeName(entry.CNAME);
+    entry = zone[entry.CNAME.toLowerCase().replace(/\.$/, "")];
+    ad &&= entry?.ad === true;
+  }
   const rcode = entry === undefined ? 3 : entry.servfail ? 2 : 0; // NXDOMAIN, SERVFAIL, NOERROR
-  const records = entry && !entry.servfail ? rdataOf(qtype, entry) : [];
+  if (entry && !entry.servfail && !truncated) for (const rdata of rdataOf(qtype, entry)) answers.push(resourceRecord(owner, qtype, rdata));
+  const opt = queryOpt(query, end + 4);
   const header = Buffer.alloc(12);
   header.writeUInt16BE(id, 0);
-  header.writeUInt16BE(0x8400 | (query.readUInt16BE(2) & 0x0100) | rcode, 2); // QR, AA, copy RD
+  // QR, AA, TC when truncated, copy RD, AD when the zone says the data is authenticated.
+  header.writeUInt16BE(0x8400 | (truncated ? 0x0200 : 0) | (query.readUInt16BE(2) & 0x0100) | (ad && rcode !== 2 ? 0x0020 : 0) | rcode, 2);
   header.writeUInt16BE(1, 4);
-  header.writeUInt16BE(records.length, 6);
-  const answers = records.map((rdata) => {
-    const rr = Buffer.alloc(12);
-    rr.writeUInt16BE(0xc00c, 0); // pointer to the question's name
-    rr.writeUInt16BE(qtype, 2);
-    rr.writeUInt16BE(1, 4); // IN
-    rr.writeUInt32BE(60, 6);
-    rr.writeUInt16BE(rdata.length, 10);
-    return Buffer.concat([rr, rdata]);
+  header.writeUInt16BE(answers.length, 6);
+  header.writeUInt16BE(opt ? 1 : 0, 10);
+  // The OPT echo: root owner, type 41, payload size 1232, extended rcode 0, version 0, the DO bit as asked.
+  const optRecord = opt ? Buffer.from([0, 0, TYPE.OPT, 0x04, 0xd0, 0, 0, (opt.flags >> 8) & 0x80, 0, 0, 0]) : Buffer.alloc(0);
+  return Buffer.concat([header, question, ...answers, optRecord]);
+}
+
+/** TCP (RFC 1035 §4.2.2, RFC 7766): each message with a two-octet length prefix. */
+function serveTcp(zone: Record<string, ZoneEntry>, log: string[]): Server {
+  return createServer((conn) => {
+    let buffered = Buffer.alloc(0);
+    conn.on("error", () => undefined);
+    conn.on("data", (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      while (buffered.length >= 2 && buffered.length >= 2 + buffered.readUInt16BE(0)) {
+        const msg = buffered.subarray(2, 2 + buffered.readUInt16BE(0));
+        buffered = buffered.subarray(2 + msg.length);
+        try {
+          const reply = answer(msg, zone, log, false);
+          if (reply) conn.write(Buffer.concat([Buffer.from([reply.length >> 8, reply.length & 0xff]), reply]));
+        } catch {
+          conn.destroy();
+        }
+      }
+    });
   });
-  return Buffer.concat([header, question, ...answers]);
 }
 
 export async function startDnsServer(zone: Record<string, ZoneEntry>): Promise<DnsServer> {
-  const socket: Socket = createSocket("udp4");
   const queries: string[] = [];
   const lowerZone: Record<string, ZoneEntry> = {};
   for (const [k, v] of Object.entries(zone)) lowerZone[k.toLowerCase().replace(/\.$/, "")] = v;
-  socket.on("message", (msg, rinfo) => {
-    try {
-      socket.send(answer(msg, lowerZone, queries), rinfo.port, rinfo.address);
-    } catch {
-      // a malformed query gets no answer
-    }
+  const tcp = serveTcp(lowerZone, queries);
+  const connections = new Set<TcpSocket>();
+  tcp.on("connection", (c) => {
+    connections.add(c);
+    c.on("close", () => connections.delete(c));
   });
-  socket.bind(0, "127.0.0.1");
-  await once(socket, "listening");
-  const port = socket.address().port;
-  return {
-    address: `127.0.0.1:${port}`,
-    port,
-    zone: lowerZone,
-    queries,
-    close: () => new Promise<void>((resolve) => socket.close(() => resolve())),
-  };
+  // UDP and TCP on one port: UDP picks it, TCP may find it taken, then both try again.
+  for (let attempt = 0; ; attempt++) {
+    const socket: Socket = createSocket("udp4");
+    socket.on("message", (msg, rinfo) => {
+      try {
+        const reply = answer(msg, lowerZone, queries);
+        if (reply) socket.send(reply, rinfo.port, rinfo.address);
+      } catch {
+        // a malformed query gets no answer
+      }
+    });
+    socket.bind(0, "127.0.0.1");
+    await once(socket, "listening");
+    const port = socket.address().port;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        tcp.once("error", reject);
+        tcp.listen(port, "127.0.0.1", () => {
+          tcp.off("error", reject);
+          resolve();
+        });
+      });
+    } catch (err) {
+      await new Promise<void>((resolve) => socket.close(() => resolve()));
+      if (attempt >= 5) throw err;
+      continue;
+    }
+    return {
+      address: `127.0.0.1:${port}`,
+      port,
+      zone: lowerZone,
+      queries,
+      close: async () => {
+        for (const c of connections) c.destroy();
+        await Promise.all([new Promise<void>((resolve) => socket.close(() => resolve())), new Promise<void>((resolve) => tcp.close(() => resolve()))]);
+      },
+    };
+  }
 }

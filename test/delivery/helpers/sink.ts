@@ -25,6 +25,8 @@ export interface SinkOptions {
   eightBitMime?: boolean; // default true
   smtputf8?: boolean; // default false
   dsn?: boolean; // default false
+  /** Advertise REQUIRETLS (RFC 8689) after STARTTLS (or with implicit TLS). */
+  requireTlsExtension?: boolean;
   /** false: answer EHLO with 502 (an RFC 821-only server). */
   ehlo?: boolean;
   /** Advertise AUTH PLAIN and accept these credentials. */
@@ -188,6 +190,7 @@ class SinkSession {
         if (o.eightBitMime !== false) ext.push("8BITMIME");
         if (o.smtputf8) ext.push("SMTPUTF8");
         if (o.dsn) ext.push("DSN");
+        if (o.requireTlsExtension && this.tls) ext.push("REQUIRETLS");
         if (this.context && !this.tls && (o.starttls ?? !o.implicitTls)) ext.push("STARTTLS");
         if (o.auth && !this.authUser) ext.push("AUTH PLAIN");
         ext.push("ENHANCEDSTATUSCODES");

@@ -69,6 +69,8 @@ export async function startPostern(opts: { config?: Record<string, unknown>; use
     ...baseTestConfig(dir),
     limits: { authFailureDelayMs: 10 },
     ...opts.config,
+    // A test's own `process` keys keep the single process unless it sets workers itself.
+    process: { workers: 1, ...(opts.config?.process as Record<string, unknown> | undefined) },
   };
   const configPath = join(dir, "postern.yaml");
   await writeFile(configPath, stringify(config));

@@ -25,6 +25,6 @@ if (spec !== undefined && flag === "--config" && configPath !== undefined) {
   const source = { file: configPath };
   const metrics = new Metrics();
   const log = createLogger(config.log, process.stdout, metrics.observe);
-  const server = await startServer(config, log, { source, spoolFault: parseSpoolFault(spec) });
+  const server = await startServer(config, log, { source, spoolFault: parseSpoolFault(spec), hourly: metrics.hourly });
   await operate({ config, server, metrics, log, source, reloadConfig: () => resolveConfig(configPath).config });
 }

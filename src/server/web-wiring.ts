@@ -1,0 +1,75 @@
+/**
+ * The web face's wiring (`web:` in the config, src/web): the apps in the order they see each
+ * request, and the HTTPS listener that serves them. Started by server.ts after the privilege drop,
+ * with the SMTP listeners' real ports (autoconfig announces those).
+ */
+import type { SecureContext } from "node:tls";
+import type { SqliteUserStore } from "../auth/sqlite-store.js";
+import type { Config } from "../config/schema.js";
+import type { QueueAdmin } from "../queue/admin.js";
+import { createAutoconfigApp } from "../web/autoconfig.js";
+import { clientSettingsOf } from "../web/autoconfig-settings.js";
+import { profileSignerFor } from "../web/autoconfig-mobileconfig.js";
+import { startWebServer, type WebServer } from "../web/listener.js";
+import type { WebApp } from "../web/types.js";
+import type { AuthWiring } from "./auth-wiring.js";
+import type { Logger } from "./log.js";
+import type { HourlyCounters } from "./hourly-counters.js";
+import { dkimKeysDir } from "../dkim/keys.js";
+import { createUiApp } from "../web/ui/app.js";
+import type { TlsMaterial } from "./tls.js";
+
+/** What the web apps may use of the running server. */
+export interface WebWiringDeps {
+  config: Config;
+  log: Logger;
+  /** The bound SMTP listeners (real ports). */
+  listeners: { mode: string; address: string; port: number }[];
+  store: SqliteUserStore;
+  auth: AuthWiring;
+  queueAdmin: QueueAdmin;
+  /** Open SMTP sessions per listener mode (the admin dashboard). */
+  sessionsOpen: () => Record<string, number>;
+  /** Per-hour counts from the log (Metrics.hourly), when the server was started with them. */
+  hourly?: HourlyCounters;
+  tls: TlsMaterial;
+  /** The current server TLS context (a SIGHUP reload swaps it). */
+  secureContext: () => SecureContext;
+}
+
+/** The apps, in order: the first that answers a request ends it. */
+export function webApps(d: WebWiringDeps): WebApp[] {
+  return [
+    createAutoconfigApp(() => clientSettingsOf(d.config, d.listeners), d.log, profileSignerFor(d.tls.cert, d.tls.key)),
+    createUiApp({
+      admins: d.config.web.admins,
+      adminFrom: d.config.web.adminFrom,
+      sessionIdleSec: d.config.web.sessionIdleSec,
+      sessionMaxSec: d.config.web.sessionMaxSec,
+      store: d.store,
+      verifier: d.auth.backends.verifier,
+      throttle: d.auth.throttle,
+      lockoutSec: d.auth.lockoutSec,
+      queue: d.queueAdmin,
+      dkim: { keysDir: dkimKeysDir(d.config), retiredGraceDays: d.config.dkim.retiredGraceDays },
+      sessionsOpen: d.sessionsOpen,
+      ...(d.hourly ? { hourly: d.hourly } : {}),
+      mobileconfig: Object.values(d.config.web.incoming ?? {}).some((v) => v !== undefined),
+      log: d.log,
+    }),
+  ];
+}
+
+/** Off (undefined) unless web.port is set. */
+export async function startWebFromConfig(d: WebWiringDeps): Promise<WebServer | undefined> {
+  if (d.config.web.port === undefined) return undefined;
+  return startWebServer(
+    {
+      address: d.config.web.address,
+      port: d.config.web.port,
+      tls: { cert: d.tls.cert, key: d.tls.key, minVersion: d.tls.minVersion, context: d.secureContext },
+    },
+    webApps(d),
+    d.log,
+  );
+}
