@@ -175,6 +175,7 @@ describe("dialogs", { concurrency: 3 }, () => {
       after(async () => {
         try {
           assert.deepEqual(await spoolLeftovers(server), [], "half-received messages left in the spool");
+          await server.stop(); // every log line written and read
           const queuedLogs = server.logs.filter((l) => l.event === "queued").map((l) => String(l.id));
           assert.deepEqual(queuedLogs.sort(), [...queuedReplies].sort(), "messages queued = messages answered 250 queued");
         } finally {

@@ -105,10 +105,8 @@ test("rule 16: a failing fsync at commit gets 451 4.3.0, leaves no file, and not
     assert.match(await send(server, 1000), /^451 4\.3\.0 /);
     assert.match(await send(server, 10), /^451 4\.3\.0 /);
     assert.deepEqual(await spoolFiles(server), []);
-    assert.ok(
-      server.logs.some((l) => l.event === "spool-error" || l.event === "data-refused"),
-      "the failure is logged",
-    );
+    // The failure is logged (waitForLog times out otherwise).
+    await server.waitForLog((l) => l.event === "spool-error" || l.event === "data-refused");
 
     // Without the fault, after a restart: the queue is empty and nothing was ever delivered.
     server.spoolFault = undefined;

@@ -142,7 +142,9 @@ export async function startPostern(opts: { config?: Record<string, unknown>; use
   };
   const stop = async (signal: NodeJS.Signals = "SIGTERM") => {
     if (child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise<void>((ok) => child.once("exit", () => ok()));
+    // After a clean stop, "close" rather than "exit": stdout is drained too, so every line the server wrote (its log
+    // is flushed at exit) is in `logs`. A SIGKILLed primary's workers may still hold stdout: there, "exit" is enough.
+    const exited = new Promise<void>((ok) => child.once(signal === "SIGKILL" ? "exit" : "close", () => ok()));
     child.kill(signal);
     await exited;
   };
