@@ -4,7 +4,8 @@
  * accepted (through the local server, whose runner takes the message's lease in the database);
  * and moving a single node onto PostgreSQL: `postern store import --from-sqlite` and
  * `postern store import-spool` from its stopped data directory, then a cluster node logs its
- * users in and delivers its queued mail; both imports run again change nothing.
+ * users in and delivers its queued mail; both imports run again change nothing. And a node whose
+ * database connection dies inside a message's transaction answers 451, never 250.
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -13,7 +14,7 @@ import { runCli, startPostern, type Postern } from "./helpers/postern.js";
 import { RawSmtp, b64 } from "./helpers/raw-smtp.js";
 import { startSink, type Sink } from "../delivery/helpers/sink.js";
 import { startPostgres, type TestPostgres } from "../helpers/postgres.js";
-import { PgPool } from "../../src/store/pg/pool.js";
+import { PgPool, statement } from "../../src/store/pg/pool.js";
 import { migrate } from "../../src/store/pg/migrations.js";
 import { PgQueueStore } from "../../src/store/pg/queue.js";
 import type { QueueEntry } from "../../src/queue/admin.js";
@@ -167,5 +168,50 @@ test("a single node moves onto PostgreSQL: its users, app passwords and queued m
     } finally {
       c.close();
     }
+  }
+});
+
+const openTransactions = statement(
+  "test_open_transactions",
+  "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND state = 'idle in transaction'",
+);
+const terminateTransactions = statement(
+  "test_terminate_transactions",
+  "SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE application_name = $1 AND state = 'idle in transaction'",
+);
+
+test("the database connection lost inside a message's transaction: the client gets 451, never 250, and nothing is queued", async () => {
+  const n = await node({ name: "cut", users: [] });
+  const c = await RawSmtp.open(n.ports.submission);
+  try {
+    await c.reply();
+    await c.expect("EHLO client.test", 250);
+    await c.expect("STARTTLS", 220);
+    await c.upgradeTls();
+    await c.expect("EHLO client.test", 250);
+    await c.expect(`AUTH PLAIN ${b64(`\0${JOHN.address}\0${JOHN.password}`)}`, 235);
+    await c.expect(`MAIL FROM:<${JOHN.address}>`, 250);
+    await c.expect("RCPT TO:<someone@elsewhere.test>", 250);
+    await c.expect("DATA", 354);
+    // More than one stored chunk (256 KiB): the node opens the message's transaction mid-DATA.
+    const line = `${"x".repeat(76)}\r\n`;
+    c.write(`From: ${JOHN.address}\r\nSubject: cut\r\n\r\n${line.repeat(6000)}`);
+    const queuedBefore = (await new PgQueueStore(pool, { nodeName: "test" }).list()).length;
+    let open = 0;
+    // No event tells the test the node's transaction began: ask the database until it shows.
+    const deadline = Date.now() + 20_000;
+    while (open === 0 && Date.now() < deadline) open = (await pool.run<{ n: number }>(openTransactions, ["postern cut"])).rows[0]!.n;
+    assert.equal((await pool.run<{ n: number }>(terminateTransactions, ["postern cut"])).rows[0]!.n, 1);
+    c.write(`${line.repeat(100)}.\r\n`);
+    const r = await c.reply();
+    assert.equal(r.code, 451, r.text);
+    assert.equal((await new PgQueueStore(pool, { nodeName: "test" }).list()).length, queuedBefore, "nothing queued");
+    // The node goes on: the next message on the same connection is committed on another connection.
+    await c.expect(`MAIL FROM:<${JOHN.address}>`, 250);
+    await c.expect("RCPT TO:<someone@elsewhere.test>", 250);
+    await c.expect("DATA", 354);
+    assert.equal((await c.cmd(`From: ${JOHN.address}\r\nSubject: after\r\n\r\nafter\r\n.`)).code, 250);
+  } finally {
+    c.close();
   }
 });
