@@ -346,10 +346,7 @@ function failedEnvelope(env: Envelope): Envelope {
   return env;
 }
 
-const reportsOf = statement(
-  "test_reports_of",
-  "SELECT id, held FROM queue_messages WHERE envelope->>'dsnOf' = $1 ORDER BY id",
-);
+const reportsOf = statement("test_reports_of", "SELECT id, held FROM queue_messages WHERE envelope->>'dsnOf' = $1 ORDER BY id");
 
 test("bounces: a node overtaken while committing a report and the node that took over queue one report between them", async () => {
   const { url, nodes } = await cluster("bounce-race", 1);
