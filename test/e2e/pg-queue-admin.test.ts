@@ -3,12 +3,13 @@
  * list|show|hold|release|delete|flush` given one node's configuration act on mail another node
  * accepted (through the local server, whose runner takes the message's lease in the database);
  * and moving a single node onto PostgreSQL: `postern store import --from-sqlite` and
- * `postern store import-spool` from its stopped data directory, then a cluster node logs its
+ * `postern store import-spool` from its stopped data directory (and `--aliases` its alias file), then a cluster node logs its
  * users in and delivers its queued mail; both imports run again change nothing. And a node whose
  * database connection dies inside a message's transaction answers 451, never 250.
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { runCli, startPostern, type Postern } from "./helpers/postern.js";
 import { RawSmtp, b64 } from "./helpers/raw-smtp.js";
@@ -142,13 +143,18 @@ test("a single node moves onto PostgreSQL: its users, app passwords and queued m
 
   const sqlite = join(single.dir, "data", "users.sqlite");
   const spool = join(single.dir, "data", "queue");
+  const aliasFile = join(single.dir, "aliases");
+  await writeFile(aliasFile, "# the single node's aliases\nsupport@example.org: mary\n");
   const cluster = await node({ name: "cluster" });
-  const importUsers = ["store", "import", "--from-sqlite", sqlite];
+  const importUsers = ["store", "import", "--from-sqlite", sqlite, "--aliases", aliasFile];
   const importSpool = ["store", "import-spool", "--spool", spool];
-  assert.match(await cli(cluster, importUsers), /^users: 1 imported, 0 skipped/);
+  assert.match(await cli(cluster, importUsers), /^users: 1 imported, 0 skipped.*\napp passwords: 1 imported\naliases: 1 imported, 0 skipped/);
   assert.match(await cli(cluster, importSpool), /^imported 1 message, 0 already in the database, 0 failed/);
   // Running either again is safe: what is there is skipped.
-  assert.match(await cli(cluster, importUsers), /^users: 0 imported, 1 skipped \(already in PostgreSQL\)\napp passwords: 0 imported/);
+  assert.match(
+    await cli(cluster, importUsers),
+    /^users: 0 imported, 1 skipped \(already in PostgreSQL\)\napp passwords: 0 imported\naliases: 0 imported, 1 skipped/,
+  );
   assert.match(await cli(cluster, importSpool), /^imported 0 messages, 1 already in the database, 0 failed/);
 
   accepting = true;
@@ -158,6 +164,16 @@ test("a single node moves onto PostgreSQL: its users, app passwords and queued m
     sink.messages.some((m) => /Subject: waiting/.test(m.data.toString())),
     "the imported message reached the next hop",
   );
+  // The alias is a recipient on the cluster node.
+  const mta = await RawSmtp.open(cluster.ports.mta);
+  try {
+    await mta.reply();
+    await mta.expect("EHLO client.test", 250);
+    await mta.expect("MAIL FROM:<someone@elsewhere.test>", 250);
+    await mta.expect("RCPT TO:<support@example.org>", 250);
+  } finally {
+    mta.close();
+  }
   // The password and the app password, hashed on the old node, log in on the cluster.
   for (const password of [MARY.password, phone]) {
     const c = await RawSmtp.open(cluster.ports.submissions, { tls: true });
