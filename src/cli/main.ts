@@ -19,6 +19,7 @@ import { queueDelete, queueFlush, queueHold, queueList, queueRelease, queueShow 
 import { dkimActivate, dkimDns, dkimKeygen, dkimList, dkimRotate } from "./dkim.js";
 import { dnsCommand } from "./dns.js";
 import { storeImport, storeMigrate } from "./store.js";
+import { aliasDel, aliasList, aliasSet } from "./alias.js";
 import { storeImportSpool } from "./store-import-spool.js";
 
 const program = new Command();
@@ -177,8 +178,9 @@ store
   .action(storeMigrate);
 store
   .command("import")
-  .description("copy users and app passwords (secrets as stored) from a SQLite user store; existing users are skipped")
+  .description("copy users and app passwords (secrets as stored) from a SQLite user store, and aliases from an alias file; existing ones are skipped")
   .option("--from-sqlite <path>", "the SQLite user store, e.g. /var/lib/postern/users.sqlite")
+  .option("--aliases <file>", "an alias file (aliases.file syntax), e.g. /etc/postern/aliases")
   .option(...configOption)
   .action(storeImport);
 store
@@ -187,6 +189,23 @@ store
   .requiredOption("--spool <dir>", "the spool, e.g. /var/lib/postern/queue")
   .option(...configOption)
   .action(storeImportSpool);
+
+const alias = program.command("alias").description("the cluster's aliases in PostgreSQL (store.backend: postgres); otherwise edit aliases.file");
+alias
+  .command("list")
+  .description("every alias, one per line in the alias file's syntax")
+  .option(...configOption)
+  .action(aliasList);
+alias
+  .command("set <alias> <targets...>")
+  .description("add an alias or replace its targets (alias file syntax: sales@example.org, postmaster, @example.org for a catch-all)")
+  .option(...configOption)
+  .action(aliasSet);
+alias
+  .command("del <alias>")
+  .description("remove an alias")
+  .option(...configOption)
+  .action(aliasDel);
 
 const config = program.command("config").description("configuration tools");
 config

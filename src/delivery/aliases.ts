@@ -10,6 +10,9 @@
  * the full address, local+detail stripped of its detail, the bare local part (with and without
  * detail), an existing mailbox, the catch-all. Targets may themselves be aliases (depth ≤ 10).
  *
+ * With store.backend postgres the cluster's aliases (src/store/pg/aliases.ts, `postern alias …`)
+ * are asked first at each lookup, the file after them.
+ *
  * RCPT time asks only "does it exist?" (so unknown users are refused there, RFC 5321 §3.6.2
  * avoids backscatter) and keeps the address the client gave in the envelope; delivery expands it,
  * so DSNs name the address the sender used and a changed alias file applies to queued mail.
@@ -25,6 +28,11 @@ export interface AliasOptions {
   isLocalDomain(domain: string): boolean;
   /** The mailbox's own spelling for this address, or null (the user store). */
   mailbox(address: string): Promise<string | null>;
+  /**
+   * A cluster's aliases (PostgreSQL, src/store/pg/aliases.ts): the entries among these normalised
+   * keys, asked at each lookup; for the same key they win over the file's.
+   */
+  shared?: (keys: readonly string[]) => Promise<Map<string, string[]>>;
 }
 
 /** Final targets: local mailboxes (store spelling) and addresses elsewhere (forwarding). */
@@ -142,13 +150,17 @@ export class AliasResolver {
     this.reloadIfChanged();
     const base = this.stripDetail(local);
     const qualify = (targets: string[]) => targets.map((t) => (t.includes("@") ? t : `${t}@${domain}`));
-    for (const key of [`${local}@${domain}`, `${base}@${domain}`, local, base]) {
-      const hit = this.table.get(normaliseKey(key));
+    const keys = [`${local}@${domain}`, `${base}@${domain}`, local, base].map(normaliseKey);
+    const catchAllKey = `@${domain}`;
+    const shared = this.opts.shared ? await this.opts.shared([...new Set([...keys, catchAllKey])]) : undefined;
+    const entry = (key: string) => shared?.get(key) ?? this.table.get(key);
+    for (const key of keys) {
+      const hit = entry(key);
       if (hit) return { targets: qualify(hit) };
     }
     const box = await this.mailboxStep(local, domain);
     if (box) return box;
-    const catchAll = this.table.get(`@${domain}`);
+    const catchAll = entry(catchAllKey);
     return catchAll ? { targets: qualify(catchAll) } : null;
   }
 

@@ -21,10 +21,11 @@
  *
  * Idempotent across crashes: the report's queue id is recorded in the original envelope before
  * the report is committed, and marked injected after. A rerun finds the record and either
- * completes it (the report is in the spool) or writes the report again under a new id.
+ * completes it (the report is in the spool) or writes the report again (on a shared store under
+ * the recorded id, so a slow first writer's late commit collides instead of sending a second).
  */
 import { buildDsn, type DsnAction, type DsnRecipient } from "./dsn-message.js";
-import type { QueueLease, QueueStore } from "./store.js";
+import { isSharedQueueStore, type QueueLease, type QueueStore } from "./store.js";
 import type { Envelope, EnvelopeRecipient, NewEnvelope } from "./types.js";
 import type { Log } from "../base/log.js";
 
@@ -92,7 +93,7 @@ export class DsnNotifier {
   /** QueueRunner onDeferred. */
   readonly onDeferred = async (env: Envelope, lease?: QueueLease): Promise<void> => {
     if (this.opts.delayWarningSec <= 0) return;
-    if (env.notices?.delay?.injected) return;
+    if (env.notices?.delay?.injected) return this.releaseReport(env.notices.delay.id);
     // A delay warning is a courtesy; to a possibly forged sender it is backscatter.
     if (!senderVouched(env)) return;
     const age = this.now() - Date.parse(env.receivedAt);
@@ -117,16 +118,21 @@ export class DsnNotifier {
     }
     const notices = (env.notices ??= {});
     const prior = notices[kind];
-    if (prior?.injected) return;
+    if (prior?.injected) return this.releaseReport(prior.id);
     if (prior && (await this.opts.spool.has(prior.id))) {
       // A crash came after the report's commit and before it was marked: finish the bookkeeping only.
       prior.injected = true;
       await this.opts.spool.updateEnvelope(env, lease);
+      await this.releaseReport(prior.id);
       this.opts.enqueue(prior.id);
       return;
     }
 
-    const writer = await this.opts.spool.openWriter();
+    // A shared store: a report written again after a takeover keeps the recorded id. If the node
+    // that recorded it was only slow (its lease lapsed, it is still committing), one of the two
+    // commits fails on that id, so the cluster sends one report, not two.
+    const spool = this.opts.spool;
+    const writer = prior && isSharedQueueStore(spool) ? await spool.openWriter(prior.id) : await spool.openWriter();
     try {
       notices[kind] = { id: writer.id, injected: false };
       await this.opts.spool.updateEnvelope(env, lease);
@@ -151,6 +157,9 @@ export class DsnNotifier {
         // "TLS-Required: No" original makes a report that asks the same.
         requireTls: env.requireTls || undefined,
         tlsRequiredNo: (!env.requireTls && env.tlsRequiredNo) || undefined,
+        // Shared store: held until the original records it as sent, so no node delivers (and
+        // removes) it before then — a node taking over would find it gone and write it again.
+        held: isSharedQueueStore(spool) || undefined,
       };
       await writer.commit(report);
     } catch (err) {
@@ -159,6 +168,7 @@ export class DsnNotifier {
     }
     notices[kind]!.injected = true;
     await this.opts.spool.updateEnvelope(env, lease);
+    await this.releaseReport(writer.id);
     this.opts.logger.info(
       {
         event: kind === "final" ? "dsn-queued" : "delay-warning-queued",
@@ -170,6 +180,22 @@ export class DsnNotifier {
       kind === "final" ? "bounce: delivery report queued" : "bounce: delay warning queued",
     );
     this.opts.enqueue(writer.id);
+  }
+
+  /** Shared store: lets the nodes deliver a report once its original has recorded it (see notify). */
+  private async releaseReport(id: string): Promise<void> {
+    const spool = this.opts.spool;
+    if (!isSharedQueueStore(spool)) return;
+    let report: Envelope;
+    try {
+      report = await spool.readEnvelope(id);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return; // released before, delivered since
+      throw err;
+    }
+    if (!report.held) return;
+    delete report.held;
+    await spool.updateEnvelope(report);
   }
 
   /** The message (RET=FULL) or its header section (RET=HDRS, the default), streamed from the spool. */

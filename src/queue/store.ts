@@ -63,6 +63,11 @@ export interface QueueStore {
  */
 export interface SharedQueueStore extends QueueStore {
   readonly shared: true;
+  /**
+   * As QueueStore's, or under a given id that is not queued: a second commit under the same id
+   * fails (the bounce generator's reports, src/queue/bounce.ts, so one report per message).
+   */
+  openWriter(id?: string): Promise<SpoolWriter>;
   /** Claims up to `limit` due messages that are neither held nor leased (or whose lease lapsed). */
   claimDue(limit: number, ttlMs: number): Promise<QueueLease[]>;
 }

@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import type { Config } from "../config/schema.js";
 import { AliasResolver } from "../delivery/aliases.js";
+import type { PgAliases } from "../store/pg/aliases.js";
 import { MxResolver } from "../delivery/mx.js";
 import type { DelivererOptions } from "../delivery/router.js";
 import { SmtpPool } from "../delivery/smtp-pool.js";
@@ -29,12 +30,14 @@ export function createRouting(
   isLocalDomain: (domain: string) => boolean,
   lookupUser: (address: string) => Promise<{ address: string } | null>,
   log: Logger,
+  sharedAliases?: PgAliases,
 ): Routing {
   const aliases = new AliasResolver({
     file: config.aliases.file,
     delimiter: config.aliases.recipientDelimiter,
     isLocalDomain,
     mailbox: async (address) => (await lookupUser(address))?.address ?? null,
+    shared: sharedAliases && ((keys) => sharedAliases.lookup(keys)),
   });
   const transport = new TransportTable({
     entries: TransportTable.parseEntries(config.transport),

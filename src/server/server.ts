@@ -6,6 +6,7 @@ import { createServer as createTcpServer, type Server as NetServer, type Socket,
 import { join } from "node:path";
 import type { Config, ListenerConfig } from "../config/schema.js";
 import { SqliteUserStore } from "../auth/sqlite-store.js";
+import { PgAliases } from "../store/pg/aliases.js";
 import { openPgPool } from "../store/pg/pool.js";
 import { requireCurrentSchema } from "../store/pg/migrations.js";
 import { PgUserStore } from "../store/pg/users.js";
@@ -347,6 +348,7 @@ async function startLocked(
       (d) => relay.isLocalDomain(d),
       (a) => auth.backends.lookupUser(a),
       log,
+      pgPool && new PgAliases(pgPool),
     ),
   );
   undo.push(() => routing.close());

@@ -134,3 +134,27 @@ test("the alias file is re-read when it changes; a broken edit keeps the last go
   await utimes(file, new Date(), new Date(Date.now() + 10_000));
   assert.ok(await r.exists("new@example.org"), "the last good table stays");
 });
+
+test("a cluster's aliases (the database) are asked with the file: the same key there wins, the file's others still apply", async () => {
+  const { file } = await resolverWith("sales@example.org: john\nhelp: john\n", []);
+  const users = new Map(["John@example.org", "Ann@example.org"].map((u) => [u.toLowerCase(), u]));
+  const asked: string[][] = [];
+  const shared = new Map([
+    ["sales@example.org", ["ann"]],
+    ["@example.com", ["ann@example.org"]],
+  ]);
+  const withShared = new AliasResolver({
+    file,
+    delimiter: "+",
+    isLocalDomain: (d) => d === "example.org" || d === "example.com",
+    mailbox: async (a) => users.get(a.toLowerCase()) ?? null,
+    shared: async (keys) => {
+      asked.push([...keys]);
+      return new Map([...shared].filter(([k]) => keys.includes(k)));
+    },
+  });
+  assert.deepEqual(await withShared.expand("sales@example.org"), { mailboxes: ["Ann@example.org"], remote: [] }, "the database's entry wins");
+  assert.deepEqual(await withShared.expand("help@example.org"), { mailboxes: ["John@example.org"], remote: [] }, "the file's own entry");
+  assert.equal(await withShared.exists("anyone@example.com"), "anyone@example.com", "a catch-all from the database");
+  assert.deepEqual(asked[0], ["sales@example.org", "sales", "@example.org"], "one lookup per step: the step's keys and its catch-all");
+});

@@ -24,13 +24,16 @@ import { migrate } from "../../src/store/pg/migrations.js";
 const NODES = 3;
 const CLIENTS = 6;
 const KILLS = 5;
+/** queue.concurrency of each node: at most this many deliveries die with a node. */
+const QUEUE_SLOTS = 20;
 const JOHN = { address: "john@example.org", password: "correct horse battery staple" };
 const TOKEN = /^token: (pgc-\d+-\d+)$/m;
 
 const userCount = statement("test_pg_cluster_users", "SELECT count(*)::int AS n FROM users");
 
 test("three nodes on one PostgreSQL, SIGKILLed under STARTTLS+AUTH load: every acknowledged message is delivered once the survivors take over", {
-  timeout: 90_000,
+  // A cap for a loaded machine (it takes ~15 s on a quiet one); every wait below is on an event.
+  timeout: 240_000,
 }, async (t) => {
   const db = await startPostgres();
   const sink = await startSink();
@@ -51,7 +54,7 @@ test("three nodes on one PostgreSQL, SIGKILLed under STARTTLS+AUTH load: every a
           users: shared ? [] : [JOHN],
           config: {
             relay: { smarthost: `127.0.0.1:${sink.port}` },
-            queue: { firstRetrySec: 1 },
+            queue: { firstRetrySec: 1, concurrency: QUEUE_SLOTS },
             // One user sends all the load: the cluster-wide send limit would stop it at 1000/h.
             sendLimits: { messagesPerHour: 0, recipientsPerHour: 0 },
             store: { backend: "postgres", url: db.url, poolSize: 6, nodeName: `node${i}`, leaseSec: 2, pollMs: 200 },
@@ -74,7 +77,7 @@ test("three nodes on one PostgreSQL, SIGKILLed under STARTTLS+AUTH load: every a
     };
     const clientErrors: string[] = [];
     /** Resolves once `n` messages are acknowledged; a stall fails with what the clients last saw. */
-    const acksReach = (n: number, ms = 20_000) =>
+    const acksReach = (n: number, ms = 60_000) =>
       new Promise<void>((resolve, reject) => {
         if (acked.size >= n) return resolve();
         const timer = setTimeout(
@@ -157,7 +160,7 @@ test("three nodes on one PostgreSQL, SIGKILLed under STARTTLS+AUTH load: every a
       kills.push(`node${victim}@${acked.size}`);
       last = victim;
     }
-    await acksReach(acked.size + 20);
+    await acksReach(Math.max(acked.size + 20, 100));
     stopping = true;
     await Promise.all(clients);
 
@@ -167,7 +170,7 @@ test("three nodes on one PostgreSQL, SIGKILLed under STARTTLS+AUTH load: every a
       const seen = new Set(sink.messages.map((m) => tokenOf(m.data)));
       return [...acked].filter((x) => !seen.has(x));
     };
-    const deadline = Date.now() + 30_000;
+    const deadline = Date.now() + 60_000;
     while (missing().length > 0 && Date.now() < deadline) {
       await sink.waitForMessages(sink.messages.length + 1, deadline - Date.now()).catch(() => undefined);
     }
@@ -175,8 +178,11 @@ test("three nodes on one PostgreSQL, SIGKILLed under STARTTLS+AUTH load: every a
     const counts = new Map<string, number>();
     for (const m of sink.messages) counts.set(tokenOf(m.data), (counts.get(tokenOf(m.data)) ?? 0) + 1);
     const duplicates = [...counts].filter(([, n]) => n > 1);
-    // A live node that lost a lease (stalled past store.leaseSec) would be a second source of duplicates.
-    const leaseLost = nodes.reduce((n, p) => n + p.logs.filter((l) => l.event === "lease-lost").length, 0);
+    // A live node that lost a lease (stalled past store.leaseSec, as a loaded machine can make it) is
+    // the second source of duplicates: seen when its renewal or its change under the lease fails.
+    const lostLease = (l: { event?: string; err?: unknown }) =>
+      l.event === "lease-lost" || (l.event === "attempt-error" && /no longer held/.test(String(l.err)));
+    const leaseLost = nodes.reduce((n, p) => n + p.logs.filter(lostLease).length, 0);
     const lostReplyDelivered = [...counts.keys()].filter((x) => unknown.has(x)).length;
     t.diagnostic(
       `${KILLS} kills (${kills.join(", ")}; node${last} left down) in ${Date.now() - started} ms: ${acked.size} acknowledged ` +
@@ -197,8 +203,10 @@ test("three nodes on one PostgreSQL, SIGKILLed under STARTTLS+AUTH load: every a
       [],
       "nothing refused was delivered",
     );
-    // The window for a duplicate is one delivery per kill and queue slot: anything more is a bug.
-    assert.ok(duplicates.length <= KILLS * 20, `duplicates within the documented window (${duplicates.length})`);
+    // The windows for a duplicate: a delivery in flight in each queue slot of a killed node, and
+    // one per lease a live node lost (docs/QUEUE-POSTGRES.md). Anything more is a bug.
+    const window = KILLS * QUEUE_SLOTS + leaseLost;
+    assert.ok(duplicates.length <= window, `duplicates within the documented window (${duplicates.length} > ${window})`);
     // The survivors emptied the queue, the dead node's claims included.
     const left = await admin.run<{ n: number }>(statement("test_pg_cluster_left", "SELECT count(*)::int AS n FROM queue_messages"));
     const settle = Date.now() + 10_000;

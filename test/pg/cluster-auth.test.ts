@@ -1,7 +1,8 @@
 /**
  * Acceptance (issue 19): three real Postern nodes on one PostgreSQL. A user added or an app
  * password revoked through one node's CLI works or stops working on the others at once; ten wrong
- * passwords spread over three nodes lock the account as ten on one do.
+ * passwords spread over three nodes lock the account as ten on one do; an alias set through one
+ * node is a recipient on all.
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -100,4 +101,35 @@ test("ten wrong passwords spread over three nodes lock the account, as ten on on
   const logged = async () => nodes.flatMap((n) => n.logs).filter((l) => l.event === "auth-throttled" && l.user === "ann@example.org");
   await Promise.any(nodes.map((n) => n.waitForLog((l) => l.event === "auth-throttled" && l.user === "ann@example.org")));
   assert.equal((await logged()).length, 1);
+});
+
+/** RCPT on port 25 for a local address; the reply code. */
+async function rcpt(node: Postern, address: string): Promise<number> {
+  const c = await RawSmtp.open(node.ports.mta);
+  try {
+    await c.reply();
+    await c.expect("EHLO client.test", 250);
+    await c.expect("MAIL FROM:<someone@elsewhere.test>", 250);
+    return (await c.cmd(`RCPT TO:<${address}>`)).code;
+  } finally {
+    c.close();
+  }
+}
+
+test("an alias set through one node's CLI is a recipient on every node at once; deleted, it is gone from every node at once", async () => {
+  const [a, b, c] = nodes as [Postern, Postern, Postern];
+  await cli(a, ["user", "add", "kim@example.org", "--password-stdin"], "kims-password\n");
+  assert.equal(await rcpt(b, "sales@example.org"), 550, "unknown before");
+  assert.equal((await cli(a, ["alias", "set", "Sales@Example.org", "kim", "boss@elsewhere.test"])).trim(), "sales@example.org: kim, boss@elsewhere.test");
+  for (const node of nodes) assert.equal(await rcpt(node, "sales@example.org"), 250);
+  await cli(b, ["alias", "set", "@example.org", "kim@example.org"]);
+  assert.equal(await rcpt(c, "whoever@example.org"), 250, "a catch-all from the database");
+  assert.equal(await cli(c, ["alias", "list"]), "@example.org: kim@example.org\nsales@example.org: kim, boss@elsewhere.test\n");
+  await cli(c, ["alias", "del", "@example.org"]);
+  await cli(c, ["alias", "del", "sales@example.org"]);
+  assert.equal(await rcpt(a, "sales@example.org"), 550, "deleted through another node: gone here at once");
+  assert.equal(await rcpt(b, "whoever@example.org"), 550);
+  const refused = await runCli(["alias", "set", "pipe@example.org", "|/bin/sh", "--config", a.configPath]);
+  assert.notEqual(refused.code, 0);
+  assert.match(refused.stderr, /not an address/, "targets stay addresses, as in the file");
 });

@@ -7,6 +7,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { buffer } from "node:stream/consumers";
+import pg from "pg";
 import { migrate } from "../../src/store/pg/migrations.js";
 import { PgPool, statement } from "../../src/store/pg/pool.js";
 import { CHUNK_BYTES, PgQueueStore } from "../../src/store/pg/queue.js";
@@ -323,4 +324,139 @@ test("bounces on a cluster: two nodes' runners, failed messages, exactly one rep
   } finally {
     for (const r of runners) await r.stop();
   }
+});
+
+/** A DsnNotifier on one node's store, reporting into that store. */
+function notifier(spool: PgQueueStore): DsnNotifier {
+  return new DsnNotifier({
+    spool,
+    hostname: "mail.example.org",
+    isLocalAddress: () => false,
+    delayWarningSec: 0,
+    maxLifetimeSec: 86400,
+    enqueue: () => undefined,
+    logger: memoryLogger(),
+  });
+}
+
+/** The envelope as a runner leaves it after a 550 for its one recipient. */
+function failedEnvelope(env: Envelope): Envelope {
+  const rcpt = env.recipients[0]!;
+  Object.assign(rcpt, { status: "failed", attempts: 1, lastResult: "550 5.1.1 no such user" });
+  return env;
+}
+
+const reportsOf = statement("test_reports_of", "SELECT id, held FROM queue_messages WHERE envelope->>'dsnOf' = $1 ORDER BY id");
+
+test("bounces: a node overtaken while committing a report and the node that took over queue one report between them", async () => {
+  const { url, nodes } = await cluster("bounce-race", 1);
+  const taker = nodes[0]!;
+  // The slow node: its report's commit waits until the other node has written its own.
+  let writing!: () => void;
+  const atCommit = new Promise<void>((resolve) => (writing = resolve));
+  let proceed!: () => void;
+  const gate = new Promise<void>((resolve) => (proceed = resolve));
+  class StallingStore extends PgQueueStore {
+    override async openWriter(id?: string) {
+      const w = await super.openWriter(id);
+      return {
+        id: w.id,
+        get bytesWritten() {
+          return w.bytesWritten;
+        },
+        write: (chunk: Buffer) => w.write(chunk),
+        abort: () => w.abort(),
+        commit: async (e: Parameters<typeof w.commit>[0]) => {
+          writing();
+          await gate;
+          return w.commit(e);
+        },
+      };
+    }
+  }
+  const pool = new PgPool({ url, poolSize: 4 });
+  pools.push(pool);
+  const slow = new StallingStore(pool, { nodeName: "slow", renewEveryMs: 3_600_000 });
+  await slow.init();
+  stores.push(slow);
+
+  const id = await commit(taker, "Subject: to nobody\r\n\r\nbody\r\n", ["nobody@elsewhere.test"]);
+  const slowLease = (await slow.claim(id, 200))!;
+  const slowReport = notifier(slow).onFinal(failedEnvelope(await slow.readEnvelope(id)), undefined, slowLease);
+  slowReport.catch(() => undefined);
+  await atCommit; // the notice is recorded under the slow node's lease; its report is not committed
+  // Its lease lapses (it does not renew); the other node takes the message over and reports.
+  let takerLease = await taker.claim(id, 60_000);
+  while (!takerLease) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    takerLease = await taker.claim(id, 60_000);
+  }
+  await notifier(taker).onFinal(failedEnvelope(await taker.readEnvelope(id)), undefined, takerLease);
+  proceed();
+  await assert.rejects(slowReport, "the late commit collides with the report under the same id");
+  const reports = (await taker.db.run<{ id: string; held: boolean }>(reportsOf, [id])).rows;
+  assert.equal(reports.length, 1, "one report for the message in the whole cluster");
+  assert.equal(reports[0]!.held, false, "released once the original recorded it");
+  assert.deepEqual((await taker.readEnvelope(id)).notices?.final, { id: reports[0]!.id, injected: true });
+  await takerLease.release();
+});
+
+test("bounces: a report stays held until its original records it, so a takeover cannot find it delivered and write it again", async () => {
+  const { nodes } = await cluster("bounce-held", 2);
+  const [dying, taker] = nodes as [PgQueueStore, PgQueueStore];
+  const id = await commit(dying, "Subject: to nobody\r\n\r\nbody\r\n", ["nobody@elsewhere.test"]);
+  // The dying node commits its report, then dies before marking it sent (its update fails).
+  const lease = (await dying.claim(id, 200))!;
+  let updates = 0;
+  const update = dying.updateEnvelope.bind(dying);
+  dying.updateEnvelope = async (env, l) => {
+    if (++updates === 2) throw new Error("killed before marking the report sent");
+    return update(env, l);
+  };
+  await assert.rejects(notifier(dying).onFinal(failedEnvelope(await dying.readEnvelope(id)), undefined, lease), /killed/);
+  dying.updateEnvelope = update;
+  const [report] = (await taker.db.run<{ id: string; held: boolean }>(reportsOf, [id])).rows;
+  assert.equal(report?.held, true, "committed, held");
+  assert.deepEqual(
+    (await taker.claimDue(10, 60_000)).map((l) => l.id),
+    [],
+    "no node delivers the report meanwhile (and the original's lease has not lapsed yet)",
+  );
+  let takerLease = await taker.claim(id, 60_000);
+  while (!takerLease) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    takerLease = await taker.claim(id, 60_000);
+  }
+  await notifier(taker).onFinal(failedEnvelope(await taker.readEnvelope(id)), undefined, takerLease);
+  const after = (await taker.db.run<{ id: string; held: boolean }>(reportsOf, [id])).rows;
+  assert.deepEqual(after, [{ id: report!.id, held: false }], "the same report, released; none written again");
+  await takerLease.release();
+});
+
+test("synchronous_commit: a database default of off is pinned on in every session of the pool; remote_apply is kept", async () => {
+  const url = await db.database("sync-commit");
+  const admin = new PgPool({ url, poolSize: 1 });
+  pools.push(admin);
+  await admin.exec(`ALTER DATABASE "sync-commit" SET synchronous_commit = off`);
+  const plain = new pg.Client({ connectionString: url });
+  await plain.connect();
+  try {
+    assert.equal((await plain.query("SHOW synchronous_commit")).rows[0].synchronous_commit, "off", "the database's default, as a plain session sees it");
+  } finally {
+    await plain.end();
+  }
+  const pool = new PgPool({ url, poolSize: 3 });
+  pools.push(pool);
+  // Three sessions held at once: each its own connection.
+  const clients = await Promise.all([0, 1, 2].map(() => pool.pool.connect()));
+  try {
+    for (const c of clients) assert.equal((await c.query("SHOW synchronous_commit")).rows[0].synchronous_commit, "on");
+  } finally {
+    for (const c of clients) c.release();
+  }
+  await new PgQueueStore(pool, { nodeName: "n" }).init();
+  await admin.exec(`ALTER DATABASE "sync-commit" SET synchronous_commit = remote_apply`);
+  const kept = new PgPool({ url, poolSize: 1 });
+  pools.push(kept);
+  assert.equal((await kept.pool.query("SHOW synchronous_commit")).rows[0].synchronous_commit, "remote_apply");
 });

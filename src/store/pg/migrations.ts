@@ -6,6 +6,7 @@
  * that lacks steps they know (`schemaStatus`), rather than migrate behind the admin's back.
  */
 import type { Migration } from "./migration.js";
+import { ALIAS_MIGRATIONS } from "./aliases.js";
 import { QUEUE_MIGRATIONS } from "./migrations-queue.js";
 import { statement, type PgPool, type PgRunner } from "./pool.js";
 
@@ -63,8 +64,8 @@ const CORE_MIGRATIONS: readonly Migration[] = [
   },
 ];
 
-/** Every step, in the order applied: core first, then the queue's (src/store/pg/migrations-queue.ts). */
-export const MIGRATIONS: readonly Migration[] = [...CORE_MIGRATIONS, ...QUEUE_MIGRATIONS];
+/** Every step, in the order applied: core first, then the queue's (migrations-queue.ts), then the aliases' (aliases.ts). */
+export const MIGRATIONS: readonly Migration[] = [...CORE_MIGRATIONS, ...QUEUE_MIGRATIONS, ...ALIAS_MIGRATIONS];
 
 /** pg_advisory_xact_lock key of the migrating transaction ("postern" in a 64-bit integer). */
 const MIGRATION_LOCK_KEY = "7021802617845358";

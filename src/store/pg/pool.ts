@@ -46,6 +46,15 @@ export interface PgPoolOptions {
   log?: InfoWarnLog;
 }
 
+/**
+ * Per session, a COMMIT that returns is flushed to the WAL: `off` (from the server, database or
+ * role defaults) becomes `on`; any other value (`on`, `remote_apply`, … for a synchronous standby)
+ * is kept. Set at session level, so a later reload of the server's configuration cannot turn it off
+ * under a running node.
+ */
+const PIN_SYNCHRONOUS_COMMIT =
+  "SELECT set_config('synchronous_commit', CASE current_setting('synchronous_commit') WHEN 'off' THEN 'on' ELSE current_setting('synchronous_commit') END, false)";
+
 export type IsolationLevel = "read committed" | "repeatable read" | "serializable";
 
 export class PgPool implements PgRunner {
@@ -61,6 +70,10 @@ export class PgPool implements PgRunner {
     // An idle connection that dies (server restart, network) is an 'error' event: without a
     // listener it would end the process; the pool drops that connection and opens a new one.
     this.pool.on("error", (err) => opts.log?.warn({ err: err.message }, "postgres: idle connection lost"));
+    // Runs before the connection's first query (pg queues them in order): see PIN_SYNCHRONOUS_COMMIT.
+    this.pool.on("connect", (client) => {
+      client.query(PIN_SYNCHRONOUS_COMMIT).catch((err: Error) => opts.log?.warn({ err: err.message }, "postgres: could not pin synchronous_commit"));
+    });
   }
 
   run<R extends pg.QueryResultRow = pg.QueryResultRow>(stmt: PgStatement, values: readonly unknown[] = []): Promise<pg.QueryResult<R>> {

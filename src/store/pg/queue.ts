@@ -159,7 +159,7 @@ export class PgQueueStore implements SharedQueueStore {
     this.renewEveryMs = opts.renewEveryMs ?? 10_000;
   }
 
-  /** Checks the database acknowledges only what is durable, and starts renewing leases. */
+  /** Checks the database acknowledges only what is durable (PgPool pins it per session; a pooler in between could undo that), and starts renewing leases. */
   async init(): Promise<void> {
     const mode = (await this.db.pool.query<{ synchronous_commit: string }>("SHOW synchronous_commit")).rows[0]?.synchronous_commit;
     if (mode === "off") {
@@ -179,8 +179,8 @@ export class PgQueueStore implements SharedQueueStore {
     await Promise.allSettled([...this.held.values()].map((l) => l.release()));
   }
 
-  openWriter(): Promise<SpoolWriter> {
-    return Promise.resolve(new PgMessageWriter(this.db, newQueueId(this.now()), this.now));
+  openWriter(id?: string): Promise<SpoolWriter> {
+    return Promise.resolve(new PgMessageWriter(this.db, id ?? newQueueId(this.now()), this.now));
   }
 
   async list(): Promise<string[]> {
