@@ -557,9 +557,7 @@ async function startLocked(
           secureContext: () => tlsContexts.forListener({ mode: "submissions" }),
         });
   } catch (err) {
-    throw listenError(err, { key: "web.port", what: "the web listener (web)", address: config.web.address, port: config.web.port ?? 0 }, source, {
-      privilegesDropped: identity !== undefined,
-    });
+    throw listenError(err, { key: "web.port", what: "the web listener (web)", address: config.web.address, port: config.web.port ?? 0 }, source);
   }
   undo.push(() => web?.close());
 

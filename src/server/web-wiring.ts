@@ -1,6 +1,6 @@
 /**
  * The web face's wiring (`web:` in the config, src/web): the apps in the order they see each
- * request, and the HTTPS listener that serves them. Started by server.ts after the privilege drop,
+ * request, and the HTTPS listener that serves them. Its port is bound by server.ts before the privilege drop; served from here on,
  * with the SMTP listeners' real ports (autoconfig announces those).
  */
 import type { SecureContext } from "node:tls";
