@@ -6,7 +6,7 @@
  * (git-ignored).
  */
 import assert from "node:assert/strict";
-import { mkdir } from "node:fs/promises";
+import { mkdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import nodemailer from "nodemailer";
@@ -69,7 +69,9 @@ async function browserLogin(page: Page, who: { address: string; password: string
 }
 
 async function shot(page: Page, name: string): Promise<void> {
-  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
+  const file = join(ARTIFACTS, `${name}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+  assert.ok((await stat(file)).size > 0, `screenshot ${file}`);
   // Every page the browser sees is script-free (CSP forbids inline script; we serve none at all).
   assert.doesNotMatch(await page.content(), /<script|\son[a-z]+=/i, name);
 }
@@ -164,6 +166,36 @@ test("an admin sees the chart, adds a user, and holds and releases the queued me
       assert.equal(line.ip, "127.0.0.1");
     }
     assert.ok(!server.logs.some((l) => JSON.stringify(l).includes("new-password-1")), "no password in the log");
+  } finally {
+    await context.close();
+  }
+});
+
+test("the Content-Security-Policy the server sends stops inline script in the browser", async () => {
+  const policy = (await call(webPort, "GET", "/ui/login")).headers["content-security-policy"] as string;
+  assert.ok(policy);
+  const { context, page } = await newPage();
+  try {
+    // An injected script, as an XSS would place it, on a page of our origin: once without the
+    // policy (it runs: the probe works), once with the server's own header (it must not run).
+    const probe = '<!doctype html><title>probe</title><script>document.title = "ran"</script><img src="x" onerror="document.title = \'ran\'">';
+    for (const headers of [{}, { "content-security-policy": policy }] as Record<string, string>[]) {
+      await page.route(url("/ui/csp-probe"), (route) => route.fulfill({ status: 200, contentType: "text/html", headers, body: probe }));
+      const violations: string[] = [];
+      page.on("console", (m) => violations.push(m.text()));
+      await page.goto(url("/ui/csp-probe"));
+      await page.waitForLoadState("load");
+      if (Object.keys(headers).length === 0) assert.equal(await page.title(), "ran", "without a policy the probe's script runs");
+      else {
+        assert.equal(await page.title(), "probe", "the server's policy blocks inline script and handlers");
+        assert.ok(
+          violations.some((v) => /Content Security Policy/.test(v)),
+          violations.join("\n"),
+        );
+      }
+      await page.unroute(url("/ui/csp-probe"));
+      page.removeAllListeners("console");
+    }
   } finally {
     await context.close();
   }

@@ -189,6 +189,9 @@ export function createUiApp(deps: UiDeps): WebApp {
       return showLogin(web, 401, { error: "Wrong address or password.", address });
     }
     await guard.authGuard.succeeded(user);
+    // Always a new session id, never one the client brought: a session the cookie still names ends here.
+    const previous = sessions.get(readCookie(web.req.headers.cookie, SESSION_COOKIE));
+    if (previous) sessions.destroy(previous.id);
     const session = sessions.create(user, isAdmin(user));
     deps.log.info({ event: "web-login", user, ip, admin: session.admin }, "web login");
     const home = session.admin && adminFrom.contains(ip) ? "/ui/admin" : "/ui/account";
