@@ -12,25 +12,30 @@ import { parse, stringify } from "yaml";
 import { runCli, startPostern, type LogLine, type Postern } from "./helpers/postern.js";
 import { RawSmtp, b64 } from "./helpers/raw-smtp.js";
 import { startSink, type Sink } from "../delivery/helpers/sink.js";
+import { login as webLogin } from "../web/helpers/web-client.js";
 
 const JOHN = { address: "john@example.org", password: "correct horse battery staple" };
+const JANE = { address: "jane@example.org", password: "jane's own passphrase" };
 let server: Postern;
 let sink: Sink;
 let metricsPort: number;
+let webPort: number;
 
 before(async () => {
   sink = await startSink();
   server = await startPostern({
-    users: [JOHN],
+    users: [JOHN, JANE],
     config: {
       process: { workers: 2 },
       admin: { port: 0 },
+      web: { address: "127.0.0.1", port: 0 },
       relay: { smarthost: `127.0.0.1:${sink.port}` },
       mynetworks: ["127.0.0.1/32"],
       auth: { throttle: { ipFailures: 10, accountFailures: 5, lockoutSec: 600, penaltyBaseMs: 0 } },
     },
   });
   metricsPort = (await server.waitForLog((l) => l.event === "admin-listening")).port as number;
+  webPort = (await server.waitForLog((l) => l.event === "web-listening")).port as number;
 });
 after(async () => {
   await server?.cleanup();
@@ -115,6 +120,23 @@ test("connections go to both workers; mail accepted by either is delivered exact
   const diff = (series: string) => sample(after, series) - sample(before, series);
   assert.equal(diff('postern_connections_total{listener="mta"}'), tokens.length);
   assert.equal(diff('postern_messages_accepted_total{listener="mta"}'), tokens.length);
+});
+
+test("wrong web logins (on the primary) lock the account for SMTP AUTH on both workers", async () => {
+  // From 127.0.0.2: its own IP counter (the next test counts 127.0.0.1's), the same /24 for the account.
+  for (let i = 0; i < 5; i++) assert.equal((await webLogin(webPort, JANE.address, `guess-${i}`, "127.0.0.2")).reply.status, 401);
+  assert.equal((await webLogin(webPort, JANE.address, JANE.password, "127.0.0.2")).reply.status, 429);
+  const codes: number[] = [];
+  const from = server.logs.length;
+  for (let i = 0; i < 2; i++) {
+    const c = await RawSmtp.open(server.ports.submissions, { tls: true });
+    await c.reply();
+    await c.expect("EHLO jane.test", 250);
+    codes.push((await c.cmd(`AUTH PLAIN ${b64(`\0${JANE.address}\0${JANE.password}`)}`)).code);
+    c.close();
+  }
+  assert.deepEqual([...new Set(await connectWorkers(from, 2))].sort(), [1, 2], "asked on both workers");
+  assert.deepEqual(codes, [454, 454]);
 });
 
 test("wrong AUTHs spread over both workers lock the account as on one process: 535 × 5, then 454", async () => {

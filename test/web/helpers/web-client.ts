@@ -12,7 +12,7 @@ export function call(
   port: number,
   method: string,
   path: string,
-  o: { cookie?: string; form?: Record<string, string>; headers?: Record<string, string> } = {},
+  o: { cookie?: string; form?: Record<string, string>; headers?: Record<string, string>; localAddress?: string } = {},
 ): Promise<Reply> {
   const body = o.form ? new URLSearchParams(o.form).toString() : undefined;
   return new Promise((resolve, reject) => {
@@ -23,6 +23,7 @@ export function call(
         method,
         path,
         rejectUnauthorized: false,
+        ...(o.localAddress ? { localAddress: o.localAddress } : {}),
         headers: {
           ...(o.cookie ? { cookie: o.cookie } : {}),
           ...(body !== undefined ? { "content-type": "application/x-www-form-urlencoded" } : {}),
@@ -50,10 +51,11 @@ export const cookieValue = (r: Reply, name: string): string | undefined =>
 /** The form token of the first form on a page. */
 export const csrfOf = (body: string): string | undefined => /name="csrf" value="([^"]+)"/.exec(body)?.[1];
 
-/** Logs in through the login form as a browser would (its token cookie, then the post). */
-export async function login(port: number, address: string, password: string): Promise<{ reply: Reply; cookie?: string }> {
-  const page = await call(port, "GET", "/ui/login");
+/** Logs in through the login form as a browser would (its token cookie, then the post); `from`: a local source address. */
+export async function login(port: number, address: string, password: string, from?: string): Promise<{ reply: Reply; cookie?: string }> {
+  const source = from ? { localAddress: from } : {};
+  const page = await call(port, "GET", "/ui/login", source);
   const loginCookie = cookieValue(page, "__Host-postern-login")!;
-  const reply = await call(port, "POST", "/ui/login", { cookie: loginCookie, form: { csrf: csrfOf(page.body)!, address, password } });
+  const reply = await call(port, "POST", "/ui/login", { ...source, cookie: loginCookie, form: { csrf: csrfOf(page.body)!, address, password } });
   return { reply, cookie: cookieValue(reply, "__Host-postern") };
 }
