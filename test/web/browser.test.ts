@@ -9,13 +9,12 @@ import assert from "node:assert/strict";
 import { mkdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import nodemailer from "nodemailer";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 import type { QueueEntry } from "../../src/queue/admin.js";
 import { CONTENT_SECURITY_POLICY } from "../../src/web/ui/app.js";
 import { freePort } from "../helpers/test-config.js";
 import { ROOT, runCli, startPostern, type Postern } from "../e2e/helpers/postern.js";
-import { call, csrfOf, login } from "./helpers/web-client.js";
+import { call, csrfOf, lockOutOnWeb, login, submissionTransport } from "./helpers/web-client.js";
 
 const ADMIN = { address: "admin@example.org", password: "admin-password-1" };
 const USER = { address: "user@example.org", password: "user-password-1" };
@@ -102,13 +101,7 @@ test("a user logs in, creates an app password, and sends mail with it over SMTP;
     assert.match(await page.content(), /<td>phone<\/td>/);
     await shot(page, "account");
 
-    const transport = nodemailer.createTransport({
-      host: "127.0.0.1",
-      port: server.ports.submission,
-      requireTLS: true,
-      tls: { rejectUnauthorized: false },
-      auth: { user: USER.address, pass: appPassword },
-    });
+    const transport = submissionTransport(server.ports.submission, USER.address, appPassword!);
     const info = await transport.sendMail({ from: USER.address, to: "friend@elsewhere.test", subject: "from the phone", text: "hello" });
     assert.match(info.response, /^250 /);
     assert.equal((await server.waitForLog((l) => l.event === "auth-success" && l.user === USER.address)).credential, "phone");
@@ -227,19 +220,9 @@ test("CSRF: a POST without or with a wrong token is 403; every page has the CSP;
 
   // Three wrong passwords lock the account out from this address: the right one is refused too,
   // on the web and over SMTP AUTH alike (one throttle).
-  for (let i = 0; i < 3; i++) assert.equal((await login(webPort, VICTIM.address, "wrong-password")).reply.status, 401);
-  const locked = await login(webPort, VICTIM.address, VICTIM.password);
-  assert.equal(locked.reply.status, 429);
-  assert.equal(locked.cookie, undefined);
+  await lockOutOnWeb(webPort, VICTIM, 3);
   await server.waitForLog((l) => l.event === "auth-throttled" && l.scope === "account" && l.user === VICTIM.address);
-  const smtp = nodemailer.createTransport({
-    host: "127.0.0.1",
-    port: server.ports.submission,
-    requireTLS: true,
-    tls: { rejectUnauthorized: false },
-    auth: { user: VICTIM.address, pass: VICTIM.password },
-  });
-  await assert.rejects(smtp.verify(), /Invalid login|454|535/);
+  await assert.rejects(submissionTransport(server.ports.submission, VICTIM.address, VICTIM.password).verify(), /Invalid login|454|535/);
   // The dashboard lists the lockout.
   const dash = await call(webPort, "GET", "/ui/admin", { cookie });
   assert.match(dash.body, /id="throttled"[\s\S]*victim@example\.org/);

@@ -7,14 +7,13 @@
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import nodemailer from "nodemailer";
 import { migrate } from "../../src/store/pg/migrations.js";
 import { PgPool } from "../../src/store/pg/pool.js";
 import type { QueueEntry } from "../../src/queue/admin.js";
 import { runCli, startPostern, type Postern } from "../e2e/helpers/postern.js";
 import { startPostgres, type TestPostgres } from "../helpers/postgres.js";
 import { freePort } from "../helpers/test-config.js";
-import { call, csrfOf, login } from "./helpers/web-client.js";
+import { call, csrfOf, lockOutOnWeb, login, submissionTransport } from "./helpers/web-client.js";
 
 const ADMIN = { address: "admin@example.org", password: "admin-password-1" };
 const VICTIM = { address: "victim@example.org", password: "victim-password-1" };
@@ -84,13 +83,7 @@ test("on PostgreSQL: the admin adds a user and an app password that sends over S
   assert.ok(appPassword, "the new app password is shown once");
   assert.match(shown.body, /<td>laptop<\/td>/);
 
-  const transport = nodemailer.createTransport({
-    host: "127.0.0.1",
-    port: server.ports.submission,
-    requireTLS: true,
-    tls: { rejectUnauthorized: false },
-    auth: { user: "new@example.org", pass: appPassword },
-  });
+  const transport = submissionTransport(server.ports.submission, "new@example.org", appPassword!);
   const info = await transport.sendMail({ from: "new@example.org", to: "friend@elsewhere.test", subject: "via pg", text: "hello" });
   assert.match(info.response, /^250 /);
   assert.equal((await server.waitForLog((l) => l.event === "auth-success" && l.user === "new@example.org")).credential, "laptop");
@@ -110,17 +103,7 @@ test("on PostgreSQL: the admin adds a user and an app password that sends over S
 });
 
 test("on PostgreSQL: web logins and SMTP AUTH share the cluster-wide lockout", async () => {
-  for (let i = 0; i < 3; i++) assert.equal((await login(webPort, VICTIM.address, "wrong-password")).reply.status, 401);
-  const locked = await login(webPort, VICTIM.address, VICTIM.password);
-  assert.equal(locked.reply.status, 429);
-  assert.equal(locked.cookie, undefined);
-  const smtp = nodemailer.createTransport({
-    host: "127.0.0.1",
-    port: server.ports.submission,
-    requireTLS: true,
-    tls: { rejectUnauthorized: false },
-    auth: { user: VICTIM.address, pass: VICTIM.password },
-  });
-  await assert.rejects(smtp.verify(), /454|535|Invalid login/);
+  await lockOutOnWeb(webPort, VICTIM, 3);
+  await assert.rejects(submissionTransport(server.ports.submission, VICTIM.address, VICTIM.password).verify(), /454|535|Invalid login/);
   await server.waitForLog((l) => l.event === "auth-failure" && l.reason === "backend-error" && /throttled/.test(String(l.detail)));
 });

@@ -137,7 +137,10 @@ describe("web UI app", () => {
     const token = csrfOf(page.body)!;
     const form = { address: "mallory@example.org", password: "mallory-secret" };
     assert.equal((await call(port, "POST", "/ui/admin/users", { cookie, form })).status, 403);
-    assert.equal((await call(port, "POST", "/ui/admin/users", { cookie, form: { ...form, csrf: `${token.slice(0, -1)}${token.endsWith("A") ? "B" : "A"}` } })).status, 403);
+    assert.equal(
+      (await call(port, "POST", "/ui/admin/users", { cookie, form: { ...form, csrf: `${token.slice(0, -1)}${token.endsWith("A") ? "B" : "A"}` } })).status,
+      403,
+    );
     const crossSite = { cookie, form: { ...form, csrf: token }, headers: { origin: "https://evil.example" } };
     assert.equal((await call(port, "POST", "/ui/admin/users", crossSite)).status, 403);
     const fetchSite = { cookie, form: { ...form, csrf: token }, headers: { "sec-fetch-site": "cross-site" } };

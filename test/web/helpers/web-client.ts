@@ -1,5 +1,7 @@
 /** Plain HTTPS requests to the web listener from node (no browser): for CSRF, header and throttle checks. */
+import assert from "node:assert/strict";
 import { request } from "node:https";
+import nodemailer from "nodemailer";
 
 export interface Reply {
   status: number;
@@ -58,4 +60,17 @@ export async function login(port: number, address: string, password: string, fro
   const loginCookie = cookieValue(page, "__Host-postern-login")!;
   const reply = await call(port, "POST", "/ui/login", { ...source, cookie: loginCookie, form: { csrf: csrfOf(page.body)!, address, password } });
   return { reply, cookie: cookieValue(reply, "__Host-postern") };
+}
+
+/** Wrong passwords until the account's limit, then the right one: refused (429) and no session. */
+export async function lockOutOnWeb(port: number, who: { address: string; password: string }, failures: number): Promise<void> {
+  for (let i = 0; i < failures; i++) assert.equal((await login(port, who.address, `wrong-password-${i}`)).reply.status, 401);
+  const locked = await login(port, who.address, who.password);
+  assert.equal(locked.reply.status, 429);
+  assert.equal(locked.cookie, undefined);
+}
+
+/** A nodemailer transport for the submission port (STARTTLS required; the test certificate accepted). */
+export function submissionTransport(port: number, user: string, pass: string) {
+  return nodemailer.createTransport({ host: "127.0.0.1", port, requireTLS: true, tls: { rejectUnauthorized: false }, auth: { user, pass } });
 }
