@@ -12,8 +12,15 @@ export interface HeldListener {
   accept?: (socket: Socket) => void;
 }
 
-/** Binds `address:port`; rejects with the listen error (EADDRINUSE, EACCES …) as Node gives it. */
-export async function bindHeld(address: string, port: number, opts: { noDelay?: boolean; pauseOnConnect?: boolean } = {}): Promise<HeldListener> {
+/**
+ * Binds `address:port`; rejects with the listen error (EADDRINUSE, EACCES …) as Node gives it.
+ * Later errors (a failed accept: EMFILE) go to `onError`, never unhandled (that would end the process).
+ */
+export async function bindHeld(
+  address: string,
+  port: number,
+  opts: { noDelay?: boolean; pauseOnConnect?: boolean; onError?: (err: Error) => void } = {},
+): Promise<HeldListener> {
   const b: HeldListener = { server: undefined!, held: [] };
   b.server = createServer({ noDelay: opts.noDelay ?? false, pauseOnConnect: opts.pauseOnConnect ?? false }, (s) => {
     if (b.accept) return b.accept(s);
@@ -25,6 +32,7 @@ export async function bindHeld(address: string, port: number, opts: { noDelay?: 
     b.server.once("error", reject);
     b.server.listen(port, address, () => {
       b.server.off("error", reject);
+      b.server.on("error", opts.onError ?? (() => undefined));
       resolve();
     });
   });

@@ -146,14 +146,15 @@ interface BoundListener extends HeldListener {
   lc: ListenerConfig;
 }
 
-async function bindListener(lc: ListenerConfig, index: number, source: ConfigSource, handOver = false): Promise<BoundListener> {
+async function bindListener(lc: ListenerConfig, index: number, source: ConfigSource, log: Logger, handOver = false): Promise<BoundListener> {
   // Plain TCP on every port: on 465 the PROXY header comes before the TLS handshake (accept.ts).
   // noDelay: replies are written once per pipelined group (connection.ts), so Nagle's algorithm
   // would only hold a reply back until the client's delayed ACK (up to 40 ms on Linux).
   // handOver (the primary of several processes): not a byte is read here, the worker reads them all.
   try {
     // The same object: its connection handler reads `accept` from it.
-    return Object.assign(await bindHeld(lc.address, lc.port, { noDelay: true, pauseOnConnect: handOver }), { lc });
+    const onError = (err: Error) => log.warn({ event: "listener-error", mode: lc.mode, port: lc.port, err: err.message }, "listener error");
+    return Object.assign(await bindHeld(lc.address, lc.port, { noDelay: true, pauseOnConnect: handOver, onError }), { lc });
   } catch (err) {
     throw listenError(err, { key: `listeners[${index}].port`, what: `listener listeners[${index}] (${lc.mode})`, address: lc.address, port: lc.port }, source);
   }
@@ -219,14 +220,16 @@ async function startLocked(
   });
   for (const [index, lc] of config.listeners.entries()) {
     // A worker's listeners are never bound: the primary hands it each accepted connection.
-    bound.push(worker ? { lc, server: createTcpServer(), held: [] } : await bindListener(lc, index, source, primary));
+    bound.push(worker ? { lc, server: createTcpServer(), held: [] } : await bindListener(lc, index, source, log, primary));
   }
   // The web listener too (web.port, 443 say), by the primary alone; it serves once the apps are
   // built, after the drop, with the certificate (web-wiring.ts).
   let webBound: HeldListener | undefined;
   if (!worker && config.web.port !== undefined) {
     try {
-      webBound = await bindHeld(config.web.address, config.web.port);
+      webBound = await bindHeld(config.web.address, config.web.port, {
+        onError: (err) => log.warn({ event: "listener-error", mode: "web", err: err.message }, "web listener error"),
+      });
     } catch (err) {
       throw listenError(err, { key: "web.port", what: "the web listener (web)", address: config.web.address, port: config.web.port }, source);
     }

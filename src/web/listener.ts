@@ -180,6 +180,8 @@ export async function startWebServer(opts: WebServerOptions, apps: WebApp[], log
     server.once("error", reject);
     const listening = () => {
       server.off("error", reject);
+      // A failed accept (EMFILE) later: logged, never an unhandled 'error' that ends the process.
+      server.on("error", (err) => log.warn({ event: "web-listener-error", err: err.message }, "web listener error"));
       resolve();
     };
     // A port bound earlier: this server takes over its socket (listen(handle)), no second bind.
