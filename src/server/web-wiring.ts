@@ -1,7 +1,7 @@
 /**
  * The web face's wiring (`web:` in the config, src/web): the apps in the order they see each
- * request, and the HTTPS listener that serves them. Its port is bound by server.ts before the privilege drop; served from here on,
- * with the SMTP listeners' real ports (autoconfig announces those).
+ * request, and the HTTPS listener that serves them. server.ts binds its port before the privilege
+ * drop and starts it here once the SMTP listeners' real ports are known (autoconfig announces those).
  */
 import type { SecureContext } from "node:tls";
 import type { Config } from "../config/schema.js";
