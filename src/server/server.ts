@@ -2,7 +2,7 @@
  * Wiring: config → user store, spool, queue runner, deliverer, policy, listeners.
  * Nothing below this folder knows about sockets, config files or the CLI.
  */
-import { createServer as createTcpServer, type Server as NetServer, type Socket, type AddressInfo } from "node:net";
+import { createServer as createTcpServer, type Socket, type AddressInfo } from "node:net";
 import { join } from "node:path";
 import type { Config, ListenerConfig } from "../config/schema.js";
 import { SqliteUserStore } from "../auth/sqlite-store.js";
@@ -40,6 +40,7 @@ import { createInboundWiring } from "./inbound-wiring.js";
 import { createDkimSigner } from "./dkim-wiring.js";
 import { createTlsReportWiring } from "./tls-report-wiring.js";
 import { startWebFromConfig } from "./web-wiring.js";
+import { bindHeld, closeHeld, serveHeld, type HeldListener } from "./held-listener.js";
 import type { Logger } from "./log.js";
 import type { HourlyCounters } from "./hourly-counters.js";
 import { startWorkerPool, type WorkerPool } from "./workers.js";
@@ -141,35 +142,23 @@ export async function startServer(config: Config, log: Logger, opts: StartOption
   }
 }
 
-/** A TCP listener that is bound but serves nothing until `accept` is set (connections are held). */
-interface BoundListener {
+/** An SMTP listener, bound but serving nothing until `accept` is set (held-listener.ts). */
+interface BoundListener extends HeldListener {
   lc: ListenerConfig;
-  server: NetServer;
-  held: Socket[];
-  accept?: (s: Socket) => void;
 }
 
-async function bindListener(lc: ListenerConfig, index: number, source: ConfigSource, handOver = false): Promise<BoundListener> {
-  const b: BoundListener = { lc, server: undefined!, held: [] };
+async function bindListener(lc: ListenerConfig, index: number, source: ConfigSource, log: Logger, handOver = false): Promise<BoundListener> {
   // Plain TCP on every port: on 465 the PROXY header comes before the TLS handshake (accept.ts).
   // noDelay: replies are written once per pipelined group (connection.ts), so Nagle's algorithm
   // would only hold a reply back until the client's delayed ACK (up to 40 ms on Linux).
   // handOver (the primary of several processes): not a byte is read here, the worker reads them all.
-  b.server = createTcpServer({ noDelay: true, pauseOnConnect: handOver }, (s) => {
-    if (b.accept) return b.accept(s);
-    // Accepted by the kernel while we were still root or still starting: not read, not answered.
-    s.on("error", () => undefined);
-    b.held.push(s);
-  });
-  await new Promise<void>((resolve, reject) => {
-    b.server.once("error", (err) =>
-      reject(
-        listenError(err, { key: `listeners[${index}].port`, what: `listener listeners[${index}] (${lc.mode})`, address: lc.address, port: lc.port }, source),
-      ),
-    );
-    b.server.listen(lc.port, lc.address, () => resolve());
-  });
-  return b;
+  try {
+    // The same object: its connection handler reads `accept` from it.
+    const onError = (err: Error) => log.warn({ event: "listener-error", mode: lc.mode, port: lc.port, err: err.message }, "listener error");
+    return Object.assign(await bindHeld(lc.address, lc.port, { noDelay: true, pauseOnConnect: handOver, onError }), { lc });
+  } catch (err) {
+    throw listenError(err, { key: `listeners[${index}].port`, what: `listener listeners[${index}] (${lc.mode})`, address: lc.address, port: lc.port }, source);
+  }
 }
 
 function identityOf(config: Config, source: ConfigSource): Identity | undefined {
@@ -232,7 +221,21 @@ async function startLocked(
   });
   for (const [index, lc] of config.listeners.entries()) {
     // A worker's listeners are never bound: the primary hands it each accepted connection.
-    bound.push(worker ? { lc, server: createTcpServer(), held: [] } : await bindListener(lc, index, source, primary));
+    bound.push(worker ? { lc, server: createTcpServer(), held: [] } : await bindListener(lc, index, source, log, primary));
+  }
+  // The web listener too (web.port, 443 say), by the primary alone; it serves once the apps are
+  // built, after the drop, with the certificate (web-wiring.ts).
+  let webBound: HeldListener | undefined;
+  if (!worker && config.web.port !== undefined) {
+    try {
+      webBound = await bindHeld(config.web.address, config.web.port, {
+        onError: (err) => log.warn({ event: "listener-error", mode: "web", err: err.message }, "web listener error"),
+      });
+    } catch (err) {
+      throw listenError(err, { key: "web.port", what: "the web listener (web)", address: config.web.address, port: config.web.port }, source);
+    }
+    const b = webBound;
+    undo.push(() => closeHeld(b));
   }
 
   // `postern sendmail` talks to this; off unless localSubmit.socket is set. Bound as root (its
@@ -440,9 +443,14 @@ async function startLocked(
   const clientLimits = createClientLimits(config, log);
   undo.push(() => clientLimits.stop());
   // Several processes: each keeps every counter, and tells the others of its own changes (shared-limits.ts).
+  // The primary's own changes (web login failures) go to every worker through the pool.
+  let pool: WorkerPool | undefined;
   const sharedLimits =
     worker || primary
-      ? shareLimits({ throttle: auth.throttle, sendLimits: auth.sendLimits, clientLimits: clientLimits.limits }, worker ? worker.publish : () => undefined)
+      ? shareLimits(
+          { throttle: auth.throttle, sendLimits: auth.sendLimits, clientLimits: clientLimits.limits },
+          worker ? worker.publish : (event) => pool?.share(event),
+        )
       : undefined;
   const listeners: RunningServer["listeners"] = [];
   const registries: { mode: string; connections: Set<SmtpConnection> }[] = [];
@@ -456,7 +464,6 @@ async function startLocked(
 
   // The primary of several processes: workers start now (the spool is recovered, root is dropped)
   // and serve every SMTP connection; held connections wait until the first is ready.
-  let pool: WorkerPool | undefined;
   if (primary) {
     pool = await startWorkerPool({
       config,
@@ -521,30 +528,27 @@ async function startLocked(
     // Serving starts now; the connections that arrived while starting are taken first. The
     // primary of several processes only hands each connection, unread, to the next worker.
     const handOver = pool;
-    b.accept = handOver ? (s) => handOver.dispatch(index, s) : (s) => void acceptConnection(s, acceptOptions);
-    for (const s of b.held.splice(0)) if (!s.destroyed) b.accept(s);
+    serveHeld(b, handOver ? (s) => handOver.dispatch(index, s) : (s) => void acceptConnection(s, acceptOptions));
     if (worker) continue;
     const addr = b.server.address() as AddressInfo;
     listeners.push({ mode: lc.mode, address: addr.address, port: addr.port });
     log.info({ event: "listening", mode: lc.mode, address: addr.address, port: addr.port }, `listening (${lc.mode})`);
   }
 
-  // The HTTPS web face (web-wiring.ts): autoconfig and the UI; off unless web.port is set. Opened
-  // after the privilege drop, like the admin listener (a port below 1024 needs CAP_NET_BIND_SERVICE).
+  // The HTTPS web face (web-wiring.ts): autoconfig and the UI; off unless web.port is set. Its
+  // port was bound before the privilege drop (above); it serves from now on.
   const material = tlsMaterial;
-  let web: Awaited<ReturnType<typeof startWebFromConfig>>;
-  // The web pages take the SQLite store until they use UserStoreAdmin (store.backend postgres: off, logged).
-  const webStore = worker || !(store instanceof SqliteUserStore) ? undefined : store;
-  if (!worker && !webStore && config.web.port !== undefined) log.warn({ event: "web-off" }, "web pages are not served with store.backend postgres yet");
+  let web: Awaited<ReturnType<typeof startWebFromConfig>> | undefined;
   try {
     // The primary's alone (one port, and it reads the queue).
-    web = !webStore
+    web = !webBound
       ? undefined
       : await startWebFromConfig({
+          bound: webBound,
           config,
           log,
           listeners,
-          store: webStore,
+          store,
           auth,
           queueAdmin,
           sessionsOpen: () => {
@@ -558,9 +562,7 @@ async function startLocked(
           secureContext: () => tlsContexts.forListener({ mode: "submissions" }),
         });
   } catch (err) {
-    throw listenError(err, { key: "web.port", what: "the web listener (web)", address: config.web.address, port: config.web.port ?? 0 }, source, {
-      privilegesDropped: identity !== undefined,
-    });
+    throw listenError(err, { key: "web.port", what: "the web listener (web)", address: config.web.address, port: config.web.port ?? 0 }, source);
   }
   undo.push(() => web?.close());
 

@@ -1,10 +1,9 @@
 /**
  * The web face's wiring (`web:` in the config, src/web): the apps in the order they see each
- * request, and the HTTPS listener that serves them. Started by server.ts after the privilege drop,
- * with the SMTP listeners' real ports (autoconfig announces those).
+ * request, and the HTTPS listener that serves them. server.ts binds its port before the privilege
+ * drop and starts it here once the SMTP listeners' real ports are known (autoconfig announces those).
  */
 import type { SecureContext } from "node:tls";
-import type { SqliteUserStore } from "../auth/sqlite-store.js";
 import type { Config } from "../config/schema.js";
 import type { QueueAdmin } from "../queue/admin.js";
 import { createAutoconfigApp } from "../web/autoconfig.js";
@@ -18,14 +17,19 @@ import type { HourlyCounters } from "./hourly-counters.js";
 import { dkimKeysDir } from "../dkim/keys.js";
 import { createUiApp } from "../web/ui/app.js";
 import type { TlsMaterial } from "./tls.js";
+import type { HeldListener } from "./held-listener.js";
+import type { UserStore } from "../store/user-store.js";
 
 /** What the web apps may use of the running server. */
 export interface WebWiringDeps {
+  /** web.port, bound before the privilege drop (server.ts); it serves from the start here. */
+  bound: HeldListener;
   config: Config;
   log: Logger;
   /** The bound SMTP listeners (real ports). */
   listeners: { mode: string; address: string; port: number }[];
-  store: SqliteUserStore;
+  /** The built-in user store, SQLite or PostgreSQL. */
+  store: UserStore;
   auth: AuthWiring;
   queueAdmin: QueueAdmin;
   /** Open SMTP sessions per listener mode (the admin dashboard). */
@@ -48,7 +52,7 @@ export function webApps(d: WebWiringDeps): WebApp[] {
       sessionMaxSec: d.config.web.sessionMaxSec,
       store: d.store,
       verifier: d.auth.backends.verifier,
-      throttle: d.auth.throttle,
+      throttle: d.auth.throttlePort,
       lockoutSec: d.auth.lockoutSec,
       queue: d.queueAdmin,
       dkim: { keysDir: dkimKeysDir(d.config), retiredGraceDays: d.config.dkim.retiredGraceDays },
@@ -60,13 +64,12 @@ export function webApps(d: WebWiringDeps): WebApp[] {
   ];
 }
 
-/** Off (undefined) unless web.port is set. */
-export async function startWebFromConfig(d: WebWiringDeps): Promise<WebServer | undefined> {
-  if (d.config.web.port === undefined) return undefined;
+export async function startWebFromConfig(d: WebWiringDeps): Promise<WebServer> {
   return startWebServer(
     {
       address: d.config.web.address,
-      port: d.config.web.port,
+      port: d.config.web.port ?? 0,
+      bound: d.bound,
       tls: { cert: d.tls.cert, key: d.tls.key, minVersion: d.tls.minVersion, context: d.secureContext },
     },
     webApps(d),

@@ -27,7 +27,7 @@ import type { Config } from "../config/schema.js";
 import type { SpoolFault } from "../queue/spool-writer.js";
 import type { Logger } from "./log.js";
 import type { Operations, ReloadReport } from "./operate.js";
-import type { SharedLimits } from "./shared-limits.js";
+import type { SharedLimitEvent, SharedLimits } from "./shared-limits.js";
 import type { TlsMaterial } from "./tls.js";
 import type { HourlyCounters, HourlySeries } from "./hourly-counters.js";
 import type { FromWorker, ToWorker, WorkerMetrics, WorkerQuestion } from "./worker-protocol.js";
@@ -66,6 +66,8 @@ export interface WorkerPool {
   sessionCounts(): Record<string, number>;
   /** The running workers' process ids, by worker number. */
   pids(): Map<number, number>;
+  /** A change the primary itself made to the shared counters (a web login failure) reaches every worker. */
+  share(event: SharedLimitEvent): void;
   /** Ends every worker (their sessions are cut) and waits for them to exit. */
   close(): Promise<void>;
 }
@@ -267,6 +269,10 @@ export async function startWorkerPool(o: WorkerPoolOptions): Promise<WorkerPool>
       return counts;
     },
     pids: () => new Map([...slots.values()].map((s) => [s.n, s.child.pid!])),
+    share(event) {
+      const from = String(process.pid);
+      for (const s of slots.values()) if (s.child.connected) void send(s, { t: "shared", from, event }).catch(() => undefined);
+    },
     close: stopAll,
   };
 }

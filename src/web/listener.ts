@@ -9,6 +9,7 @@ import { createServer, type Server } from "node:https";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { SecureContext } from "node:tls";
+import { closeHeld, serveHeld, type HeldListener } from "../server/held-listener.js";
 import type { Logger } from "../server/log.js";
 import { serverContextOptions } from "../server/tls.js";
 import type { WebApp, WebRequest } from "./types.js";
@@ -16,6 +17,8 @@ import type { WebApp, WebRequest } from "./types.js";
 export interface WebServerOptions {
   address: string;
   port: number;
+  /** Already bound (before the privilege drop, src/server/held-listener.ts): served, not listened on again. */
+  bound?: HeldListener;
   tls: {
     cert: Buffer;
     key: Buffer;
@@ -172,13 +175,21 @@ export async function startWebServer(opts: WebServerOptions, apps: WebApp[], log
     sendText(res, 404, "not found");
   }
 
+  const bound = opts.bound;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(opts.port, opts.address, () => {
+    const listening = () => {
       server.off("error", reject);
+      // A failed accept (EMFILE) later: logged, never an unhandled 'error' that ends the process.
+      server.on("error", (err) => log.warn({ event: "web-listener-error", err: err.message }, "web listener error"));
       resolve();
-    });
+    };
+    // A port bound earlier: this server takes over its socket (listen(handle)), no second bind.
+    if (bound) server.listen(bound.server, listening);
+    else server.listen(opts.port, opts.address, listening);
   });
+  // What arrived while starting is handed over as Node documents: emit "connection".
+  if (bound) serveHeld(bound, (socket) => server.emit("connection", socket));
   const port = (server.address() as AddressInfo).port;
   log.info({ event: "web-listening", address: opts.address, port, apps: apps.map((a) => a.name) }, `listening (web: ${apps.map((a) => a.name).join(", ")})`);
   return {
@@ -188,6 +199,7 @@ export async function startWebServer(opts: WebServerOptions, apps: WebApp[], log
         server.closeAllConnections();
         server.close(() => resolve());
       });
+      if (bound) closeHeld(bound);
       for (const app of apps) await app.close?.().catch(() => undefined);
     },
   };

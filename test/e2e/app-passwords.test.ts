@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import nodemailer from "nodemailer";
 import { execFile } from "node:child_process";
 import { BIN, ROOT, runCli, startPostern, type Postern } from "./helpers/postern.js";
-import { b64, RawSmtp } from "./helpers/raw-smtp.js";
+import { authPlainCode, b64, RawSmtp } from "./helpers/raw-smtp.js";
 import { startSink, type Sink } from "../delivery/helpers/sink.js";
 
 const JOHN = { address: "john@example.org", password: "john's main password" };
@@ -38,16 +38,7 @@ async function addAppPassword(address: string, name: string): Promise<string> {
 }
 
 /** AUTH PLAIN on 465 (implicit TLS): the reply code. */
-async function authPlain(login: string, password: string): Promise<number> {
-  const c = await RawSmtp.open(server.ports.submissions, { tls: true });
-  try {
-    await c.reply();
-    await c.expect("EHLO phone.test", 250);
-    return (await c.cmd(`AUTH PLAIN ${b64(`\0${login}\0${password}`)}`)).code;
-  } finally {
-    c.close();
-  }
-}
+const authPlain = (login: string, password: string) => authPlainCode(server.ports.submissions, login, password);
 
 test("a phone's app password submits mail with nodemailer; the log names the credential, never its value", async () => {
   const phone = await addAppPassword(JOHN.address, "phone");

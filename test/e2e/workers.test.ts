@@ -10,27 +10,32 @@ import assert from "node:assert/strict";
 import { readFile, writeFile } from "node:fs/promises";
 import { parse, stringify } from "yaml";
 import { runCli, startPostern, type LogLine, type Postern } from "./helpers/postern.js";
-import { RawSmtp, b64 } from "./helpers/raw-smtp.js";
+import { RawSmtp, authPlainCode } from "./helpers/raw-smtp.js";
 import { startSink, type Sink } from "../delivery/helpers/sink.js";
+import { login as webLogin } from "../web/helpers/web-client.js";
 
 const JOHN = { address: "john@example.org", password: "correct horse battery staple" };
+const JANE = { address: "jane@example.org", password: "jane's own passphrase" };
 let server: Postern;
 let sink: Sink;
 let metricsPort: number;
+let webPort: number;
 
 before(async () => {
   sink = await startSink();
   server = await startPostern({
-    users: [JOHN],
+    users: [JOHN, JANE],
     config: {
       process: { workers: 2 },
       admin: { port: 0 },
+      web: { address: "127.0.0.1", port: 0 },
       relay: { smarthost: `127.0.0.1:${sink.port}` },
       mynetworks: ["127.0.0.1/32"],
       auth: { throttle: { ipFailures: 10, accountFailures: 5, lockoutSec: 600, penaltyBaseMs: 0 } },
     },
   });
   metricsPort = (await server.waitForLog((l) => l.event === "admin-listening")).port as number;
+  webPort = (await server.waitForLog((l) => l.event === "web-listening")).port as number;
 });
 after(async () => {
   await server?.cleanup();
@@ -73,6 +78,9 @@ async function relayOne(token: string): Promise<void> {
     c.close();
   }
 }
+
+/** One AUTH PLAIN on a new connection to port 465 (each goes to the next worker): its reply code. */
+const authCode = (user: string, password: string) => authPlainCode(server.ports.submissions, user, password);
 
 async function scrape(): Promise<string> {
   const res = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
@@ -117,28 +125,25 @@ test("connections go to both workers; mail accepted by either is delivered exact
   assert.equal(diff('postern_messages_accepted_total{listener="mta"}'), tokens.length);
 });
 
+test("wrong web logins (on the primary) lock the account for SMTP AUTH on both workers", async () => {
+  // From 127.0.0.2: its own IP counter (the next test counts 127.0.0.1's), the same /24 for the account.
+  for (let i = 0; i < 5; i++) assert.equal((await webLogin(webPort, JANE.address, `guess-${i}`, "127.0.0.2")).reply.status, 401);
+  assert.equal((await webLogin(webPort, JANE.address, JANE.password, "127.0.0.2")).reply.status, 429);
+  const from = server.logs.length;
+  const codes = [await authCode(JANE.address, JANE.password), await authCode(JANE.address, JANE.password)];
+  assert.deepEqual([...new Set(await connectWorkers(from, 2))].sort(), [1, 2], "asked on both workers");
+  assert.deepEqual(codes, [454, 454]);
+});
+
 test("wrong AUTHs spread over both workers lock the account as on one process: 535 × 5, then 454", async () => {
   const from = server.logs.length;
   const codes: number[] = [];
-  for (let i = 0; i < 10; i++) {
-    const c = await RawSmtp.open(server.ports.submissions, { tls: true });
-    await c.reply();
-    await c.expect("EHLO attacker.test", 250);
-    codes.push((await c.cmd(`AUTH PLAIN ${b64(`\0${JOHN.address}\0guess-${i}`)}`)).code);
-    c.close();
-  }
+  for (let i = 0; i < 10; i++) codes.push(await authCode(JOHN.address, `guess-${i}`));
   assert.deepEqual([...new Set(await connectWorkers(from, 10))].sort(), [1, 2], "the attempts went to both workers");
   assert.deepEqual(codes, [535, 535, 535, 535, 535, 454, 454, 454, 454, 454], codes.join(" "));
   // Ten failures from one IP lock it on every worker: the right password is refused on both.
-  const right: number[] = [];
   const servedFrom = server.logs.length;
-  for (let i = 0; i < 2; i++) {
-    const c = await RawSmtp.open(server.ports.submissions, { tls: true });
-    await c.reply();
-    await c.expect("EHLO user.test", 250);
-    right.push((await c.cmd(`AUTH PLAIN ${b64(`\0${JOHN.address}\0${JOHN.password}`)}`)).code);
-    c.close();
-  }
+  const right = [await authCode(JOHN.address, JOHN.password), await authCode(JOHN.address, JOHN.password)];
   assert.deepEqual([...new Set(await connectWorkers(servedFrom, 2))].sort(), [1, 2]);
   assert.deepEqual(right, [454, 454]);
 });

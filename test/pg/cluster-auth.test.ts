@@ -10,7 +10,7 @@ import { migrate } from "../../src/store/pg/migrations.js";
 import { PgPool } from "../../src/store/pg/pool.js";
 import { startPostgres, type TestPostgres } from "../helpers/postgres.js";
 import { runCli, startPostern, type Postern } from "../e2e/helpers/postern.js";
-import { RawSmtp, b64 } from "../e2e/helpers/raw-smtp.js";
+import { authPlainCode, RawSmtp } from "../e2e/helpers/raw-smtp.js";
 
 let db: TestPostgres;
 let nodes: Postern[] = [];
@@ -41,16 +41,7 @@ after(async () => {
 });
 
 /** One AUTH PLAIN over implicit TLS; the reply code. */
-async function login(node: Postern, user: string, password: string): Promise<number> {
-  const c = await RawSmtp.open(node.ports.submissions, { tls: true });
-  try {
-    await c.reply();
-    await c.expect("EHLO client.test", 250);
-    return (await c.cmd(`AUTH PLAIN ${b64(`\0${user}\0${password}`)}`)).code;
-  } finally {
-    c.close();
-  }
-}
+const login = (node: Postern, user: string, password: string) => authPlainCode(node.ports.submissions, user, password);
 
 async function cli(node: Postern, args: string[], input?: string): Promise<string> {
   const r = await runCli([...args, "--config", node.configPath], input);

@@ -15,8 +15,23 @@ import { createServer } from "node:net";
 import { Spool } from "../../src/queue/spool.js";
 import { chownTree } from "../../src/server/privileges.js";
 import { commitMessage } from "../queue/helpers.js";
+import { call } from "../web/helpers/web-client.js";
 
 const run = promisify(execFile);
+
+/** A free loopback port below the first unprivileged one (as root), or undefined when all are unprivileged. */
+async function freePrivilegedPort(): Promise<number | undefined> {
+  const first = Number((await readFile("/proc/sys/net/ipv4/ip_unprivileged_port_start", "utf8").catch(() => "1024")).trim());
+  for (let port = Math.min(first, 1024) - 1; port >= Math.max(1, first - 200); port--) {
+    const free = await new Promise<boolean>((resolve) => {
+      const probe = createServer();
+      probe.once("error", () => resolve(false));
+      probe.listen(port, "127.0.0.1", () => probe.close(() => resolve(true)));
+    });
+    if (free) return port;
+  }
+  return undefined;
+}
 
 if (process.getuid?.() === 0) {
   describe("dropping root after binding", () => {
@@ -24,13 +39,21 @@ if (process.getuid?.() === 0) {
     let pg: Postern;
     let base: string;
     let uid: number;
+    /** web.port: privileged, so the web listener must be bound before root is dropped (443 in production). */
+    let webPort: number | undefined;
     before(async () => {
       await run("useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user]);
       uid = Number((await run("id", ["-u", user])).stdout.trim());
       base = await mkdtemp(join(tmpdir(), "postern-priv-"));
       await chmod(base, 0o755); // the unprivileged user must reach its data directory
+      webPort = await freePrivilegedPort();
       pg = await startPostern({
-        config: { dataDir: join(base, "data"), delivery: { maildir: join(base, "data/mail/{domain}/{localpart}") }, process: { user } },
+        config: {
+          dataDir: join(base, "data"),
+          delivery: { maildir: join(base, "data/mail/{domain}/{localpart}") },
+          process: { user },
+          ...(webPort !== undefined ? { web: { address: "127.0.0.1", port: webPort } } : {}),
+        },
         users: [{ address: "jane@example.org", password: "x" }],
       });
     });
@@ -60,6 +83,16 @@ if (process.getuid?.() === 0) {
       const dir = join(base, "data/mail/example.org/jane/new");
       const [file] = await readdir(dir);
       assert.equal((await stat(join(dir, file!))).uid, uid);
+    });
+
+    it("binds the web listener's privileged port as root, and serves it as the user", async (t) => {
+      if (webPort === undefined) return t.skip("every port is unprivileged here (net.ipv4.ip_unprivileged_port_start)");
+      await pg.waitForLog((l) => l.event === "privileges-dropped");
+      const listening = await pg.waitForLog((l) => l.event === "web-listening");
+      assert.equal(listening.port, webPort);
+      const reply = await call(webPort, "GET", "/ui/login");
+      assert.equal(reply.status, 200);
+      assert.match(reply.body, /<form/);
     });
   });
 

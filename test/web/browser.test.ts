@@ -6,16 +6,15 @@
  * (git-ignored).
  */
 import assert from "node:assert/strict";
-import { mkdir } from "node:fs/promises";
+import { mkdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import nodemailer from "nodemailer";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 import type { QueueEntry } from "../../src/queue/admin.js";
 import { CONTENT_SECURITY_POLICY } from "../../src/web/ui/app.js";
 import { freePort } from "../helpers/test-config.js";
 import { ROOT, runCli, startPostern, type Postern } from "../e2e/helpers/postern.js";
-import { call, csrfOf, login } from "./helpers/web-client.js";
+import { call, csrfOf, lockOutOnWeb, login, submissionTransport } from "./helpers/web-client.js";
 
 const ADMIN = { address: "admin@example.org", password: "admin-password-1" };
 const USER = { address: "user@example.org", password: "user-password-1" };
@@ -69,7 +68,9 @@ async function browserLogin(page: Page, who: { address: string; password: string
 }
 
 async function shot(page: Page, name: string): Promise<void> {
-  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
+  const file = join(ARTIFACTS, `${name}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+  assert.ok((await stat(file)).size > 0, `screenshot ${file}`);
   // Every page the browser sees is script-free (CSP forbids inline script; we serve none at all).
   assert.doesNotMatch(await page.content(), /<script|\son[a-z]+=/i, name);
 }
@@ -100,13 +101,7 @@ test("a user logs in, creates an app password, and sends mail with it over SMTP;
     assert.match(await page.content(), /<td>phone<\/td>/);
     await shot(page, "account");
 
-    const transport = nodemailer.createTransport({
-      host: "127.0.0.1",
-      port: server.ports.submission,
-      requireTLS: true,
-      tls: { rejectUnauthorized: false },
-      auth: { user: USER.address, pass: appPassword },
-    });
+    const transport = submissionTransport(server.ports.submission, USER.address, appPassword!);
     const info = await transport.sendMail({ from: USER.address, to: "friend@elsewhere.test", subject: "from the phone", text: "hello" });
     assert.match(info.response, /^250 /);
     assert.equal((await server.waitForLog((l) => l.event === "auth-success" && l.user === USER.address)).credential, "phone");
@@ -169,6 +164,36 @@ test("an admin sees the chart, adds a user, and holds and releases the queued me
   }
 });
 
+test("the Content-Security-Policy the server sends stops inline script in the browser", async () => {
+  const policy = (await call(webPort, "GET", "/ui/login")).headers["content-security-policy"] as string;
+  assert.ok(policy);
+  const { context, page } = await newPage();
+  try {
+    // An injected script, as an XSS would place it, on a page of our origin: once without the
+    // policy (it runs: the probe works), once with the server's own header (it must not run).
+    const probe = '<!doctype html><title>probe</title><script>document.title = "ran"</script><img src="x" onerror="document.title = \'ran\'">';
+    for (const headers of [{}, { "content-security-policy": policy }] as Record<string, string>[]) {
+      await page.route(url("/ui/csp-probe"), (route) => route.fulfill({ status: 200, contentType: "text/html", headers, body: probe }));
+      const violations: string[] = [];
+      page.on("console", (m) => violations.push(m.text()));
+      await page.goto(url("/ui/csp-probe"));
+      await page.waitForLoadState("load");
+      if (Object.keys(headers).length === 0) assert.equal(await page.title(), "ran", "without a policy the probe's script runs");
+      else {
+        assert.equal(await page.title(), "probe", "the server's policy blocks inline script and handlers");
+        assert.ok(
+          violations.some((v) => /Content Security Policy/.test(v)),
+          violations.join("\n"),
+        );
+      }
+      await page.unroute(url("/ui/csp-probe"));
+      page.removeAllListeners("console");
+    }
+  } finally {
+    await context.close();
+  }
+});
+
 test("CSRF: a POST without or with a wrong token is 403; every page has the CSP; logins lock out like SMTP AUTH", async () => {
   const { cookie } = await login(webPort, ADMIN.address, ADMIN.password);
   assert.ok(cookie);
@@ -195,19 +220,9 @@ test("CSRF: a POST without or with a wrong token is 403; every page has the CSP;
 
   // Three wrong passwords lock the account out from this address: the right one is refused too,
   // on the web and over SMTP AUTH alike (one throttle).
-  for (let i = 0; i < 3; i++) assert.equal((await login(webPort, VICTIM.address, "wrong-password")).reply.status, 401);
-  const locked = await login(webPort, VICTIM.address, VICTIM.password);
-  assert.equal(locked.reply.status, 429);
-  assert.equal(locked.cookie, undefined);
+  await lockOutOnWeb(webPort, VICTIM, 3);
   await server.waitForLog((l) => l.event === "auth-throttled" && l.scope === "account" && l.user === VICTIM.address);
-  const smtp = nodemailer.createTransport({
-    host: "127.0.0.1",
-    port: server.ports.submission,
-    requireTLS: true,
-    tls: { rejectUnauthorized: false },
-    auth: { user: VICTIM.address, pass: VICTIM.password },
-  });
-  await assert.rejects(smtp.verify(), /Invalid login|454|535/);
+  await assert.rejects(submissionTransport(server.ports.submission, VICTIM.address, VICTIM.password).verify(), /Invalid login|454|535/);
   // The dashboard lists the lockout.
   const dash = await call(webPort, "GET", "/ui/admin", { cookie });
   assert.match(dash.body, /id="throttled"[\s\S]*victim@example\.org/);

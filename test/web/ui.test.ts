@@ -137,7 +137,10 @@ describe("web UI app", () => {
     const token = csrfOf(page.body)!;
     const form = { address: "mallory@example.org", password: "mallory-secret" };
     assert.equal((await call(port, "POST", "/ui/admin/users", { cookie, form })).status, 403);
-    assert.equal((await call(port, "POST", "/ui/admin/users", { cookie, form: { ...form, csrf: `${token.slice(0, -1)}A` } })).status, 403);
+    assert.equal(
+      (await call(port, "POST", "/ui/admin/users", { cookie, form: { ...form, csrf: `${token.slice(0, -1)}${token.endsWith("A") ? "B" : "A"}` } })).status,
+      403,
+    );
     const crossSite = { cookie, form: { ...form, csrf: token }, headers: { origin: "https://evil.example" } };
     assert.equal((await call(port, "POST", "/ui/admin/users", crossSite)).status, 403);
     const fetchSite = { cookie, form: { ...form, csrf: token }, headers: { "sec-fetch-site": "cross-site" } };
@@ -152,6 +155,81 @@ describe("web UI app", () => {
     assert.ok(!JSON.stringify(logs).includes("mallory-secret"));
     // The login form has its own token: a login post without it is refused too.
     assert.equal((await call(port, "POST", "/ui/login", { form: { address: "admin@example.org", password: "admin-secret-1" } })).status, 403);
+  });
+
+  it("binds the form token to its session: another session's valid token is refused", async () => {
+    const admin = await login("admin@example.org", "admin-secret-1");
+    const other = await login("user@example.org", "user-secret-1");
+    const othersToken = csrfOf((await call(port, "GET", "/ui/account", { cookie: other.cookie })).body)!;
+    const ownToken = csrfOf((await call(port, "GET", "/ui/admin/users", { cookie: admin.cookie })).body)!;
+    assert.notEqual(othersToken, ownToken);
+    const form = { address: "leaver@example.org" };
+    assert.equal((await call(port, "POST", "/ui/admin/users/disable", { cookie: admin.cookie, form: { ...form, csrf: othersToken } })).status, 403);
+    assert.equal((await store.lookupUser("admin@example.org"))?.disabled, false);
+    // A login's token (the pre-session cookie's) is no session token either.
+    const loginPage = await call(port, "GET", "/ui/login");
+    const loginToken = csrfOf(loginPage.body)!;
+    assert.equal((await call(port, "POST", "/ui/logout", { cookie: admin.cookie, form: { csrf: loginToken } })).status, 403);
+  });
+
+  it("gives every login a new session id and ends the one the browser brought (no session fixation)", async () => {
+    const first = await login("user@example.org", "user-secret-1");
+    const page = await call(port, "GET", "/ui/login");
+    const again = await call(port, "POST", "/ui/login", {
+      cookie: `${first.cookie}; ${cookieValue(page, "__Host-postern-login")}`,
+      form: { csrf: csrfOf(page.body)!, address: "admin@example.org", password: "admin-secret-1" },
+    });
+    assert.equal(again.status, 303);
+    const second = cookieValue(again, "__Host-postern");
+    assert.ok(second);
+    assert.notEqual(second, first.cookie);
+    assert.equal((await call(port, "GET", "/ui/account", { cookie: first.cookie })).headers.location, "/ui/login", "the old session is over");
+    assert.equal((await call(port, "GET", "/ui/admin", { cookie: second })).status, 200);
+    // A made-up session id opens nothing, and is never adopted.
+    const forged = `__Host-postern=${"A".repeat(43)}`;
+    assert.equal((await call(port, "GET", "/ui/account", { cookie: forged })).headers.location, "/ui/login");
+  });
+
+  it("logs every change (who, what, target, from where) and escapes what users typed; a store error goes back to our own page", async () => {
+    const { cookie } = await login("admin@example.org", "admin-secret-1");
+    const csrf = csrfOf((await call(port, "GET", "/ui/admin/users", { cookie })).body)!;
+    const post = (path: string, form: Record<string, string>, headers: Record<string, string> = {}) =>
+      call(port, "POST", path, { cookie, form: { ...form, csrf }, headers });
+    const hostile = '<img src=x onerror="alert(1)">';
+    await store.addUser("logged@example.org", "logged-secret-1");
+    const steps: [string, Record<string, string>, string][] = [
+      ["/ui/admin/users/disable", { address: "logged@example.org" }, "user-disabled"],
+      ["/ui/admin/users/enable", { address: "logged@example.org" }, "user-enabled"],
+      ["/ui/admin/users/password", { address: "logged@example.org", password: "logged-secret-2" }, "password-reset"],
+      ["/ui/admin/users/app-passwords", { address: "logged@example.org", name: hostile }, "app-password-added"],
+      ["/ui/admin/users/app-passwords/revoke", { address: "logged@example.org", name: hostile }, "app-password-revoked"],
+      ["/ui/admin/queue/release", { id: Q1 }, "queue-release"],
+      ["/ui/admin/queue/flush", {}, "queue-flush"],
+      ["/ui/admin/queue/delete", { id: newQueueId() }, "queue-delete"],
+    ];
+    for (const [path, form, what] of steps) {
+      const before = logs.length;
+      const r = await post(path, form);
+      assert.equal(r.status, 303, `${path}: ${r.body}`);
+      const line = logs.slice(before).find((l) => l.event === "web-change");
+      assert.equal(line?.what, what, path);
+      assert.deepEqual([line.user, line.ip], ["admin@example.org", "127.0.0.1"], path);
+      if (form.address) assert.equal(line.target, form.address, path);
+      if (form.id) assert.equal(line.id, form.id, path);
+      if (what === "app-password-added") {
+        // The flash and the table show the name as text, never as markup.
+        const shown = await call(port, "GET", r.headers.location as string, { cookie });
+        assert.ok(shown.body.includes("&lt;img src=x onerror=&quot;alert(1)&quot;&gt;"), "escaped");
+        assert.doesNotMatch(shown.body, /<img/);
+      }
+    }
+    assert.ok(!JSON.stringify(logs).includes("logged-secret-2"), "no password in the log");
+    // A failed change (the user exists) goes back to the page it came from: a path of ours,
+    // whatever host the Referer names.
+    const dup = await post("/ui/admin/users", { address: "logged@example.org", password: "whatever-1" }, { referer: "https://evil.example/ui/admin/users" });
+    assert.equal(dup.headers.location, "/ui/admin/users");
+    const away = await post("/ui/admin/users", { address: "logged@example.org", password: "whatever-1" }, { referer: "https://evil.example//evil.example/" });
+    assert.equal(away.headers.location, "/ui");
   });
 
   it("throttles logins like SMTP AUTH: past the account's limit even the right password is refused", async () => {

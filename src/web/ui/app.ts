@@ -3,7 +3,7 @@
  *
  * - Login: address and main password through the real credential verifier, behind the same
  *   AUTH throttle as SMTP (per IP and per account from a block; src/policy/auth-throttle.ts).
- *   Only users of the SQLite store log in (they are the ones these pages can change).
+ *   Only users of the built-in store log in (SQLite or PostgreSQL: the ones these pages can change).
  * - Sessions: session.ts (in memory, `__Host-postern` cookie). CSRF: a per-session token in every
  *   form, compared in constant time on every POST, plus Origin and Sec-Fetch-Site checks; the
  *   login form has its own double-submit token (there is no session yet).
@@ -13,8 +13,7 @@
  */
 import { randomBytes } from "node:crypto";
 import type { IncomingMessage } from "node:http";
-import type { AppPasswordInfo } from "../../auth/sqlite-store.js";
-import type { UserInfo } from "../../auth/types.js";
+import type { UserStoreAdmin } from "../../auth/user-store-rules.js";
 import type { InfoWarnLog } from "../../base/log.js";
 import { listDomains, listKeys, publishedKeys, zoneLine } from "../../dkim/keys.js";
 import type { QueueEntry } from "../../queue/admin.js";
@@ -22,7 +21,7 @@ import { QueueNotFoundError } from "../../queue/admin.js";
 import { isQueueId } from "../../queue/queue-id.js";
 import type { Envelope } from "../../queue/types.js";
 import { guardConnection } from "../../policy/auth-guard.js";
-import type { AuthThrottle } from "../../policy/auth-throttle.js";
+import type { AuthThrottlePort } from "../../policy/auth-throttle.js";
 import { NetworkList } from "../../policy/networks.js";
 import type { CredentialVerifier, VerifyResult } from "../../sasl/types.js";
 import { BodyTooLargeError, readRequestBody } from "../listener.js";
@@ -44,18 +43,11 @@ const LOGIN_COOKIE = "__Host-postern-login";
 const MAX_BODY_BYTES = 16 * 1024;
 const MIN_PASSWORD_LENGTH = 8;
 
-/** The parts of the SQLite user store the pages use (src/auth/sqlite-store.ts). */
-export interface UiUserStore {
-  hasUser(user: string): boolean;
-  lookupUser(address: string): Promise<UserInfo | null>;
-  listUsers(): UserInfo[];
-  addUser(address: string, password: string): Promise<void>;
-  setPassword(address: string, password: string): Promise<void>;
-  setDisabled(address: string, disabled: boolean): void;
-  addAppPassword(address: string, name: string): Promise<string>;
-  listAppPasswords(address: string): AppPasswordInfo[];
-  revokeAppPassword(address: string, name: string): boolean;
-}
+/** The parts of the built-in user store the pages use: SQLite or PostgreSQL (src/store/user-store.ts). */
+export type UiUserStore = Pick<
+  UserStoreAdmin,
+  "lookupUser" | "listUsers" | "addUser" | "setPassword" | "setDisabled" | "addAppPassword" | "listAppPasswords" | "revokeAppPassword"
+>;
 
 /** The queue operations of `postern queue` (src/queue/admin.ts QueueAdmin). */
 export interface UiQueue {
@@ -80,7 +72,8 @@ export interface UiDeps {
   store: UiUserStore;
   /** The server's credential verifier (src/auth/backends.ts), guarded per request by the throttle. */
   verifier: CredentialVerifier;
-  throttle: AuthThrottle;
+  /** The throttle SMTP AUTH counts with (in memory, or the cluster's on PostgreSQL): one lockout for both. */
+  throttle: AuthThrottlePort;
   /** auth.throttle.lockoutSec, for the lockout log line. */
   lockoutSec: number;
   queue: UiQueue;
@@ -174,7 +167,7 @@ export function createUiApp(deps: UiDeps): WebApp {
     const guard = guardConnection(deps.throttle, ip, deps.verifier, (scope, user) =>
       deps.log.warn({ event: "auth-throttled", ip, scope, user, lockoutSec: deps.lockoutSec, via: "web" }, "web login throttled: too many failures"),
     );
-    const locked = guard.authGuard.refusal();
+    const locked = await guard.authGuard.refusal();
     if (locked !== null) {
       deps.log.warn({ event: "web-login-refused", ip, user: address, reason: locked }, "web login refused: throttled");
       return showLogin(web, 429, { error: "Too many failed logins: try again later.", address });
@@ -183,9 +176,10 @@ export function createUiApp(deps: UiDeps): WebApp {
       address && password ? await guard.verifier.verifyPassword(address, password, { remoteIp: ip }) : { ok: false, reason: "unknown-user" };
     // The main password is right, but mail needs app passwords: these pages are where those are made.
     const mainOk = result.ok ? result.credential === undefined : result.reason === "app-password-required";
-    const user = result.ok ? result.user : (await deps.store.lookupUser(address))?.address;
-    if (!mainOk || user === undefined || !deps.store.hasUser(user)) {
-      const penaltyMs = guard.authGuard.failed();
+    // Only users of the built-in store log in (a Dovecot or PAM login has nothing to change here).
+    const user = mainOk ? (await deps.store.lookupUser(result.ok ? result.user : address))?.address : undefined;
+    if (!mainOk || user === undefined) {
+      const penaltyMs = await guard.authGuard.failed();
       const reason = result.ok ? (result.credential !== undefined ? "app-password" : "not-in-store") : result.reason;
       deps.log.warn({ event: "web-login-failure", ip, user: address, reason }, "web login failed");
       if (penaltyMs > 0) await delay(penaltyMs);
@@ -194,7 +188,10 @@ export function createUiApp(deps: UiDeps): WebApp {
       }
       return showLogin(web, 401, { error: "Wrong address or password.", address });
     }
-    guard.authGuard.succeeded(user);
+    await guard.authGuard.succeeded(user);
+    // Always a new session id, never one the client brought: a session the cookie still names ends here.
+    const previous = sessions.get(readCookie(web.req.headers.cookie, SESSION_COOKIE));
+    if (previous) sessions.destroy(previous.id);
     const session = sessions.create(user, isAdmin(user));
     deps.log.info({ event: "web-login", user, ip, admin: session.admin }, "web login");
     const home = session.admin && adminFrom.contains(ip) ? "/ui/admin" : "/ui/account";
@@ -226,18 +223,19 @@ export function createUiApp(deps: UiDeps): WebApp {
     if (path === "/ui" || path === "/ui/") return redirect(web, !session ? "/ui/login" : ctx.adminAllowed ? "/ui/admin" : "/ui/account");
     if (path === "/ui/login") return session ? redirect(web, "/ui") : showLogin(web);
     if (!session) return redirect(web, "/ui/login");
-    if (path === "/ui/account") return send(web, 200, accountPage(page, session.user, deps.store.listAppPasswords(session.user), deps.mobileconfig ?? true));
+    if (path === "/ui/account")
+      return send(web, 200, accountPage(page, session.user, await deps.store.listAppPasswords(session.user), deps.mobileconfig ?? true));
     if (!path.startsWith("/ui/admin")) throw new HttpError(404, "no such page");
     requireAdmin(ctx);
     switch (path) {
       case "/ui/admin":
         return send(web, 200, dashboardPage(page, await dashboard()));
       case "/ui/admin/users":
-        return send(web, 200, usersPage(page, deps.store.listUsers()));
+        return send(web, 200, usersPage(page, await deps.store.listUsers()));
       case "/ui/admin/user": {
         const info = await deps.store.lookupUser(q.get("address") ?? "");
         if (!info) throw new HttpError(404, "no such user");
-        return send(web, 200, userPage(page, info, deps.store.listAppPasswords(info.address)));
+        return send(web, 200, userPage(page, info, await deps.store.listAppPasswords(info.address)));
       }
       case "/ui/admin/queue":
         return send(web, 200, queuePage(page, await deps.queue.list()));
@@ -285,11 +283,11 @@ export function createUiApp(deps: UiDeps): WebApp {
         if (next.length < MIN_PASSWORD_LENGTH) return (flash(ctx, "error", `The new password needs at least ${MIN_PASSWORD_LENGTH} characters.`), back());
         // The old password is checked like a login: a stolen session cannot take the account over.
         const guard = guardConnection(deps.throttle, ctx.web.remoteIp, deps.verifier, () => undefined);
-        if (guard.authGuard.refusal() !== null) return (flash(ctx, "error", "Too many failed attempts: try again later."), back());
+        if ((await guard.authGuard.refusal()) !== null) return (flash(ctx, "error", "Too many failed attempts: try again later."), back());
         const check = await guard.verifier.verifyPassword(session.user, old, { remoteIp: ctx.web.remoteIp });
         const ok = check.ok ? check.credential === undefined : check.reason === "app-password-required";
         if (!ok) {
-          guard.authGuard.failed();
+          await guard.authGuard.failed();
           deps.log.warn({ event: "web-login-failure", ip: ctx.web.remoteIp, user: session.user, reason: "old-password" }, "web: wrong current password");
           return (flash(ctx, "error", "The current password is wrong."), back());
         }
@@ -306,7 +304,7 @@ export function createUiApp(deps: UiDeps): WebApp {
       }
       case "/ui/account/app-passwords/revoke": {
         const name = form.get("name") ?? "";
-        const removed = deps.store.revokeAppPassword(session.user, name);
+        const removed = await deps.store.revokeAppPassword(session.user, name);
         if (removed) changed(ctx, "app-password-revoked", { target: session.user, name });
         return (flash(ctx, removed ? "ok" : "error", removed ? `App password "${name}" revoked.` : `No app password "${name}".`), back());
       }
@@ -331,7 +329,7 @@ export function createUiApp(deps: UiDeps): WebApp {
       case "/ui/admin/users/disable":
       case "/ui/admin/users/enable": {
         const disable = path.endsWith("disable");
-        deps.store.setDisabled(address, disable);
+        await deps.store.setDisabled(address, disable);
         if (disable) sessions.destroyUser(address);
         changed(ctx, disable ? "user-disabled" : "user-enabled", { target: address });
         return done("/ui/admin/users", `User ${address} ${disable ? "disabled" : "enabled"}.`);
@@ -352,7 +350,7 @@ export function createUiApp(deps: UiDeps): WebApp {
       }
       case "/ui/admin/users/app-passwords/revoke": {
         const name = form.get("name") ?? "";
-        if (!deps.store.revokeAppPassword(address, name)) throw new HttpError(404, `no app password ${JSON.stringify(name)} for ${address}`);
+        if (!(await deps.store.revokeAppPassword(address, name))) throw new HttpError(404, `no app password ${JSON.stringify(name)} for ${address}`);
         changed(ctx, "app-password-revoked", { target: address, name });
         return done(userPageOf(address), `App password "${name}" of ${address} revoked.`);
       }
@@ -387,7 +385,7 @@ export function createUiApp(deps: UiDeps): WebApp {
     const hours = deps.hourly?.last24h() ?? [];
     const totals = { accepted: 0, delivered: 0, deferred: 0, bounced: 0, authFailures: 0 };
     for (const h of hours) for (const k of Object.keys(totals) as (keyof typeof totals)[]) totals[k] += h.counts[k];
-    return { sessions: deps.sessionsOpen(), hours, totals, queued: (await deps.queue.list()).length, throttled: deps.throttle.lockedOut() };
+    return { sessions: deps.sessionsOpen(), hours, totals, queued: (await deps.queue.list()).length, throttled: await deps.throttle.lockedOut() };
   }
 
   // ---- the app -----------------------------------------------------------------------------

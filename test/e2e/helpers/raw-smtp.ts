@@ -163,3 +163,15 @@ function takeReply(buf: string): { reply: SmtpReply; rest: string } | null {
 }
 
 export const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64");
+
+/** One AUTH PLAIN on a new implicit-TLS connection (port 465): the reply code. */
+export async function authPlainCode(port: number, user: string, password: string): Promise<number> {
+  const c = await RawSmtp.open(port, { tls: true });
+  try {
+    await c.reply();
+    await c.expect("EHLO client.test", 250);
+    return (await c.cmd(`AUTH PLAIN ${b64(`\0${user}\0${password}`)}`)).code;
+  } finally {
+    c.close();
+  }
+}
