@@ -64,6 +64,19 @@ test("MX records without the AD bit: the hosts' TLSA records are not used (RFC 7
   assert.deepEqual(await new OutboundTlsPolicy({}).mxStatus("far.test"), { kind: "insecure" }, "DANE off: nothing asked");
 });
 
+test("authenticated TLSA records, none usable: TLS is required but not authenticated, unless MTA-STS or REQUIRETLS decides", async () => {
+  const pkixEe = { usage: 1, selector: 1, matchingType: 1, data: Buffer.alloc(32, 2) };
+  const p = new OutboundTlsPolicy(deps({ "mx.far.test": { kind: "records", records: [pkixEe], usable: [] } }));
+  const plan = await p.planHost("far.test", { kind: "none" }, "mx.far.test", 25, plain, true);
+  assert.equal(plan.policy, "dane");
+  assert.ok(plan.kind === "connect" && plan.starttlsRequired && plan.enforce && plan.check === "none");
+  assert.equal((await p.planHost("far.test", sts("enforce"), "mx.far.test", 25, plain, true)).policy, "mta-sts-enforce");
+  const requireTls = await p.planHost("far.test", { kind: "none" }, "mx.far.test", 25, demandsOf({ requireTls: true }), true);
+  assert.ok(requireTls.kind === "skip" && requireTls.requireTlsRefusal, "unauthenticated TLS does not satisfy REQUIRETLS");
+  const relaxed = await p.planHost("far.test", { kind: "none" }, "mx.far.test", 25, demandsOf({ tlsRequiredNo: true }), true);
+  assert.equal(relaxed.policy, "opportunistic");
+});
+
 test("a TLSA lookup that failed skips the host (RFC 7672 §2.2), unless TLS-Required: No", async () => {
   const p = new OutboundTlsPolicy(deps({ "mx.far.test": { kind: "temporary-failure", detail: "SERVFAIL" } }));
   const plan = await p.planHost("far.test", { kind: "none" }, "mx.far.test", 2525, plain, true);

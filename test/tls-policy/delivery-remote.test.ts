@@ -264,6 +264,29 @@ test("DANE: MX records without the AD bit: the host's TLSA is not used, even a m
   }
 });
 
+test("DANE: authenticated TLSA records, none usable: STARTTLS is required (stripped → deferred), the certificate is not checked", async () => {
+  const pkixEe = { usage: 1, selector: 1, matchingType: 1, data: Buffer.alloc(32, 2) };
+  const unusable = { "mx.far.test": { kind: "records", records: [pkixEe], usable: [] } } as Record<string, TlsaResult>;
+  const stripped = await rig({ "mx.far.test": {} }, { kind: "none" }, unusable);
+  try {
+    const result = await stripped.deliver();
+    assert.equal(result.outcome, "deferred");
+    assert.match(result.detail, /^451 4\.7\.5 STARTTLS not offered by mx\.far\.test under DANE \(no usable TLSA record/);
+    assert.ok(!stripped.sinks["mx.far.test"]!.commands.some((l) => l.startsWith("MAIL")), "no transaction in clear");
+  } finally {
+    await stripped.close();
+  }
+  const anyCert = await rig({ "mx.far.test": tlsOf(untrusted) }, { kind: "none" }, unusable);
+  try {
+    const result = await anyCert.deliver();
+    assert.equal(result.outcome, "delivered", result.detail);
+    assert.equal(result.tlsPolicy, "dane");
+    assert.equal(anyCert.sinks["mx.far.test"]!.messages[0]!.tls, true);
+  } finally {
+    await anyCert.close();
+  }
+});
+
 test("DANE: TLSA without the AD bit is ignored (opportunistic); a failed TLSA lookup skips the host", async () => {
   const unsigned = await rig({ "mx.far.test": tlsOf(untrusted) }, { kind: "none" }, { "mx.far.test": { kind: "none", authenticated: false } });
   try {

@@ -169,6 +169,23 @@ export class OutboundTlsPolicy {
           rpt: { type: "tlsa", domain, strings: tlsa.records.map(tlsaText) },
         };
       }
+      // Authenticated TLSA records, none usable (RFC 7672 §3.1.3): they still say the host does TLS,
+      // so TLS is mandatory though it cannot be authenticated (RFC 7672 §2.2; Postfix does the same).
+      // An MTA-STS policy, which can authenticate, or REQUIRETLS's refusal below take precedence.
+      const stsApplies = sts.kind === "policy" && sts.policy.mode !== "none";
+      if (tlsa.kind === "records" && !stsApplies && !demands.requireTls && !demands.tlsRequiredNo) {
+        return {
+          kind: "connect",
+          policy: "dane",
+          starttlsRequired: true,
+          enforce: true,
+          check: "none",
+          usable: [],
+          port,
+          label: "DANE (no usable TLSA record: TLS required, not authenticated)",
+          rpt: { type: "tlsa", domain, strings: tlsa.records.map(tlsaText) },
+        };
+      }
     }
     if (sts.kind === "policy" && sts.policy.mode !== "none") {
       const enforced = this.stsEnforced(sts, demands);
