@@ -202,6 +202,13 @@ async function queryAd(name: string, type: "TLSA" | "MX", servers: string[], tim
   throw lastError ?? new Error("no answer");
 }
 
+/** Whether the MX answer for `domain` (records or their denial) has the AD bit; throws on SERVFAIL or no answer. */
+export async function mxAuthenticated(domain: string, servers: string[], timeoutMs: number): Promise<boolean> {
+  const { r } = await queryAd(domain, "MX", servers, timeoutMs);
+  if (r.rcode === "SERVFAIL") throw new Error(`MX lookup of ${domain}: SERVFAIL`);
+  return r.flag_ad === true;
+}
+
 /** TLSA at `name`, with the AD bit of the answer (see queryAd). */
 export async function queryTlsa(name: string, servers: string[], timeoutMs: number): Promise<TlsaAnswer> {
   const { q, r } = await queryAd(name, "TLSA", servers, timeoutMs);
@@ -236,9 +243,7 @@ export class TlsaResolver implements TlsaSource {
    */
   async mxAuthenticated(domain: string): Promise<boolean> {
     if (this.opts.mode === "off") return false;
-    const { r } = await queryAd(domain, "MX", this.opts.servers, this.opts.timeoutMs);
-    if (r.rcode === "SERVFAIL") throw new Error(`MX lookup of ${domain}: SERVFAIL`);
-    return r.flag_ad === true;
+    return mxAuthenticated(domain, this.opts.servers, this.opts.timeoutMs);
   }
 }
 
