@@ -111,7 +111,10 @@ export async function deliverViaMx(
   // RFC 7672 §2.2.1: the hosts' TLSA records count only if the MX RRset was authenticated.
   const mx = plainOnly ? ({ kind: "insecure" } as const) : await tls.mxStatus(domain);
   if (mx.kind === "failed" && !demands.tlsRequiredNo) {
-    ctx.logger.warn({ event: "mx-dnssec-unknown", id: env.id, domain, tlsPolicy: "dane", detail: mx.detail }, "delivery: DNSSEC status of the MX records unknown");
+    ctx.logger.warn(
+      { event: "mx-dnssec-unknown", id: env.id, domain, tlsPolicy: "dane", detail: mx.detail },
+      "delivery: DNSSEC status of the MX records unknown",
+    );
     return everyone("deferred", mx.detail, "dane");
   }
   // RFC 8460 §5.3: the sessions that carry TLS-RPT reports are not counted in reports.

@@ -134,7 +134,10 @@ export class OutboundTlsPolicy {
     try {
       return (await this.deps.tlsa.mxAuthenticated(domain)) ? { kind: "secure" } : { kind: "insecure" };
     } catch (err) {
-      return { kind: "failed", detail: `451 4.4.3 DANE: DNSSEC status of the MX records of ${domain} unknown (${err instanceof Error ? err.message : String(err)})` };
+      return {
+        kind: "failed",
+        detail: `451 4.4.3 DANE: DNSSEC status of the MX records of ${domain} unknown (${err instanceof Error ? err.message : String(err)})`,
+      };
     }
   }
 
