@@ -7,7 +7,7 @@ import { X509Certificate } from "node:crypto";
 import type { DetailedPeerCertificate } from "node:tls";
 import { parseEhloReply } from "../delivery/smtp-reply.js";
 import { matchDane } from "../delivery/tls-policy/dane.js";
-import { type DnssecMode, isUsableTlsa, queryTlsa, type TlsaAnswer, tlsaName, tlsaPresentation } from "../delivery/tls-policy/tlsa.js";
+import { type DnssecMode, isUsableTlsa, mxAuthenticated, queryTlsa, type TlsaAnswer, tlsaName, tlsaPresentation } from "../delivery/tls-policy/tlsa.js";
 import { addressesOf, dnsError, isNoRecord, type Resolver } from "./dns-lookup.js";
 import { Probe, ProbeClosed } from "./probe.js";
 import { type CheckItem, item } from "./types.js";
@@ -73,6 +73,9 @@ export async function tlsaItems(resolver: Resolver, domain: string, o: DaneCheck
   const items: CheckItem[] = [];
   const port = o.port ?? 25;
   if (o.mode === "off") items.push(item("dane", "INFO", `DANE is not used for delivery: dns.dnssec is off; ${WHY_OFF}`));
+  // RFC 7672 §2.2.1: asked once, when authenticated TLSA records make it matter.
+  let mxSecure: Promise<boolean | string> | undefined;
+  const mxStatus = () => (mxSecure ??= mxAuthenticated(domain, o.servers, o.timeoutMs).catch((err: Error) => err.message));
   for (const host of await mxHosts(resolver, domain)) {
     const name = tlsaName(host, port);
     let answer: TlsaAnswer;
@@ -111,7 +114,19 @@ export async function tlsaItems(resolver: Resolver, domain: string, o: DaneCheck
       items.push(
         item(id, "FAIL", `${at}: ${text}: none usable for SMTP (only usages 2 and 3, RFC 7672 §3.1.3)`, "publish 3 1 1 (DANE-EE, SPKI, SHA-256) records"),
       );
-    else items.push(item(id, "PASS", `${at} (authenticated): ${text}`));
+    else {
+      const mx = await mxStatus();
+      if (mx === true) items.push(item(id, "PASS", `${at} (authenticated): ${text}`));
+      else
+        items.push(
+          item(
+            id,
+            "WARN",
+            `${at} (authenticated): ${text}, but the MX records of ${domain} are not${typeof mx === "string" ? ` (${mx})` : " (no AD bit)"}: senders ignore the TLSA records of its MX hosts (RFC 7672 §2.2.1)`,
+            "sign the zone of the MX records with DNSSEC",
+          ),
+        );
+    }
     items.push(await matchItem(resolver, host, answer, o));
   }
   return items;

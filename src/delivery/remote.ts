@@ -90,7 +90,7 @@ export async function deliverViaMx(
   }
   const demands = demandsOf(env);
   if (plainOnly && demands.requireTls) {
-    return everyone("failed", `550 5.7.30 REQUIRETLS support required: the route to ${domain} is configured without TLS`, "none");
+    return everyone("failed", `550 5.7.10 REQUIRETLS: the route to ${domain} is configured without TLS`, "none");
   }
   const tls = ctx.tlsPolicy ?? new OutboundTlsPolicy({});
   const sts = plainOnly ? ({ kind: "none" } as const) : await tls.forDomain(domain);
@@ -108,6 +108,17 @@ export async function deliverViaMx(
     );
     return everyone("deferred", mismatch, "mta-sts-enforce");
   }
+  // RFC 7672 §2.2.1: the hosts' TLSA records count only if the MX RRset was authenticated.
+  const mx = plainOnly ? ({ kind: "insecure" } as const) : await tls.mxStatus(domain);
+  if (mx.kind === "failed" && !demands.tlsRequiredNo) {
+    ctx.logger.warn(
+      { event: "mx-dnssec-unknown", id: env.id, domain, tlsPolicy: "dane", detail: mx.detail },
+      "delivery: DNSSEC status of the MX records unknown",
+    );
+    return everyone("deferred", mx.detail, "dane");
+  }
+  // RFC 8460 §5.3: the sessions that carry TLS-RPT reports are not counted in reports.
+  const countSessions = env.tlsReport !== true;
   const candidates = route.hosts.flatMap((h) => h.addresses.map((a) => ({ name: h.name, address: a })));
   const plans = new Map<string, HostPlan>();
   let lastError = "no MX host could be reached";
@@ -119,8 +130,8 @@ export async function deliverViaMx(
     let plan = plans.get(c.name);
     if (!plan) {
       plan = plainOnly
-        ? { kind: "connect", policy: "none", starttlsRequired: false, enforce: false, check: "none", usable: [], label: "none" }
-        : await tls.planHost(domain, sts, c.name, base.port, demands);
+        ? { kind: "connect", policy: "none", starttlsRequired: false, enforce: false, check: "none", usable: [], port: base.port, label: "none" }
+        : await tls.planHost(domain, sts, c.name, base.port, demands, mx.kind === "secure");
       plans.set(c.name, plan);
     }
     tried++;
@@ -145,7 +156,7 @@ export async function deliverViaMx(
     };
     const onSession = (r: { client?: SmtpClient; err?: unknown }) => {
       if (r.err !== undefined) policyDetail = sessionFailureDetail(connectPlan, c.name, r.err, check);
-      if (!connectPlan.rpt) return;
+      if (!connectPlan.rpt || !countSessions) return;
       let failure: { resultType: TlsRptResultType; detail: string } | undefined = check.failure;
       if (!failure && r.err !== undefined) {
         const resultType = resultTypeOf(r.err);
@@ -195,7 +206,14 @@ export async function deliverViaMx(
 export type EndpointAttempt =
   | { kind: "done"; results: RecipientResult[] }
   /** Could not start a transaction with this host: another host may do. */
-  | { kind: "unreachable"; error: string; permanent: boolean; requireTlsRefusal?: boolean };
+  | {
+      kind: "unreachable";
+      error: string;
+      permanent: boolean;
+      requireTlsRefusal?: boolean;
+      /** No TLS, or none that verified (STARTTLS missing, certificate refused), before MAIL. */
+      tlsFailure?: boolean;
+    };
 
 /** One session (possibly reused) to one host, one transaction for all recipients. */
 export async function deliverToEndpoint(
@@ -274,7 +292,8 @@ export async function deliverToEndpoint(
     const detail = `${ep.host}:${ep.port}: ${errorText(err)}`;
     if (!started) {
       // Trouble before MAIL (connection, greeting, TLS, AUTH) says nothing about the recipients.
-      return { kind: "unreachable", error: errorText(err), permanent: false };
+      const tlsFailure = err instanceof SmtpClientError && err.kind === "tls";
+      return { kind: "unreachable", error: errorText(err), permanent: false, ...(tlsFailure ? { tlsFailure } : {}) };
     }
     ctx.logger.warn({ event: "smtp-error", id: env.id, peer: `${ep.host}:${ep.port}`, err: errorText(err) }, "delivery: SMTP transaction failed");
     // A break mid-transaction may or may not have delivered: retrying risks a duplicate, which

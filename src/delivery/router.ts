@@ -16,7 +16,7 @@ import type { SmarthostConfig } from "./smarthost.js";
 import { SmtpPool } from "./smtp-pool.js";
 import { transportKey, TransportTable, type Transport } from "./transport.js";
 import type { Log } from "../base/log.js";
-import type { OutboundTlsPolicy } from "./tls-policy/policy.js";
+import { demandsOf, type OutboundTlsPolicy } from "./tls-policy/policy.js";
 
 export interface DelivererOptions {
   /** Decides on the final domain, lower-cased without a trailing dot. */
@@ -226,9 +226,9 @@ async function relayToSmarthost(
     timeoutMs: ("timeoutMs" in base ? base.timeoutMs : undefined) ?? opts.timeoutMs,
   };
   // RFC 8689 §4.2.1: a REQUIRETLS message goes to the relay only over verified TLS, and only if it offers REQUIRETLS.
-  const requireTls = env.requireTls === true;
+  const requireTls = demandsOf(env).requireTls;
   if (requireTls) {
-    if (ep.tls === "none") return everyone("failed", `550 5.7.30 REQUIRETLS support required: the relay ${ep.host}:${ep.port} is configured without TLS`);
+    if (ep.tls === "none") return everyone("failed", `550 5.7.10 REQUIRETLS: the relay ${ep.host}:${ep.port} is configured without TLS`);
     if (ep.tls !== "implicit") ep.tls = "starttls-required";
     ep.rejectUnauthorized = true;
   }
@@ -237,6 +237,11 @@ async function relayToSmarthost(
   const attempt = await deliverToEndpoint(ctx, `smarthost:${where}`, ep, env, message, recipients, policy);
   if (attempt.kind === "done") return attempt.results;
   if (attempt.requireTlsRefusal) return everyone("failed", `smarthost ${where}: ${attempt.error}`);
+  // RFC 8689 §4.2.1: the configured relay offers no TLS, or none that verifies: waiting will not
+  // change that, so the REQUIRETLS message is returned now (5.7.10, encryption needed).
+  if (requireTls && attempt.tlsFailure) {
+    return everyone("failed", `550 5.7.10 REQUIRETLS: no verified TLS with the relay ${where} (${attempt.error})`);
+  }
   // Trouble before MAIL (refused connection, TLS, AUTH) is ours or the relay's, never the
   // recipient's: defer so the admin can fix it without bouncing mail.
   opts.logger.warn({ event: "smarthost-error", id: env.id, relay: where, err: attempt.error }, "delivery: smarthost session failed");

@@ -56,6 +56,9 @@ export const SIGNED_IF_PRESENT = [
   "List-Post",
   "List-Owner",
   "List-Archive",
+  // RFC 8460 §5.3: a mailed TLS-RPT report's signature covers these.
+  "TLS-Report-Domain",
+  "TLS-Report-Submitter",
 ];
 
 export interface DkimSignerOptions {

@@ -152,10 +152,10 @@ export class DsnNotifier {
         client: { ip: "127.0.0.1", helo: this.opts.hostname, listener: "mta" },
         recipients: [{ address: env.mailFrom }],
         dsnOf: env.id,
-        // RFC 8689 §5: the report is protected as the original was (sent with REQUIRETLS; from the
-        // null sender, so a next hop without REQUIRETLS does not lose it, §4.2.1); §6: a
-        // "TLS-Required: No" original makes a report that asks the same.
-        requireTls: env.requireTls || undefined,
+        // RFC 8689 §5: the report about a REQUIRETLS message returns its header section only and
+        // is not itself sent with REQUIRETLS (the return path need not offer it; a report from <>
+        // refused for that would be lost). §6: a "TLS-Required: No" original makes a report that
+        // asks the same.
         tlsRequiredNo: (!env.requireTls && env.tlsRequiredNo) || undefined,
         // Shared store: held until the original records it as sent, so no node delivers (and
         // removes) it before then — a node taking over would find it gone and write it again.

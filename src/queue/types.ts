@@ -85,6 +85,8 @@ export interface Envelope {
   recipients: EnvelopeRecipient[];
   /** Set by `postern queue hold`; the runner skips the message until released (survives restarts). */
   held?: boolean;
+  /** A TLS-RPT report we send (RFC 8460 §5.3): its sessions are left out of the reports. */
+  tlsReport?: boolean;
   /** This message is a delivery report (DSN) about the message with this queue id. */
   dsnOf?: string;
   /** Notices sent about this message, recorded before and after injection so a rerun never repeats one. */

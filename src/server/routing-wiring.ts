@@ -63,7 +63,7 @@ export function createRouting(
   const tlsPolicy = new OutboundTlsPolicy({
     mtaSts,
     tlsa: config.dns.dnssec === "trust-ad" ? new TlsaResolver({ mode: "trust-ad", servers: config.dns.servers, timeoutMs: config.dns.timeoutMs }) : undefined,
-    matchDane: (usable, chain, mxHost) => matchDane(usable, chain, mxHost),
+    matchDane: (usable, chain, mxHost, port) => matchDane(usable, chain, mxHost, new Date(), port),
     mxMatches,
   });
   if (config.aliases.file) log.info({ event: "aliases-loaded", file: config.aliases.file }, "alias file loaded");

@@ -58,24 +58,26 @@ describe("postern check --dns: DANE", () => {
     plainPort = (plain.server.address() as { port: number }).port;
     const tlsa = (data: Buffer, usage = 3, selector = 1) => [{ usage, selector, matchingType: 1, data }];
     dns = await startDnsServer({
-      "dane.test": { MX: [{ preference: 10, exchange: "mx.dane.test" }] },
+      "dane.test": { MX: [{ preference: 10, exchange: "mx.dane.test" }], ad: true },
       "mx.dane.test": { A: ["127.0.0.1"] },
       [`_${port}._tcp.mx.dane.test`]: { TLSA: tlsa(spkiSha256), ad: true },
-      "ta.test": { MX: [{ preference: 10, exchange: "mx.ta.test" }] },
+      "ta.test": { MX: [{ preference: 10, exchange: "mx.ta.test" }], ad: true },
       "mx.ta.test": { A: ["127.0.0.1"] },
       [`_${port}._tcp.mx.ta.test`]: { TLSA: tlsa(subSha256, 2, 0), ad: true },
-      "wrong.test": { MX: [{ preference: 10, exchange: "mx.wrong.test" }] },
+      "wrong.test": { MX: [{ preference: 10, exchange: "mx.wrong.test" }], ad: true },
       "mx.wrong.test": { A: ["127.0.0.1"] },
       [`_${port}._tcp.mx.wrong.test`]: { TLSA: tlsa(Buffer.alloc(32, 7)), ad: true },
       "unsigned.test": { MX: [{ preference: 10, exchange: "mx.unsigned.test" }] },
       "mx.unsigned.test": { A: ["127.0.0.1"] },
       [`_${port}._tcp.mx.unsigned.test`]: { TLSA: tlsa(spkiSha256) },
+      // Signed TLSA at an MX host named by unsigned MX records (RFC 7672 §2.2.1).
+      "mxunsigned.test": { MX: [{ preference: 10, exchange: "mx.dane.test" }] },
       "none.test": { MX: [{ preference: 10, exchange: "mx.none.test" }] },
       "mx.none.test": { A: ["127.0.0.1"] },
       "broken.test": { MX: [{ preference: 10, exchange: "mx.broken.test" }] },
       "mx.broken.test": { A: ["127.0.0.1"] },
       [`_${port}._tcp.mx.broken.test`]: { servfail: true },
-      "plain.test": { MX: [{ preference: 10, exchange: "mx.plain.test" }] },
+      "plain.test": { MX: [{ preference: 10, exchange: "mx.plain.test" }], ad: true },
       "mx.plain.test": { A: ["127.0.0.1"] },
       [`_${plainPort}._tcp.mx.plain.test`]: { TLSA: tlsa(spkiSha256), ad: true },
       // What the command looks up: port 25 (nothing of ours listens there).
@@ -111,6 +113,12 @@ describe("postern check --dns: DANE", () => {
     const t = find(await check("unsigned.test"), "tlsa (mx.unsigned.test)")!;
     assert.equal(t.verdict, "WARN");
     assert.match(t.reason, /not DNSSEC-authenticated/);
+  });
+
+  it("authenticated TLSA under MX records without the AD bit is a WARN: senders ignore them", async () => {
+    const t = find(await check("mxunsigned.test"), "tlsa (mx.dane.test)")!;
+    assert.equal(t.verdict, "WARN");
+    assert.match(t.reason, /MX records of mxunsigned\.test are not \(no AD bit\).*RFC 7672 §2\.2\.1/);
   });
 
   it("no records is INFO, a SERVFAIL a FAIL, and an MX without STARTTLS under DANE a FAIL", async () => {

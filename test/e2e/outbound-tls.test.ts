@@ -48,11 +48,15 @@ function tlsa3(cert: string): { usage: number; selector: number; matchingType: n
   return { usage: 3, selector: 1, matchingType: 1, data: createHash("sha256").update(spki).digest() };
 }
 
+/** TLSA of a domain's MX host: AD on the TLSA answer, and (default true) on the domain's MX answer. */
+type TlsaSpec = { cert: string; ad: boolean; mxAd?: boolean };
+
 /** far domains: MX mx.DOMAIN → 127.0.0.1; MTA-STS TXT and policy host for those in STS; TLSA per `tlsa`. */
-function zone(domains: string[], port: number, tlsa: Record<string, { cert: string; ad: boolean }>): Record<string, ZoneEntry> {
+function zone(domains: string[], port: number, tlsa: Record<string, TlsaSpec>): Record<string, ZoneEntry> {
   const z: Record<string, ZoneEntry> = {};
   for (const d of domains) {
-    z[d] = { MX: [{ preference: 10, exchange: `mx.${d}` }] };
+    // RFC 7672 §2.2.1: the MX RRset must be authenticated too for its hosts' TLSA to count.
+    z[d] = { MX: [{ preference: 10, exchange: `mx.${d}` }], ad: tlsa[d]?.mxAd ?? true };
     z[`mx.${d}`] = { A: ["127.0.0.1"], ad: true };
     if (STS[d]) {
       z[`_mta-sts.${d}`] = { TXT: ["v=STSv1; id=20261203"] };
@@ -72,7 +76,7 @@ interface Rig {
   close(): Promise<void>;
 }
 
-async function rig(sinkOpts: SinkOptions, domains: string[], tlsa: Record<string, { cert: string; ad: boolean }>): Promise<Rig> {
+async function rig(sinkOpts: SinkOptions, domains: string[], tlsa: Record<string, TlsaSpec>): Promise<Rig> {
   const sink = await startSink(sinkOpts);
   const dns = await startDnsServer(zone(domains, sink.port, tlsa));
   const stateDir = await mkdtemp(join(dir, "tls-rpt-"));
@@ -134,12 +138,13 @@ async function queueShow(server: Postern, id: string): Promise<string> {
 }
 
 test("outbound TLS: MTA-STS enforce/testing, DANE with and without AD, REQUIRETLS; queue show names the policy", async () => {
-  const domains = ["good.test", "wrong.test", "testing.test", "dane.test", "noad.test", "danebad.test", "plain.test"];
+  const domains = ["good.test", "wrong.test", "testing.test", "dane.test", "noad.test", "danebad.test", "mxnoad.test", "plain.test"];
   const untrusted = await otherCa.issue({ names: ["mx.danebad.test"] });
   const r = await rig({ tls: { key: mxCert.keyPem, cert: mxCert.certPem }, requireTlsExtension: true }, domains, {
     "dane.test": { cert: mxCert.leafPem, ad: true },
     "noad.test": { cert: untrusted.leafPem, ad: false }, // would not match: ignored without AD
     "danebad.test": { cert: untrusted.leafPem, ad: true },
+    "mxnoad.test": { cert: untrusted.leafPem, ad: true, mxAd: false }, // signed TLSA, unsigned MX: ignored
   });
   try {
     const { server, sink } = r;
@@ -174,6 +179,9 @@ test("outbound TLS: MTA-STS enforce/testing, DANE with and without AD, REQUIRETL
     const danebadLog = await deferred(danebad);
     assert.equal(danebadLog.tlsPolicy, "dane");
     assert.match(String(danebadLog.detail), /^451 4\.7\.5 DANE: .*mx\.danebad\.test/);
+    assert.ok(String(danebadLog.detail).includes(`_${sink.port}._tcp.mx.danebad.test`), "names the TLSA name looked up");
+    const mxnoad = await send(server, "a@mxnoad.test");
+    assert.equal((await delivered(mxnoad)).tlsPolicy, "opportunistic");
     assert.match(await queueShow(server, danebad), /TLS policy: DANE/);
 
     // REQUIRETLS: verified (MTA-STS enforce) and offered → delivered with REQUIRETLS on MAIL FROM
@@ -188,7 +196,7 @@ test("outbound TLS: MTA-STS enforce/testing, DANE with and without AD, REQUIRETL
     assert.match(String(failed.detail), /^550 5\.7\.30 REQUIRETLS support required/);
     assert.ok(!sink.messages.some((m) => m.to.includes("b@plain.test")));
 
-    assert.deepEqual(sink.messages.map((m) => m.to[0]).sort(), ["a@dane.test", "a@good.test", "a@noad.test", "a@testing.test", "b@good.test"]);
+    assert.deepEqual(sink.messages.map((m) => m.to[0]).sort(), ["a@dane.test", "a@good.test", "a@mxnoad.test", "a@noad.test", "a@testing.test", "b@good.test"]);
 
     // A graceful stop writes the day's TLS-RPT counts: testing.test has its failure, good.test its success.
     await server.stop();

@@ -83,7 +83,7 @@ interface Rig {
 }
 
 /** MX hosts of far.test in the order given (preference 10, 20, …), each a sink on 127.0.0.1. */
-async function rig(hosts: Record<string, SinkOptions>, sts: MtaStsResult, tlsa: Record<string, TlsaResult> = {}): Promise<Rig> {
+async function rig(hosts: Record<string, SinkOptions>, sts: MtaStsResult, tlsa: Record<string, TlsaResult> = {}, mxSecure = true): Promise<Rig> {
   const sinks: Record<string, Sink> = {};
   for (const [name, o] of Object.entries(hosts)) sinks[name] = await startSink(o);
   const zone: Record<string, { MX?: { preference: number; exchange: string }[]; A?: string[] }> = {
@@ -104,8 +104,8 @@ async function rig(hosts: Record<string, SinkOptions>, sts: MtaStsResult, tlsa: 
     timeoutMs: 5000,
     tlsPolicy: new OutboundTlsPolicy({
       mtaSts: { policyFor: async () => sts },
-      tlsa: { lookup: async (host) => tlsa[host] ?? { kind: "none", authenticated: true } },
-      matchDane: (usable, chain, mxHost) => matchDane(usable, chain, mxHost),
+      tlsa: { lookup: async (host) => tlsa[host] ?? { kind: "none", authenticated: true }, mxAuthenticated: async () => mxSecure },
+      matchDane: (usable, chain, mxHost, port) => matchDane(usable, chain, mxHost, new Date(), port),
       recorder: { record: (o) => void outcomes.push(o) },
     }),
   });
@@ -226,6 +226,8 @@ test("DANE: a matching TLSA record delivers without WebPKI trust; a mismatch or 
     const result = await mismatch.deliver();
     assert.equal(result.outcome, "deferred");
     assert.match(result.detail, /^451 4\.7\.5 DANE: .*mx\.far\.test/);
+    // The TLSA name is the one looked up: the port the host is reached on (the sink's here, 25 in production).
+    assert.ok(result.detail.includes(`_${mismatch.sinks["mx.far.test"]!.port}._tcp.mx.far.test`), result.detail);
     assert.ok(mismatch.outcomes[0]!.failure);
     assert.equal(mismatch.sinks["mx.far.test"]!.messages.length, 0);
   } finally {
@@ -239,6 +241,49 @@ test("DANE: a matching TLSA record delivers without WebPKI trust; a mismatch or 
     assert.equal(stripped.outcomes[0]!.failure?.resultType, "starttls-not-supported");
   } finally {
     await stripped.close();
+  }
+});
+
+test("DANE: MX records without the AD bit: the host's TLSA is not used, even a mismatching one (RFC 7672 §2.2.1)", async () => {
+  const records = { "mx.far.test": { kind: "records", records: [daneEe(untrusted)], usable: [daneEe(untrusted)] } } as Record<string, TlsaResult>;
+  const insecureMx = await rig({ "mx.far.test": tlsOf(good) }, { kind: "none" }, records, false);
+  try {
+    const result = await insecureMx.deliver();
+    assert.equal(result.outcome, "delivered", result.detail);
+    assert.equal(result.tlsPolicy, "opportunistic");
+  } finally {
+    await insecureMx.close();
+  }
+  const secureMx = await rig({ "mx.far.test": tlsOf(good) }, { kind: "none" }, records, true);
+  try {
+    const result = await secureMx.deliver();
+    assert.equal(result.outcome, "deferred", "the same records under an authenticated MX RRset are enforced");
+    assert.equal(result.tlsPolicy, "dane");
+  } finally {
+    await secureMx.close();
+  }
+});
+
+test("DANE: authenticated TLSA records, none usable: STARTTLS is required (stripped → deferred), the certificate is not checked", async () => {
+  const pkixEe = { usage: 1, selector: 1, matchingType: 1, data: Buffer.alloc(32, 2) };
+  const unusable = { "mx.far.test": { kind: "records", records: [pkixEe], usable: [] } } as Record<string, TlsaResult>;
+  const stripped = await rig({ "mx.far.test": {} }, { kind: "none" }, unusable);
+  try {
+    const result = await stripped.deliver();
+    assert.equal(result.outcome, "deferred");
+    assert.match(result.detail, /^451 4\.7\.5 STARTTLS not offered by mx\.far\.test under DANE \(no usable TLSA record/);
+    assert.ok(!stripped.sinks["mx.far.test"]!.commands.some((l) => l.startsWith("MAIL")), "no transaction in clear");
+  } finally {
+    await stripped.close();
+  }
+  const anyCert = await rig({ "mx.far.test": tlsOf(untrusted) }, { kind: "none" }, unusable);
+  try {
+    const result = await anyCert.deliver();
+    assert.equal(result.outcome, "delivered", result.detail);
+    assert.equal(result.tlsPolicy, "dane");
+    assert.equal(anyCert.sinks["mx.far.test"]!.messages[0]!.tls, true);
+  } finally {
+    await anyCert.close();
   }
 });
 
@@ -308,6 +353,36 @@ test("REQUIRETLS: bounced (5.7.30) without a policy to verify, or to a verified 
   }
 });
 
+test("our bounce of a REQUIRETLS message reaches a peer without REQUIRETLS, sent without it (RFC 8689 §5)", async () => {
+  // No policy and no REQUIRETLS at the peer: a REQUIRETLS message would bounce here (test above).
+  const r = await rig({ "mx.far.test": tlsOf(good) }, { kind: "none" });
+  try {
+    // A report spooled by an older version still carries the tag: it is not held to it either.
+    const result = await r.deliver({ mailFrom: "", dsnOf: "0000000000original00", requireTls: true });
+    assert.equal(result.outcome, "delivered", result.detail);
+    const sent = r.sinks["mx.far.test"]!.messages[0]!;
+    assert.equal(sent.from, "");
+    assert.ok(!sent.mailParams.includes("REQUIRETLS"));
+  } finally {
+    await r.close();
+  }
+});
+
+test("the sessions that carry TLS-RPT reports are not counted for TLS-RPT (RFC 8460 §5.3)", async () => {
+  const r = await rig({ "mx.far.test": tlsOf(wrongName) }, stsPolicy("testing"));
+  try {
+    const report = await r.deliver({ mailFrom: "", tlsRequiredNo: true, tlsReport: true });
+    assert.equal(report.outcome, "delivered", report.detail);
+    assert.equal(r.outcomes.length, 0, "the report's own session (a failure here) is left out");
+    const other = await r.deliver({ mailFrom: "", tlsRequiredNo: true });
+    assert.equal(other.outcome, "delivered", other.detail);
+    assert.equal(r.outcomes.length, 1, "any other message's session is counted");
+    assert.equal(r.outcomes[0]!.failure?.resultType, "certificate-host-mismatch");
+  } finally {
+    await r.close();
+  }
+});
+
 test("TLS-Required: No: an MTA-STS enforce failure does not block delivery, and is still recorded", async () => {
   const r = await rig({ "mx.far.test": tlsOf(wrongName) }, stsPolicy("enforce"));
   try {
@@ -374,11 +449,22 @@ test("REQUIRETLS through the smarthost: verified TLS and the REQUIRETLS extensio
   } finally {
     await notOffered.sink.close();
   }
+  // RFC 8689 §4.2.1: no TLS that verifies with the configured relay: returned at once (5.7.10), not retried for days.
   const unverified = await relayWith({ ...tlsOf(untrusted), requireTlsExtension: true });
   try {
-    assert.equal(unverified.result.outcome, "deferred");
+    assert.equal(unverified.result.outcome, "failed", unverified.result.detail);
+    assert.match(unverified.result.detail, /^550 5\.7\.10 REQUIRETLS: no verified TLS with the relay 127\.0\.0\.1:\d+ /);
     assert.equal(unverified.sink.messages.length, 0, "not sent over TLS it could not verify");
   } finally {
     await unverified.sink.close();
+  }
+  const noStarttls = await relayWith({ requireTlsExtension: true });
+  try {
+    assert.equal(noStarttls.result.outcome, "failed", noStarttls.result.detail);
+    assert.match(noStarttls.result.detail, /^550 5\.7\.10 REQUIRETLS: no verified TLS with the relay .*STARTTLS/);
+    assert.equal(noStarttls.sink.messages.length, 0);
+    assert.ok(!noStarttls.sink.commands.some((c) => /^MAIL/i.test(c)), "no MAIL in clear");
+  } finally {
+    await noStarttls.sink.close();
   }
 });

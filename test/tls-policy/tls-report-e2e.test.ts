@@ -56,6 +56,12 @@ test("tls-rpt: yesterday's report is mailed through the queue to the rua, DKIM-s
     const text = m.data.toString("latin1");
     const head = text.slice(0, text.indexOf("\r\n\r\n"));
     assert.match(head, /^DKIM-Signature:[\s\S]*d=mail\.example\.org/m);
+    // RFC 8460 §5.3: the signature covers the two report fields.
+    const signed = /^DKIM-Signature:(?:.*\r\n[ \t].*)*.*/m.exec(head)![0].replace(/\s/g, "");
+    const h = /[;:]h=([^;]+)/.exec(signed)![1]!.toLowerCase().split(":");
+    assert.ok(h.includes("tls-report-domain") && h.includes("tls-report-submitter"), `h=${h.join(":")}`);
+    assert.match(head, /^TLS-Report-Submitter: mail\.example\.org$/m);
+    assert.match(head, /^Content-Type: multipart\/report; report-type="tlsrpt";/m);
     assert.match(head, /^Subject: Report Domain: far\.test Submitter: mail\.example\.org Report-ID: <[^>]+@mail\.example\.org>$/m);
     assert.match(head, /^TLS-Report-Domain: far\.test$/m);
     assert.match(head, /report-type="tlsrpt"/);
@@ -68,6 +74,10 @@ test("tls-rpt: yesterday's report is mailed through the queue to the rua, DKIM-s
     await server.waitForLog((l) => l.event === "tlsrpt-sent");
     // Sent everywhere: the day's file is gone, so a restart sends nothing twice.
     await server.waitForLog((l) => l.event === "tlsrpt-day-done");
+    assert.deepEqual(await readdir(stateDir), []);
+    // RFC 8460 §5.3: the session that carried the report is not counted for the next one, so a
+    // graceful stop (which writes the day's counts) leaves no file behind.
+    await server.stop();
     assert.deepEqual(await readdir(stateDir), []);
   } finally {
     await server?.cleanup();

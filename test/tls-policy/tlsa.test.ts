@@ -36,6 +36,10 @@ describe("TLSA lookups", () => {
       "_25._tcp.target.example": { TLSA: [taCert], ad: true },
       "_2525._tcp.port.example": { TLSA: [eeSpki], ad: true },
       "www.alias.example": { CNAME: "host.alias.example" },
+      "signed-mx.example": { MX: [{ preference: 10, exchange: "mx.signed-mx.example" }], ad: true },
+      "unsigned-mx.example": { MX: [{ preference: 10, exchange: "mx.unsigned-mx.example" }] },
+      "self-host.example": { A: ["192.0.2.8"], ad: true },
+      "bogus-mx.example": { servfail: true },
       "host.alias.example": { A: ["192.0.2.7"] },
     });
   });
@@ -48,6 +52,17 @@ describe("TLSA lookups", () => {
     assert.deepEqual(r.records, [eeSpki, taCert, pkixEe, shortDigest]);
     assert.deepEqual(r.usable, [eeSpki, taCert], "usage 1 and a digest of the wrong length are unusable");
     assert.ok(dns.queries.includes("_25._tcp.signed.example TLSA"));
+  });
+
+  it("the MX answer's AD bit (RFC 7672 §2.2.1): records or their authenticated denial; SERVFAIL throws; mode off asks nothing", async () => {
+    assert.equal(await resolver().mxAuthenticated("signed-mx.example"), true);
+    assert.ok(dns.queries.includes("signed-mx.example MX"));
+    assert.equal(await resolver().mxAuthenticated("unsigned-mx.example"), false);
+    assert.equal(await resolver().mxAuthenticated("self-host.example"), true, "no MX records, securely denied: the domain is its own host");
+    await assert.rejects(resolver().mxAuthenticated("bogus-mx.example"), /SERVFAIL/);
+    const before = dns.queries.length;
+    assert.equal(await resolver("off").mxAuthenticated("signed-mx.example"), false);
+    assert.equal(dns.queries.length, before);
   });
 
   it("the same records without the AD bit are ignored (RFC 7672 §2.2)", async () => {

@@ -26,8 +26,8 @@ export interface TlsPolicyDeps {
   mtaSts?: MtaStsSource;
   /** Only when `dns.dnssec` is "trust-ad": DANE needs authenticated answers (RFC 7672 §2.1). */
   tlsa?: TlsaSource;
-  /** dane.ts's check of a presented chain; DANE is unused without it. */
-  matchDane?: (usable: TlsaRecord[], chain: X509Certificate[], mxHost: string) => DaneVerdict;
+  /** dane.ts's check of a presented chain (`port`: the TLSA name's, for diagnostics); DANE is unused without it. */
+  matchDane?: (usable: TlsaRecord[], chain: X509Certificate[], mxHost: string, port: number) => DaneVerdict;
   recorder?: TlsReportRecorder;
   /** MTA-STS mx pattern match (mta-sts.ts mxMatches); a local RFC 8461 §4.1 match when absent. */
   mxMatches?: (host: string, patterns: string[]) => boolean;
@@ -41,8 +41,11 @@ export interface TlsDemands {
   tlsRequiredNo: boolean;
 }
 
-export function demandsOf(env: Pick<Envelope, "requireTls" | "tlsRequiredNo">): TlsDemands {
-  const requireTls = env.requireTls === true;
+export function demandsOf(env: Pick<Envelope, "requireTls" | "tlsRequiredNo" | "dsnOf">): TlsDemands {
+  // RFC 8689 §5: our report about a REQUIRETLS message (header section only) is not itself sent
+  // under REQUIRETLS: the return path need not offer it, and a lost report from <> is lost for good.
+  // Reports spooled by an older version may still carry the tag.
+  const requireTls = env.requireTls === true && env.dsnOf === undefined;
   return { requireTls, tlsRequiredNo: !requireTls && env.tlsRequiredNo === true };
 }
 
@@ -59,6 +62,8 @@ export type HostPlan =
       enforce: boolean;
       check: "dane" | "webpki" | "none";
       usable: TlsaRecord[];
+      /** The port of the TLSA name (`_PORT._tcp.HOST`) the DANE records came from. */
+      port: number;
       /** "DANE", "MTA-STS enforce", … for diagnostics. */
       label: string;
       rpt?: TlsRptPolicy;
@@ -119,9 +124,27 @@ export class OutboundTlsPolicy {
     return sts.policy.mode === "enforce" || (sts.policy.mode === "testing" && demands.requireTls);
   }
 
-  async planHost(domain: string, sts: MtaStsResult, host: string, port: number, demands: TlsDemands): Promise<HostPlan> {
-    // RFC 7672 §2.2: DANE first; only authenticated, usable records count.
-    if (this.deps.tlsa && this.deps.matchDane) {
+  /**
+   * RFC 7672 §2.2.1: TLSA records of the MX host names count only when the MX RRset itself is
+   * DNSSEC-authenticated (an attacker could otherwise name hosts of its own, with TLSA of its own).
+   * "insecure" when DANE is off; "failed" when the AD status could not be learnt.
+   */
+  async mxStatus(domain: string): Promise<{ kind: "secure" | "insecure" } | { kind: "failed"; detail: string }> {
+    if (!this.deps.tlsa || !this.deps.matchDane) return { kind: "insecure" };
+    try {
+      return (await this.deps.tlsa.mxAuthenticated(domain)) ? { kind: "secure" } : { kind: "insecure" };
+    } catch (err) {
+      return {
+        kind: "failed",
+        detail: `451 4.4.3 DANE: DNSSEC status of the MX records of ${domain} unknown (${err instanceof Error ? err.message : String(err)})`,
+      };
+    }
+  }
+
+  /** `mxSecure`: the MX RRset was authenticated (mxStatus), so the hosts' TLSA records may be used. */
+  async planHost(domain: string, sts: MtaStsResult, host: string, port: number, demands: TlsDemands, mxSecure: boolean): Promise<HostPlan> {
+    // RFC 7672 §2.2: DANE first; only authenticated, usable records at authenticated MX names count.
+    if (mxSecure && this.deps.tlsa && this.deps.matchDane) {
       const tlsa = await this.deps.tlsa.lookup(host, port).catch((err: unknown) => ({
         kind: "temporary-failure" as const,
         detail: err instanceof Error ? err.message : String(err),
@@ -144,7 +167,25 @@ export class OutboundTlsPolicy {
           enforce: !demands.tlsRequiredNo,
           check: "dane",
           usable: tlsa.usable,
+          port,
           label: "DANE",
+          rpt: { type: "tlsa", domain, strings: tlsa.records.map(tlsaText) },
+        };
+      }
+      // Authenticated TLSA records, none usable (RFC 7672 §3.1.3): they still say the host does TLS,
+      // so TLS is mandatory though it cannot be authenticated (RFC 7672 §2.2; Postfix does the same).
+      // An MTA-STS policy, which can authenticate, or REQUIRETLS's refusal below take precedence.
+      const stsApplies = sts.kind === "policy" && sts.policy.mode !== "none";
+      if (tlsa.kind === "records" && !stsApplies && !demands.requireTls && !demands.tlsRequiredNo) {
+        return {
+          kind: "connect",
+          policy: "dane",
+          starttlsRequired: true,
+          enforce: true,
+          check: "none",
+          usable: [],
+          port,
+          label: "DANE (no usable TLSA record: TLS required, not authenticated)",
           rpt: { type: "tlsa", domain, strings: tlsa.records.map(tlsaText) },
         };
       }
@@ -168,6 +209,7 @@ export class OutboundTlsPolicy {
         enforce: enforced,
         check: "webpki",
         usable: [],
+        port,
         label,
         rpt: stsRpt(domain, sts),
       };
@@ -182,7 +224,7 @@ export class OutboundTlsPolicy {
       };
     }
     const rpt: TlsRptPolicy = sts.kind === "fetch-failed" ? stsRpt(domain, sts) : { type: "no-policy-found", domain, strings: [] };
-    return { kind: "connect", policy: "opportunistic", starttlsRequired: false, enforce: false, check: "none", usable: [], label: "opportunistic", rpt };
+    return { kind: "connect", policy: "opportunistic", starttlsRequired: false, enforce: false, check: "none", usable: [], port, label: "opportunistic", rpt };
   }
 
   /** The TLS-RPT store opens after routing is built (server.ts). */
@@ -250,7 +292,7 @@ export class HostCheck {
   private check(socket: TLSSocket): { resultType: TlsRptResultType; detail: string } | undefined {
     if (this.plan.check === "none") return undefined;
     if (this.plan.check === "dane") {
-      const verdict = this.deps.matchDane!(this.plan.usable, peerChain(socket), this.mxHost);
+      const verdict = this.deps.matchDane!(this.plan.usable, peerChain(socket), this.mxHost, this.plan.port);
       return verdict.ok ? undefined : { resultType: verdict.resultType, detail: `${verdict.detail} (${this.mxHost})` };
     }
     // RFC 8461 §4.2: a chain to a trusted root (the session's CA: outbound.caFile, else the system's)

@@ -191,8 +191,10 @@ export class TlsReportSender {
         body: "7BIT",
         client: { ip: "127.0.0.1", helo: this.o.hostname, listener: "mta" },
         recipients: to.map((address) => ({ address })),
-        // RFC 8460 §5.3: a report is delivered despite TLS failures (they may be what it reports).
+        // RFC 8460 §5.3: a report is delivered despite TLS failures (they may be what it reports),
+        // and its own session is not counted in the next report.
         tlsRequiredNo: true,
+        tlsReport: true,
       };
       await writer.commit(env);
     } catch (err) {

@@ -71,12 +71,12 @@ export function parseServer(server: string): { host: string; port: number } {
 }
 
 /** The query: RD, AD set and EDNS0 with DO, so the resolver reports the AD bit (RFC 6840 §5.7). */
-function tlsaQuery(name: string): packet.Packet {
+function adQuery(name: string, type: "TLSA" | "MX"): packet.Packet {
   return {
     type: "query",
     id: randomInt(0, 0x10000),
     flags: packet.RECURSION_DESIRED | packet.AUTHENTIC_DATA,
-    questions: [{ type: "TLSA", name, class: "IN" }],
+    questions: [{ type, name, class: "IN" }],
     additionals: [{ type: "OPT", name: ".", udpPayloadSize: 1232, extendedRcode: 0, ednsVersion: 0, flags: packet.DNSSEC_OK, flag_do: true, options: [] }],
   };
 }
@@ -85,7 +85,8 @@ type Decoded = packet.DecodedPacket & { rcode?: string };
 
 function isAnswerTo(r: Decoded, q: packet.Packet): boolean {
   const question = r.questions?.[0];
-  return r.type === "response" && r.id === q.id && question !== undefined && question.type === "TLSA" && question.name.toLowerCase() === q.questions![0]!.name;
+  const asked = q.questions![0]!;
+  return r.type === "response" && r.id === q.id && question !== undefined && question.type === asked.type && question.name.toLowerCase() === asked.name;
 }
 
 function udpExchange(server: { host: string; port: number }, q: packet.Packet, deadline: number): Promise<Decoded> {
@@ -173,35 +174,46 @@ function recordsAt(answers: packet.Answer[], name: string): { name: string; reco
 }
 
 /**
- * Asks each server in turn for TLSA at `name` (UDP, TCP when truncated). Throws when none gave an
- * answer; an answer with any rcode (SERVFAIL included) is returned as it came, for the caller to judge.
+ * Asks each server in turn (UDP, TCP when truncated). Throws when none gave an answer; an answer
+ * with any rcode (SERVFAIL included) is returned as it came, for the caller to judge.
  */
-export async function queryTlsa(name: string, servers: string[], timeoutMs: number): Promise<TlsaAnswer> {
+async function queryAd(name: string, type: "TLSA" | "MX", servers: string[], timeoutMs: number): Promise<{ q: packet.Packet; r: Decoded }> {
   const list = (servers.length > 0 ? servers : getServers()).map(parseServer);
   if (list.length === 0) throw new Error("no DNS server configured");
-  const q = tlsaQuery(name.replace(/\.$/, "").toLowerCase());
+  const q = adQuery(name.replace(/\.$/, "").toLowerCase(), type);
   let lastError: Error | undefined;
-  let servfail: TlsaAnswer | undefined;
+  let servfail: Decoded | undefined;
   for (const server of list) {
     const deadline = Date.now() + timeoutMs;
     try {
       let r = await udpExchange(server, q, deadline);
       if (r.flag_tc) r = await tcpExchange(server, q, deadline);
-      const rcode = r.rcode ?? "NOERROR";
-      const found = recordsAt(r.answers ?? [], q.questions![0]!.name);
-      const answer = { rcode, authenticated: r.flag_ad, records: found.records, name: found.name };
       // A resolver that failed (validation included) may be alone in failing: ask the next one.
-      if (rcode === "SERVFAIL") {
-        servfail = answer;
+      if (r.rcode === "SERVFAIL") {
+        servfail = r;
         continue;
       }
-      return answer;
+      return { q, r };
     } catch (err) {
       lastError = err as Error;
     }
   }
-  if (servfail) return servfail;
+  if (servfail) return { q, r: servfail };
   throw lastError ?? new Error("no answer");
+}
+
+/** Whether the MX answer for `domain` (records or their denial) has the AD bit; throws on SERVFAIL or no answer. */
+export async function mxAuthenticated(domain: string, servers: string[], timeoutMs: number): Promise<boolean> {
+  const { r } = await queryAd(domain, "MX", servers, timeoutMs);
+  if (r.rcode === "SERVFAIL") throw new Error(`MX lookup of ${domain}: SERVFAIL`);
+  return r.flag_ad === true;
+}
+
+/** TLSA at `name`, with the AD bit of the answer (see queryAd). */
+export async function queryTlsa(name: string, servers: string[], timeoutMs: number): Promise<TlsaAnswer> {
+  const { q, r } = await queryAd(name, "TLSA", servers, timeoutMs);
+  const found = recordsAt(r.answers ?? [], q.questions![0]!.name);
+  return { rcode: r.rcode ?? "NOERROR", authenticated: r.flag_ad, records: found.records, name: found.name };
 }
 
 /** The TLSA source the delivery path asks (RFC 7672 §2.2), per `dns.dnssec`. */
@@ -223,6 +235,15 @@ export class TlsaResolver implements TlsaSource {
       return { kind: "temporary-failure", detail: `TLSA lookup of ${name} failed: ${(err as Error).message}` };
     }
     return tlsaResultOf(answer, name);
+  }
+
+  /**
+   * RFC 7672 §2.2.1: the MX RRset (or the authenticated denial of one, for a domain that is its own
+   * host) must be secure for the hosts' TLSA to count. A SERVFAIL (bogus) is no answer: it throws.
+   */
+  async mxAuthenticated(domain: string): Promise<boolean> {
+    if (this.opts.mode === "off") return false;
+    return mxAuthenticated(domain, this.opts.servers, this.opts.timeoutMs);
   }
 }
 

@@ -115,6 +115,11 @@ export interface MtaStsSource {
 export interface TlsaSource {
   /** TLSA of `_PORT._tcp.HOST` (RFC 7672 §2.2.3: port 25 for MX delivery, whatever port the test rig uses). */
   lookup(host: string, port: number): Promise<TlsaResult>;
+  /**
+   * Whether the MX RRset of `domain` (or its secure denial) came with the AD bit (RFC 7672 §2.2.1).
+   * Throws when no resolver answered.
+   */
+  mxAuthenticated(domain: string): Promise<boolean>;
 }
 
 /** DANE's check of a presented chain (dane.ts): the leaf first, as the peer sent it. */
