@@ -280,7 +280,8 @@ export async function deliverToEndpoint(
         smtputf8: env.smtputf8,
         ret: env.ret,
         envid: env.envid,
-        requireTls: policy?.requireTls,
+        // RFC 8689 §5: a report about a REQUIRETLS message keeps the tag where the hop offers it.
+        requireTls: policy?.requireTls || (env.dsnOf !== undefined && env.requireTls === true && client.secure && client.capabilities.requireTls),
         message: message.open(),
       });
       const remoteMta = ep.servername ?? ep.host;

@@ -153,9 +153,10 @@ export class DsnNotifier {
         recipients: [{ address: env.mailFrom }],
         dsnOf: env.id,
         // RFC 8689 §5: the report about a REQUIRETLS message returns its header section only and
-        // is not itself sent with REQUIRETLS (the return path need not offer it; a report from <>
-        // refused for that would be lost). §6: a "TLS-Required: No" original makes a report that
-        // asks the same.
+        // carries REQUIRETLS itself where the next hop offers it; from <> it is never held back
+        // for a hop that does not (delivery: demandsOf, deliverToEndpoint). §6: a "TLS-Required:
+        // No" original makes a report that asks the same.
+        requireTls: env.requireTls || undefined,
         tlsRequiredNo: (!env.requireTls && env.tlsRequiredNo) || undefined,
         // Shared store: held until the original records it as sent, so no node delivers (and
         // removes) it before then — a node taking over would find it gone and write it again.

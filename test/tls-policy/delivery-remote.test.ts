@@ -353,18 +353,26 @@ test("REQUIRETLS: bounced (5.7.30) without a policy to verify, or to a verified 
   }
 });
 
-test("our bounce of a REQUIRETLS message reaches a peer without REQUIRETLS, sent without it (RFC 8689 §5)", async () => {
-  // No policy and no REQUIRETLS at the peer: a REQUIRETLS message would bounce here (test above).
-  const r = await rig({ "mx.far.test": tlsOf(good) }, { kind: "none" });
+test("our bounce of a REQUIRETLS message carries REQUIRETLS where the peer offers it, and still goes where it does not (RFC 8689 §5)", async () => {
+  // No policy: a REQUIRETLS message itself would bounce at the peer without the extension (test above).
+  const bounce = { mailFrom: "", dsnOf: "0000000000original00", requireTls: true };
+  const without = await rig({ "mx.far.test": tlsOf(good) }, { kind: "none" });
   try {
-    // A report spooled by an older version still carries the tag: it is not held to it either.
-    const result = await r.deliver({ mailFrom: "", dsnOf: "0000000000original00", requireTls: true });
+    const result = await without.deliver(bounce);
     assert.equal(result.outcome, "delivered", result.detail);
-    const sent = r.sinks["mx.far.test"]!.messages[0]!;
+    const sent = without.sinks["mx.far.test"]!.messages[0]!;
     assert.equal(sent.from, "");
-    assert.ok(!sent.mailParams.includes("REQUIRETLS"));
+    assert.ok(!sent.mailParams.includes("REQUIRETLS"), "not offered, so not sent");
   } finally {
-    await r.close();
+    await without.close();
+  }
+  const offering = await rig({ "mx.far.test": { ...tlsOf(good), requireTlsExtension: true } }, { kind: "none" });
+  try {
+    const result = await offering.deliver(bounce);
+    assert.equal(result.outcome, "delivered", result.detail);
+    assert.ok(offering.sinks["mx.far.test"]!.messages[0]!.mailParams.includes("REQUIRETLS"), "§5: the report MUST carry REQUIRETLS");
+  } finally {
+    await offering.close();
   }
 });
 

@@ -86,14 +86,14 @@ test("the spool writes and reads both tags, and keeps them across envelope updat
   await r.runner.stop();
 });
 
-test("a bounce of a REQUIRETLS message goes from <> without REQUIRETLS, header section only even with RET=FULL (§5)", async () => {
+test("a bounce of a REQUIRETLS message goes from <>, tagged REQUIRETLS, header section only even with RET=FULL (§5)", async () => {
   const r = await rig();
   const id = await r.submit({ requireTls: true, ret: "FULL", recipients: [{ address: "bad@remote.test" }] });
   assert.equal(r.reports.length, 1);
   const report = r.reports[0]!;
   assert.equal(report.env.dsnOf, id);
   assert.equal(report.env.mailFrom, "");
-  assert.equal(report.env.requireTls, undefined, "the report is not held to REQUIRETLS: the return path need not offer it");
+  assert.equal(report.env.requireTls, true, "the report carries the tag (delivery sends it only where offered)");
   assert.equal(report.env.tlsRequiredNo, undefined);
   const dsn = await readDsn(report.data);
   assert.equal(dsn.recipients[0]!.get("status"), "5.7.30");
@@ -116,7 +116,7 @@ test("without REQUIRETLS the same RET=FULL bounce returns the whole message, unt
   await r.runner.stop();
 });
 
-test("a delay warning about a REQUIRETLS message is not sent with REQUIRETLS either", async () => {
+test("a delay warning about a REQUIRETLS message is tagged the same way, header section only", async () => {
   const r = await rig({ delayWarningSec: 3600 });
   await r.submit({ requireTls: true, recipients: [{ address: "slow@remote.test" }] });
   for (let i = 0; i < 3 && r.reports.length === 0; i++) {
@@ -124,7 +124,7 @@ test("a delay warning about a REQUIRETLS message is not sent with REQUIRETLS eit
     await r.runner.flush();
   }
   assert.equal(r.reports.length, 1);
-  assert.equal(r.reports[0]!.env.requireTls, undefined);
+  assert.equal(r.reports[0]!.env.requireTls, true);
   assert.equal((await readDsn(r.reports[0]!.data)).returned.contentType, "text/rfc822-headers");
   assert.match((await readDsn(r.reports[0]!.data)).mail.subject ?? "", /Delayed/);
   await r.runner.stop();

@@ -42,9 +42,9 @@ export interface TlsDemands {
 }
 
 export function demandsOf(env: Pick<Envelope, "requireTls" | "tlsRequiredNo" | "dsnOf">): TlsDemands {
-  // RFC 8689 §5: our report about a REQUIRETLS message (header section only) is not itself sent
-  // under REQUIRETLS: the return path need not offer it, and a lost report from <> is lost for good.
-  // Reports spooled by an older version may still carry the tag.
+  // RFC 8689 §5: our report about a REQUIRETLS message (header section only, from <>) carries the
+  // tag, but it "SHOULD NOT cause a bounce message to be discarded": no demand is made of the
+  // return path, and the parameter goes only to a hop that offers it (deliverToEndpoint).
   const requireTls = env.requireTls === true && env.dsnOf === undefined;
   return { requireTls, tlsRequiredNo: !requireTls && env.tlsRequiredNo === true };
 }
