@@ -12,16 +12,36 @@ export type { Logger } from "pino";
 export type LogObserver = (fields: Record<string, unknown>, bindings: Record<string, unknown>) => void;
 
 export function createLogger(opts: { level: string; format: "json" | "pretty" }, out: NodeJS.WritableStream = process.stdout, observe?: LogObserver): Logger {
+  // pino's bindings() parses the logger's serialised bindings on every call; a child logger's do
+  // not change (nothing here calls setBindings), so each logger's are parsed once.
+  const bindingsOf = new WeakMap<Logger, Record<string, unknown>>();
   const hooks = observe && {
     logMethod(this: Logger, args: Parameters<Logger["info"]>, method: (...a: unknown[]) => void) {
       const fields = args[0];
-      if (fields !== null && typeof fields === "object") observe(fields as Record<string, unknown>, this.bindings());
+      if (fields !== null && typeof fields === "object") {
+        let bindings = bindingsOf.get(this);
+        if (bindings === undefined) bindingsOf.set(this, (bindings = this.bindings()));
+        observe(fields as Record<string, unknown>, bindings);
+      }
       return method.apply(this, args);
     },
   };
-  const base = { base: undefined, timestamp: pino.stdTimeFunctions.isoTime, level: opts.level, ...(hooks ? { hooks } : {}) };
+  const base = { base: undefined, timestamp: isoTimeOncePerMs, level: opts.level, ...(hooks ? { hooks } : {}) };
   if (opts.format === "json") return pino(base, batchedStdout());
   return pino(base, readableStream(out));
+}
+
+let lastTimeMs = -1;
+let lastTimeField = "";
+
+/** pino's isoTime, formatted once per millisecond: a message's log lines mostly share one. */
+function isoTimeOncePerMs(): string {
+  const now = Date.now();
+  if (now !== lastTimeMs) {
+    lastTimeMs = now;
+    lastTimeField = `,"time":"${new Date(now).toISOString()}"`;
+  }
+  return lastTimeField;
 }
 
 /** How long a log line may wait in the batch before it is written anyway. */
