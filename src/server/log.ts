@@ -3,6 +3,7 @@
  * Values from the client are JSON-escaped in both modes, so control bytes never reach the log raw
  * (SECURITY.md rule 19).
  */
+import { EventEmitter } from "node:events";
 import { writeSync } from "node:fs";
 import { Writable } from "node:stream";
 import { pino, type Logger } from "pino";
@@ -53,7 +54,7 @@ function isoTimeOncePerMs(): string {
  * that logged it (no timer to wait for, nothing lost to a kill -9 but the current turn), and what
  * is left at exit is written on the way out.
  */
-function batchedStdout(fd = 1): { write(line: string): void } {
+function batchedStdout(fd = 1): EventEmitter & { write(line: string): void } {
   let pending = "";
   let scheduled = false;
   const flush = () => {
@@ -66,12 +67,17 @@ function batchedStdout(fd = 1): { write(line: string): void } {
       } catch (err) {
         // A non-blocking pipe that is full: wait a moment, as pino's own destination does.
         if ((err as NodeJS.ErrnoException).code === "EAGAIN") Atomics.wait(WAIT, 0, 0, 10);
-        else return; // the reader is gone (EPIPE) or the disk failed: logging must not stop mail
+        else {
+          // The reader is gone (EPIPE) or the disk failed: logging must not stop mail. A worker
+          // listens for "error" (its reader is the primary: worker-main.ts).
+          if (dest.listenerCount("error") > 0) dest.emit("error", err);
+          return;
+        }
       }
     }
   };
   process.on("exit", flush);
-  return {
+  const dest = Object.assign(new EventEmitter(), {
     write(line: string) {
       pending += line;
       if (!scheduled) {
@@ -79,7 +85,8 @@ function batchedStdout(fd = 1): { write(line: string): void } {
         setImmediate(flush);
       }
     },
-  };
+  });
+  return dest;
 }
 
 const WAIT = new Int32Array(new SharedArrayBuffer(4));
