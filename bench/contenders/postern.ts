@@ -62,11 +62,11 @@ export function posternBaseline(root: string): ContenderFactory {
     async prepare() {
       return existsSync(join(root, "bin/postern.js")) ? null : `no bin/postern.js in ${root}`;
     },
-    start: (setup) => startPostern(name, false, setup, 1, resolve(root)),
+    start: (setup) => startPostern(name, false, setup, 1, resolve(root), baselineConfig()),
   };
 }
 
-async function startPostern(name: string, dkim: boolean, setup: ContenderSetup, workers = 1, root = ROOT): Promise<Contender> {
+async function startPostern(name: string, dkim: boolean, setup: ContenderSetup, workers = 1, root = ROOT, extra = extraConfig()): Promise<Contender> {
   const dataDir = join(setup.workDir, "data");
   const mailRoot = join(setup.workDir, "mail");
   mkdirSync(dataDir, { recursive: true });
@@ -87,7 +87,7 @@ async function startPostern(name: string, dkim: boolean, setup: ContenderSetup, 
     sendLimits: { messagesPerHour: 0, recipientsPerHour: 0 },
     // One process unless this contender is the workers one (the default would be one per core).
     ...(workersSupported() ? { process: { workers } } : {}),
-    ...extraConfig(),
+    ...extra,
   };
   const configPath = join(setup.workDir, "postern.yaml");
   writeFileSync(configPath, stringify(config));
@@ -106,7 +106,11 @@ async function startPostern(name: string, dkim: boolean, setup: ContenderSetup, 
     stdio: ["ignore", logFd, "inherit"],
   });
   closeSync(logFd);
-  const ports = await listeningPorts(child, logPath);
+  // A server that never listens must not outlive the run (the bench would wait for it forever).
+  const ports = await listeningPorts(child, logPath).catch((err: unknown) => {
+    child.kill("SIGKILL");
+    throw err;
+  });
   return {
     name,
     submissionPort: ports.submission!,
@@ -135,6 +139,15 @@ async function startPostern(name: string, dkim: boolean, setup: ContenderSetup, 
 /** POSTERN_BENCH_CONFIG: JSON merged over the generated config (to try a setting without editing code). */
 function extraConfig(): Record<string, unknown> {
   return JSON.parse(process.env.POSTERN_BENCH_CONFIG ?? "{}") as Record<string, unknown>;
+}
+
+/**
+ * The baseline's config: POSTERN_BENCH_CONFIG with POSTERN_BENCH_BASELINE_CONFIG on top, so
+ * `--baseline .` measures a setting (e.g. `{"queue":{"fsync":false}}`) against this build in the
+ * same rounds.
+ */
+function baselineConfig(): Record<string, unknown> {
+  return { ...extraConfig(), ...(JSON.parse(process.env.POSTERN_BENCH_BASELINE_CONFIG ?? "{}") as Record<string, unknown>) };
 }
 
 /**

@@ -204,9 +204,12 @@ export class KeyStore {
     if (!/^[a-z0-9.-]+$/.test(domain) || domain.includes("..")) return [];
     let mtimeMs: number;
     try {
-      mtimeMs = statSync(join(this.keysDir, domain)).mtimeMs;
+      // Most domains have no folder: no exception for that case, it is on every message's path.
+      const folder = statSync(join(this.keysDir, domain), { throwIfNoEntry: false });
+      if (folder === undefined) return [];
+      mtimeMs = folder.mtimeMs;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT" || (err as NodeJS.ErrnoException).code === "ENOTDIR") return [];
+      if ((err as NodeJS.ErrnoException).code === "ENOTDIR") return [];
       throw err;
     }
     const cached = this.cache.get(domain);
