@@ -92,6 +92,8 @@ test("fail2ban-regex finds failed web logins and the web lock-out, with the clie
   assert.equal((await webLogin(port, JOHN.address, "wrong again")).reply.status, 401); // the account's 2nd: locked out
   assert.equal((await webLogin(port, JOHN.address, JOHN.password)).reply.status, 429); // refused, not a guess: no match
   await webServer.waitForLog((l) => l.event === "auth-throttled" && l.via === "web");
+  // The refused login's own line may follow its 429: wait for it too.
+  await webServer.waitForLog((l) => l.event === "web-login-failure" && l.reason === "backend-error");
 
   const logged = [...webServer.logs];
   // The refused login is logged too (reason backend-error, as SMTP AUTH's 454): not a guess.
