@@ -233,6 +233,11 @@ describe("postern send: certificate failures and missing passwords", () => {
       /\*\*\* --user john@example\.org: no password \(no terminal to prompt on, and stdin was empty\); set \$POSTERN_PASSWORD or pipe it with --password-stdin/,
     );
     assert.doesNotMatch(r.stdout, /AUTH/, "nothing was sent");
+    // A barrier: a message that does go, also to an address no other test here mails. Lines arrive in order, so an
+    // AUTH failure the refused run caused would be in the log by the time this message's line is.
+    const barrier = await send(pg.ports.submission, ["--ca", ca, "--servername", "mail.example.org", "--to", USER.address]);
+    assert.equal(barrier.code, 0, barrier.stdout);
+    await pg.waitForLog((l) => l.event === "maildir-stored" && l.to === USER.address);
     assert.equal(pg.logs.filter((l) => l.event === "auth-failure").length, failuresBefore);
   });
 });

@@ -91,6 +91,8 @@ test("requireAppPasswords: the main password is refused with 535 and the log say
   assert.equal(refused.mechanism, "PLAIN");
   const phone = await addAppPassword(STRICT.address, "phone");
   assert.equal(await authPlain(STRICT.address, phone), 235);
+  // The app password's own line first: lines arrive in order, so a refusal of that login would be in by then.
+  await server.waitForLog((l) => l.event === "auth-success" && l.user === STRICT.address && l.credential === "phone");
   const refusals = server.logs.filter((l) => l.event === "auth-failure" && l.reason === "app-password-required");
   assert.equal(refusals.length, 1, "the app password's login is not refused");
 });
@@ -147,5 +149,10 @@ test("SCRAM-SHA-256 and CRAM-MD5 with an app password: sent, named in the log, l
     appPasswords: { name: string; lastUsedIp: string | null }[];
   };
   assert.equal(listed.appPasswords.find((p) => p.name === "laptop")?.lastUsedIp, "127.0.0.1");
+  // nodemailer's login is the 2nd CRAM-MD5 one with the laptop's password: with its line in, so are those before it.
+  let cramLogins = 0;
+  await server.waitForLog(
+    (l) => l.event === "auth-success" && l.user === STRICT.address && l.mechanism === "CRAM-MD5" && l.credential === "laptop" && ++cramLogins === 2,
+  );
   assert.ok(!server.logs.some((l) => JSON.stringify(l).includes(laptop)), "the value never logged");
 });

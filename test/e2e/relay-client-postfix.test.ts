@@ -69,6 +69,8 @@ test("relay client (issue 12): a real Postfix's null-sender bounce (From: MAILER
     await inject(postfix.smtpPort, "root@host.example.org", "admin@elsewhere.test", "cron output");
     await sink.waitForMessages(2, 30_000);
     assert.equal(sink.messages[1]!.from, "root@host.example.org");
+    // The last message's own line: lines arrive in order, so a refusal logged before it is in by then.
+    await server.waitForLog((l) => l.event === "queued" && l.from === "root@host.example.org");
     assert.ok(!server.logs.some((l) => l.event === "mail-refused"), "no MAIL FROM was refused");
   } finally {
     await postfix?.stop();

@@ -31,6 +31,13 @@ test("SIGKILL of the primary or of a worker under load: every acknowledged messa
     ackWaiters = ackWaiters.filter((w) => (acked.size >= w.n ? (w.resolve(), false) : true));
   };
   const acksReach = (n: number) => new Promise<void>((resolve) => (acked.size >= n ? resolve() : ackWaiters.push({ n, resolve })));
+  // Both workers of the primary whose lines begin at index `from` have logged worker-started: only then is the
+  // newest such line of a worker number the pid of a live worker (a line can arrive after the primary's 250s).
+  const workersUp = (from: number) => {
+    const seen = new Set<unknown>();
+    return server.waitForLog((l) => l.event === "worker-started" && server.logs.indexOf(l) >= from && seen.add(l.worker).size === 2, 20_000);
+  };
+  await workersUp(0);
 
   const client = async (c: number) => {
     let n = 0;
@@ -78,7 +85,9 @@ test("SIGKILL of the primary or of a worker under load: every acknowledged messa
         let markUp!: () => void;
         up = new Promise((resolve) => (markUp = resolve));
         await server.stop("SIGKILL");
+        const from = server.logs.length;
         await server.restart();
+        await workersUp(from);
         markUp();
       } else {
         // The newest pid of a random worker number; the primary replaces it while others serve.
@@ -113,6 +122,8 @@ test("SIGKILL of the primary or of a worker under load: every acknowledged messa
         `${counts.size} distinct delivered, ${duplicates} more than once, ${unknown.size} replies lost, ${refused.size} refused`,
     );
     assert.equal(workerKills, 2);
+    // A clean stop logs no worker-exited, and once it is done every line the server wrote has arrived.
+    await server.stop();
     const exited = server.logs.filter((l) => l.event === "worker-exited");
     assert.equal(exited.length, workerKills, `only the killed workers exited: ${JSON.stringify(exited)}; stderr: ${server.stderr()}`);
     assert.ok(acked.size >= 40, "enough load to mean something");

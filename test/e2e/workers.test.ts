@@ -93,7 +93,9 @@ const sample = (text: string, series: string): number => {
   return line === undefined ? 0 : Number(line.slice(series.length + 1));
 };
 
-test("two workers start, each in a process of its own", () => {
+test("two workers start, each in a process of its own", async () => {
+  const started = new Set<unknown>();
+  await server.waitForLog((l) => l.event === "worker-started" && started.add(l.worker).size === 2);
   const pids = workerPids();
   assert.deepEqual([...pids.keys()].sort(), [1, 2]);
   for (const pid of pids.values()) assert.ok(alive(pid) && pid !== server.pid);

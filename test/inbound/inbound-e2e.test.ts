@@ -8,7 +8,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { startPostern, type Postern } from "../e2e/helpers/postern.js";
+import { startPostern, type LogLine, type Postern } from "../e2e/helpers/postern.js";
 import { RawSmtp } from "../e2e/helpers/raw-smtp.js";
 import { startDnsServer } from "../delivery/helpers/dns-server.js";
 import { dkimEntry, rsaKey, signed } from "./helpers.js";
@@ -76,7 +76,10 @@ test("DMARC p=reject is enforced at the end of DATA and of BDAT LAST; an authent
     const got = await mailbox(server, "john");
     assert.equal(got.length, 1, "only the authenticated client's message was queued");
     assert.doesNotMatch(got[0]!, /^Authentication-Results:/m, "no checks for an authenticated client");
-    assert.equal(server.logs.filter((l) => l.event === "data-refused" && /DMARC/.test(String(l.reason))).length, 2);
+    const dmarcRefusal = (l: LogLine) => l.event === "data-refused" && /DMARC/.test(String(l.reason));
+    let refusals = 0;
+    await server.waitForLog((l) => dmarcRefusal(l) && ++refusals === 2);
+    assert.equal(server.logs.filter(dmarcRefusal).length, 2);
   } finally {
     await server?.cleanup();
     await dns.close();

@@ -171,24 +171,14 @@ if (process.getuid?.() === 0) {
     });
 
     it("root is dropped before the queue starts or any listener serves, and queued mail is delivered as the user (11.9)", async () => {
-      const at = (pred: (l: LogLine) => boolean) => pg.logs.findIndex(pred);
-      const dropped = at((l) => l.event === "privileges-dropped");
-      assert.ok(dropped >= 0);
+      // Awaited, not read: a line may reach the test's end of the stdout pipe a moment after the server acted on it.
+      const at = async (pred: (l: LogLine) => boolean) => pg.logs.indexOf(await pg.waitForLog(pred));
+      const dropped = await at((l) => l.event === "privileges-dropped");
       const after = (what: string, i: number) => assert.ok(i > dropped, `${what} (log line ${i}) must come after the privilege drop (log line ${dropped})`);
-      after(
-        "control socket",
-        at((l) => l.event === "control-listening"),
-      );
-      after(
-        "queue start",
-        at((l) => l.event === "queue-started"),
-      );
-      after(
-        "first listener",
-        at((l) => l.event === "listening"),
-      );
-      const stored = await pg.waitForLog((l) => l.event === "maildir-stored");
-      after("first delivery", pg.logs.indexOf(stored));
+      after("control socket", await at((l) => l.event === "control-listening"));
+      after("queue start", await at((l) => l.event === "queue-started"));
+      after("first listener", await at((l) => l.event === "listening"));
+      after("first delivery", await at((l) => l.event === "maildir-stored"));
       const dir = join(base, "mail/example.org/jane/new");
       const [file] = await readdir(dir);
       assert.equal((await stat(join(dir, file!))).uid, uid, "delivered by the unprivileged user");
