@@ -8,9 +8,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { startPostern } from "./helpers/postern.js";
-import { RawSmtp } from "./helpers/raw-smtp.js";
 import { startSink } from "../delivery/helpers/sink.js";
-import { AckLedger } from "./helpers/ack-ledger.js";
+import { AckLedger, loadTokenOf, runLoadClient } from "./helpers/ack-ledger.js";
 
 const CLIENTS = 6;
 const KILLS = 4;
@@ -24,36 +23,7 @@ test("SIGKILL at random points under load: every acknowledged message is deliver
   let up: Promise<void> = Promise.resolve();
   let stopping = false;
 
-  /** One client: a connection that sends message after message; reconnects after each kill. */
-  const client = async (c: number) => {
-    let n = 0;
-    while (!stopping) {
-      await up;
-      let conn: RawSmtp;
-      try {
-        conn = await RawSmtp.open(server.ports.mta);
-      } catch {
-        await up; // refused: the server is down; wait for the restart
-        continue;
-      }
-      try {
-        if ((await conn.reply()).code !== 220) throw new Error("no greeting");
-        await conn.expect("EHLO load.test", 250);
-        await ledger.sendLoop(conn, {
-          from: "load@example.org",
-          to: `sink-${c}@elsewhere.test`,
-          nextToken: () => `crash-${c}-${n++}`,
-          data: (token) => `Message-ID: <${token}@load.test>\r\nSubject: ${token}\r\n\r\npayload ${token}\r\n`,
-          more: () => !stopping,
-        });
-        await conn.cmd("QUIT").catch(() => undefined);
-      } catch {
-        // Killed mid-transaction: the ledger noted a message whose dot went out.
-      } finally {
-        conn.close();
-      }
-    }
-  };
+  const client = (c: number) => runLoadClient(ledger, c, { port: () => server.ports.mta, up: () => up, stopping: () => stopping, prefix: "crash" });
 
   const started = Date.now();
   const clients = Array.from({ length: CLIENTS }, (_, i) => client(i));
@@ -72,7 +42,7 @@ test("SIGKILL at random points under load: every acknowledged message is deliver
     await Promise.all(clients);
 
     // Wait (on the sink's events) until every acknowledged message has arrived.
-    const tokenOf = (data: Buffer) => /Message-ID: <(crash-\d+-\d+)@load\.test>/.exec(data.toString())?.[1] ?? "?";
+    const tokenOf = loadTokenOf("crash");
     const { counts, duplicates, missing, unexpected, refusedDelivered, lostReplyDelivered } = await ledger.delivered(sink, tokenOf, 20_000);
     t.diagnostic(
       `${KILLS} kills in ${Date.now() - started} ms: ${ledger.acked.size} acknowledged, ${counts.size} distinct delivered, ` +

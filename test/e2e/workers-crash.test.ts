@@ -8,9 +8,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { startPostern } from "./helpers/postern.js";
-import { RawSmtp } from "./helpers/raw-smtp.js";
 import { startSink } from "../delivery/helpers/sink.js";
-import { AckLedger } from "./helpers/ack-ledger.js";
+import { AckLedger, loadTokenOf, runLoadClient } from "./helpers/ack-ledger.js";
 
 const CLIENTS = 6;
 /** Alternately the primary and one worker. */
@@ -25,35 +24,7 @@ test("SIGKILL of the primary or of a worker under load: every acknowledged messa
   let up: Promise<void> = Promise.resolve();
   let stopping = false;
 
-  const client = async (c: number) => {
-    let n = 0;
-    while (!stopping) {
-      await up;
-      let conn: RawSmtp;
-      try {
-        conn = await RawSmtp.open(server.ports.mta);
-      } catch {
-        await up;
-        continue;
-      }
-      try {
-        if ((await conn.reply()).code !== 220) throw new Error("no greeting");
-        await conn.expect("EHLO load.test", 250);
-        await ledger.sendLoop(conn, {
-          from: "load@example.org",
-          to: `sink-${c}@elsewhere.test`,
-          nextToken: () => `wcrash-${c}-${n++}`,
-          data: (token) => `Message-ID: <${token}@load.test>\r\nSubject: ${token}\r\n\r\npayload ${token}\r\n`,
-          more: () => !stopping,
-        });
-        await conn.cmd("QUIT").catch(() => undefined);
-      } catch {
-        // Killed mid-transaction: the ledger noted a message whose dot went out.
-      } finally {
-        conn.close();
-      }
-    }
-  };
+  const client = (c: number) => runLoadClient(ledger, c, { port: () => server.ports.mta, up: () => up, stopping: () => stopping, prefix: "wcrash" });
 
   const started = Date.now();
   const clients = Array.from({ length: CLIENTS }, (_, i) => client(i));
@@ -83,7 +54,7 @@ test("SIGKILL of the primary or of a worker under load: every acknowledged messa
     stopping = true;
     await Promise.all(clients);
 
-    const tokenOf = (data: Buffer) => /Message-ID: <(wcrash-\d+-\d+)@load\.test>/.exec(data.toString())?.[1] ?? "?";
+    const tokenOf = loadTokenOf("wcrash");
     const { counts, duplicates, missing, unexpected, refusedDelivered } = await ledger.delivered(sink, tokenOf, 20_000);
     t.diagnostic(
       `${KILLS - workerKills} primary and ${workerKills} worker kills in ${Date.now() - started} ms: ${ledger.acked.size} acknowledged, ` +

@@ -4,7 +4,7 @@
  * against what reached the sink. Messages whose final reply was lost to a kill may go either way
  * (RFC 5321 §6.1), so they are kept apart from the acknowledged and the refused.
  */
-import type { RawSmtp } from "./raw-smtp.js";
+import { RawSmtp } from "./raw-smtp.js";
 import type { Sink } from "../../delivery/helpers/sink.js";
 
 export class AckLedger {
@@ -94,3 +94,46 @@ export class AckLedger {
     };
   }
 }
+
+/**
+ * One client of the single-server crash tests: connections to the MTA port that send message after
+ * message (tokens `<prefix>-<c>-<n>` in the Message-ID) until `stopping()`; after a kill it waits
+ * for `up()` (the restart) and reconnects.
+ */
+export async function runLoadClient(
+  ledger: AckLedger,
+  c: number,
+  o: { port: () => number; up: () => Promise<void>; stopping: () => boolean; prefix: string },
+): Promise<void> {
+  let n = 0;
+  while (!o.stopping()) {
+    await o.up();
+    let conn: RawSmtp;
+    try {
+      conn = await RawSmtp.open(o.port());
+    } catch {
+      await o.up(); // refused: the server is down; wait for the restart
+      continue;
+    }
+    try {
+      if ((await conn.reply()).code !== 220) throw new Error("no greeting");
+      await conn.expect("EHLO load.test", 250);
+      await ledger.sendLoop(conn, {
+        from: "load@example.org",
+        to: `sink-${c}@elsewhere.test`,
+        nextToken: () => `${o.prefix}-${c}-${n++}`,
+        data: (token) => `Message-ID: <${token}@load.test>\r\nSubject: ${token}\r\n\r\npayload ${token}\r\n`,
+        more: () => !o.stopping(),
+      });
+      await conn.cmd("QUIT").catch(() => undefined);
+    } catch {
+      // Killed mid-transaction: the ledger noted a message whose dot went out.
+    } finally {
+      conn.close();
+    }
+  }
+}
+
+/** The token of a message sent by runLoadClient, from its Message-ID; "?" for anything else. */
+export const loadTokenOf = (prefix: string) => (data: Buffer) =>
+  new RegExp(`Message-ID: <(${prefix}-\\d+-\\d+)@load\\.test>`).exec(data.toString())?.[1] ?? "?";
