@@ -11,21 +11,25 @@ import { closeSync, openSync } from "node:fs";
 import Database from "better-sqlite3";
 import { appPasswordId, canonicalAppPassword, checkAppPasswordName, generateAppPassword } from "./app-password.js";
 import { CredentialCache } from "./cache.js";
-import { generateSecretsFor, SCRYPT_HASHER, type PasswordHasher, type UserSecrets } from "./user-secrets.js";
+import { SCRYPT_HASHER, type PasswordHasher, type UserSecrets } from "./user-secrets.js";
 import type { Authenticator, UserInfo } from "./types.js";
 import {
   appPasswordSecrets,
   appPasswordUseWorthRecording,
   normalizeAddress,
   normalizeSender,
+  requireAddress,
   splitForms,
+  toUserInfo,
+  USER_STORE_CREDENTIALS,
   userLoginKey,
+  userStoreScramShape,
+  userStoreSecrets,
   verifyStoredPassword,
   type AppPasswordInfo,
   type LoginAppPassword,
   type UserStoreAdmin,
 } from "./user-store-rules.js";
-import { SCRAM_DEFAULT_ITERATIONS, SCRAM_SALT_BYTES } from "../sasl/secrets.js";
 import type { CramMd5Secret, CredentialKind, ScramCredentials, ScramShape, VerifyContext, VerifyResult } from "../sasl/types.js";
 
 export { generateSecretsFor, type PasswordHasher, type UserSecrets } from "./user-secrets.js";
@@ -88,7 +92,6 @@ const MIGRATIONS = [
 ];
 
 /** Every user has a password hash and the SCRAM, CRAM-MD5 and DIGEST-MD5 secrets derived at set time. */
-const CREDENTIALS: readonly CredentialKind[] = ["password", "scram-sha-256", "cram-md5", "digest-md5"];
 
 function prepareStatements(db: Database.Database) {
   return {
@@ -299,7 +302,7 @@ export class SqliteUserStore implements Authenticator, UserStoreAdmin {
   }
 
   credentials(): readonly CredentialKind[] {
-    return CREDENTIALS;
+    return USER_STORE_CREDENTIALS;
   }
 
   /** What lookups match on: normalizeAddress (trim, domain lower-cased), then NOCASE's ASCII folding. */
@@ -307,9 +310,8 @@ export class SqliteUserStore implements Authenticator, UserStoreAdmin {
     return userLoginKey(user);
   }
 
-  /** New secrets get these (an unknown login shows the same; docs/SECURITY.md 11.4). */
   scramShape(): ScramShape {
-    return { iterations: this.scramIterations ?? SCRAM_DEFAULT_ITERATIONS, saltBytes: SCRAM_SALT_BYTES };
+    return userStoreScramShape(this.scramIterations);
   }
 
   // ---- Authenticator ------------------------------------------------------------------------
@@ -317,7 +319,7 @@ export class SqliteUserStore implements Authenticator, UserStoreAdmin {
   /** Disabled users are returned (with `disabled: true`): they still exist as recipients. */
   async lookupUser(address: string): Promise<UserInfo | null> {
     const row = this.byAddress(address, (normalized) => this.sql.info.get(normalized));
-    return row ? toUserInfo(row) : null;
+    return row ? userInfo(row) : null;
   }
 
   close(): void {
@@ -328,7 +330,7 @@ export class SqliteUserStore implements Authenticator, UserStoreAdmin {
   // ---- administration (the `postern user` CLI) ----------------------------------------------
 
   async addUser(address: string, password: string, opts: { senders?: string[]; relayClient?: boolean; requireAppPasswords?: boolean } = {}): Promise<void> {
-    const normalized = this.requireAddress(address);
+    const normalized = requireAddress(address);
     const senders = JSON.stringify((opts.senders ?? []).map(normalizeSender));
     if (this.sql.auth.get(normalized)) throw new Error(`user already exists: ${normalized}`);
     const secrets = await this.secretsFor(password, normalized);
@@ -363,7 +365,7 @@ export class SqliteUserStore implements Authenticator, UserStoreAdmin {
   }
 
   listUsers(): UserInfo[] {
-    return this.sql.all.all().map(toUserInfo);
+    return this.sql.all.all().map(userInfo);
   }
 
   setSenders(address: string, senders: string[]): void {
@@ -461,24 +463,14 @@ export class SqliteUserStore implements Authenticator, UserStoreAdmin {
     return normalized === null ? undefined : query(normalized);
   }
 
-  private requireAddress(address: string): string {
-    const normalized = normalizeAddress(address);
-    if (normalized === null) throw new Error(`not a valid address (full user@domain required): ${JSON.stringify(address)}`);
-    return normalized;
-  }
-
   private requireUser(address: string): AuthRow {
-    const row = this.sql.auth.get(this.requireAddress(address));
+    const row = this.sql.auth.get(requireAddress(address));
     if (!row) throw new Error(`no such user: ${address.trim()}`);
     return row;
   }
 
   private secretsFor(password: string, address: string, scram?: { salt: Buffer; iterations: number }): Promise<UserSecrets> {
-    return generateSecretsFor(password, address, this.hostname, {
-      hasher: this.hasher,
-      ...(this.scramIterations ? { scramIterations: this.scramIterations } : {}),
-      ...(scram ? { scramSalt: scram.salt, scramIterations: scram.iterations } : {}),
-    });
+    return userStoreSecrets(password, address, { hostname: this.hostname, hasher: this.hasher, scramIterations: this.scramIterations }, scram);
   }
 }
 
@@ -486,14 +478,8 @@ function loginAppPassword(app: AppPasswordRow): LoginAppPassword {
   return { name: app.name, passwordHash: app.password_hash, lastUsedAt: app.last_used_at, lastUsedIp: app.last_used_ip };
 }
 
-function toUserInfo(row: InfoRow): UserInfo {
-  const senders: unknown = JSON.parse(row.senders);
-  return {
-    address: row.address,
-    senders: Array.isArray(senders) ? senders.filter((s): s is string => typeof s === "string") : [],
-    disabled: row.disabled !== 0,
-    ...(row.relay_client !== 0 ? { relayClient: true } : {}),
-  };
+function userInfo(row: InfoRow): UserInfo {
+  return toUserInfo({ address: row.address, senders: JSON.parse(row.senders), disabled: row.disabled !== 0, relayClient: row.relay_client !== 0 });
 }
 
 function secretColumns(address: string, s: UserSecrets) {

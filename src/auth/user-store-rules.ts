@@ -7,10 +7,35 @@
 import { appPasswordForms, appPasswordId, canonicalAppPassword } from "./app-password.js";
 import type { CredentialCache } from "./cache.js";
 import { DUMMY_PASSWORD_HASH } from "./password-hash.js";
-import type { PasswordHasher } from "./user-secrets.js";
+import { generateSecretsFor, type PasswordHasher, type UserSecrets } from "./user-secrets.js";
 import type { UserInfo } from "./types.js";
-import { deriveCramMd5Secret, deriveScramSha256 } from "../sasl/secrets.js";
-import type { VerifyContext, VerifyResult } from "../sasl/types.js";
+import { deriveCramMd5Secret, deriveScramSha256, SCRAM_DEFAULT_ITERATIONS, SCRAM_SALT_BYTES } from "../sasl/secrets.js";
+import type { CredentialKind, ScramShape, VerifyContext, VerifyResult } from "../sasl/types.js";
+
+/** The mechanisms the built-in store keeps secrets for. */
+export const USER_STORE_CREDENTIALS: readonly CredentialKind[] = ["password", "scram-sha-256", "cram-md5", "digest-md5"];
+
+/** New secrets get these (an unknown login shows the same; docs/SECURITY.md 11.4). */
+export function userStoreScramShape(scramIterations: number | undefined): ScramShape {
+  return { iterations: scramIterations ?? SCRAM_DEFAULT_ITERATIONS, saltBytes: SCRAM_SALT_BYTES };
+}
+
+/**
+ * A user's secrets for the store's realm (`hostname`). With `scram`, that salt and count are kept:
+ * app passwords' SCRAM keys were derived with them.
+ */
+export function userStoreSecrets(
+  password: string,
+  address: string,
+  store: { hostname: string; hasher: PasswordHasher; scramIterations: number | undefined },
+  scram?: { salt: Buffer; iterations: number },
+): Promise<UserSecrets> {
+  return generateSecretsFor(password, address, store.hostname, {
+    hasher: store.hasher,
+    ...(store.scramIterations ? { scramIterations: store.scramIterations } : {}),
+    ...(scram ? { scramSalt: scram.salt, scramIterations: scram.iterations } : {}),
+  });
+}
 
 const MAX_ADDRESS_LENGTH = 254;
 
@@ -21,6 +46,23 @@ export function normalizeAddress(input: string): string | null {
   if (at <= 0 || at === address.length - 1 || address.length > MAX_ADDRESS_LENGTH) return null;
   if (address.indexOf("@") !== at || /[\s\u0000-\u001f\u007f"]/.test(address)) return null;
   return `${address.slice(0, at)}@${address.slice(at + 1).toLowerCase()}`;
+}
+
+/** normalizeAddress for the admin operations, where a bad address throws. */
+export function requireAddress(address: string): string {
+  const normalized = normalizeAddress(address);
+  if (normalized === null) throw new Error(`not a valid address (full user@domain required): ${JSON.stringify(address)}`);
+  return normalized;
+}
+
+/** A user row as lookups return it; `senders` is the stored JSON array (anything else: none). */
+export function toUserInfo(row: { address: string; senders: unknown; disabled: boolean; relayClient: boolean }): UserInfo {
+  return {
+    address: row.address,
+    senders: Array.isArray(row.senders) ? row.senders.filter((s): s is string => typeof s === "string") : [],
+    disabled: row.disabled,
+    ...(row.relayClient ? { relayClient: true } : {}),
+  };
 }
 
 /** A sender entry is an address or a whole domain ("@example.net"). */

@@ -101,16 +101,7 @@ export async function startServer(config: Config, log: Logger, opts: StartOption
   const source = opts.source ?? {};
   if (opts.role?.kind === "worker") {
     // The primary holds the lock, recovered the spool and dropped root before forking this worker.
-    const undo: (() => unknown)[] = [];
-    try {
-      return await startLocked(config, log, source, undefined, undo, opts.spoolFault, opts.hourly, opts.role);
-    } catch (err) {
-      for (const step of undo.reverse())
-        await Promise.resolve()
-          .then(step)
-          .catch(() => undefined);
-      throw err;
-    }
+    return startLockedOrUndo(config, log, source, undefined, [], opts);
   }
   let lock: DataDirLock;
   try {
@@ -130,7 +121,18 @@ export async function startServer(config: Config, log: Logger, opts: StartOption
       : `stop that server first${pid !== undefined ? ` (kill -TERM ${pid})` : ""}, or give this one a dataDir of its own`;
     throw new StartupError(err.message, "dataDir", fix, source);
   }
-  const undo: (() => unknown)[] = [() => lock.release()];
+  return startLockedOrUndo(config, log, source, lock, [() => lock.release()], opts);
+}
+
+/** startLocked; a start that fails undoes the steps it recorded in `undo`, in reverse, and throws. */
+async function startLockedOrUndo(
+  config: Config,
+  log: Logger,
+  source: ConfigSource,
+  lock: DataDirLock | undefined,
+  undo: (() => unknown)[],
+  opts: StartOptions,
+): Promise<RunningServer> {
   try {
     return await startLocked(config, log, source, lock, undo, opts.spoolFault, opts.hourly, opts.role);
   } catch (err) {

@@ -1,10 +1,9 @@
-/** App passwords in the SQLite store: one hash per login, requireAppPasswords, revocation across processes. */
+/** App passwords in the SQLite store only (the behaviours both stores share are in store-cases.ts): the format, caching, synchronous last-use records, storage and upgrade. */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import Database from "better-sqlite3";
 import { appPasswordId, canonicalAppPassword, generateAppPassword } from "../../src/auth/app-password.js";
 import { CredentialCache } from "../../src/auth/cache.js";
-import { DUMMY_PASSWORD_HASH } from "../../src/auth/password-hash.js";
 import { SqliteUserStore } from "../../src/auth/sqlite-store.js";
 import { createClientMechanism, createServerMechanism } from "../../src/sasl/index.js";
 import type { SaslServerStep } from "../../src/sasl/types.js";
@@ -32,81 +31,6 @@ test("generated app passwords: five groups of four, ~103 bits, canonical form ig
   assert.equal(canonicalAppPassword(PW), null);
 });
 
-test("an app password logs in as its user (named in the result), the main password still works, the wrong one does not", () =>
-  withStore(async (store) => {
-    await store.addUser(TIM, PW);
-    const phone = await store.addAppPassword(TIM, "phone");
-    const laptop = await store.addAppPassword(TIM, "laptop");
-    assert.notEqual(phone, laptop);
-    assert.deepEqual(await store.verifyPassword("Tim@Example.org", phone, { remoteIp: "192.0.2.7" }), { ok: true, user: TIM, credential: "phone" });
-    assert.deepEqual(await store.verifyPassword(TIM, laptop.toUpperCase().replaceAll("-", "")), { ok: true, user: TIM, credential: "laptop" });
-    assert.deepEqual(await store.verifyPassword(TIM, PW), { ok: true, user: TIM });
-    // Right id, wrong secret: refused, and the log's detail names the credential, not the value.
-    const wrong = `${phone.slice(0, 5)}${"a".repeat(4)}-${phone.slice(10)}`;
-    const result = await store.verifyPassword(TIM, wrong);
-    assert.equal(result.ok, false);
-    assert.equal(!result.ok && result.reason, "bad-password");
-    assert.equal(!result.ok && result.detail, 'app password "phone"');
-    // Another user's app password is no use here.
-    await store.addUser("ann@example.org", "ann-pw");
-    assert.equal((await store.verifyPassword("ann@example.org", phone)).ok, false);
-    await assert.rejects(store.addAppPassword(TIM, " phone "), /already has an app password named "phone"/);
-    await assert.rejects(store.addAppPassword(TIM, "bad\nname"), /invalid app password name/);
-    await assert.rejects(store.addAppPassword("who@example.org", "x"), /no such user/);
-  }));
-
-test("each login costs one hash, however many app passwords the user has (no oracle on their number)", () =>
-  withStore(async (store, { hasher }) => {
-    await store.addUser(TIM, PW);
-    await store.addUser("ann@example.org", "ann-pw");
-    const passwords: string[] = [];
-    for (let i = 0; i < 10; i++) passwords.push(await store.addAppPassword(TIM, `device ${i}`));
-    const count = async (login: string, password: string) => {
-      const before = hasher.verified.length;
-      await store.verifyPassword(login, password);
-      return hasher.verified.length - before;
-    };
-    assert.equal(await count(TIM, "wrong guess"), 1);
-    assert.equal(await count(TIM, generateAppPassword()), 1, "app-password-shaped guess");
-    assert.equal(await count("ann@example.org", "wrong guess"), 1, "a user without app passwords");
-    assert.equal(await count("nobody@example.org", generateAppPassword()), 1);
-    assert.equal(hasher.verified.at(-1), DUMMY_PASSWORD_HASH);
-    assert.equal(await count(TIM, passwords[7]!), 1);
-  }));
-
-test("requireAppPasswords: the main password is refused with its own reason, app passwords work, SCRAM/CRAM/DIGEST main secrets withheld", () =>
-  withStore(async (store) => {
-    await store.addUser(TIM, PW, { requireAppPasswords: true });
-    const phone = await store.addAppPassword(TIM, "phone");
-    const refused = await store.verifyPassword(TIM, PW);
-    assert.equal(!refused.ok && refused.reason, "app-password-required");
-    assert.deepEqual(await store.verifyPassword(TIM, "not it"), { ok: false, reason: "bad-password" }, "a wrong password says so");
-    assert.equal((await store.verifyPassword(TIM, phone)).ok, true);
-    // SCRAM and CRAM-MD5 still get the user's secrets (app passwords live beside them), marked refused.
-    assert.equal((await store.scramSha256(TIM))?.mainRefused, true);
-    assert.equal((await store.cramMd5(TIM))?.mainRefused, true);
-    assert.equal(await store.digestMd5(TIM, HOSTNAME), null);
-    assert.equal(store.hasUser(TIM), true, "the log then says no-usable-secret, not unknown-user");
-    assert.deepEqual(store.requiresAppPasswords(TIM), { required: true, byDefault: false });
-    store.setRequireAppPasswords(TIM, false);
-    assert.deepEqual(await store.verifyPassword(TIM, PW), { ok: true, user: TIM });
-    assert.equal((await store.scramSha256(TIM))?.mainRefused, undefined);
-  }));
-
-test("auth.requireAppPasswords is the default; a user's own setting overrides it", () =>
-  withStore(
-    async (store) => {
-      await store.addUser(TIM, PW);
-      await store.addUser("ann@example.org", "ann-pw", { requireAppPasswords: false });
-      assert.equal((await store.verifyPassword(TIM, PW)).ok, false);
-      assert.deepEqual(store.requiresAppPasswords(TIM), { required: true, byDefault: true });
-      assert.equal((await store.verifyPassword("ann@example.org", "ann-pw")).ok, true);
-      store.setRequireAppPasswords("ann@example.org", null);
-      assert.equal((await store.verifyPassword("ann@example.org", "ann-pw")).ok, false);
-    },
-    { requireAppPasswords: true },
-  ));
-
 test("a refused main password is never cached: turning requireAppPasswords on bites at once", () =>
   withStore(
     async (store, { path, hasher }) => {
@@ -117,31 +41,6 @@ test("a refused main password is never cached: turning requireAppPasswords on bi
       cli.close();
       const r = await store.verifyPassword(TIM, PW);
       assert.equal(!r.ok && r.reason, "app-password-required");
-    },
-    { cache: new CredentialCache({ ttlMs: 60_000 }) },
-  ));
-
-test("revoking from another process (the CLI) stops a cached app password at once", () =>
-  withStore(
-    async (store, { path, hasher }) => {
-      await store.addUser(TIM, PW);
-      const phone = await store.addAppPassword(TIM, "phone");
-      const laptop = await store.addAppPassword(TIM, "laptop");
-      assert.equal((await store.verifyPassword(TIM, phone)).ok, true);
-      const before = hasher.verified.length;
-      assert.equal((await store.verifyPassword(TIM, phone)).ok, true);
-      assert.equal(hasher.verified.length, before, "second login served by the cache");
-      const cli = new SqliteUserStore({ path, hostname: HOSTNAME, hasher });
-      assert.equal(cli.revokeAppPassword(TIM, "phone"), true);
-      assert.equal(cli.revokeAppPassword(TIM, "phone"), false);
-      cli.close();
-      const r = await store.verifyPassword(TIM, phone);
-      assert.equal(!r.ok && r.reason, "bad-password");
-      assert.equal((await store.verifyPassword(TIM, laptop)).ok, true, "the other device keeps working");
-      assert.deepEqual(
-        store.listAppPasswords(TIM).map((p) => p.name),
-        ["laptop"],
-      );
     },
     { cache: new CredentialCache({ ttlMs: 60_000 }) },
   ));

@@ -118,14 +118,18 @@ export function appPasswordCases(withStore: WithCaseStore): void {
     withStore(async (store) => {
       await store.addUser(TIM, PW);
       const phone = await store.addAppPassword(TIM, "phone");
+      const laptop = await store.addAppPassword(TIM, "laptop");
+      assert.notEqual(phone, laptop);
       assert.deepEqual(await store.verifyPassword("Tim@Example.org", phone, { remoteIp: "192.0.2.7" }), { ok: true, user: TIM, credential: "phone" });
       assert.deepEqual(await store.verifyPassword(TIM, phone.toUpperCase().replaceAll("-", "")), { ok: true, user: TIM, credential: "phone" });
+      assert.deepEqual(await store.verifyPassword(TIM, laptop), { ok: true, user: TIM, credential: "laptop" });
       assert.deepEqual(await store.verifyPassword(TIM, PW), { ok: true, user: TIM });
       const wrong = `${phone.slice(0, 5)}${"a".repeat(4)}-${phone.slice(10)}`;
       assert.deepEqual(await store.verifyPassword(TIM, wrong), { ok: false, reason: "bad-password", detail: 'app password "phone"' });
       await store.addUser("ann@example.org", "ann-pw");
       assert.equal((await store.verifyPassword("ann@example.org", phone)).ok, false);
       await assert.rejects(store.addAppPassword(TIM, " phone "), /already has an app password named "phone"/);
+      await assert.rejects(store.addAppPassword(TIM, "bad\nname"), /invalid app password name/);
       await assert.rejects(store.addAppPassword("who@example.org", "x"), /no such user/);
       await assert.rejects(store.addUser("Tim@EXAMPLE.org", "x"), /user already exists/);
     }));
@@ -133,6 +137,7 @@ export function appPasswordCases(withStore: WithCaseStore): void {
   test("each login costs one hash, however many app passwords the user has", () =>
     withStore(async (store, { hasher }) => {
       await store.addUser(TIM, PW);
+      await store.addUser("ann@example.org", "ann-pw");
       const passwords: string[] = [];
       for (let i = 0; i < 5; i++) passwords.push(await store.addAppPassword(TIM, `device ${i}`));
       const count = async (login: string, password: string) => {
@@ -142,6 +147,7 @@ export function appPasswordCases(withStore: WithCaseStore): void {
       };
       assert.equal(await count(TIM, "wrong guess"), 1);
       assert.equal(await count(TIM, generateAppPassword()), 1, "app-password-shaped guess");
+      assert.equal(await count("ann@example.org", "wrong guess"), 1, "a user without app passwords");
       assert.equal(await count("nobody@example.org", generateAppPassword()), 1);
       assert.equal(hasher.verified.at(-1), DUMMY_PASSWORD_HASH);
       assert.equal(await count(TIM, passwords[3]!), 1);
@@ -190,7 +196,8 @@ export function appPasswordCases(withStore: WithCaseStore): void {
         const admin = await other();
         assert.equal(await admin.revokeAppPassword(TIM, "phone"), true);
         assert.equal(await admin.revokeAppPassword(TIM, "phone"), false);
-        assert.equal(!(await store.verifyPassword(TIM, phone)).ok && "refused", "refused");
+        const revoked = await store.verifyPassword(TIM, phone);
+        assert.equal(!revoked.ok && revoked.reason, "bad-password", "refused");
         assert.equal((await store.verifyPassword(TIM, laptop)).ok, true, "the other device keeps working");
         assert.deepEqual(
           (await store.listAppPasswords(TIM)).map((p) => p.name),

@@ -112,11 +112,7 @@ const send = (server: Postern, to: string, mailParams?: string) =>
 async function sendRequireTls(server: Postern, to: string): Promise<string> {
   const c = await RawSmtp.open(server.ports.mta);
   try {
-    await c.reply();
-    await c.expect("EHLO client.test", 250);
-    await c.expect("STARTTLS", 220);
-    await c.upgradeTls();
-    const ehlo = await c.expect("EHLO client.test", 250);
+    const ehlo = await c.greetAndStartTls();
     assert.match(ehlo.text, /REQUIRETLS/);
     await c.expect("MAIL FROM:<sender@example.org> REQUIRETLS", 250);
     await c.expect(`RCPT TO:<${to}>`, 250);

@@ -17,6 +17,7 @@ import assert from "node:assert/strict";
 import { startPostern, type Postern } from "./helpers/postern.js";
 import { RawSmtp, b64 } from "./helpers/raw-smtp.js";
 import { startSink } from "../delivery/helpers/sink.js";
+import { AckLedger } from "./helpers/ack-ledger.js";
 import { startPostgres } from "../helpers/postgres.js";
 import { PgPool, statement } from "../../src/store/pg/pool.js";
 import { migrate } from "../../src/store/pg/migrations.js";
@@ -63,34 +64,13 @@ test("three nodes on one PostgreSQL, SIGKILLed under STARTTLS+AUTH load: every a
       );
     }
 
-    const acked = new Set<string>();
-    const refused = new Set<string>();
-    const unknown = new Set<string>();
+    const ledger = new AckLedger();
     const ackedBy = [0, 0, 0];
     const down = new Set<number>();
     let stopping = false;
-    let ackWaiters: { n: number; resolve: () => void }[] = [];
-    const onAck = (token: string, node: number) => {
-      acked.add(token);
-      ackedBy[node]!++;
-      ackWaiters = ackWaiters.filter((w) => (acked.size >= w.n ? (w.resolve(), false) : true));
-    };
     const clientErrors: string[] = [];
     /** Resolves once `n` messages are acknowledged; a stall fails with what the clients last saw. */
-    const acksReach = (n: number, ms = 60_000) =>
-      new Promise<void>((resolve, reject) => {
-        if (acked.size >= n) return resolve();
-        const timer = setTimeout(
-          () =>
-            reject(
-              new Error(
-                `stalled at ${acked.size} acknowledged (waiting for ${n}); down: ${[...down]}; last client errors: ${clientErrors.slice(-5).join(" | ")}`,
-              ),
-            ),
-          ms,
-        );
-        ackWaiters.push({ n, resolve: () => (clearTimeout(timer), resolve()) });
-      });
+    const acksReach = (n: number) => ledger.acksReach(n, 60_000, () => `down: ${[...down]}; last client errors: ${clientErrors.slice(-5).join(" | ")}`);
 
     /** One client: STARTTLS, AUTH PLAIN, then message after message; on a kill, on to a node that is up. */
     const client = async (c: number) => {
@@ -106,32 +86,22 @@ test("three nodes on one PostgreSQL, SIGKILLed under STARTTLS+AUTH load: every a
           await new Promise((resolve) => setTimeout(resolve, 20)); // down or restarting: the next node
           continue;
         }
-        let token: string | undefined;
-        let dotSent = false;
         try {
-          if ((await conn.reply()).code !== 220) throw new Error("no greeting");
-          await conn.expect("EHLO load.test", 250);
-          await conn.expect("STARTTLS", 220);
-          await conn.upgradeTls();
-          await conn.expect("EHLO load.test", 250);
+          await conn.greetAndStartTls("load.test");
           await conn.expect(`AUTH PLAIN ${b64(`\0${JOHN.address}\0${JOHN.password}`)}`, 235);
           // A few messages per connection, then the next node: the load stays spread.
-          for (let k = 0; k < 15 && !stopping; k++) {
-            token = `pgc-${c}-${n++}`;
-            dotSent = false;
-            await conn.expect(`MAIL FROM:<${JOHN.address}>`, 250);
-            await conn.expect(`RCPT TO:<sink-${c}@elsewhere.test>`, 250);
-            await conn.expect("DATA", 354);
-            dotSent = true;
-            const r = await conn.cmd(`From: ${JOHN.address}\r\nTo: sink-${c}@elsewhere.test\r\nSubject: ${token}\r\n\r\ntoken: ${token}\r\n.`);
-            if (r.code === 250) onAck(token, node);
-            else refused.add(token);
-            token = undefined;
-          }
+          let k = 0;
+          await ledger.sendLoop(conn, {
+            from: JOHN.address,
+            to: `sink-${c}@elsewhere.test`,
+            nextToken: () => `pgc-${c}-${n++}`,
+            data: (token) => `From: ${JOHN.address}\r\nTo: sink-${c}@elsewhere.test\r\nSubject: ${token}\r\n\r\ntoken: ${token}\r\n`,
+            more: () => k++ < 15 && !stopping,
+            onAck: () => ackedBy[node]!++,
+          });
           await conn.cmd("QUIT").catch(() => undefined);
         } catch (err) {
-          // Killed mid-transaction: only a message whose dot went out may have been committed.
-          if (token && dotSent) unknown.add(token);
+          // Killed mid-transaction: the ledger noted a message whose dot went out.
           clientErrors.push(`client ${c} on node${node}: ${err instanceof Error ? err.message : String(err)}`);
         } finally {
           conn.close();
@@ -147,7 +117,7 @@ test("three nodes on one PostgreSQL, SIGKILLed under STARTTLS+AUTH load: every a
     const kills: string[] = [];
     for (let k = 0; k < KILLS; k++) {
       // A random moment: after a random number of further acknowledgements.
-      await acksReach(acked.size + 10 + Math.floor(Math.random() * 30));
+      await acksReach(ledger.acked.size + 10 + Math.floor(Math.random() * 30));
       let victim = Math.floor(Math.random() * NODES);
       if (victim === last) victim = (victim + 1) % NODES;
       // Bring the previous victim back first, so two nodes are always up.
@@ -157,24 +127,16 @@ test("three nodes on one PostgreSQL, SIGKILLed under STARTTLS+AUTH load: every a
       }
       down.add(victim);
       await nodes[victim]!.stop("SIGKILL");
-      kills.push(`node${victim}@${acked.size}`);
+      kills.push(`node${victim}@${ledger.acked.size}`);
       last = victim;
     }
-    await acksReach(Math.max(acked.size + 20, 100));
+    await acksReach(Math.max(ledger.acked.size + 20, 100));
     stopping = true;
     await Promise.all(clients);
 
     // Wait on the sink's events until every acknowledged message has arrived.
     const tokenOf = (data: Buffer) => TOKEN.exec(data.toString())?.[1] ?? "?";
-    const missing = () => {
-      const seen = new Set(sink.messages.map((m) => tokenOf(m.data)));
-      return [...acked].filter((x) => !seen.has(x));
-    };
-    const deadline = Date.now() + 60_000;
-    while (missing().length > 0 && Date.now() < deadline) {
-      await sink.waitForMessages(sink.messages.length + 1, deadline - Date.now()).catch(() => undefined);
-    }
-
+    const { counts, duplicates, missing, unexpected, refusedDelivered, lostReplyDelivered } = await ledger.delivered(sink, tokenOf, 60_000);
     // The survivors emptied the queue, the dead node's claims included.
     const left = await admin.run<{ n: number }>(statement("test_pg_cluster_left", "SELECT count(*)::int AS n FROM queue_messages"));
     const settle = Date.now() + 10_000;
@@ -185,35 +147,25 @@ test("three nodes on one PostgreSQL, SIGKILLed under STARTTLS+AUTH load: every a
     }
     // A clean stop drains each node's stdout: the lease-lost lines counted below have all arrived.
     for (const n of nodes) await n.stop();
-
-    const counts = new Map<string, number>();
-    for (const m of sink.messages) counts.set(tokenOf(m.data), (counts.get(tokenOf(m.data)) ?? 0) + 1);
-    const duplicates = [...counts].filter(([, n]) => n > 1);
     // A live node that lost a lease (stalled past store.leaseSec, as a loaded machine can make it) is
     // the second source of duplicates: seen when its renewal or its change under the lease fails.
     const lostLease = (l: { event?: string; err?: unknown }) =>
       l.event === "lease-lost" || (l.event === "attempt-error" && /no longer held/.test(String(l.err)));
     const leaseLost = nodes.reduce((n, p) => n + p.logs.filter(lostLease).length, 0);
-    const lostReplyDelivered = [...counts.keys()].filter((x) => unknown.has(x)).length;
     t.diagnostic(
-      `${KILLS} kills (${kills.join(", ")}; node${last} left down) in ${Date.now() - started} ms: ${acked.size} acknowledged ` +
+      `${KILLS} kills (${kills.join(", ")}; node${last} left down) in ${Date.now() - started} ms: ${ledger.acked.size} acknowledged ` +
         `(by node: ${ackedBy.join("/")}), ${counts.size} distinct delivered, ${duplicates.length} delivered more than once ` +
-        `(${duplicates.reduce((s, [, n]) => s + n - 1, 0)} extra copies), ${unknown.size} replies lost to a kill ` +
-        `(${lostReplyDelivered} of them delivered), ${refused.size} refused; leases lost by a live node: ${leaseLost}`,
+        `(${duplicates.reduce((s, [, n]) => s + n - 1, 0)} extra copies), ${ledger.unknown.size} replies lost to a kill ` +
+        `(${lostReplyDelivered} of them delivered), ${ledger.refused.size} refused; leases lost by a live node: ${leaseLost}`,
     );
-    assert.ok(acked.size >= 100, "enough load to mean something");
+    assert.ok(ledger.acked.size >= 100, "enough load to mean something");
     assert.ok(
       ackedBy.every((n) => n > 0),
       "every node acknowledged mail",
     );
-    assert.deepEqual(missing(), [], "every acknowledged message was delivered");
-    const unexpected = [...counts.keys()].filter((x) => !acked.has(x) && !unknown.has(x));
+    assert.deepEqual(missing, [], "every acknowledged message was delivered");
     assert.deepEqual(unexpected, [], "nothing delivered that was not (possibly) acknowledged");
-    assert.deepEqual(
-      [...counts.keys()].filter((x) => refused.has(x)),
-      [],
-      "nothing refused was delivered",
-    );
+    assert.deepEqual(refusedDelivered, [], "nothing refused was delivered");
     // The windows for a duplicate: a delivery in flight in each queue slot of a killed node, and
     // one per lease a live node lost (docs/QUEUE-POSTGRES.md). Anything more is a bug.
     const window = KILLS * QUEUE_SLOTS + leaseLost;

@@ -61,11 +61,7 @@ async function node(opts: { name: string; users?: { address: string; password: s
 async function submit(n: Postern, subject: string, user = JOHN.address, password = JOHN.password): Promise<string> {
   const c = await RawSmtp.open(n.ports.submission);
   try {
-    await c.reply();
-    await c.expect("EHLO client.test", 250);
-    await c.expect("STARTTLS", 220);
-    await c.upgradeTls();
-    await c.expect("EHLO client.test", 250);
+    await c.greetAndStartTls();
     await c.expect(`AUTH PLAIN ${b64(`\0${user}\0${password}`)}`, 235);
     await c.expect(`MAIL FROM:<${user}>`, 250);
     await c.expect("RCPT TO:<someone@elsewhere.test>", 250);
@@ -205,11 +201,7 @@ test("the database connection lost inside a message's transaction: the client ge
   const n = await node({ name: "cut", users: [] });
   const c = await RawSmtp.open(n.ports.submission);
   try {
-    await c.reply();
-    await c.expect("EHLO client.test", 250);
-    await c.expect("STARTTLS", 220);
-    await c.upgradeTls();
-    await c.expect("EHLO client.test", 250);
+    await c.greetAndStartTls();
     await c.expect(`AUTH PLAIN ${b64(`\0${JOHN.address}\0${JOHN.password}`)}`, 235);
     await c.expect(`MAIL FROM:<${JOHN.address}>`, 250);
     await c.expect("RCPT TO:<someone@elsewhere.test>", 250);

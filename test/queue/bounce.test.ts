@@ -5,11 +5,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { buffer } from "node:stream/consumers";
-import { DsnNotifier } from "../../src/queue/bounce.js";
-import { QueueRunner } from "../../src/queue/scheduler.js";
-import { Spool } from "../../src/queue/spool.js";
-import type { Envelope, EnvelopeRecipient, MessageSource, NewEnvelope, RecipientResult } from "../../src/queue/types.js";
-import { memoryLogger, tempDir } from "./helpers.js";
+import type { Envelope, EnvelopeRecipient, MessageSource, RecipientResult } from "../../src/queue/types.js";
+import { dsnRig } from "./helpers.js";
 import { readDsn } from "./dsn-reader.js";
 
 const T0 = Date.parse("2024-03-01T12:00:00Z");
@@ -22,11 +19,6 @@ interface Delivered {
 
 /** bad* → 550 5.1.1, slow* → 451 4.7.1, anything else → 250 (reports are captured with their bytes). */
 async function rig(opts: { delayWarningSec?: number; dsnPassedOn?: boolean } = {}) {
-  let t = T0;
-  const now = () => t;
-  const spool = new Spool(await tempDir(), { fsync: false, now });
-  await spool.init();
-  const logger = memoryLogger();
   const reports: Delivered[] = [];
   const deliver = async (env: Envelope, message: MessageSource, rcpts: EnvelopeRecipient[]): Promise<RecipientResult[]> => {
     if (env.dsnOf !== undefined) reports.push({ env, data: await buffer(message.open()) });
@@ -37,32 +29,7 @@ async function rig(opts: { delayWarningSec?: number; dsnPassedOn?: boolean } = {
       return { address: r.address, outcome: "delivered", detail: "250 2.0.0 Ok: queued", remoteMta: "mx.remote.test", dsnPassedOn: opts.dsnPassedOn };
     });
   };
-  let runner!: QueueRunner;
-  const dsn = new DsnNotifier({
-    spool,
-    hostname: "mail.example.org",
-    isLocalAddress: (a) => a.endsWith("@example.org"),
-    delayWarningSec: opts.delayWarningSec ?? 0,
-    maxLifetimeSec: 5 * 86400,
-    enqueue: (id) => runner.enqueued(id),
-    logger,
-    now,
-  });
-  runner = new QueueRunner({ spool, deliver, concurrency: 2, logger, now, onFinal: dsn.onFinal, onDeferred: dsn.onDeferred });
-  await runner.start();
-  const submit = async (env: Partial<NewEnvelope> & { recipients: NewEnvelope["recipients"] }) => {
-    const writer = await spool.openWriter();
-    await writer.write(Buffer.from(BODY));
-    const id = await writer.commit({
-      mailFrom: "alice@example.net",
-      client: { ip: "192.0.2.1", helo: "client.example.net", listener: "submission", authUser: "alice@example.net" },
-      ...env,
-    });
-    runner.enqueued(id);
-    await runner.runDue();
-    return id;
-  };
-  return { spool, logger, reports, runner, dsn, submit, advance: (ms: number) => void (t += ms) };
+  return { ...(await dsnRig({ t0: T0, body: BODY, deliver, delayWarningSec: opts.delayWarningSec })), reports };
 }
 
 test("a failed recipient gets one RFC 3464 report from <> to the sender, with ENVID, ORCPT, Remote-MTA and the SMTP diagnostic", async () => {

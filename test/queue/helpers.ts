@@ -1,9 +1,11 @@
-/** Shared fixtures for queue tests: temp spools, an envelope, a logger that remembers. */
+/** Shared fixtures for queue tests: temp spools, an envelope, a logger that remembers, a DSN rig. */
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Spool, type SpoolOptions } from "../../src/queue/spool.js";
-import type { NewEnvelope } from "../../src/queue/types.js";
+import type { DeliverFn, NewEnvelope } from "../../src/queue/types.js";
+import { DsnNotifier } from "../../src/queue/bounce.js";
+import { QueueRunner } from "../../src/queue/scheduler.js";
 import type { Log } from "../../src/base/log.js";
 
 export async function tempDir(prefix = "postern-queue-"): Promise<string> {
@@ -45,4 +47,44 @@ export function memoryLogger(): Log & { entries: LogEntry[] } {
     warn: (obj, msg) => entries.push({ level: "warn", obj, msg }),
     error: (obj, msg) => entries.push({ level: "error", obj, msg }),
   };
+}
+
+/**
+ * A real spool, DsnNotifier and queue runner on a clock that starts at `t0` and moves only with
+ * `advance`; `deliver` answers every attempt, reports included. `submit` spools `body` for the
+ * given envelope (from alice@example.net over submission unless it says otherwise) and runs what
+ * is due.
+ */
+export async function dsnRig(o: { t0: number; body: string; deliver: DeliverFn; delayWarningSec?: number }) {
+  let t = o.t0;
+  const now = () => t;
+  const spool = new Spool(await tempDir(), { fsync: false, now });
+  await spool.init();
+  const logger = memoryLogger();
+  let runner!: QueueRunner;
+  const dsn = new DsnNotifier({
+    spool,
+    hostname: "mail.example.org",
+    isLocalAddress: (a) => a.endsWith("@example.org"),
+    delayWarningSec: o.delayWarningSec ?? 0,
+    maxLifetimeSec: 5 * 86400,
+    enqueue: (id) => runner.enqueued(id),
+    logger,
+    now,
+  });
+  runner = new QueueRunner({ spool, deliver: o.deliver, concurrency: 2, logger, now, onFinal: dsn.onFinal, onDeferred: dsn.onDeferred });
+  await runner.start();
+  const submit = async (env: Partial<NewEnvelope> & { recipients: NewEnvelope["recipients"] }) => {
+    const writer = await spool.openWriter();
+    await writer.write(Buffer.from(o.body));
+    const id = await writer.commit({
+      mailFrom: "alice@example.net",
+      client: { ip: "192.0.2.1", helo: "client.example.net", listener: "submission", authUser: "alice@example.net" },
+      ...env,
+    });
+    runner.enqueued(id);
+    await runner.runDue();
+    return id;
+  };
+  return { spool, logger, runner, dsn, submit, advance: (ms: number) => void (t += ms) };
 }

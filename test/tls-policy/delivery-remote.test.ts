@@ -82,6 +82,15 @@ interface Rig {
   close(): Promise<void>;
 }
 
+/** The deliverer options every test here shares: no local domains, so everything goes out. */
+const remoteOnly = () => ({
+  isLocalDomain: () => false,
+  maildirTemplate: join(dir, "mail/{domain}/{localpart}"),
+  heloName: "postern.test",
+  fsync: false,
+  logger: quiet,
+});
+
 /** MX hosts of far.test in the order given (preference 10, 20, …), each a sink on 127.0.0.1. */
 async function rig(hosts: Record<string, SinkOptions>, sts: MtaStsResult, tlsa: Record<string, TlsaResult> = {}, mxSecure = true): Promise<Rig> {
   const sinks: Record<string, Sink> = {};
@@ -93,11 +102,7 @@ async function rig(hosts: Record<string, SinkOptions>, sts: MtaStsResult, tlsa: 
   const dns = await startDnsServer(zone);
   const outcomes: TlsSessionOutcome[] = [];
   const deliver = createDeliverer({
-    isLocalDomain: () => false,
-    maildirTemplate: join(dir, "mail/{domain}/{localpart}"),
-    heloName: "postern.test",
-    fsync: false,
-    logger: quiet,
+    ...remoteOnly(),
     mx: new MxResolver({ servers: [dns.address], ownNames: ["postern.test"], ownAddresses: [] }),
     mxHostPorts: Object.fromEntries(Object.entries(sinks).map(([n, s]) => [n, s.port])),
     ca: ca.certPem,
@@ -429,11 +434,7 @@ test("REQUIRETLS through the smarthost: verified TLS and the REQUIRETLS extensio
   const relayWith = async (o: SinkOptions) => {
     const sink = await startSink(o);
     const deliver = createDeliverer({
-      isLocalDomain: () => false,
-      maildirTemplate: join(dir, "mail/{domain}/{localpart}"),
-      heloName: "postern.test",
-      fsync: false,
-      logger: quiet,
+      ...remoteOnly(),
       // Configured as opportunistic and unverified: REQUIRETLS raises both.
       smarthost: { host: "127.0.0.1", port: sink.port, tls: "starttls-opportunistic", rejectUnauthorized: false, servername: "mx.far.test", ca: ca.certPem },
       timeoutMs: 5000,

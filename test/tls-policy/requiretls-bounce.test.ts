@@ -7,11 +7,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { buffer } from "node:stream/consumers";
-import { DsnNotifier } from "../../src/queue/bounce.js";
-import { QueueRunner } from "../../src/queue/scheduler.js";
 import { Spool } from "../../src/queue/spool.js";
-import type { Envelope, EnvelopeRecipient, MessageSource, NewEnvelope, RecipientResult } from "../../src/queue/types.js";
-import { memoryLogger, tempDir } from "../queue/helpers.js";
+import type { Envelope, EnvelopeRecipient, MessageSource, RecipientResult } from "../../src/queue/types.js";
+import { dsnRig } from "../queue/helpers.js";
 import { readDsn } from "../queue/dsn-reader.js";
 
 const T0 = Date.parse("2026-03-01T12:00:00Z");
@@ -19,11 +17,6 @@ const BODY = "From: Alice <alice@example.net>\r\nTo: x@remote.test\r\nSubject: s
 
 /** bad* → 550 5.7.30 (no peer offers REQUIRETLS), slow* → 451, anything else → 250. */
 async function rig(opts: { delayWarningSec?: number } = {}) {
-  let t = T0;
-  const now = () => t;
-  const spool = new Spool(await tempDir(), { fsync: false, now });
-  await spool.init();
-  const logger = memoryLogger();
   const reports: { env: Envelope; data: Buffer }[] = [];
   const seen: Envelope[] = [];
   const deliver = async (env: Envelope, message: MessageSource, rcpts: EnvelopeRecipient[]): Promise<RecipientResult[]> => {
@@ -39,33 +32,10 @@ async function rig(opts: { delayWarningSec?: number } = {}) {
       return { address: r.address, outcome: "delivered", detail: "250 2.0.0 Ok" };
     });
   };
-  let runner!: QueueRunner;
-  const dsn = new DsnNotifier({
-    spool,
-    hostname: "mail.example.org",
-    isLocalAddress: (a) => a.endsWith("@example.org"),
-    delayWarningSec: opts.delayWarningSec ?? 0,
-    maxLifetimeSec: 5 * 86400,
-    enqueue: (id) => runner.enqueued(id),
-    logger,
-    now,
-  });
-  runner = new QueueRunner({ spool, deliver, concurrency: 2, logger, now, onFinal: dsn.onFinal, onDeferred: dsn.onDeferred });
-  await runner.start();
-  const submit = async (env: Partial<NewEnvelope> & { recipients: NewEnvelope["recipients"] }) => {
-    const writer = await spool.openWriter();
-    await writer.write(Buffer.from(BODY));
-    const id = await writer.commit({
-      mailFrom: "alice@example.net",
-      client: { ip: "192.0.2.1", helo: "client.example.net", listener: "submission", authUser: "alice@example.net" },
-      senderVouched: true,
-      ...env,
-    });
-    runner.enqueued(id);
-    await runner.runDue();
-    return id;
-  };
-  return { spool, reports, seen, runner, submit, advance: (ms: number) => void (t += ms) };
+  const rig = await dsnRig({ t0: T0, body: BODY, deliver, ...opts });
+  // The sender is vouched for (it authenticated), so a report may carry the whole message.
+  const submit = (env: Parameters<typeof rig.submit>[0]) => rig.submit({ senderVouched: true, ...env });
+  return { ...rig, submit, reports, seen };
 }
 
 test("the spool writes and reads both tags, and keeps them across envelope updates", async () => {

@@ -10,6 +10,7 @@ import { X509Certificate } from "node:crypto";
 import { isIP, type LookupFunction } from "node:net";
 import { checkServerIdentity, type PeerCertificate } from "node:tls";
 import { type ParsedMtaStsPolicy, parseMtaStsPolicy } from "./mta-sts-parse.js";
+import { isCertificateError } from "../smtp-connection.js";
 
 /** Others limit the policy body to 64 KiB; a real policy is a few hundred bytes. */
 export const MTA_STS_MAX_BODY = 64 * 1024;
@@ -35,31 +36,6 @@ export type MtaStsFetchResult =
       /** The HTTP status, when a response came. */
       status?: number;
     };
-
-/** OpenSSL's verification failures as Node reports them (err.code), plus the name check's. */
-const CERT_ERRORS = new Set([
-  "ERR_TLS_CERT_ALTNAME_INVALID",
-  "UNABLE_TO_GET_ISSUER_CERT",
-  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
-  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
-  "UNABLE_TO_DECRYPT_CERT_SIGNATURE",
-  "UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY",
-  "CERT_SIGNATURE_FAILURE",
-  "CERT_NOT_YET_VALID",
-  "CERT_HAS_EXPIRED",
-  "ERROR_IN_CERT_NOT_BEFORE_FIELD",
-  "ERROR_IN_CERT_NOT_AFTER_FIELD",
-  "DEPTH_ZERO_SELF_SIGNED_CERT",
-  "SELF_SIGNED_CERT_IN_CHAIN",
-  "CERT_CHAIN_TOO_LONG",
-  "CERT_REVOKED",
-  "INVALID_CA",
-  "PATH_LENGTH_EXCEEDED",
-  "INVALID_PURPOSE",
-  "CERT_UNTRUSTED",
-  "CERT_REJECTED",
-  "HOSTNAME_MISMATCH",
-]);
 
 /** net's lookup, answered by our resolver (Node ≥ 20 asks with all: true for happy eyeballs). */
 function lookupWith(resolver: dns.Resolver): LookupFunction {
@@ -163,7 +139,7 @@ export function fetchMtaStsPolicy(domain: string, o: MtaStsFetchOptions): Promis
       },
     );
     req.on("error", (err: NodeJS.ErrnoException) => {
-      const webpki = err.code !== undefined && CERT_ERRORS.has(err.code);
+      const webpki = isCertificateError(err);
       finish({
         ok: false,
         resultType: webpki ? "sts-webpki-invalid" : "sts-policy-fetch-error",

@@ -11,7 +11,7 @@ import { mkdir, readdir, readFile, rename, unlink, writeFile } from "node:fs/pro
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import type { Log } from "../../base/log.js";
-import type { TlsReportRecorder, TlsRptPolicy, TlsRptResultType, TlsSessionOutcome } from "./types.js";
+import type { TlsFailureDetail, TlsReportRecorder, TlsRptPolicy, TlsRptResultType, TlsSessionOutcome } from "./types.js";
 
 /** RFC 8460 §4.3, every result-type a report may carry. */
 export const TLSRPT_RESULT_TYPES: readonly TlsRptResultType[] = [
@@ -29,13 +29,7 @@ export const TLSRPT_RESULT_TYPES: readonly TlsRptResultType[] = [
 ];
 
 /** One failure-details entry as kept (§4.4), with its count. */
-export interface FailureDetailCount {
-  resultType: TlsRptResultType;
-  sendingMtaIp?: string;
-  receivingMxHostname?: string;
-  receivingIp?: string;
-  additionalInformation?: string;
-  failureReasonCode?: string;
+export interface FailureDetailCount extends TlsFailureDetail {
   count: number;
 }
 

@@ -84,19 +84,22 @@ export interface TlsRptPolicy {
   mxHosts?: string[];
 }
 
+/** What went wrong in one session: a report's failure-details entry (RFC 8460 §4.4), less its count. */
+export interface TlsFailureDetail {
+  resultType: TlsRptResultType;
+  sendingMtaIp?: string;
+  receivingMxHostname?: string;
+  receivingIp?: string;
+  /** Short, no secrets: shown to the domain's owner. */
+  additionalInformation?: string;
+  failureReasonCode?: string;
+}
+
 /** One TLS session attempt's outcome, as the delivery path hands it to the recorder. */
 export interface TlsSessionOutcome {
   policy: TlsRptPolicy;
   /** Absent: the session was set up with TLS as the policy wanted. */
-  failure?: {
-    resultType: TlsRptResultType;
-    sendingMtaIp?: string;
-    receivingMxHostname?: string;
-    receivingIp?: string;
-    /** Short, no secrets: shown to the domain's owner. */
-    additionalInformation?: string;
-    failureReasonCode?: string;
-  };
+  failure?: TlsFailureDetail;
 }
 
 /** What delivery needs of the TLS-RPT side; a no-op when reporting is off. */

@@ -10,20 +10,24 @@
 import { appPasswordId, canonicalAppPassword, checkAppPasswordName, generateAppPassword } from "../../auth/app-password.js";
 import { CredentialCache } from "../../auth/cache.js";
 import type { Authenticator, UserInfo } from "../../auth/types.js";
-import { generateSecretsFor, SCRYPT_HASHER, type PasswordHasher, type UserSecrets } from "../../auth/user-secrets.js";
+import { SCRYPT_HASHER, type PasswordHasher, type UserSecrets } from "../../auth/user-secrets.js";
 import {
   appPasswordSecrets,
   appPasswordUseWorthRecording,
   normalizeAddress,
   normalizeSender,
+  requireAddress,
   splitForms,
+  toUserInfo,
+  USER_STORE_CREDENTIALS,
   userLoginKey,
+  userStoreScramShape,
+  userStoreSecrets,
   verifyStoredPassword,
   type AppPasswordInfo,
   type LoginAppPassword,
   type UserStoreAdmin,
 } from "../../auth/user-store-rules.js";
-import { SCRAM_DEFAULT_ITERATIONS, SCRAM_SALT_BYTES } from "../../sasl/secrets.js";
 import type { CramMd5Secret, CredentialKind, ScramCredentials, ScramShape, VerifyContext, VerifyResult } from "../../sasl/types.js";
 import { PG_UNIQUE_VIOLATION, pgErrorCode, statement, type PgPool } from "./pool.js";
 
@@ -43,7 +47,6 @@ export interface PgUserStoreOptions {
 }
 
 /** Every user has a password hash and the SCRAM, CRAM-MD5 and DIGEST-MD5 secrets derived at set time. */
-const CREDENTIALS: readonly CredentialKind[] = ["password", "scram-sha-256", "cram-md5", "digest-md5"];
 
 /** $1 is auth.requireAppPasswords: a user without a setting follows it. */
 const MAIN_REFUSED = "COALESCE(require_app_passwords, $1) AS main_refused";
@@ -241,7 +244,7 @@ export class PgUserStore implements Authenticator, UserStoreAdmin {
   }
 
   credentials(): readonly CredentialKind[] {
-    return CREDENTIALS;
+    return USER_STORE_CREDENTIALS;
   }
 
   loginKey(user: string): string {
@@ -249,7 +252,7 @@ export class PgUserStore implements Authenticator, UserStoreAdmin {
   }
 
   scramShape(): ScramShape {
-    return { iterations: this.scramIterations ?? SCRAM_DEFAULT_ITERATIONS, saltBytes: SCRAM_SALT_BYTES };
+    return userStoreScramShape(this.scramIterations);
   }
 
   // ---- Authenticator ------------------------------------------------------------------------
@@ -259,7 +262,7 @@ export class PgUserStore implements Authenticator, UserStoreAdmin {
     const normalized = normalizeAddress(address);
     if (normalized === null) return null;
     const row = (await this.pool.run<InfoRow>(SQL.info, [userLoginKey(normalized)])).rows[0];
-    return row ? toUserInfo(row) : null;
+    return row ? userInfo(row) : null;
   }
 
   /** The pool is the node's (server.ts ends it); only this store's cache goes. */
@@ -279,14 +282,7 @@ export class PgUserStore implements Authenticator, UserStoreAdmin {
     const added = await this.pool.run(SQL.insert, [
       userLoginKey(normalized),
       normalized,
-      s.passwordHash,
-      s.scram.salt,
-      s.scram.iterations,
-      s.scram.storedKey,
-      s.scram.serverKey,
-      Buffer.concat([s.cramMd5.outer, s.cramMd5.inner]),
-      s.digestHa1,
-      s.digestRealm,
+      ...secretValues(s),
       senders,
       opts.relayClient === true,
       opts.requireAppPasswords ?? null,
@@ -302,18 +298,7 @@ export class PgUserStore implements Authenticator, UserStoreAdmin {
     // main password does not silently take SCRAM away from every device.
     const kept = (await this.pool.run<{ scram_salt: Buffer; scram_iterations: number }>(SQL.appHasScram, [key])).rows[0];
     const s = await this.secretsFor(password, row.address, kept ? { salt: kept.scram_salt, iterations: kept.scram_iterations } : undefined);
-    const updated = await this.pool.run(SQL.updateSecrets, [
-      key,
-      s.passwordHash,
-      s.scram.salt,
-      s.scram.iterations,
-      s.scram.storedKey,
-      s.scram.serverKey,
-      Buffer.concat([s.cramMd5.outer, s.cramMd5.inner]),
-      s.digestHa1,
-      s.digestRealm,
-      new Date(),
-    ]);
+    const updated = await this.pool.run(SQL.updateSecrets, [key, ...secretValues(s), new Date()]);
     if (updated.rowCount === 0) throw new Error(`no such user: ${row.address}`);
     this.cache?.invalidateUser(row.address);
   }
@@ -328,7 +313,7 @@ export class PgUserStore implements Authenticator, UserStoreAdmin {
   }
 
   async listUsers(): Promise<UserInfo[]> {
-    return (await this.pool.run<InfoRow>(SQL.all)).rows.map(toUserInfo);
+    return (await this.pool.run<InfoRow>(SQL.all)).rows.map(userInfo);
   }
 
   async setSenders(address: string, senders: string[]): Promise<void> {
@@ -446,18 +431,8 @@ export class PgUserStore implements Authenticator, UserStoreAdmin {
   }
 
   private secretsFor(password: string, address: string, scram?: { salt: Buffer; iterations: number }): Promise<UserSecrets> {
-    return generateSecretsFor(password, address, this.hostname, {
-      hasher: this.hasher,
-      ...(this.scramIterations ? { scramIterations: this.scramIterations } : {}),
-      ...(scram ? { scramSalt: scram.salt, scramIterations: scram.iterations } : {}),
-    });
+    return userStoreSecrets(password, address, { hostname: this.hostname, hasher: this.hasher, scramIterations: this.scramIterations }, scram);
   }
-}
-
-function requireAddress(address: string): string {
-  const normalized = normalizeAddress(address);
-  if (normalized === null) throw new Error(`not a valid address (full user@domain required): ${JSON.stringify(address)}`);
-  return normalized;
 }
 
 /** The per-form secrets of each app password in a secrets row (names and blobs in the same order). */
@@ -469,11 +444,20 @@ function loginAppPassword(app: AppRow): LoginAppPassword {
   return { name: app.name, passwordHash: app.password_hash, lastUsedAt: app.last_used_at?.toISOString() ?? null, lastUsedIp: app.last_used_ip };
 }
 
-function toUserInfo(row: InfoRow): UserInfo {
-  return {
-    address: row.address,
-    senders: Array.isArray(row.senders) ? row.senders.filter((s): s is string => typeof s === "string") : [],
-    disabled: row.disabled,
-    ...(row.relay_client ? { relayClient: true } : {}),
-  };
+function userInfo(row: InfoRow): UserInfo {
+  return toUserInfo({ address: row.address, senders: row.senders, disabled: row.disabled, relayClient: row.relay_client });
+}
+
+/** A user's secrets in the order of the users table's columns password_hash to digest_realm. */
+function secretValues(s: UserSecrets): unknown[] {
+  return [
+    s.passwordHash,
+    s.scram.salt,
+    s.scram.iterations,
+    s.scram.storedKey,
+    s.scram.serverKey,
+    Buffer.concat([s.cramMd5.outer, s.cramMd5.inner]),
+    s.digestHa1,
+    s.digestRealm,
+  ];
 }

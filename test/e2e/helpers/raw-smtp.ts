@@ -129,6 +129,16 @@ export class RawSmtp {
     if (!this.closed) throw new Error(`connection still open after ${timeoutMs} ms`);
   }
 
+  /** A new connection's opening: the 220 greeting, EHLO, STARTTLS and EHLO again; returns that EHLO's reply. */
+  async greetAndStartTls(helo = "client.test"): Promise<SmtpReply> {
+    const greeting = await this.reply();
+    if (greeting.code !== 220) throw new Error(`expected a 220 greeting, got ${greeting.text}`);
+    await this.expect(`EHLO ${helo}`, 250);
+    await this.expect("STARTTLS", 220);
+    await this.upgradeTls();
+    return this.expect(`EHLO ${helo}`, 250);
+  }
+
   async upgradeTls(): Promise<void> {
     this.socket = await upgradeLocal(this.socket);
     this.buffer = "";
