@@ -22,7 +22,12 @@ const run = promisify(execFile);
 /** A free loopback port below the first unprivileged one (as root), or undefined when all are unprivileged. */
 async function freePrivilegedPort(): Promise<number | undefined> {
   const first = Number((await readFile("/proc/sys/net/ipv4/ip_unprivileged_port_start", "utf8").catch(() => "1024")).trim());
-  for (let port = Math.min(first, 1024) - 1; port >= Math.max(1, first - 200); port--) {
+  const top = Math.min(first, 1024) - 1;
+  const span = Math.max(0, top - Math.max(1, first - 200) + 1);
+  // From a random point of the range, so that suites running side by side rarely want the same one.
+  const start = Math.floor(Math.random() * span);
+  for (let i = 0; i < span; i++) {
+    const port = top - ((start + i) % span);
     const free = await new Promise<boolean>((resolve) => {
       const probe = createServer();
       probe.once("error", () => resolve(false));
@@ -46,16 +51,24 @@ if (process.getuid?.() === 0) {
       uid = Number((await run("id", ["-u", user])).stdout.trim());
       base = await mkdtemp(join(tmpdir(), "postern-priv-"));
       await chmod(base, 0o755); // the unprivileged user must reach its data directory
-      webPort = await freePrivilegedPort();
-      pg = await startPostern({
-        config: {
-          dataDir: join(base, "data"),
-          delivery: { maildir: join(base, "data/mail/{domain}/{localpart}") },
-          process: { user },
-          ...(webPort !== undefined ? { web: { address: "127.0.0.1", port: webPort } } : {}),
-        },
-        users: [{ address: "jane@example.org", password: "x" }],
-      });
+      // A port found free can be taken before the server binds it (another suite on this machine): try another.
+      for (let attempt = 1; ; attempt++) {
+        webPort = await freePrivilegedPort();
+        try {
+          pg = await startPostern({
+            config: {
+              dataDir: join(base, "data"),
+              delivery: { maildir: join(base, "data/mail/{domain}/{localpart}") },
+              process: { user },
+              ...(webPort !== undefined ? { web: { address: "127.0.0.1", port: webPort } } : {}),
+            },
+            users: [{ address: "jane@example.org", password: "x" }],
+          });
+          break;
+        } catch (err) {
+          if (attempt >= 3 || !/already in use/.test(String(err))) throw err;
+        }
+      }
     });
     after(async () => {
       await pg?.cleanup();
