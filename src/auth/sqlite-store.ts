@@ -18,6 +18,7 @@ import {
   appPasswordUseWorthRecording,
   normalizeAddress,
   normalizeSender,
+  passwordStampOf,
   requireAddress,
   splitForms,
   toUserInfo,
@@ -320,6 +321,11 @@ export class SqliteUserStore implements Authenticator, UserStoreAdmin {
   async lookupUser(address: string): Promise<UserInfo | null> {
     const row = this.byAddress(address, (normalized) => this.sql.info.get(normalized));
     return row ? userInfo(row) : null;
+  }
+
+  async passwordStamp(address: string): Promise<string | null> {
+    const row = this.byAddress(address, (normalized) => this.sql.auth.get(normalized));
+    return row ? passwordStampOf(row.password_hash) : null;
   }
 
   close(): void {

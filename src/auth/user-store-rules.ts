@@ -4,6 +4,7 @@
  * normalising, the password login (one scrypt however it ends), app passwords' derived secrets,
  * and the admin operations both stores offer (`UserStoreAdmin`, for `postern user` and the web pages).
  */
+import { createHash } from "node:crypto";
 import { appPasswordForms, appPasswordId, canonicalAppPassword } from "./app-password.js";
 import type { CredentialCache } from "./cache.js";
 import { DUMMY_PASSWORD_HASH } from "./password-hash.js";
@@ -49,6 +50,11 @@ export function normalizeAddress(input: string): string | null {
 }
 
 /** normalizeAddress for the admin operations, where a bad address throws. */
+/** What a web session remembers of the main password: a digest of its stored hash, never the hash. */
+export function passwordStampOf(passwordHash: string): string {
+  return createHash("sha256").update(passwordHash).digest("base64url");
+}
+
 export function requireAddress(address: string): string {
   const normalized = normalizeAddress(address);
   if (normalized === null) throw new Error(`not a valid address (full user@domain required): ${JSON.stringify(address)}`);
@@ -217,6 +223,8 @@ type Awaitable<T> = T | Promise<T>;
  */
 export interface UserStoreAdmin {
   lookupUser(address: string): Promise<UserInfo | null>;
+  /** Changes whenever the main password does (a digest of its stored hash); null: no such user. */
+  passwordStamp(address: string): Promise<string | null>;
   listUsers(): Awaitable<UserInfo[]>;
   addUser(address: string, password: string, opts?: { senders?: string[]; relayClient?: boolean; requireAppPasswords?: boolean }): Promise<void>;
   setPassword(address: string, password: string): Promise<void>;

@@ -115,3 +115,15 @@ test("on PostgreSQL: web logins and SMTP AUTH share the cluster-wide lockout", a
   await assert.rejects(submissionTransport(server.ports.submission, VICTIM.address, VICTIM.password).verify(), /454|535|Invalid login/);
   await server.waitForLog((l) => l.event === "auth-failure" && l.reason === "backend-error" && /throttled/.test(String(l.detail)));
 });
+
+test("on PostgreSQL: a password set through the CLI (as on any other node) ends the user's web sessions", async () => {
+  const user = { address: "mover@example.org", password: "mover-password-1" };
+  const add = await runCli(["user", "add", user.address, "--password-stdin", "--config", server.configPath], `${user.password}\n`);
+  assert.equal(add.code, 0, add.stderr);
+  const { cookie } = await login(webPort, user.address, user.password);
+  assert.ok(cookie);
+  assert.equal((await call(webPort, "GET", "/ui/account", { cookie })).status, 200);
+  const reset = await runCli(["user", "passwd", user.address, "--password-stdin", "--config", server.configPath], "mover-password-2\n");
+  assert.equal(reset.code, 0, reset.stderr);
+  assert.equal((await call(webPort, "GET", "/ui/account", { cookie })).headers.location, "/ui/login");
+});

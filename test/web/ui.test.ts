@@ -265,6 +265,11 @@ describe("web UI app", () => {
     assert.equal((await call(port, "GET", "/ui/account", { cookie: leaver.cookie })).headers.location, "/ui/login");
     store.setDisabled("leaver@example.org", false);
     assert.equal((await call(port, "GET", "/ui/account", { cookie: leaver.cookie })).headers.location, "/ui/login");
+    // A new password set outside this app (the CLI, another node of a cluster): the session ends too.
+    const reset = await login("leaver@example.org", "leaver-secret-1");
+    assert.equal((await call(port, "GET", "/ui/account", { cookie: reset.cookie })).status, 200);
+    await store.setPassword("leaver@example.org", "leaver-secret-2");
+    assert.equal((await call(port, "GET", "/ui/account", { cookie: reset.cookie })).headers.location, "/ui/login");
     // An admin from outside web.adminFrom gets the self-service pages only.
     const away = { "x-test-client": "198.51.100.7" };
     const page = await call(port, "GET", "/ui/login", { headers: away });
@@ -300,8 +305,10 @@ describe("web UI app", () => {
     await call(port, "POST", "/ui/account/password", { cookie, form: { csrf, old: "user-secret-1", new: "user-secret-2", again: "user-secret-2" } });
     assert.equal((await store.verifyPassword("user@example.org", "user-secret-2")).ok, true);
     assert.ok(logs.some((l) => l.event === "web-change" && l.what === "password-changed" && l.target === "user@example.org"));
-    // Logout ends the session on the server: the old cookie no longer opens anything.
+    // The session that changed the password goes on (the others of that user end).
     page = await call(port, "GET", "/ui/account", { cookie });
+    assert.equal(page.status, 200);
+    // Logout ends the session on the server: the old cookie no longer opens anything.
     await call(port, "POST", "/ui/logout", { cookie, form: { csrf: csrfOf(page.body)! } });
     assert.equal((await call(port, "GET", "/ui/account", { cookie })).headers.location, "/ui/login");
   });
@@ -333,12 +340,12 @@ describe("web UI pieces", () => {
   it("sessions expire when idle and at their absolute lifetime", () => {
     let now = 0;
     const s = new SessionStore({ idleSec: 60, maxSec: 300 }, () => now);
-    const a = s.create("a@example.org", false);
+    const a = s.create("a@example.org", false, null);
     now = 59_000;
     assert.ok(s.get(a.id));
     now = 59_000 + 61_000;
     assert.equal(s.get(a.id), undefined);
-    const b = s.create("b@example.org", false);
+    const b = s.create("b@example.org", false, null);
     for (let t = now; t < now + 300_000; t += 50_000) assert.ok(s.get(b.id), `alive at ${t}`);
     now += 301_000;
     assert.equal(s.get(b.id), undefined);

@@ -16,6 +16,7 @@ import {
   appPasswordUseWorthRecording,
   normalizeAddress,
   normalizeSender,
+  passwordStampOf,
   requireAddress,
   splitForms,
   toUserInfo,
@@ -263,6 +264,13 @@ export class PgUserStore implements Authenticator, UserStoreAdmin {
     if (normalized === null) return null;
     const row = (await this.pool.run<InfoRow>(SQL.info, [userLoginKey(normalized)])).rows[0];
     return row ? userInfo(row) : null;
+  }
+
+  async passwordStamp(address: string): Promise<string | null> {
+    const normalized = normalizeAddress(address);
+    if (normalized === null) return null;
+    const row = await this.authRow(normalized);
+    return row ? passwordStampOf(row.password_hash) : null;
   }
 
   /** The pool is the node's (server.ts ends it); only this store's cache goes. */

@@ -46,7 +46,7 @@ const MIN_PASSWORD_LENGTH = 8;
 /** The parts of the built-in user store the pages use: SQLite or PostgreSQL (src/store/user-store.ts). */
 export type UiUserStore = Pick<
   UserStoreAdmin,
-  "lookupUser" | "listUsers" | "addUser" | "setPassword" | "setDisabled" | "addAppPassword" | "listAppPasswords" | "revokeAppPassword"
+  "lookupUser" | "passwordStamp" | "listUsers" | "addUser" | "setPassword" | "setDisabled" | "addAppPassword" | "listAppPasswords" | "revokeAppPassword"
 >;
 
 /** The queue operations of `postern queue` (src/queue/admin.ts QueueAdmin). */
@@ -115,6 +115,10 @@ export function createUiApp(deps: UiDeps): WebApp {
   const adminFrom = new NetworkList(deps.adminFrom);
   const delay = deps.delay ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref()));
   const isAdmin = (user: string) => admins.has(user.toLowerCase());
+  const stillValid = async (session: WebSession): Promise<boolean> => {
+    const [user, stamp] = await Promise.all([deps.store.lookupUser(session.user), deps.store.passwordStamp(session.user)]);
+    return user !== null && !user.disabled && stamp === session.passwordStamp;
+  };
 
   const changed = (ctx: Ctx, what: string, detail: Record<string, unknown> = {}) =>
     deps.log.info({ event: "web-change", user: ctx.session?.user, ip: ctx.web.remoteIp, what, ...detail }, `web: ${what}`);
@@ -192,7 +196,7 @@ export function createUiApp(deps: UiDeps): WebApp {
     // Always a new session id, never one the client brought: a session the cookie still names ends here.
     const previous = sessions.get(readCookie(web.req.headers.cookie, SESSION_COOKIE));
     if (previous) sessions.destroy(previous.id);
-    const session = sessions.create(user, isAdmin(user));
+    const session = sessions.create(user, isAdmin(user), await deps.store.passwordStamp(user));
     deps.log.info({ event: "web-login", user, ip, admin: session.admin }, "web login");
     const home = session.admin && adminFrom.contains(ip) ? "/ui/admin" : "/ui/account";
     return redirect(web, home, {
@@ -292,6 +296,7 @@ export function createUiApp(deps: UiDeps): WebApp {
           return (flash(ctx, "error", "The current password is wrong."), back());
         }
         await deps.store.setPassword(session.user, next);
+        session.passwordStamp = await deps.store.passwordStamp(session.user);
         sessions.destroyUser(session.user, session.id);
         changed(ctx, "password-changed", { target: session.user });
         return (flash(ctx, "ok", "Password changed."), back());
@@ -338,6 +343,7 @@ export function createUiApp(deps: UiDeps): WebApp {
         const password = form.get("password") ?? "";
         if (password.length < MIN_PASSWORD_LENGTH) throw new HttpError(400, `the password needs at least ${MIN_PASSWORD_LENGTH} characters`);
         await deps.store.setPassword(address, password);
+        if (ctx.session && ctx.session.user.toLowerCase() === address.toLowerCase()) ctx.session.passwordStamp = await deps.store.passwordStamp(address);
         sessions.destroyUser(address, ctx.session?.id);
         changed(ctx, "password-reset", { target: address });
         return done(userPageOf(address), `Password of ${address} set.`);
@@ -398,8 +404,9 @@ export function createUiApp(deps: UiDeps): WebApp {
       const method = web.req.method ?? "GET";
       if (path === "/ui/static/ui.css" && (method === "GET" || method === "HEAD")) return send(web, 200, STYLESHEET, "text/css; charset=utf-8");
       let session = sessions.get(readCookie(web.req.headers.cookie, SESSION_COOKIE));
-      // Disabled or deleted since the login (by the CLI too): the session ends here.
-      if (session && (await deps.store.lookupUser(session.user).then((u) => !u || u.disabled))) {
+      // Disabled, deleted or given a new password since the login — through this node, another node
+      // or the CLI: the session ends here (the store is asked, not this process's memory).
+      if (session && !(await stillValid(session))) {
         sessions.destroy(session.id);
         session = undefined;
       }

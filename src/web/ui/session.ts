@@ -13,6 +13,9 @@ export interface WebSession {
   user: string;
   /** Whether this login may see the admin pages (web.admins; the address is checked per request). */
   admin: boolean;
+  /** The store's stamp of the main password at login (or at this session's own change): a password
+   * set anywhere else — another node, the CLI — ends the session (checked per request). */
+  passwordStamp: string | null;
   /** Sent in every form as a hidden field; checked on every POST. */
   csrfToken: string;
   createdAt: number;
@@ -37,7 +40,7 @@ export class SessionStore {
     private readonly now: () => number = Date.now,
   ) {}
 
-  create(user: string, admin: boolean): WebSession {
+  create(user: string, admin: boolean, passwordStamp: string | null): WebSession {
     this.sweep();
     if (this.sessions.size >= MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value!);
     const now = this.now();
@@ -45,6 +48,7 @@ export class SessionStore {
       id: randomBytes(32).toString("base64url"),
       user,
       admin,
+      passwordStamp,
       csrfToken: randomBytes(32).toString("base64url"),
       createdAt: now,
       lastSeenAt: now,
