@@ -171,12 +171,17 @@ test("a lease that expires (its holder died) is taken over; the old holder can n
   const { nodes } = await cluster("expiry", 2);
   const [a, b] = nodes as [PgQueueStore, PgQueueStore];
   const id = await commit(a, "m\r\n");
-  const dead = await a.claim(id, 200); // node0 "dies": never renews, never releases
+  // node0 "dies": never renews, never releases. The lease is long enough that the two checks below
+  // run inside it even on a loaded machine; its expiry (the database's clock) is then polled for.
+  const dead = await a.claim(id, 1500);
   assert.ok(dead);
   assert.equal(await b.claim(id, 60_000), null);
   assert.deepEqual(await b.claimDue(10, 60_000), [], "not due for takeover while the lease runs");
-  await new Promise((resolve) => setTimeout(resolve, 300));
-  const taken = await b.claimDue(10, 60_000);
+  let taken = await b.claimDue(10, 60_000);
+  for (const deadline = Date.now() + 10_000; taken.length === 0 && Date.now() < deadline; ) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    taken = await b.claimDue(10, 60_000);
+  }
   assert.deepEqual(
     taken.map((l) => l.id),
     [id],
@@ -190,9 +195,10 @@ test("held leases are renewed, so a long attempt keeps its message", async () =>
   const { nodes } = await cluster("renew", 2, 100);
   const [a, b] = nodes as [PgQueueStore, PgQueueStore];
   const id = await commit(a, "m\r\n");
-  const lease = await a.claim(id, 300);
+  // Renewed every 100 ms, so only a stall of most of a second on a loaded machine could let it lapse.
+  const lease = await a.claim(id, 1000);
   assert.ok(lease);
-  await new Promise((resolve) => setTimeout(resolve, 800));
+  await new Promise((resolve) => setTimeout(resolve, 2500));
   assert.equal(await b.claim(id, 60_000), null, "still node0's after more than twice the lease length");
   await a.updateEnvelope(await a.readEnvelope(id), lease);
   await lease.release();
@@ -232,7 +238,7 @@ test("runners on three nodes share the queue: each message delivered once, a dea
   for (let i = 0; i < 25; i++) ids.push(await commit(nodes[2]!, `m${i}\r\n`));
   const orphaned = await nodes[2]!.claimDue(5, 300);
   assert.equal(orphaned.length, 5);
-  const runners = nodes.slice(0, 2).map((spool) => new QueueRunner({ spool, deliver, concurrency: 4, logger: memoryLogger(), pollMs: 50, leaseMs: 300 }));
+  const runners = nodes.slice(0, 2).map((spool) => new QueueRunner({ spool, deliver, concurrency: 4, logger: memoryLogger(), pollMs: 50, leaseMs: 1500 }));
   try {
     for (const r of runners) await r.start();
     const deadline = Date.now() + 10_000;
@@ -381,7 +387,8 @@ test("bounces: a node overtaken while committing a report and the node that took
   stores.push(slow);
 
   const id = await commit(taker, "Subject: to nobody\r\n\r\nbody\r\n", ["nobody@elsewhere.test"]);
-  const slowLease = (await slow.claim(id, 200))!;
+  // Long enough for the slow node to record its notice even on a loaded machine; then it lapses.
+  const slowLease = (await slow.claim(id, 1500))!;
   const slowReport = notifier(slow).onFinal(failedEnvelope(await slow.readEnvelope(id)), undefined, slowLease);
   slowReport.catch(() => undefined);
   await atCommit; // the notice is recorded under the slow node's lease; its report is not committed
@@ -406,7 +413,8 @@ test("bounces: a report stays held until its original records it, so a takeover 
   const [dying, taker] = nodes as [PgQueueStore, PgQueueStore];
   const id = await commit(dying, "Subject: to nobody\r\n\r\nbody\r\n", ["nobody@elsewhere.test"]);
   // The dying node commits its report, then dies before marking it sent (its update fails).
-  const lease = (await dying.claim(id, 200))!;
+  // Long enough for the checks below to run inside it on a loaded machine; the taker then polls for its end.
+  const lease = (await dying.claim(id, 1500))!;
   let updates = 0;
   const update = dying.updateEnvelope.bind(dying);
   dying.updateEnvelope = async (env, l) => {
