@@ -108,7 +108,8 @@ function holderPid(path: string): number | undefined {
 export const WORKERS_LOCK_NAME = "workers.lock";
 
 function openWorkersLock(dataDir: string, create = true): number {
-  const flags = constants.O_RDWR | constants.O_NOFOLLOW | constants.O_NONBLOCK | (create ? constants.O_CREAT : 0);
+  // O_APPEND: each worker's own descriptor starts at 0, so without it their pids overwrite each other.
+  const flags = constants.O_RDWR | constants.O_APPEND | constants.O_NOFOLLOW | constants.O_NONBLOCK | (create ? constants.O_CREAT : 0);
   return openSync(join(resolve(dataDir), WORKERS_LOCK_NAME), flags, 0o600);
 }
 
